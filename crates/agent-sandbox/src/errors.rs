@@ -1,0 +1,49 @@
+//! Errors of engine operations: one variant per operation, the bollard error as the
+//! source. A failed build or a program that crashes is not an error but an outcome.
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot connect to the Docker engine at `{host}`")]
+    Connect {
+        host: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("cannot make the build context")]
+    Context(#[source] std::io::Error),
+    #[error("the engine failed during the build")]
+    Build(#[source] bollard::errors::Error),
+    #[error("cannot create the container for `{image}`")]
+    CreateContainer {
+        image: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("the engine failed while running container `{container}`")]
+    Run {
+        container: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("cannot tag image `{image}` as `{tag}`")]
+    Tag {
+        image: String,
+        tag: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("cannot inspect image `{image}`")]
+    InspectImage {
+        image: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("cannot list what runs left on the engine")]
+    List(#[source] bollard::errors::Error),
+    #[error("cannot remove `{object}`")]
+    Remove {
+        object: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+}

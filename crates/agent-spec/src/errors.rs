@@ -1,0 +1,54 @@
+//! Errors for reading specs and config files: each names the file, and the line and
+//! column where the problem is.
+
+use std::path::PathBuf;
+
+/// Where in a file a problem sits (1-based line and column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read spec `{path}`")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A syntax error, an unknown key, a wrong type, two matchers in one check, a bad
+    /// regex, a bad name: `message` says which, `location` says where.
+    #[error("{location}: {message}")]
+    Invalid { location: Location, message: String },
+    /// An `inputs` entry that does not exist or escapes the spec's folder.
+    #[error("{location}: input `{input}` {problem}")]
+    Input {
+        location: Location,
+        input: String,
+        problem: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config `{path}`")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{location}: {message}")]
+    Invalid { location: Location, message: String },
+    /// A value from the environment or the command line that does not parse.
+    #[error("{origin}: {message}")]
+    Override { origin: String, message: String },
+}

@@ -1,0 +1,1 @@
+//! The `agent` binary end to end.
