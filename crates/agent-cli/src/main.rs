@@ -1,1 +1,6 @@
-fn main() {}
+//! The `agent` binary: everything lives in the library; this only hands over the exit
+//! code.
+
+fn main() -> std::process::ExitCode {
+    agent_cli::main()
+}

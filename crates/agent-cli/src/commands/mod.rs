@@ -1,0 +1,7 @@
+//! One module per subcommand.
+
+pub mod check;
+pub mod doctor;
+pub mod gc;
+pub mod run;
+pub mod verify;

@@ -1,0 +1,276 @@
+//! `agent run`: the loop for one or many specs, `--jobs` at a time, with cleanup on
+//! every exit path (Ctrl-C and SIGTERM included).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_loop::{Job, Prompts, Report};
+use agent_model::Model;
+use agent_sandbox::Sandbox;
+use agent_spec::{FlagOverrides, Spec};
+use secrecy::SecretString;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::args::RunArgs;
+use crate::env;
+use crate::exit;
+use crate::failure::Failure;
+use crate::progress::Progress;
+use crate::settings;
+use crate::summary::{self, SpecSummary};
+
+/// How long cleanup may take after a signal before the process exits anyway.
+const CLEANUP_GRACE: Duration = Duration::from_secs(30);
+
+pub async fn run(args: RunArgs) -> Result<u8, Failure> {
+    // Everything that can be wrong with the input is found before any model call.
+    let flags = FlagOverrides {
+        base_url: args.base_url.clone(),
+        model: args.model.clone(),
+        max_iterations: args.max_iterations,
+    };
+    let resolved = Arc::new(settings::resolve(args.config.config.as_deref(), flags)?);
+    let prompts = Arc::new(Prompts::load(&resolved.prompts).map_err(Failure::usage)?);
+    let specs = settings::load_specs(&args.specs)?;
+
+    let model = match &args.replay {
+        Some(transcript) => Model::replay(transcript).map_err(|error| {
+            Failure::usage(error)
+                .with_hint("`--replay` takes a transcript.jsonl written by an earlier run")
+        })?,
+        None => {
+            let key_name = &resolved.model.api_key_env;
+            let api_key = env::var(key_name).map(SecretString::from);
+            if api_key.is_none()
+                && resolved
+                    .model
+                    .base_url
+                    .starts_with("https://api.openai.com")
+            {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "no API key: the environment variable `{key_name}` is not set"
+                ))
+                .with_hint(format!(
+                    "export {key_name}=…, or point `--base-url` at a local server (vLLM, Ollama) that needs none"
+                )));
+            }
+            Model::live(&resolved.model, api_key)
+                .map_err(|error| Failure::model(error, key_name))?
+        }
+    };
+
+    let sandbox = Sandbox::connect(env::var(env::DOCKER_HOST).as_deref())
+        .await
+        .map_err(Failure::engine)?;
+
+    let cancel = CancellationToken::new();
+    let signal = watch_signals(cancel.clone());
+    let owner = agent_sandbox::owner_id();
+    let progress = Progress::new();
+    let sink = progress.sink();
+    let jobs = Arc::new(Semaphore::new(args.jobs as usize));
+
+    let mut tasks = Vec::new();
+    for spec in specs {
+        let limits = resolved.limits_for(&spec);
+        let run_id = new_run_id();
+        let run_dir = args.out.join(&spec.name).join(&run_id);
+        let job = Job {
+            spec,
+            limits,
+            settings: resolved.clone(),
+            prompts: prompts.clone(),
+            run_id,
+            run_dir,
+            owner: owner.clone(),
+        };
+        let model = model.clone();
+        let sandbox = sandbox.clone();
+        let sink = sink.clone();
+        let cancel = cancel.clone();
+        let jobs = jobs.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = tokio::select! {
+                permit = jobs.acquire_owned() => permit.expect("the semaphore is never closed"),
+                () = cancel.cancelled() => return SpecOutcome::NotStarted(job.spec),
+            };
+            run_one(job, &model, &sandbox, &sink, &cancel).await
+        }));
+    }
+
+    let mut summaries = Vec::new();
+    let mut infrastructure: Option<Failure> = None;
+    for task in tasks {
+        match task.await {
+            Ok(SpecOutcome::Finished {
+                report,
+                run_dir,
+                error,
+            }) => {
+                if let Some(error) = error {
+                    let failure = Failure::from_loop(error, &resolved.model.api_key_env);
+                    progress.println(&format!("{}: {}", report.spec, failure.render()));
+                    infrastructure.get_or_insert(failure);
+                }
+                summaries.push(SpecSummary::from_report(&report, &run_dir));
+            }
+            Ok(SpecOutcome::NotStarted(spec)) => summaries.push(SpecSummary::not_started(&spec)),
+            Ok(SpecOutcome::Failed { spec, failure }) => {
+                summaries.push(SpecSummary::not_started(&spec));
+                progress.println(&format!("{}: {}", spec.name, failure.render()));
+                infrastructure.get_or_insert(failure);
+            }
+            Err(join_error) => {
+                infrastructure.get_or_insert(Failure {
+                    code: exit::INFRASTRUCTURE,
+                    error: anyhow::anyhow!("a spec's task failed: {join_error}"),
+                    hint: None,
+                });
+            }
+        }
+    }
+    progress.finish();
+
+    // Whatever this process made and did not keep goes, whatever path got us here.
+    if let Err(error) = sandbox
+        .remove_labelled(agent_sandbox::LABEL_OWNER, &owner, None)
+        .await
+    {
+        tracing::warn!("final cleanup failed: {error}");
+    }
+
+    summary::print_table(&summaries);
+    let signalled = signal.received();
+    let code = if let Some(code) = signalled {
+        code
+    } else if infrastructure.is_some() {
+        exit::INFRASTRUCTURE
+    } else if summaries.iter().all(|summary| summary.verified) {
+        exit::VERIFIED
+    } else {
+        exit::NOT_VERIFIED
+    };
+    if args.json {
+        summary::print_json(&summaries, code);
+    }
+    if let Some(path) = &args.junit {
+        summary::write_junit(path, &summaries).map_err(|error| Failure {
+            code: exit::INFRASTRUCTURE,
+            error: error.context(format!("cannot write JUnit report `{}`", path.display())),
+            hint: None,
+        })?;
+    }
+    match (signalled, infrastructure) {
+        (None, Some(failure)) => Err(failure),
+        _ => Ok(code),
+    }
+}
+
+enum SpecOutcome {
+    Finished {
+        report: Report,
+        run_dir: PathBuf,
+        error: Option<agent_loop::LoopError>,
+    },
+    NotStarted(Spec),
+    Failed {
+        spec: Spec,
+        failure: Failure,
+    },
+}
+
+async fn run_one(
+    job: Job,
+    model: &Model,
+    sandbox: &Sandbox,
+    sink: &agent_loop::EventSink,
+    cancel: &CancellationToken,
+) -> SpecOutcome {
+    if let Err(source) = std::fs::create_dir_all(&job.run_dir) {
+        return SpecOutcome::Failed {
+            failure: Failure {
+                code: exit::INFRASTRUCTURE,
+                error: anyhow::Error::new(source).context(format!(
+                    "cannot create run directory `{}`",
+                    job.run_dir.display()
+                )),
+                hint: Some("check that `--out` is writable".to_string()),
+            },
+            spec: job.spec,
+        };
+    }
+    let mut session = match model.session(&job.spec.name, &job.run_dir.join("transcript.jsonl")) {
+        Ok(session) => session,
+        Err(error) => {
+            return SpecOutcome::Failed {
+                failure: Failure::model(error, &job.settings.model.api_key_env),
+                spec: job.spec,
+            };
+        }
+    };
+    let result = agent_loop::run_spec(&job, &mut session, sandbox, sink, cancel).await;
+    SpecOutcome::Finished {
+        report: result.report,
+        run_dir: job.run_dir,
+        error: result.error,
+    }
+}
+
+/// A run id: UTC time to the second and a random suffix, so runs sort by time and
+/// never collide.
+fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let now = time::OffsetDateTime::now_utc();
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let stamp = now
+        .format(format)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string());
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(now.unix_timestamp_nanos() as u128);
+    hasher.write_u32(std::process::id());
+    format!("{stamp}-{:06x}", hasher.finish() & 0xff_ffff)
+}
+
+struct SignalWatch {
+    received: Arc<std::sync::Mutex<Option<u8>>>,
+}
+
+impl SignalWatch {
+    fn received(&self) -> Option<u8> {
+        *self.received.lock().expect("signal lock")
+    }
+}
+
+/// Cancels `cancel` on Ctrl-C or SIGTERM; the loop then stops, cleans up and writes its
+/// report. A second signal, or cleanup that outlasts the grace period, exits at once.
+fn watch_signals(cancel: CancellationToken) -> SignalWatch {
+    use tokio::signal::unix::{SignalKind, signal};
+    let received = Arc::new(std::sync::Mutex::new(None));
+    let record = received.clone();
+    tokio::spawn(async move {
+        let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        let first = tokio::select! {
+            _ = interrupt.recv() => exit::INTERRUPTED,
+            _ = terminate.recv() => exit::TERMINATED,
+        };
+        *record.lock().expect("signal lock") = Some(first);
+        eprintln!(
+            "agent: stopping, removing containers and images (a second signal exits at once)"
+        );
+        cancel.cancel();
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+            () = tokio::time::sleep(CLEANUP_GRACE) => {}
+        }
+        std::process::exit(i32::from(first));
+    });
+    SignalWatch { received }
+}

@@ -1,0 +1,112 @@
+//! How a failing command ends: `error: …`, each cause as `  caused by: …`, and a
+//! `hint:` where the user can act; with the exit code that goes with it.
+
+use agent_loop::LoopError;
+use agent_model::ModelError;
+use agent_sandbox::SandboxError;
+
+use crate::exit;
+
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    pub fn usage(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            code: exit::USAGE,
+            error: error.into(),
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Failure {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn engine(error: SandboxError) -> Failure {
+        let hint = engine_hint(&error);
+        Failure {
+            code: exit::INFRASTRUCTURE,
+            error: error.into(),
+            hint,
+        }
+    }
+
+    pub fn model(error: ModelError, api_key_env: &str) -> Failure {
+        let hint = model_hint(&error, api_key_env);
+        Failure {
+            code: exit::INFRASTRUCTURE,
+            error: error.into(),
+            hint,
+        }
+    }
+
+    pub fn from_loop(error: LoopError, api_key_env: &str) -> Failure {
+        match error {
+            LoopError::Model(error) => Failure::model(error, api_key_env),
+            LoopError::Engine(error) => Failure::engine(error),
+            other => Failure {
+                code: exit::INFRASTRUCTURE,
+                error: other.into(),
+                hint: None,
+            },
+        }
+    }
+
+    pub fn print(&self) {
+        eprintln!("{}", self.render());
+    }
+
+    pub fn render(&self) -> String {
+        let mut text = format!("error: {}", self.error);
+        for cause in self.error.chain().skip(1) {
+            text.push_str(&format!("\n  caused by: {cause}"));
+        }
+        if let Some(hint) = &self.hint {
+            text.push_str(&format!("\nhint: {hint}"));
+        }
+        text
+    }
+}
+
+pub fn engine_hint(error: &SandboxError) -> Option<String> {
+    match error {
+        SandboxError::Connect { .. } => Some(
+            "is the Docker engine running? try `docker info` (DOCKER_HOST selects another engine)"
+                .to_string(),
+        ),
+        _ => Some(
+            "the Docker engine failed mid-run: check `docker info` and the engine's logs"
+                .to_string(),
+        ),
+    }
+}
+
+pub fn model_hint(error: &ModelError, api_key_env: &str) -> Option<String> {
+    match error {
+        ModelError::Unreachable { .. } => Some(
+            "is the model server running? check `--base-url`, OPENAI_BASE_URL or `[model] base_url` in agent.toml"
+                .to_string(),
+        ),
+        ModelError::Auth { .. } => Some(format!(
+            "check the API key in the environment variable `{api_key_env}` (`[model] api_key_env` names it)"
+        )),
+        ModelError::Timeout { .. } => Some(
+            "the server is slow or stalled: raise `[model] request_timeout_secs` or check the server".to_string(),
+        ),
+        ModelError::Status { status: 400 | 404 | 422, .. } => Some(
+            "the server rejected the request: check `--model`, and try `[model] structured_output = \"json_object\"` or `\"none\"` for servers without JSON-schema support"
+                .to_string(),
+        ),
+        ModelError::ReplayExhausted { .. } => Some(
+            "the transcript ran out: it replays the calls of the run that recorded it, so replay it with the same spec and limits"
+                .to_string(),
+        ),
+        _ => None,
+    }
+}

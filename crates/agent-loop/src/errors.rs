@@ -1,0 +1,30 @@
+//! Errors that stop a spec's run: the engine or the model endpoint failed, or the run
+//! directory could not be written. A program that never passes is not an error.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    #[error(transparent)]
+    Model(#[from] agent_model::ModelError),
+    #[error(transparent)]
+    Engine(#[from] agent_sandbox::SandboxError),
+    #[error("cannot write `{path}`")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read input `{path}`")]
+    Input {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read prompt template `{path}`")]
+    Prompt {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,42 @@
+//! What the loop reports while it works; the CLI turns these into progress lines.
+
+use crate::report::{Outcome, StopReason};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Generating,
+    Repairing,
+    Building { step: u32, total: u32 },
+    Running,
+    Checking,
+    Judging,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Started {
+        spec: String,
+        run_dir: String,
+        max_iterations: u32,
+    },
+    Phase {
+        spec: String,
+        iteration: u32,
+        phase: Phase,
+    },
+    IterationFinished {
+        spec: String,
+        iteration: u32,
+        outcome: Outcome,
+        detail: String,
+    },
+    Finished {
+        spec: String,
+        verified: bool,
+        stopped_by: StopReason,
+        image: Option<String>,
+    },
+}
+
+/// Where events go. Called from the spec's task; must not block.
+pub type EventSink = std::sync::Arc<dyn Fn(Event) + Send + Sync>;

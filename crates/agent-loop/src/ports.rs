@@ -1,0 +1,118 @@
+//! The two seams of the loop: the model and the engine. The real implementations are
+//! `agent_model::ModelSession` and `agent_sandbox::Sandbox`; the loop's unit tests use
+//! scripted ones.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use agent_model::{ChatMessage, CodeBundle, ModelError, ModelSession, Purpose, Reply, Verdict};
+use agent_sandbox::{
+    BuildOutcome, BuildProgress, BuildRequest, CleanupReport, RunOutcome, RunRequest, Sandbox,
+    SandboxError,
+};
+
+pub trait ModelPort: Send {
+    fn code_bundle(
+        &mut self,
+        purpose: Purpose,
+        iteration: u32,
+        messages: &[ChatMessage],
+    ) -> impl Future<Output = Result<Reply<CodeBundle>, ModelError>> + Send;
+
+    fn verdict(
+        &mut self,
+        iteration: u32,
+        messages: &[ChatMessage],
+    ) -> impl Future<Output = Result<Reply<Verdict>, ModelError>> + Send;
+}
+
+pub trait EnginePort: Send + Sync {
+    fn build(
+        &self,
+        request: BuildRequest<'_>,
+        progress: &mut (dyn FnMut(BuildProgress) + Send),
+    ) -> impl Future<Output = Result<BuildOutcome, SandboxError>> + Send;
+
+    fn run(
+        &self,
+        request: RunRequest<'_>,
+    ) -> impl Future<Output = Result<RunOutcome, SandboxError>> + Send;
+
+    fn tag(
+        &self,
+        image: &str,
+        reference: &str,
+    ) -> impl Future<Output = Result<(), SandboxError>> + Send;
+
+    fn remove_labelled(
+        &self,
+        key: &str,
+        value: &str,
+        keep: Option<&str>,
+    ) -> impl Future<Output = Result<CleanupReport, SandboxError>> + Send;
+
+    /// Removes build leftovers by id: images with no tag and no children.
+    fn remove_untagged_images(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<CleanupReport, SandboxError>> + Send;
+}
+
+impl ModelPort for ModelSession {
+    async fn code_bundle(
+        &mut self,
+        purpose: Purpose,
+        iteration: u32,
+        messages: &[ChatMessage],
+    ) -> Result<Reply<CodeBundle>, ModelError> {
+        ModelSession::code_bundle(self, purpose, iteration, messages).await
+    }
+
+    async fn verdict(
+        &mut self,
+        iteration: u32,
+        messages: &[ChatMessage],
+    ) -> Result<Reply<Verdict>, ModelError> {
+        ModelSession::verdict(self, iteration, messages).await
+    }
+}
+
+impl EnginePort for Sandbox {
+    async fn build(
+        &self,
+        request: BuildRequest<'_>,
+        progress: &mut (dyn FnMut(BuildProgress) + Send),
+    ) -> Result<BuildOutcome, SandboxError> {
+        Sandbox::build(self, request, progress).await
+    }
+
+    async fn run(&self, request: RunRequest<'_>) -> Result<RunOutcome, SandboxError> {
+        Sandbox::run(self, request).await
+    }
+
+    async fn tag(&self, image: &str, reference: &str) -> Result<(), SandboxError> {
+        Sandbox::tag(self, image, reference).await
+    }
+
+    async fn remove_labelled(
+        &self,
+        key: &str,
+        value: &str,
+        keep: Option<&str>,
+    ) -> Result<CleanupReport, SandboxError> {
+        Sandbox::remove_labelled(self, key, value, keep).await
+    }
+
+    async fn remove_untagged_images(&self, ids: &[String]) -> Result<CleanupReport, SandboxError> {
+        Sandbox::remove_untagged_images(self, ids).await
+    }
+}
+
+/// Labels for everything one spec run creates.
+pub fn run_labels(run_id: &str, spec: &str, owner: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (agent_sandbox::LABEL_RUN.to_string(), run_id.to_string()),
+        (agent_sandbox::LABEL_SPEC.to_string(), spec.to_string()),
+        (agent_sandbox::LABEL_OWNER.to_string(), owner.to_string()),
+    ])
+}

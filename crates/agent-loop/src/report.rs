@@ -1,0 +1,105 @@
+//! `report.json` and the per-iteration `result.json`: what a run did, exactly.
+
+use agent_spec::CheckResult;
+use serde::{Deserialize, Serialize};
+
+/// How one iteration ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    InvalidBundle,
+    BuildFailed,
+    BuildTimeout,
+    RunFailed,
+    RunTimeout,
+    ChecksFailed,
+    Passed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::InvalidBundle => "invalid_bundle",
+            Outcome::BuildFailed => "build_failed",
+            Outcome::BuildTimeout => "build_timeout",
+            Outcome::RunFailed => "run_failed",
+            Outcome::RunTimeout => "run_timeout",
+            Outcome::ChecksFailed => "checks_failed",
+            Outcome::Passed => "passed",
+        }
+    }
+}
+
+/// Why the loop stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Passed,
+    MaxIterations,
+    MaxTotalTokens,
+    MaxWallSecs,
+    Cancelled,
+    /// The engine or the model endpoint failed (`error` says how).
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageTotals {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub calls: u64,
+}
+
+impl UsageTotals {
+    pub fn total_tokens(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+/// One iteration, as `history[]` of `report.json` and as `iterations/<n>/result.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IterationRecord {
+    pub iteration: u32,
+    pub outcome: Outcome,
+    /// The model's own summary of this version.
+    pub summary: String,
+    /// What went wrong, in a sentence (empty when passed).
+    pub detail: String,
+    pub build_secs: Option<f64>,
+    pub run_secs: Option<f64>,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    pub stdout_bytes: Option<u64>,
+    pub stderr_bytes: Option<u64>,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub checks: Vec<CheckResult>,
+    /// SHA-256 of the build context (identical bundles, identical digest).
+    pub context_digest: Option<String>,
+    pub image_id: Option<String>,
+    /// Milliseconds spent waiting for the model in this iteration.
+    pub model_ms: u64,
+    /// Milliseconds of the orchestrator's own work in this iteration: everything but
+    /// the model's answers and the engine's build and run.
+    pub overhead_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub spec: String,
+    pub spec_path: String,
+    pub run_id: String,
+    pub verified: bool,
+    /// Iterations that got as far as a build.
+    pub iterations: u32,
+    /// Tag of the verified image, or null.
+    pub image: Option<String>,
+    pub image_id: Option<String>,
+    pub duration_secs: f64,
+    pub usage: UsageTotals,
+    pub model: String,
+    pub base_image: String,
+    pub stopped_by: StopReason,
+    pub error: Option<String>,
+    pub history: Vec<IterationRecord>,
+}

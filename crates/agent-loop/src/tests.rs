@@ -1,0 +1,700 @@
+//! The loop's logic against a scripted model and a scripted engine.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agent_model::{
+    Answer, BundleFile, ChatMessage, CodeBundle, ModelError, Purpose, Reply, Usage, Verdict,
+};
+use agent_sandbox::{
+    BuildOutcome, BuildProgress, BuildRequest, BuildStatus, Captured, CleanupReport, RunOutcome,
+    RunRequest, SandboxError,
+};
+use agent_spec::{
+    BuildNetwork, BundleLimits, Check, DockerSettings, FlagOverrides, Limits, Matcher,
+    ModelSettings, PromptSettings, RunSpec, Settings, Spec, SpecLimits, StructuredOutput,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::ports::{EnginePort, ModelPort};
+use crate::{Event, EventSink, Job, Outcome, Prompts, StopReason, run_spec};
+
+#[derive(Default)]
+struct ScriptedModel {
+    bundles: VecDeque<Answer<CodeBundle>>,
+    verdicts: VecDeque<Answer<Verdict>>,
+    calls: Vec<(Purpose, Vec<ChatMessage>)>,
+    tokens_per_call: u64,
+}
+
+fn reply<T>(answer: Answer<T>, tokens: u64) -> Reply<T> {
+    Reply {
+        content: match &answer {
+            Answer::Invalid(_) => "not json".to_string(),
+            _ => "{}".to_string(),
+        },
+        answer,
+        usage: Usage {
+            prompt_tokens: tokens,
+            completion_tokens: tokens,
+        },
+        latency: Duration::from_millis(1),
+    }
+}
+
+impl ModelPort for ScriptedModel {
+    async fn code_bundle(
+        &mut self,
+        purpose: Purpose,
+        _iteration: u32,
+        messages: &[ChatMessage],
+    ) -> Result<Reply<CodeBundle>, ModelError> {
+        self.calls.push((purpose, messages.to_vec()));
+        let answer = self
+            .bundles
+            .pop_front()
+            .expect("the script has a bundle left");
+        Ok(reply(answer, self.tokens_per_call))
+    }
+
+    async fn verdict(
+        &mut self,
+        _iteration: u32,
+        messages: &[ChatMessage],
+    ) -> Result<Reply<Verdict>, ModelError> {
+        self.calls.push((Purpose::Judge, messages.to_vec()));
+        let answer = self
+            .verdicts
+            .pop_front()
+            .expect("the script has a verdict left");
+        Ok(reply(answer, self.tokens_per_call))
+    }
+}
+
+#[derive(Default)]
+struct ScriptedEngine {
+    builds: Mutex<VecDeque<BuildStatus>>,
+    runs: Mutex<VecDeque<RunOutcome>>,
+    hang_runs: bool,
+    tags: Mutex<Vec<(String, String)>>,
+    removed: Mutex<Vec<(String, Option<String>)>>,
+    contexts: Mutex<Vec<String>>,
+}
+
+impl EnginePort for ScriptedEngine {
+    async fn build(
+        &self,
+        request: BuildRequest<'_>,
+        progress: &mut (dyn FnMut(BuildProgress) + Send),
+    ) -> Result<BuildOutcome, SandboxError> {
+        self.contexts
+            .lock()
+            .unwrap()
+            .push(request.context.digest.clone());
+        progress(BuildProgress::Step {
+            index: 1,
+            total: 2,
+            instruction: "FROM base".into(),
+        });
+        let status = self
+            .builds
+            .lock()
+            .unwrap()
+            .pop_front()
+            .expect("a build left");
+        Ok(BuildOutcome {
+            status,
+            log: "Step 1/2 : FROM base\n ---> 0123456789ab\n".into(),
+            duration: Duration::from_millis(5),
+        })
+    }
+
+    async fn run(&self, _request: RunRequest<'_>) -> Result<RunOutcome, SandboxError> {
+        if self.hang_runs {
+            std::future::pending::<()>().await;
+        }
+        Ok(self.runs.lock().unwrap().pop_front().expect("a run left"))
+    }
+
+    async fn tag(&self, image: &str, reference: &str) -> Result<(), SandboxError> {
+        self.tags
+            .lock()
+            .unwrap()
+            .push((image.to_string(), reference.to_string()));
+        Ok(())
+    }
+
+    async fn remove_labelled(
+        &self,
+        _key: &str,
+        value: &str,
+        keep: Option<&str>,
+    ) -> Result<CleanupReport, SandboxError> {
+        self.removed
+            .lock()
+            .unwrap()
+            .push((value.to_string(), keep.map(str::to_string)));
+        Ok(CleanupReport::default())
+    }
+
+    async fn remove_untagged_images(&self, _ids: &[String]) -> Result<CleanupReport, SandboxError> {
+        Ok(CleanupReport::default())
+    }
+}
+
+fn bundle(dockerfile: Option<&str>, main: &str) -> Answer<CodeBundle> {
+    Answer::Parsed(CodeBundle {
+        summary: "a version".into(),
+        dockerfile: dockerfile.map(str::to_string),
+        files: vec![BundleFile {
+            filename: "main.py".into(),
+            content: main.into(),
+        }],
+        delete: Vec::new(),
+    })
+}
+
+fn ran(exit_code: i64, stdout: &str, stderr: &str) -> RunOutcome {
+    RunOutcome {
+        exit_code: Some(exit_code),
+        stdout: Captured {
+            bytes: stdout.as_bytes().to_vec(),
+            total_bytes: stdout.len() as u64,
+            truncated: false,
+        },
+        stderr: Captured {
+            bytes: stderr.as_bytes().to_vec(),
+            total_bytes: stderr.len() as u64,
+            truncated: false,
+        },
+        timed_out: false,
+        oom_killed: false,
+        start_error: None,
+        duration: Duration::from_millis(3),
+    }
+}
+
+fn built() -> BuildStatus {
+    BuildStatus::Built {
+        image_id: "sha256:feed".into(),
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        model: ModelSettings {
+            base_url: "http://127.0.0.1:9/v1".into(),
+            api_key_env: "OPENAI_API_KEY".into(),
+            name: "scripted".into(),
+            temperature: 0.2,
+            request_timeout_secs: 5,
+            max_retries: 0,
+            max_retry_after_secs: 1,
+            structured_output: StructuredOutput::JsonSchema,
+            stream: false,
+            max_tokens: None,
+        },
+        docker: DockerSettings {
+            base_image: "agent-base/python:3.11".into(),
+            allowed_base_images: Vec::new(),
+            build_network: BuildNetwork::Default,
+        },
+        limits: Limits::default(),
+        bundle: BundleLimits::default(),
+        prompts: PromptSettings::default(),
+        limit_flags: FlagOverrides::default(),
+    }
+}
+
+struct Harness {
+    job: Job,
+    _dir: tempfile::TempDir,
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+fn harness(checks: Vec<Check>, judge: bool, limits: Limits) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Spec {
+        name: "hello".into(),
+        path: dir.path().join("hello.toml"),
+        prompt: "Print hello.".into(),
+        conditions: "It prints hello.".into(),
+        judge,
+        inputs: Vec::new(),
+        limits: SpecLimits::default(),
+        run: RunSpec::default(),
+        checks,
+    };
+    Harness {
+        job: Job {
+            spec,
+            limits,
+            settings: Arc::new(settings()),
+            prompts: Arc::new(Prompts::default()),
+            run_id: "run-1".into(),
+            run_dir: dir.path().join("runs/hello/run-1"),
+            owner: "host/1".into(),
+        },
+        _dir: dir,
+        events: Arc::default(),
+    }
+}
+
+impl Harness {
+    fn sink(&self) -> EventSink {
+        let events = self.events.clone();
+        Arc::new(move |event| events.lock().unwrap().push(event))
+    }
+}
+
+fn stdout_equals(text: &str) -> Vec<Check> {
+    vec![Check {
+        name: "greeting".into(),
+        matcher: Matcher::StdoutEquals(text.into()),
+    }]
+}
+
+const DOCKERFILE: &str =
+    "FROM agent-base/python:3.11\nCOPY main.py /\nCMD [\"python\", \"/main.py\"]\n";
+
+#[tokio::test]
+async fn passes_at_first_try_tags_writes_final_and_cleans_up() {
+    let harness = harness(stdout_equals("hello"), false, Limits::default());
+    let mut model = ScriptedModel {
+        bundles: VecDeque::from([bundle(Some(DOCKERFILE), "print('hello')")]),
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine {
+        builds: Mutex::new(VecDeque::from([built()])),
+        runs: Mutex::new(VecDeque::from([ran(0, "hello\n", "")])),
+        ..ScriptedEngine::default()
+    };
+    let result = run_spec(
+        &harness.job,
+        &mut model,
+        &engine,
+        &harness.sink(),
+        &CancellationToken::new(),
+    )
+    .await;
+    assert!(result.error.is_none());
+    let report = result.report;
+    assert!(report.verified);
+    assert_eq!(report.stopped_by, StopReason::Passed);
+    assert_eq!(report.iterations, 1);
+    let tag = report.image.clone().unwrap();
+    assert!(
+        tag.starts_with("agent/hello:") && tag.len() == "agent/hello:".len() + 12,
+        "{tag}"
+    );
+    assert_eq!(
+        engine.tags.lock().unwrap()[0],
+        ("sha256:feed".to_string(), tag)
+    );
+    assert_eq!(
+        engine.removed.lock().unwrap()[0],
+        ("run-1".to_string(), Some("sha256:feed".to_string()))
+    );
+    let run_dir = &harness.job.run_dir;
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("final/main.py")).unwrap(),
+        "print('hello')"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("final/Dockerfile")).unwrap(),
+        DOCKERFILE
+    );
+    assert!(run_dir.join("iterations/1/bundle/main.py").exists());
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("iterations/1/stdout.txt")).unwrap(),
+        "hello\n"
+    );
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(written["verified"], true);
+    assert_eq!(written["history"][0]["outcome"], "passed");
+    assert_eq!(written["usage"]["calls"], 1);
+    let events = harness.events.lock().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|event| matches!(event, Event::Finished { verified: true, .. }))
+    );
+}
+
+#[tokio::test]
+async fn build_failure_feeds_the_step_output_back_and_the_repair_merges() {
+    let harness = harness(stdout_equals("hello"), false, Limits::default());
+    let mut model = ScriptedModel {
+        bundles: VecDeque::from([
+            bundle(Some(DOCKERFILE), "print('hello')"),
+            bundle(None, "print('hello')  # fixed"),
+        ]),
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine {
+        builds: Mutex::new(VecDeque::from([
+            BuildStatus::Failed {
+                error: "The command '/bin/sh -c pip install nothing' returned a non-zero code: 1"
+                    .into(),
+                failing_step: Some("Step 2/3 : RUN pip install nothing".into()),
+                step_output: "ERROR: No matching distribution found for nothing\n".into(),
+            },
+            built(),
+        ])),
+        runs: Mutex::new(VecDeque::from([ran(0, "hello", "")])),
+        ..ScriptedEngine::default()
+    };
+    let result = run_spec(
+        &harness.job,
+        &mut model,
+        &engine,
+        &harness.sink(),
+        &CancellationToken::new(),
+    )
+    .await;
+    assert!(result.report.verified);
+    assert_eq!(result.report.history[0].outcome, Outcome::BuildFailed);
+    let (purpose, messages) = &model.calls[1];
+    assert_eq!(*purpose, Purpose::Repair);
+    let repair = &messages.last().unwrap().content;
+    assert!(
+        repair.contains("No matching distribution found for nothing"),
+        "{repair}"
+    );
+    assert!(
+        repair.contains("Step 2/3 : RUN pip install nothing"),
+        "{repair}"
+    );
+    assert!(
+        repair.contains(DOCKERFILE.lines().next().unwrap()),
+        "the current bundle is shown"
+    );
+    assert!(
+        messages[1].content.contains("Print hello.")
+            && messages[1].content.contains("It prints hello.")
+    );
+    let final_dockerfile =
+        std::fs::read_to_string(harness.job.run_dir.join("final/Dockerfile")).unwrap();
+    assert_eq!(
+        final_dockerfile, DOCKERFILE,
+        "a null dockerfile keeps the earlier one"
+    );
+}
+
+#[tokio::test]
+async fn never_passing_stops_at_max_iterations_with_each_failure_fed_back() {
+    let limits = Limits {
+        max_iterations: 3,
+        ..Limits::default()
+    };
+    let harness = harness(stdout_equals("hello"), false, limits);
+    let mut model = ScriptedModel {
+        bundles: (0..3)
+            .map(|_| bundle(Some(DOCKERFILE), "print('bye')"))
+            .collect(),
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine {
+        builds: Mutex::new((0..3).map(|_| built()).collect()),
+        runs: Mutex::new((0..3).map(|_| ran(0, "bye\n", "")).collect()),
+        ..ScriptedEngine::default()
+    };
+    let result = run_spec(
+        &harness.job,
+        &mut model,
+        &engine,
+        &harness.sink(),
+        &CancellationToken::new(),
+    )
+    .await;
+    let report = result.report;
+    assert!(!report.verified);
+    assert_eq!(report.stopped_by, StopReason::MaxIterations);
+    assert_eq!(report.history.len(), 3);
+    assert_eq!(model.calls.len(), 3);
+    assert!(
+        report
+            .history
+            .iter()
+            .all(|record| record.outcome == Outcome::ChecksFailed)
+    );
+    let repair = &model.calls[2].1.last().unwrap().content;
+    assert!(
+        repair.contains("greeting") && repair.contains("bye"),
+        "{repair}"
+    );
+    assert!(report.image.is_none());
+    assert!(engine.tags.lock().unwrap().is_empty());
+    assert!(!harness.job.run_dir.join("final").exists());
+}
+
+#[tokio::test]
+async fn a_crash_is_run_failed_with_stderr_in_the_feedback() {
+    let harness = harness(stdout_equals("hello"), false, Limits::default());
+    let mut model = ScriptedModel {
+        bundles: VecDeque::from([
+            bundle(Some(DOCKERFILE), "x"),
+            bundle(None, "print('hello')"),
+        ]),
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine {
+        builds: Mutex::new(VecDeque::from([built(), built()])),
+        runs: Mutex::new(VecDeque::from([
+            ran(
+                1,
+                "",
+                "Traceback (most recent call last):\nNameError: name 'x' is not defined\n",
+            ),
+            ran(0, "hello\n", ""),
+        ])),
+        ..ScriptedEngine::default()
+    };
+    let result = run_spec(
+        &harness.job,
+        &mut model,
+        &engine,
+        &harness.sink(),
+        &CancellationToken::new(),
+    )
+    .await;
+    assert!(result.report.verified);
+    assert_eq!(result.report.history[0].outcome, Outcome::RunFailed);
+    assert_eq!(result.report.history[0].exit_code, Some(1));
+    let repair = &model.calls[1].1.last().unwrap().content;
+    assert!(
+        repair.contains("NameError: name 'x' is not defined"),
+        "{repair}"
+    );
+    assert!(repair.contains("Exit code: 1"), "{repair}");
+}
+
+#[tokio::test]
+async fn an_unparseable_reply_is_sent_back_once_before_it_counts() {
+    let limits = Limits {
+        max_iterations: 2,
+        ..Limits::default()
+    };
+    let harness = harness(stdout_equals("hello"), false, limits);
+    let mut model = ScriptedModel {
+        bundles: VecDeque::from([
+            Answer::Invalid("the reply is not JSON".into()),
+            Answer::Invalid("the reply is not JSON".into()),
+            Answer::Invalid("the reply is not JSON".into()),
+            bundle(Some(DOCKERFILE), "print('hello')"),
+        ]),
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine {
+        builds: Mutex::new(VecDeque::from([built()])),
+        runs: Mutex::new(VecDeque::from([ran(0, "hello", "")])),
+        ..ScriptedEngine::default()
+    };
+    let result = run_spec(
+        &harness.job,
+        &mut model,
+        &engine,
+        &harness.sink(),
+        &CancellationToken::new(),
+    )
+    .await;
+    let purposes: Vec<Purpose> = model.calls.iter().map(|(purpose, _)| *purpose).collect();
+    assert_eq!(
+        purposes,
+        [
+            Purpose::Generate,
+            Purpose::Reformat,
+            Purpose::Repair,
+            Purpose::Reformat
+        ]
+    );
+    assert!(
+        model.calls[1]
+            .1
+            .last()
+            .unwrap()
+            .content
+            .contains("the reply is not JSON")
+    );
+    assert_eq!(result.report.history[0].outcome, Outcome::InvalidBundle);
+    assert!(result.report.verified);
+    assert_eq!(result.report.iterations, 1, "only built iterations count");
+    assert_eq!(result.report.usage.calls, 4);
+}
+
+#[tokio::test]
+async fn hostile_paths_are_invalid_bundles_and_nothing_is_written_outside() {
+    let limits = Limits {
+        max_iterations: 1,
+        ..Limits::default()
+    };
+    let harness = harness(stdout_equals("hello"), false, limits);
+    let mut model = ScriptedModel {
+        bundles: VecDeque::from([Answer::Parsed(CodeBundle {
+            summary: String::new(),
+            dockerfile: Some(DOCKERFILE.into()),
+            files: vec![BundleFile {
+                filename: "../../../escape.txt".into(),
+                content: "x".into(),
+            }],
+            delete: Vec::new(),
+        })]),
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine::default();
+    let result = run_spec(
+        &harness.job,
+        &mut model,
+        &engine,
+        &harness.sink(),
+        &CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(result.report.history[0].outcome, Outcome::InvalidBundle);
+    assert!(result.report.history[0].detail.contains("`..`"));
+    assert!(
+        engine.contexts.lock().unwrap().is_empty(),
+        "nothing was built"
+    );
+    let root = harness.job.run_dir.parent().unwrap().parent().unwrap();
+    assert!(!root.join("escape.txt").exists());
+    assert!(!harness.job.run_dir.join("escape.txt").exists());
+}
+
+#[tokio::test]
+async fn the_token_budget_stops_the_loop() {
+    let limits = Limits {
+        max_total_tokens: 150,
+        ..Limits::default()
+    };
+    let harness = harness(stdout_equals("hello"), false, limits);
+    let mut model = ScriptedModel {
+        bundles: (0..8)
+            .map(|_| bundle(Some(DOCKERFILE), "print('bye')"))
+            .collect(),
+        tokens_per_call: 50,
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine {
+        builds: Mutex::new((0..8).map(|_| built()).collect()),
+        runs: Mutex::new((0..8).map(|_| ran(0, "bye", "")).collect()),
+        ..ScriptedEngine::default()
+    };
+    let result = run_spec(
+        &harness.job,
+        &mut model,
+        &engine,
+        &harness.sink(),
+        &CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(result.report.stopped_by, StopReason::MaxTotalTokens);
+    assert_eq!(
+        model.calls.len(),
+        2,
+        "100 tokens per call: the third call would pass 150"
+    );
+    assert_eq!(
+        result.report.usage.prompt_tokens + result.report.usage.completion_tokens,
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_judge_decides_when_there_are_no_checks_and_its_reason_is_fed_back() {
+    let harness = harness(Vec::new(), true, Limits::default());
+    let mut model = ScriptedModel {
+        bundles: VecDeque::from([bundle(Some(DOCKERFILE), "v1"), bundle(None, "v2")]),
+        verdicts: VecDeque::from([
+            Answer::Parsed(Verdict {
+                pass: false,
+                reason: "the greeting is missing its exclamation mark".into(),
+            }),
+            Answer::Parsed(Verdict {
+                pass: true,
+                reason: "fine".into(),
+            }),
+        ]),
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine {
+        builds: Mutex::new(VecDeque::from([built(), built()])),
+        runs: Mutex::new(VecDeque::from([ran(0, "hello", ""), ran(0, "hello!", "")])),
+        ..ScriptedEngine::default()
+    };
+    let result = run_spec(
+        &harness.job,
+        &mut model,
+        &engine,
+        &harness.sink(),
+        &CancellationToken::new(),
+    )
+    .await;
+    assert!(result.report.verified);
+    assert_eq!(result.report.history[0].outcome, Outcome::ChecksFailed);
+    assert_eq!(result.report.history[0].checks[0].name, "judge");
+    let judge_request = &model.calls[1].1[0].content;
+    assert!(judge_request.contains("It prints hello.") && judge_request.contains("hello"));
+    let repair = &model.calls[2].1.last().unwrap().content;
+    assert!(repair.contains("exclamation mark"), "{repair}");
+}
+
+#[tokio::test]
+async fn cancelling_mid_run_cleans_up_and_reports_cancelled() {
+    let harness = harness(stdout_equals("hello"), false, Limits::default());
+    let mut model = ScriptedModel {
+        bundles: VecDeque::from([bundle(Some(DOCKERFILE), "print('hello')")]),
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine {
+        builds: Mutex::new(VecDeque::from([built()])),
+        hang_runs: true,
+        ..ScriptedEngine::default()
+    };
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        trigger.cancel();
+    });
+    let result = run_spec(&harness.job, &mut model, &engine, &harness.sink(), &cancel).await;
+    assert_eq!(result.report.stopped_by, StopReason::Cancelled);
+    assert!(!result.report.verified);
+    assert_eq!(engine.removed.lock().unwrap().len(), 1);
+    assert!(harness.job.run_dir.join("report.json").exists());
+}
+
+#[tokio::test]
+async fn an_identical_bundle_gives_an_identical_context() {
+    let limits = Limits {
+        max_iterations: 2,
+        ..Limits::default()
+    };
+    let harness = harness(stdout_equals("hello"), false, limits);
+    let mut model = ScriptedModel {
+        bundles: VecDeque::from([
+            bundle(Some(DOCKERFILE), "print(1)"),
+            bundle(None, "print(1)"),
+        ]),
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine {
+        builds: Mutex::new(VecDeque::from([built(), built()])),
+        runs: Mutex::new(VecDeque::from([ran(0, "1", ""), ran(0, "1", "")])),
+        ..ScriptedEngine::default()
+    };
+    run_spec(
+        &harness.job,
+        &mut model,
+        &engine,
+        &harness.sink(),
+        &CancellationToken::new(),
+    )
+    .await;
+    let contexts = engine.contexts.lock().unwrap();
+    assert_eq!(contexts.len(), 2);
+    assert_eq!(contexts[0], contexts[1]);
+}
