@@ -1,6 +1,20 @@
 //! The check matchers: each judges one aspect of what a container did.
+//!
+//! A failed check's detail is fed back to the model, so it says what was expected,
+//! what came out and where they part, while staying short: long texts are shown as
+//! head and tail, and every detail is capped at [`DETAIL_LIMIT`] bytes.
 
 use regex::Regex;
+
+/// Longest detail, in bytes: a model fixes a program from the first difference, and a
+/// whole output of megabytes would only spend its context.
+const DETAIL_LIMIT: usize = 2048;
+
+/// Longest excerpt of an output stream inside a detail.
+const EXCERPT_LIMIT: usize = 1200;
+
+/// Longest rendering of one expected text or one line inside a detail.
+const QUOTE_LIMIT: usize = 400;
 
 /// One `[[check]]` table.
 #[derive(Debug, Clone)]
@@ -47,16 +61,706 @@ pub struct CheckResult {
     pub detail: String,
 }
 
+/// One output stream with what the details call it.
+#[derive(Clone, Copy)]
+struct Stream<'a> {
+    name: &'static str,
+    text: &'a str,
+    truncated: bool,
+}
+
 impl Check {
     pub fn evaluate(&self, observed: &Observed<'_>) -> CheckResult {
-        let _ = observed;
-        todo!()
+        let stdout = Stream {
+            name: "stdout",
+            text: observed.stdout,
+            truncated: observed.stdout_truncated,
+        };
+        let stderr = Stream {
+            name: "stderr",
+            text: observed.stderr,
+            truncated: observed.stderr_truncated,
+        };
+        let (passed, detail) = match &self.matcher {
+            Matcher::ExitCode(expected) => exit_code(*expected, observed.exit_code),
+            Matcher::StdoutEquals(expected) => equals(expected, stdout),
+            Matcher::StdoutContains(expected) => contains(expected, stdout),
+            Matcher::StdoutNotContains(unwanted) => not_contains(unwanted, stdout),
+            Matcher::StdoutMatches(regex) => matches(regex, stdout),
+            Matcher::StderrContains(expected) => contains(expected, stderr),
+            Matcher::StderrNotContains(unwanted) => not_contains(unwanted, stderr),
+            Matcher::StderrMatches(regex) => matches(regex, stderr),
+        };
+        CheckResult {
+            name: self.name.clone(),
+            passed,
+            detail: cap(&detail, DETAIL_LIMIT),
+        }
     }
 }
 
 impl Matcher {
     /// The key as written in `spec.toml`, e.g. `stdout_equals`.
     pub fn key(&self) -> &'static str {
-        todo!()
+        match self {
+            Matcher::ExitCode(_) => "exit_code",
+            Matcher::StdoutEquals(_) => "stdout_equals",
+            Matcher::StdoutContains(_) => "stdout_contains",
+            Matcher::StdoutNotContains(_) => "stdout_not_contains",
+            Matcher::StdoutMatches(_) => "stdout_matches",
+            Matcher::StderrContains(_) => "stderr_contains",
+            Matcher::StderrNotContains(_) => "stderr_not_contains",
+            Matcher::StderrMatches(_) => "stderr_matches",
+        }
+    }
+}
+
+fn exit_code(expected: i64, actual: Option<i64>) -> (bool, String) {
+    match actual {
+        Some(actual) if actual == expected => (true, format!("exit code {actual}")),
+        Some(actual) => (
+            false,
+            format!("expected exit code {expected}, got {actual}"),
+        ),
+        None => (
+            false,
+            format!(
+                "the program did not exit (killed at the run timeout or by the engine); \
+                 expected exit code {expected}"
+            ),
+        ),
+    }
+}
+
+/// Line endings and whitespace at the very end never make a difference: programs on
+/// any platform end their output with a newline or not.
+fn normalize(text: &str) -> String {
+    text.replace("\r\n", "\n").trim_end().to_owned()
+}
+
+fn equals(expected: &str, stream: Stream<'_>) -> (bool, String) {
+    let expected = normalize(expected);
+    let actual = normalize(stream.text);
+    if expected == actual {
+        return (true, format!("{} equals the expected text", stream.name));
+    }
+    let expected_lines: Vec<&str> = if expected.is_empty() {
+        Vec::new()
+    } else {
+        expected.split('\n').collect()
+    };
+    let actual_lines: Vec<&str> = if actual.is_empty() {
+        Vec::new()
+    } else {
+        actual.split('\n').collect()
+    };
+    let mut detail = String::new();
+    if actual_lines.is_empty() {
+        detail.push_str(&format!(
+            "{} is empty; expected {} line{}:\n{}",
+            stream.name,
+            expected_lines.len(),
+            plural(expected_lines.len()),
+            excerpt(&expected, EXCERPT_LIMIT)
+        ));
+    } else {
+        let first_difference = expected_lines
+            .iter()
+            .zip(&actual_lines)
+            .position(|(expected, actual)| expected != actual)
+            .unwrap_or(expected_lines.len().min(actual_lines.len()));
+        let line_number = first_difference + 1;
+        detail.push_str(&format!(
+            "{} differs from the expected text at line {line_number}:\n",
+            stream.name
+        ));
+        match (
+            expected_lines.get(first_difference),
+            actual_lines.get(first_difference),
+        ) {
+            (Some(expected), Some(actual)) => {
+                detail.push_str(&format!(
+                    "  expected: {}\n  actual:   {}\n",
+                    quote(expected),
+                    quote(actual)
+                ));
+                if expected.trim_end() == actual.trim_end() {
+                    detail.push_str("  (the lines differ only in trailing whitespace)\n");
+                }
+            }
+            (Some(expected), None) => detail.push_str(&format!(
+                "  expected: {}\n  actual:   (the output ended after line {})\n",
+                quote(expected),
+                actual_lines.len()
+            )),
+            (None, Some(actual)) if expected_lines.is_empty() => detail.push_str(&format!(
+                "  expected: no output\n  actual:   {}\n",
+                quote(actual)
+            )),
+            (None, Some(actual)) => detail.push_str(&format!(
+                "  expected: (the expected text ends after line {})\n  actual:   {}\n",
+                expected_lines.len(),
+                quote(actual)
+            )),
+            (None, None) => {}
+        }
+        detail.push_str(&format!(
+            "expected {} line{}, got {} line{}",
+            expected_lines.len(),
+            plural(expected_lines.len()),
+            actual_lines.len(),
+            plural(actual_lines.len())
+        ));
+        let context = window(&actual_lines, first_difference);
+        if !context.is_empty() {
+            detail.push_str(&format!(
+                "\n{} around line {line_number}:\n{context}",
+                stream.name
+            ));
+        }
+    }
+    if stream.truncated {
+        detail.push_str(&format!("\n{}", cut_note(stream.name)));
+    }
+    (false, detail)
+}
+
+fn contains(expected: &str, stream: Stream<'_>) -> (bool, String) {
+    if stream.text.contains(expected) {
+        return (
+            true,
+            format!("{} contains {}", stream.name, quote(expected)),
+        );
+    }
+    let mut detail = format!("{} does not contain {}", stream.name, quote(expected));
+    if stream.truncated {
+        detail.push_str(&format!("\n{}", cut_note(stream.name)));
+    }
+    detail.push_str(&format!("\n{}", shown(stream)));
+    (false, detail)
+}
+
+fn not_contains(unwanted: &str, stream: Stream<'_>) -> (bool, String) {
+    if let Some(offset) = stream.text.find(unwanted) {
+        let line_number = stream.text[..offset].matches('\n').count() + 1;
+        let line = stream.text.split('\n').nth(line_number - 1).unwrap_or("");
+        return (
+            false,
+            format!(
+                "{} contains {}, which it must not; first at line {line_number}: {}",
+                stream.name,
+                quote(unwanted),
+                quote(line.trim_end_matches('\r'))
+            ),
+        );
+    }
+    if stream.truncated {
+        return (
+            false,
+            format!(
+                "{} was cut at the output limit, so the absence of {} cannot be proven; \
+                 make the program print less",
+                stream.name,
+                quote(unwanted)
+            ),
+        );
+    }
+    (
+        true,
+        format!("{} does not contain {}", stream.name, quote(unwanted)),
+    )
+}
+
+fn matches(regex: &Regex, stream: Stream<'_>) -> (bool, String) {
+    if let Some(found) = regex.find(stream.text) {
+        return (
+            true,
+            format!(
+                "{} matches `{}` ({})",
+                stream.name,
+                clip(regex.as_str(), QUOTE_LIMIT),
+                quote(found.as_str())
+            ),
+        );
+    }
+    let mut detail = format!(
+        "{} does not match the regex `{}` (multi-line: `^` and `$` match at line ends)",
+        stream.name,
+        clip(regex.as_str(), QUOTE_LIMIT)
+    );
+    if stream.truncated {
+        detail.push_str(&format!("\n{}", cut_note(stream.name)));
+    }
+    detail.push_str(&format!("\n{}", shown(stream)));
+    (false, detail)
+}
+
+fn cut_note(stream: &str) -> String {
+    format!("note: {stream} was cut at the output limit; what came after the cut is not seen")
+}
+
+/// The stream as a detail shows it: empty said as such, else its size and an excerpt.
+fn shown(stream: Stream<'_>) -> String {
+    if stream.text.is_empty() {
+        return format!("{} is empty", stream.name);
+    }
+    let lines = stream.text.lines().count();
+    format!(
+        "{} ({} byte{}, {lines} line{}):\n{}",
+        stream.name,
+        stream.text.len(),
+        plural(stream.text.len()),
+        plural(lines),
+        excerpt(stream.text, EXCERPT_LIMIT)
+    )
+}
+
+/// A few numbered lines around `center` (0-based), so the model sees the difference
+/// in context.
+fn window(lines: &[&str], center: usize) -> String {
+    let start = center.saturating_sub(2);
+    let end = (center + 3).min(lines.len());
+    let mut out = String::new();
+    for (index, line) in lines.iter().enumerate().take(end).skip(start) {
+        out.push_str(&format!("{:>5} | {}\n", index + 1, clip(line, QUOTE_LIMIT)));
+    }
+    out.trim_end_matches('\n').to_owned()
+}
+
+fn plural(count: usize) -> &'static str {
+    if count == 1 { "" } else { "s" }
+}
+
+/// A text in double quotes with control characters escaped, so whitespace and
+/// carriage returns stay visible; long texts are cut in the middle.
+fn quote(text: &str) -> String {
+    let escaped = format!("{text:?}");
+    clip(&escaped, QUOTE_LIMIT)
+}
+
+/// `text` cut to about `limit` bytes: its head and tail with the middle left out.
+fn clip(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_owned();
+    }
+    let half = limit / 2;
+    let head = floor_boundary(text, half);
+    let tail = ceil_boundary(text, text.len() - half);
+    format!(
+        "{}…[{} bytes left out]…{}",
+        &text[..head],
+        tail - head,
+        &text[tail..]
+    )
+}
+
+/// Like [`clip`], for many lines: cuts at line ends when there are any nearby.
+fn excerpt(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_owned();
+    }
+    let half = limit / 2;
+    let mut head = floor_boundary(text, half);
+    if let Some(newline) = text[..head]
+        .rfind('\n')
+        .filter(|newline| *newline > half / 2)
+    {
+        head = newline + 1;
+    }
+    let mut tail = ceil_boundary(text, text.len() - half);
+    if let Some(newline) = text[tail..]
+        .find('\n')
+        .filter(|newline| *newline < half / 2)
+    {
+        tail += newline + 1;
+    }
+    let left_out = &text[head..tail];
+    format!(
+        "{}… [{} lines, {} bytes left out] …\n{}",
+        &text[..head],
+        left_out.matches('\n').count(),
+        left_out.len(),
+        &text[tail..]
+    )
+}
+
+/// The final bound on a detail, whatever built it.
+fn cap(detail: &str, limit: usize) -> String {
+    if detail.len() <= limit {
+        detail.to_owned()
+    } else {
+        excerpt(detail, limit - 64)
+    }
+}
+
+fn floor_boundary(text: &str, mut index: usize) -> usize {
+    index = index.min(text.len());
+    while !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}
+
+fn ceil_boundary(text: &str, mut index: usize) -> usize {
+    index = index.min(text.len());
+    while !text.is_char_boundary(index) {
+        index += 1;
+    }
+    index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(matcher: Matcher) -> Check {
+        Check {
+            name: matcher.key().to_owned(),
+            matcher,
+        }
+    }
+
+    fn regex(pattern: &str) -> Regex {
+        regex::RegexBuilder::new(pattern)
+            .multi_line(true)
+            .build()
+            .unwrap()
+    }
+
+    fn run(
+        exit_code: Option<i64>,
+        stdout: &'static str,
+        stderr: &'static str,
+    ) -> Observed<'static> {
+        Observed {
+            exit_code,
+            stdout,
+            stderr,
+            stdout_truncated: false,
+            stderr_truncated: false,
+        }
+    }
+
+    fn evaluate(matcher: Matcher, observed: &Observed<'_>) -> CheckResult {
+        let result = check(matcher).evaluate(observed);
+        assert!(
+            result.detail.len() <= DETAIL_LIMIT,
+            "{}",
+            result.detail.len()
+        );
+        result
+    }
+
+    #[test]
+    fn exit_code_passes_and_fails() {
+        let result = evaluate(Matcher::ExitCode(0), &run(Some(0), "", ""));
+        assert_eq!(
+            result,
+            CheckResult {
+                name: "exit_code".to_owned(),
+                passed: true,
+                detail: "exit code 0".to_owned()
+            }
+        );
+        let result = evaluate(Matcher::ExitCode(0), &run(Some(2), "", ""));
+        assert!(!result.passed);
+        assert_eq!(result.detail, "expected exit code 0, got 2");
+    }
+
+    #[test]
+    fn exit_code_of_a_killed_container_fails() {
+        let result = evaluate(Matcher::ExitCode(0), &run(None, "", ""));
+        assert!(!result.passed);
+        assert!(
+            result
+                .detail
+                .starts_with("the program did not exit (killed"),
+            "{}",
+            result.detail
+        );
+    }
+
+    #[test]
+    fn equals_ignores_crlf_and_trailing_whitespace_at_the_end() {
+        let matcher = Matcher::StdoutEquals("1\n2\nFizz\n".to_owned());
+        assert!(evaluate(matcher.clone(), &run(Some(0), "1\r\n2\r\nFizz  \r\n\n", "")).passed);
+        assert!(evaluate(matcher.clone(), &run(Some(0), "1\n2\nFizz", "")).passed);
+        let expected_trailing = Matcher::StdoutEquals("a\nb  \n\n".to_owned());
+        assert!(evaluate(expected_trailing, &run(Some(0), "a\nb", "")).passed);
+    }
+
+    #[test]
+    fn equals_points_at_the_first_differing_line() {
+        let matcher = Matcher::StdoutEquals("1\n2\nFizz\n4\nBuzz".to_owned());
+        let result = evaluate(matcher, &run(Some(0), "1\n2\n3\n4\nBuzz\n", ""));
+        assert!(!result.passed);
+        assert!(
+            result.detail.starts_with(
+                "stdout differs from the expected text at line 3:\n  expected: \"Fizz\"\n  actual:   \"3\"\n\
+                 expected 5 lines, got 5 lines\nstdout around line 3:\n"
+            ),
+            "{}",
+            result.detail
+        );
+        assert!(result.detail.contains("    3 | 3"), "{}", result.detail);
+    }
+
+    #[test]
+    fn equals_says_when_the_output_ends_early_or_runs_on() {
+        let matcher = Matcher::StdoutEquals("a\nb\nc".to_owned());
+        let short = evaluate(matcher.clone(), &run(Some(0), "a\nb\n", ""));
+        assert!(short.detail.contains("at line 3:"), "{}", short.detail);
+        assert!(
+            short
+                .detail
+                .contains("actual:   (the output ended after line 2)"),
+            "{}",
+            short.detail
+        );
+        assert!(
+            short.detail.contains("expected 3 lines, got 2 lines"),
+            "{}",
+            short.detail
+        );
+        let long = evaluate(matcher.clone(), &run(Some(0), "a\nb\nc\nd", ""));
+        assert!(long.detail.contains("at line 4:"), "{}", long.detail);
+        assert!(long.detail.contains("actual:   \"d\""), "{}", long.detail);
+        let nothing_expected = evaluate(
+            Matcher::StdoutEquals(String::new()),
+            &run(Some(0), "x\n", ""),
+        );
+        assert!(!nothing_expected.passed);
+        assert!(
+            nothing_expected
+                .detail
+                .contains("expected: no output\n  actual:   \"x\""),
+            "{}",
+            nothing_expected.detail
+        );
+        assert!(
+            nothing_expected
+                .detail
+                .contains("expected 0 lines, got 1 line"),
+            "{}",
+            nothing_expected.detail
+        );
+        assert!(
+            evaluate(
+                Matcher::StdoutEquals(String::new()),
+                &run(Some(0), " \r\n", "")
+            )
+            .passed
+        );
+        let empty = evaluate(matcher, &run(Some(0), "\n", ""));
+        assert!(
+            empty
+                .detail
+                .starts_with("stdout is empty; expected 3 lines:"),
+            "{}",
+            empty.detail
+        );
+    }
+
+    #[test]
+    fn equals_shows_whitespace_inside_lines() {
+        let matcher = Matcher::StdoutEquals("a\nb".to_owned());
+        let result = evaluate(matcher, &run(Some(0), "a \nb", ""));
+        assert!(!result.passed);
+        assert!(
+            result.detail.contains("actual:   \"a \""),
+            "{}",
+            result.detail
+        );
+        assert!(
+            result.detail.contains("only in trailing whitespace"),
+            "{}",
+            result.detail
+        );
+    }
+
+    #[test]
+    fn equals_on_long_output_stays_short() {
+        let expected: String = (1..=5000).map(|number| format!("{number}\n")).collect();
+        let actual: &'static str = Box::leak(
+            (1..=5000)
+                .map(|number| {
+                    if number == 4000 {
+                        "x\n".to_owned()
+                    } else {
+                        format!("{number}\n")
+                    }
+                })
+                .collect::<String>()
+                .into_boxed_str(),
+        );
+        let result = evaluate(Matcher::StdoutEquals(expected), &run(Some(0), actual, ""));
+        assert!(!result.passed);
+        assert!(result.detail.contains("at line 4000:"), "{}", result.detail);
+        assert!(
+            result.detail.contains("expected: \"4000\""),
+            "{}",
+            result.detail
+        );
+    }
+
+    #[test]
+    fn contains_passes_and_fails_with_an_excerpt() {
+        let result = evaluate(
+            Matcher::StdoutContains("lo w".to_owned()),
+            &run(Some(0), "hello world", ""),
+        );
+        assert!(result.passed);
+        let result = evaluate(
+            Matcher::StdoutContains("bye".to_owned()),
+            &run(Some(0), "hello world", ""),
+        );
+        assert!(!result.passed);
+        assert_eq!(
+            result.detail,
+            "stdout does not contain \"bye\"\nstdout (11 bytes, 1 line):\nhello world"
+        );
+        let result = evaluate(
+            Matcher::StderrContains("warn".to_owned()),
+            &run(Some(0), "warn", ""),
+        );
+        assert!(!result.passed);
+        assert_eq!(
+            result.detail,
+            "stderr does not contain \"warn\"\nstderr is empty"
+        );
+        assert!(
+            evaluate(
+                Matcher::StderrContains("warn".to_owned()),
+                &run(Some(0), "", "a warning")
+            )
+            .passed
+        );
+    }
+
+    #[test]
+    fn contains_on_huge_output_shows_head_and_tail() {
+        let huge: &'static str =
+            Box::leak(format!("START\n{}END\n", "filler line\n".repeat(100_000)).into_boxed_str());
+        let result = evaluate(
+            Matcher::StdoutContains("absent".to_owned()),
+            &run(Some(0), huge, ""),
+        );
+        assert!(!result.passed);
+        assert!(result.detail.contains("START"), "{}", result.detail);
+        assert!(result.detail.contains("END"), "{}", result.detail);
+        assert!(result.detail.contains("left out"), "{}", result.detail);
+    }
+
+    #[test]
+    fn not_contains_passes_and_fails_with_the_line() {
+        let stdout = "ok\nTraceback (most recent call last)\n";
+        let result = evaluate(
+            Matcher::StdoutNotContains("Traceback".to_owned()),
+            &run(Some(0), stdout, ""),
+        );
+        assert!(!result.passed);
+        assert_eq!(
+            result.detail,
+            "stdout contains \"Traceback\", which it must not; first at line 2: \"Traceback (most recent call last)\""
+        );
+        assert!(
+            evaluate(
+                Matcher::StdoutNotContains("Error".to_owned()),
+                &run(Some(0), stdout, "")
+            )
+            .passed
+        );
+        let result = evaluate(
+            Matcher::StderrNotContains("Error".to_owned()),
+            &run(Some(0), "", "x\r\nError\r\n"),
+        );
+        assert!(!result.passed);
+        assert!(
+            result.detail.ends_with("first at line 2: \"Error\""),
+            "{}",
+            result.detail
+        );
+    }
+
+    #[test]
+    fn not_contains_on_truncated_output_fails() {
+        let mut observed = run(Some(0), "aaaa", "bbbb");
+        observed.stdout_truncated = true;
+        let result = evaluate(Matcher::StdoutNotContains("zzz".to_owned()), &observed);
+        assert!(!result.passed);
+        assert!(
+            result.detail.contains("was cut at the output limit"),
+            "{}",
+            result.detail
+        );
+        assert!(
+            result.detail.contains("cannot be proven"),
+            "{}",
+            result.detail
+        );
+        // The other stream was not cut, so absence there is proven.
+        assert!(evaluate(Matcher::StderrNotContains("zzz".to_owned()), &observed).passed);
+        observed.stderr_truncated = true;
+        assert!(!evaluate(Matcher::StderrNotContains("zzz".to_owned()), &observed).passed);
+    }
+
+    #[test]
+    fn matches_is_multi_line() {
+        let result = evaluate(
+            Matcher::StdoutMatches(regex(r"^total: \d+$")),
+            &run(Some(0), "x\ntotal: 42\ny\n", ""),
+        );
+        assert!(result.passed, "{}", result.detail);
+        assert!(result.detail.contains("\"total: 42\""), "{}", result.detail);
+        let result = evaluate(
+            Matcher::StdoutMatches(regex(r"^total: \d+$")),
+            &run(Some(0), "total: x\n", ""),
+        );
+        assert!(!result.passed);
+        assert!(
+            result
+                .detail
+                .starts_with("stdout does not match the regex `^total: \\d+$`"),
+            "{}",
+            result.detail
+        );
+        assert!(result.detail.contains("total: x"), "{}", result.detail);
+        assert!(
+            evaluate(
+                Matcher::StderrMatches(regex("^warn")),
+                &run(Some(0), "", "a\nwarning\n")
+            )
+            .passed
+        );
+        assert!(
+            !evaluate(
+                Matcher::StderrMatches(regex("^warn")),
+                &run(Some(0), "warn", "a warning")
+            )
+            .passed
+        );
+    }
+
+    #[test]
+    fn truncated_stream_is_mentioned_in_contains_failures() {
+        let mut observed = run(Some(0), "partial", "");
+        observed.stdout_truncated = true;
+        let result = evaluate(Matcher::StdoutContains("done".to_owned()), &observed);
+        assert!(!result.passed);
+        assert!(
+            result.detail.contains("stdout was cut at the output limit"),
+            "{}",
+            result.detail
+        );
+    }
+
+    #[test]
+    fn clipping_never_splits_a_character() {
+        let text = "é".repeat(3000);
+        let clipped = clip(&text, 101);
+        assert!(clipped.len() < 200);
+        let excerpted = excerpt(&text, 101);
+        assert!(excerpted.contains("left out"));
+        assert!(cap(&"ü\n".repeat(5000), DETAIL_LIMIT).len() <= DETAIL_LIMIT);
     }
 }

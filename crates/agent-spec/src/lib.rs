@@ -7,12 +7,13 @@
 mod check;
 mod config;
 mod errors;
+mod position;
 mod spec;
 
 pub use check::{Check, CheckResult, Matcher, Observed};
 pub use config::{
-    ConfigFile, DockerSettings, EnvOverrides, FlagOverrides, Limits, ModelSettings,
-    BundleLimits, NetworkMode, BuildNetwork, PromptSettings, Settings, StructuredOutput,
+    BuildNetwork, BundleLimits, ConfigFile, DockerSettings, EnvOverrides, FlagOverrides, Limits,
+    ModelSettings, NetworkMode, PromptSettings, Settings, StructuredOutput,
 };
 pub use errors::{ConfigError, Location, SpecError};
 pub use spec::{RunSpec, Spec, SpecLimits, load_spec, parse_spec};

@@ -1,0 +1,248 @@
+//! Helpers for the end-to-end tests: a temp workspace with `agent.toml`, specs, the
+//! real `agent` binary run as a child process, and looks at the real engine.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use agent_testkit::PYTHON_IMAGE;
+use serde_json::Value;
+
+/// The key the tests hand to `agent`; it must never appear in what `agent` writes.
+pub const API_KEY: &str = "sk-test-0123456789-SECRET-abcdef";
+
+/// Fails the test loudly when no engine answers: these tests never skip themselves.
+pub fn require_engine() {
+    let status = std::process::Command::new("docker")
+        .args(["image", "inspect", PYTHON_IMAGE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("the `docker` command runs");
+    assert!(
+        status.success(),
+        "the Docker engine must answer and have `{PYTHON_IMAGE}`: run scripts/base-images"
+    );
+}
+
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    /// A workspace whose `agent.toml` points at `base_url`, with `extra` appended
+    /// inside `[model]` and `limits` as the `[limits]` table body.
+    pub fn new(base_url: &str, model_extra: &str, limits: &str) -> Workspace {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let config = format!(
+            "[model]\nbase_url = \"{base_url}\"\nname = \"scripted\"\nrequest_timeout_secs = 20\nmax_retries = 1\nmax_retry_after_secs = 1\n{model_extra}\n\n[docker]\nbase_image = \"{PYTHON_IMAGE}\"\n\n[limits]\nrun_timeout_secs = 30\nmemory_mb = 256\n{limits}\n"
+        );
+        std::fs::write(dir.path().join("agent.toml"), config).expect("agent.toml written");
+        Workspace { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn spec(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).expect("spec written");
+        path
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.path().join("runs")
+    }
+
+    /// The single run directory of `spec`.
+    pub fn run_dir(&self, spec: &str) -> PathBuf {
+        let dirs: Vec<PathBuf> = std::fs::read_dir(self.out().join(spec))
+            .expect("the spec's run folder exists")
+            .map(|entry| entry.expect("entry").path())
+            .collect();
+        assert_eq!(dirs.len(), 1, "one run of `{spec}`: {dirs:?}");
+        dirs.into_iter().next().expect("one")
+    }
+
+    pub fn report(&self, spec: &str) -> Value {
+        let path = self.run_dir(spec).join("report.json");
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("report.json"))
+            .expect("report.json is JSON")
+    }
+
+    /// Asserts the API key appears in no file below the output folder.
+    pub fn assert_key_nowhere(&self) {
+        for path in files_below(&self.out()) {
+            let bytes = std::fs::read(&path).expect("readable");
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains(API_KEY),
+                "the API key leaked into {}",
+                path.display()
+            );
+        }
+    }
+}
+
+pub fn files_below(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn assert_code(&self, expected: i32) {
+        assert_eq!(
+            self.code,
+            Some(expected),
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+    }
+}
+
+pub fn agent_command(workspace: &Workspace, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"));
+    command
+        .args(args)
+        .current_dir(workspace.path())
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("AGENT_MODEL")
+        .env_remove("DOCKER_HOST")
+        .env("OPENAI_API_KEY", API_KEY)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs `agent` to its end (bounded), and checks the key is not in its output.
+pub async fn run_agent(command: &mut tokio::process::Command) -> Output {
+    let child = command.spawn().expect("agent starts");
+    let output = tokio::time::timeout(Duration::from_secs(600), child.wait_with_output())
+        .await
+        .expect("agent ends within 10 minutes")
+        .expect("agent's output");
+    let output = Output {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert!(
+        !output.stdout.contains(API_KEY),
+        "the API key leaked to stdout"
+    );
+    assert!(
+        !output.stderr.contains(API_KEY),
+        "the API key leaked to stderr"
+    );
+    output
+}
+
+pub async fn agent(workspace: &Workspace, args: &[&str]) -> Output {
+    run_agent(&mut agent_command(workspace, args)).await
+}
+
+/// Ids of containers carrying `label` (`key=value`).
+pub fn containers_with(label: &str) -> Vec<String> {
+    docker_lines(&["ps", "-aq", "--filter", &format!("label={label}")])
+}
+
+/// Ids of images carrying `label`, with their tags.
+pub fn images_with(label: &str) -> Vec<String> {
+    docker_lines(&[
+        "images",
+        "-a",
+        "--filter",
+        &format!("label={label}"),
+        "--format",
+        "{{.ID}} {{.Repository}}:{{.Tag}}",
+    ])
+}
+
+pub fn docker_lines(args: &[&str]) -> Vec<String> {
+    let output = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker runs");
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .filter(|line| !line.is_empty())
+        .collect()
+}
+
+/// Asserts that the run left nothing on the engine but, at most, its verified image;
+/// removes that image.
+pub fn assert_run_cleaned_up(report: &Value) {
+    let run_id = report["run_id"].as_str().expect("run_id");
+    let label = format!("dev.agent.run={run_id}");
+    assert_eq!(
+        containers_with(&label),
+        Vec::<String>::new(),
+        "containers left by {run_id}"
+    );
+    let images = images_with(&label);
+    match report["image"].as_str() {
+        Some(tag) => {
+            assert_eq!(
+                images.len(),
+                1,
+                "only the verified image is kept: {images:?}"
+            );
+            assert!(images[0].ends_with(tag), "{images:?} vs {tag}");
+            let _ = std::process::Command::new("docker")
+                .args(["rmi", "-f", tag])
+                .output();
+        }
+        None => assert_eq!(images, Vec::<String>::new(), "images left by {run_id}"),
+    }
+}
+
+/// A `code_bundle` reply.
+pub fn bundle(dockerfile: Option<&str>, files: &[(&str, &str)]) -> String {
+    serde_json::json!({
+        "summary": "a version",
+        "dockerfile": dockerfile,
+        "files": files.iter().map(|(name, content)| serde_json::json!({"filename": name, "content": content})).collect::<Vec<_>>(),
+        "delete": [],
+    })
+    .to_string()
+}
+
+/// A Dockerfile that runs `main.py` on the test base image.
+pub fn python_dockerfile() -> String {
+    format!("FROM {PYTHON_IMAGE}\nWORKDIR /app\nCOPY main.py .\nCMD [\"python3\", \"main.py\"]\n")
+}
+
+pub fn verdict(pass: bool, reason: &str) -> String {
+    serde_json::json!({"pass": pass, "reason": reason}).to_string()
+}
