@@ -200,8 +200,8 @@ pub fn docker_lines(args: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// Asserts that the run left nothing on the engine but, at most, its verified image;
-/// removes that image.
+/// Asserts that the run left nothing on the engine but, at most, its verified image
+/// (with the layers it is made of); removes that image.
 pub fn assert_run_cleaned_up(report: &Value) {
     let run_id = report["run_id"].as_str().expect("run_id");
     let label = format!("dev.agent.run={run_id}");
@@ -213,18 +213,41 @@ pub fn assert_run_cleaned_up(report: &Value) {
     let images = images_with(&label);
     match report["image"].as_str() {
         Some(tag) => {
+            let chain = image_chain(tag);
+            let stray: Vec<&String> = images
+                .iter()
+                .filter(|line| {
+                    let id = line.split(' ').next().unwrap_or_default();
+                    !chain
+                        .iter()
+                        .any(|member| member.trim_start_matches("sha256:").starts_with(id))
+                })
+                .collect();
             assert_eq!(
-                images.len(),
-                1,
-                "only the verified image is kept: {images:?}"
+                stray,
+                Vec::<&String>::new(),
+                "images left by {run_id} besides {tag}"
             );
-            assert!(images[0].ends_with(tag), "{images:?} vs {tag}");
             let _ = std::process::Command::new("docker")
-                .args(["rmi", "-f", tag])
+                .args(["rmi", tag])
                 .output();
         }
         None => assert_eq!(images, Vec::<String>::new(), "images left by {run_id}"),
     }
+}
+
+/// The image and its parents, full ids.
+fn image_chain(image: &str) -> Vec<String> {
+    let mut chain = Vec::new();
+    let mut next = image.to_string();
+    while !next.is_empty() && chain.len() < 200 {
+        let lines = docker_lines(&["image", "inspect", "--format", "{{.Id}} {{.Parent}}", &next]);
+        let line = lines.first().cloned().unwrap_or_default();
+        let mut parts = line.split(' ');
+        chain.push(parts.next().unwrap_or_default().to_string());
+        next = parts.next().unwrap_or_default().to_string();
+    }
+    chain
 }
 
 /// A `code_bundle` reply.

@@ -333,7 +333,7 @@ async fn drive<M: ModelPort, E: EnginePort>(
         waited += engine_started.elapsed();
         record.build_secs = Some(round_secs(built.duration));
         write_file(&iteration_dir.join("build.log"), built.log.as_bytes())?;
-        state.layers.extend(layer_ids(&built.log));
+        state.layers.extend(built.intermediate_images());
         let image_id = match &built.status {
             BuildStatus::Built { image_id } => image_id.clone(),
             BuildStatus::Failed { error, .. } => {
@@ -651,14 +651,6 @@ pub fn run_limits(limits: &Limits, timeout: Duration) -> RunLimits {
 
 fn first_line(text: &str) -> &str {
     text.trim().lines().next().unwrap_or_default()
-}
-
-/// Image ids a classic build printed as ` ---> 0123456789ab`.
-fn layer_ids(log: &str) -> impl Iterator<Item = String> + '_ {
-    log.lines().filter_map(|line| {
-        let id = line.trim().strip_prefix("---> ")?.trim();
-        (id.len() >= 12 && id.chars().all(|c| c.is_ascii_hexdigit())).then(|| id.to_string())
-    })
 }
 
 fn read_inputs(spec: &Spec) -> Result<BTreeMap<String, Vec<u8>>, LoopError> {

@@ -4,8 +4,12 @@
 //! recorded transcript in place of the endpoint.
 
 mod errors;
+mod live;
 mod model;
+mod reply;
 mod schema;
+#[cfg(test)]
+mod tests;
 mod transcript;
 
 pub use errors::ModelError;

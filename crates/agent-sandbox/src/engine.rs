@@ -1,10 +1,21 @@
 //! The engine client: connection, builds, runs, tags and cleanup.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use bollard::Docker;
+use bollard::query_parameters::TagImageOptionsBuilder;
 
 use crate::context::BuildContext;
 use crate::errors::SandboxError;
+
+/// How long `connect` waits for the engine to answer before calling it unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// bollard's bound on the wait for response headers of every request (seconds). Streams
+/// (build, attach, wait) carry their own timeouts.
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineInfo {
@@ -14,7 +25,19 @@ pub struct EngineInfo {
 
 /// A connected engine. Cheap to clone.
 #[derive(Clone)]
-pub struct Sandbox { /* chosen by the implementation */ }
+pub struct Sandbox {
+    pub(crate) docker: Docker,
+    engine: Arc<EngineInfo>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Sandbox")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
 
 pub struct BuildRequest<'a> {
     pub context: &'a BuildContext,
@@ -43,6 +66,15 @@ pub struct BuildOutcome {
     /// marked).
     pub log: String,
     pub duration: Duration,
+}
+
+impl BuildOutcome {
+    /// The image ids the build printed as `---> <id>`, in build order: the
+    /// intermediate images (the last one is the built image when it succeeded). For
+    /// [`Sandbox::remove_untagged_images`].
+    pub fn intermediate_images(&self) -> Vec<String> {
+        crate::build::intermediate_images(&self.log)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,15 +155,48 @@ impl Sandbox {
     /// Connects as the Docker CLI does: `docker_host` (the caller passes `DOCKER_HOST`)
     /// else the local socket; negotiates the API version and pings the engine.
     pub async fn connect(docker_host: Option<&str>) -> Result<Sandbox, SandboxError> {
-        todo!()
+        let host = docker_host.unwrap_or(DEFAULT_SOCKET);
+        let connect_error = |source| SandboxError::Connect {
+            host: host.to_owned(),
+            source,
+        };
+        let docker = client_for(host).map_err(connect_error)?;
+        let answered = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let docker = docker.negotiate_version().await?;
+            let version = docker.version().await?;
+            Ok::<_, bollard::errors::Error>((docker, version))
+        })
+        .await;
+        let (docker, version) = match answered {
+            Ok(result) => result.map_err(connect_error)?,
+            Err(_elapsed) => {
+                return Err(connect_error(bollard::errors::Error::RequestTimeoutError));
+            }
+        };
+        let engine = EngineInfo {
+            version: version.version.unwrap_or_default(),
+            api_version: version.api_version.unwrap_or_default(),
+        };
+        tracing::debug!(host, ?engine, "connected to the Docker engine");
+        Ok(Sandbox {
+            docker,
+            engine: Arc::new(engine),
+        })
     }
 
     pub fn engine(&self) -> &EngineInfo {
-        todo!()
+        &self.engine
     }
 
     pub async fn image_present(&self, image: &str) -> Result<bool, SandboxError> {
-        todo!()
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(error) if crate::cleanup::is_status(&error, 404) => Ok(false),
+            Err(source) => Err(SandboxError::InspectImage {
+                image: image.to_owned(),
+                source,
+            }),
+        }
     }
 
     /// Builds with the classic builder; `progress` is called for each step.
@@ -140,18 +205,35 @@ impl Sandbox {
         request: BuildRequest<'_>,
         progress: &mut (dyn FnMut(BuildProgress) + Send),
     ) -> Result<BuildOutcome, SandboxError> {
-        todo!()
+        crate::build::build(&self.docker, request, progress).await
     }
 
     /// Creates, starts, feeds stdin, captures stdout/stderr apart (capped), waits with
     /// the timeout (kill on expiry), inspects for OOM, and always removes the container.
     pub async fn run(&self, request: RunRequest<'_>) -> Result<RunOutcome, SandboxError> {
-        todo!()
+        crate::run::run(&self.docker, request).await
     }
 
     /// `image` is an id or reference; `reference` is `repo:tag`.
     pub async fn tag(&self, image: &str, reference: &str) -> Result<(), SandboxError> {
-        todo!()
+        // The tag is what follows the last `:` unless that `:` belongs to a registry
+        // host with a port (`host:5000/repo`).
+        let (repository, tag) = match reference.rsplit_once(':') {
+            Some((repository, tag)) if !tag.contains('/') => (repository, tag),
+            _ => (reference, "latest"),
+        };
+        let options = TagImageOptionsBuilder::default()
+            .repo(repository)
+            .tag(tag)
+            .build();
+        self.docker
+            .tag_image(image, Some(options))
+            .await
+            .map_err(|source| SandboxError::Tag {
+                image: image.to_owned(),
+                tag: reference.to_owned(),
+                source,
+            })
     }
 
     /// Removes every container and image labelled `key=value`, except images tagged
@@ -162,13 +244,50 @@ impl Sandbox {
         value: &str,
         keep: Option<&str>,
     ) -> Result<CleanupReport, SandboxError> {
-        todo!()
+        crate::cleanup::remove_labelled(&self.docker, key, value, keep).await
     }
 
-    /// Removes what any earlier run left: containers labelled [`crate::LABEL_RUN`],
-    /// images so labelled that are not verified, and dangling intermediate images
-    /// whose build was ours.
-    pub async fn gc(&self) -> Result<CleanupReport, SandboxError> {
-        todo!()
+    /// Removes build leftovers by id (the intermediate images a build printed as
+    /// `---> <id>`): each only when it has no tag and no child image; others, and ids
+    /// already gone, are skipped.
+    pub async fn remove_untagged_images(
+        &self,
+        ids: &[String],
+    ) -> Result<CleanupReport, SandboxError> {
+        crate::cleanup::remove_untagged_images(&self.docker, ids).await
+    }
+
+    /// Removes what earlier runs left: containers labelled [`crate::LABEL_RUN`] and
+    /// images so labelled that are not verified. Objects whose [`crate::LABEL_OWNER`]
+    /// names a process still alive on this host (or another host) are left alone
+    /// unless `include_live`.
+    pub async fn gc(&self, include_live: bool) -> Result<CleanupReport, SandboxError> {
+        crate::cleanup::gc(&self.docker, include_live, None).await
+    }
+
+    /// [`Sandbox::gc`] restricted to objects that also carry the label `key=value`:
+    /// what one batch of runs (or one test) left, without touching anything else.
+    pub async fn gc_labelled(
+        &self,
+        include_live: bool,
+        key: &str,
+        value: &str,
+    ) -> Result<CleanupReport, SandboxError> {
+        crate::cleanup::gc(&self.docker, include_live, Some((key, value))).await
+    }
+}
+
+/// A client for `host` as the Docker CLI reads `DOCKER_HOST`: `unix://` (or a bare
+/// socket path), `tcp://` and `http://`.
+fn client_for(host: &str) -> Result<Docker, bollard::errors::Error> {
+    let version = bollard::API_DEFAULT_VERSION;
+    if host.starts_with("unix://") || host.starts_with('/') {
+        Docker::connect_with_socket(host, REQUEST_TIMEOUT_SECS, version)
+    } else if host.starts_with("tcp://") || host.starts_with("http://") {
+        Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, version)
+    } else {
+        Err(bollard::errors::Error::UnsupportedURISchemeError {
+            uri: host.to_owned(),
+        })
     }
 }

@@ -2,14 +2,18 @@
 //! build context, builds with a timeout, runs under limits with capped output,
 //! labels on everything, cleanup by label, and `gc`.
 
+mod build;
+mod cleanup;
 mod context;
 mod engine;
 mod errors;
+mod run;
 
+pub use cleanup::owner_id;
 pub use context::{BuildContext, build_context};
 pub use engine::{
-    BuildOutcome, BuildProgress, BuildRequest, BuildStatus, Captured, CleanupReport,
-    EngineInfo, RunLimits, RunNetwork, RunOutcome, RunRequest, Sandbox,
+    BuildOutcome, BuildProgress, BuildRequest, BuildStatus, Captured, CleanupReport, EngineInfo,
+    RunLimits, RunNetwork, RunOutcome, RunRequest, Sandbox,
 };
 pub use errors::SandboxError;
 
@@ -17,8 +21,9 @@ pub use errors::SandboxError;
 pub const LABEL_RUN: &str = "dev.agent.run";
 /// Label with the spec name.
 pub const LABEL_SPEC: &str = "dev.agent.spec";
-/// Label with the id of the `agent` invocation (one per process), so a signal handler
-/// can remove everything this process made.
-pub const LABEL_INVOCATION: &str = "dev.agent.invocation";
+/// Label naming the `agent` process that made the object, as `<hostname>/<pid>`: a
+/// signal handler removes everything its own process made, and `gc` leaves alone what
+/// a live process on this host still uses.
+pub const LABEL_OWNER: &str = "dev.agent.owner";
 /// Verified images are tagged `agent/<spec>:<hash>`; `gc` keeps images tagged so.
 pub const VERIFIED_REPOSITORY_PREFIX: &str = "agent/";

@@ -43,6 +43,9 @@ async fn main() {
     .await;
     println!("{}", server.base_url());
     // Serve until stdin closes (the caller ends us by closing it or by a signal).
-    let mut sink = Vec::new();
-    let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    // Read and discard in a fixed buffer: whatever is piped in is never kept.
+    let mut stdin = tokio::io::stdin();
+    let mut buffer = [0u8; 4096];
+    while matches!(stdin.read(&mut buffer).await, Ok(read) if read > 0) {}
+    drop(server);
 }

@@ -1,0 +1,370 @@
+//! Builds with the classic builder: streams the engine's output under the build
+//! timeout, reports steps, keeps a capped log and the failing step's own output, and
+//! removes the containers a timed-out build leaves behind.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use bollard::Docker;
+use bollard::models::BuildInfo;
+use bollard::query_parameters::BuildImageOptionsBuilder;
+use futures_util::StreamExt;
+
+use crate::cleanup;
+use crate::engine::{BuildOutcome, BuildProgress, BuildRequest, BuildStatus};
+use crate::errors::SandboxError;
+
+/// The whole log kept per build.
+const LOG_LIMIT_BYTES: usize = 4 * 1024 * 1024;
+/// The tail of the failing step's output kept as evidence.
+const STEP_OUTPUT_LIMIT_BYTES: usize = 16 * 1024;
+/// A "line" without a newline is cut here so a program printing no newlines cannot
+/// grow the line buffer without bound.
+const LINE_LIMIT_BYTES: usize = 64 * 1024;
+
+pub(crate) async fn build(
+    docker: &Docker,
+    request: BuildRequest<'_>,
+    progress: &mut (dyn FnMut(BuildProgress) + Send),
+) -> Result<BuildOutcome, SandboxError> {
+    let started = Instant::now();
+    let labels: HashMap<&str, &str> = request
+        .labels
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    // `rm` and `forcerm` so no intermediate container outlives its step, even when
+    // the step fails. The builder version stays the default (classic): asking for
+    // BuildKit without bollard's `buildkit` feature breaks the stream.
+    let mut options = BuildImageOptionsBuilder::default()
+        .dockerfile("Dockerfile")
+        .rm(true)
+        .forcerm(true)
+        .labels(&labels);
+    if request.network != "default" {
+        options = options.networkmode(request.network);
+    }
+    let body = bollard::body_full(bytes::Bytes::copy_from_slice(&request.context.bytes));
+    let mut stream = docker.build_image(options.build(), None, Some(body));
+
+    let mut state = BuildState::default();
+    let streamed = tokio::time::timeout(request.timeout, async {
+        while let Some(item) = stream.next().await {
+            if let Some(end) = state.take(item, progress) {
+                return end;
+            }
+        }
+        state.finish_lines(progress);
+        Ending::StreamClosed
+    })
+    .await;
+    drop(stream);
+
+    let status = match streamed {
+        Err(_elapsed) => {
+            state.push_log(&format!(
+                "\n[build stopped at the timeout of {} s]\n",
+                request.timeout.as_secs()
+            ));
+            remove_build_containers(docker, &state.running_containers).await;
+            BuildStatus::TimedOut
+        }
+        Ok(Ending::Built(image_id)) => BuildStatus::Built { image_id },
+        Ok(Ending::Failed(error)) => {
+            state.push_log(&format!("ERROR: {error}\n"));
+            BuildStatus::Failed {
+                error,
+                failing_step: state.last_step.clone(),
+                step_output: state.step_output.clone(),
+            }
+        }
+        Ok(Ending::Broken(source)) => return Err(SandboxError::Build(source)),
+        Ok(Ending::StreamClosed) => match state.image_id.clone() {
+            Some(image_id) => BuildStatus::Built { image_id },
+            None => {
+                let error = "the engine ended the build without an image".to_owned();
+                state.push_log(&format!("ERROR: {error}\n"));
+                BuildStatus::Failed {
+                    error,
+                    failing_step: state.last_step.clone(),
+                    step_output: state.step_output.clone(),
+                }
+            }
+        },
+    };
+    Ok(BuildOutcome {
+        status,
+        log: state.into_log(),
+        duration: started.elapsed(),
+    })
+}
+
+enum Ending {
+    Built(String),
+    Failed(String),
+    Broken(bollard::errors::Error),
+    StreamClosed,
+}
+
+#[derive(Default)]
+struct BuildState {
+    log: String,
+    log_cut_bytes: usize,
+    /// Text of the current line not yet ended by a newline.
+    partial_line: String,
+    last_step: Option<String>,
+    step_output: String,
+    image_id: Option<String>,
+    /// `---> Running in <id>`: the containers of the steps, for cleanup on timeout.
+    running_containers: Vec<String>,
+}
+
+impl BuildState {
+    /// Takes one stream item; `Some` when the build has ended.
+    fn take(
+        &mut self,
+        item: Result<BuildInfo, bollard::errors::Error>,
+        progress: &mut (dyn FnMut(BuildProgress) + Send),
+    ) -> Option<Ending> {
+        match item {
+            Ok(info) => {
+                if let Some(text) = info.stream.as_deref() {
+                    self.push_log(text);
+                    self.push_lines(text, progress);
+                }
+                if let Some(id) = info.aux.and_then(|aux| aux.id) {
+                    self.image_id = Some(id);
+                }
+                None
+            }
+            Err(error) => {
+                self.finish_lines(progress);
+                // bollard 0.21.1 may report a decoding error after the stream has
+                // already delivered the image id: the build succeeded.
+                if let Some(image_id) = self.image_id.clone() {
+                    tracing::debug!(%error, "ignored an error after the build succeeded");
+                    return Some(Ending::Built(image_id));
+                }
+                Some(match error {
+                    bollard::errors::Error::DockerStreamError { error } => {
+                        Ending::Failed(error.trim().to_owned())
+                    }
+                    // The engine answered, but refused the build (a Dockerfile it
+                    // cannot parse, say): an outcome for the model, not an engine error.
+                    bollard::errors::Error::DockerResponseServerError { message, .. } => {
+                        Ending::Failed(message.trim().to_owned())
+                    }
+                    other => Ending::Broken(other),
+                })
+            }
+        }
+    }
+
+    fn push_log(&mut self, text: &str) {
+        let room = LOG_LIMIT_BYTES.saturating_sub(self.log.len());
+        if self.log_cut_bytes == 0 && text.len() <= room {
+            self.log.push_str(text);
+            return;
+        }
+        if self.log_cut_bytes == 0 {
+            let kept = floor_char_boundary(text, room);
+            self.log.push_str(&text[..kept]);
+            self.log_cut_bytes = text.len() - kept;
+        } else {
+            self.log_cut_bytes += text.len();
+        }
+    }
+
+    fn push_lines(&mut self, text: &str, progress: &mut (dyn FnMut(BuildProgress) + Send)) {
+        let mut rest = text;
+        while let Some(end) = rest.find('\n') {
+            self.partial_line.push_str(&rest[..end]);
+            let line = std::mem::take(&mut self.partial_line);
+            self.take_line(&line, progress);
+            rest = &rest[end + 1..];
+        }
+        self.partial_line.push_str(rest);
+        if self.partial_line.len() > LINE_LIMIT_BYTES {
+            let line = std::mem::take(&mut self.partial_line);
+            self.take_line(&line, progress);
+        }
+    }
+
+    fn finish_lines(&mut self, progress: &mut (dyn FnMut(BuildProgress) + Send)) {
+        if !self.partial_line.is_empty() {
+            let line = std::mem::take(&mut self.partial_line);
+            self.take_line(&line, progress);
+        }
+    }
+
+    fn take_line(&mut self, line: &str, progress: &mut (dyn FnMut(BuildProgress) + Send)) {
+        let line = line.trim_end_matches('\r');
+        if let Some(step) = parse_step(line) {
+            self.last_step = Some(line.trim().to_owned());
+            self.step_output.clear();
+            progress(step);
+            return;
+        }
+        let trimmed = line.trim_start();
+        if let Some(marker) = trimmed.strip_prefix("---> ") {
+            if let Some(id) = marker.strip_prefix("Running in ") {
+                self.running_containers.push(id.trim().to_owned());
+            }
+            // The builder's own bookkeeping is not what the step printed.
+            return;
+        }
+        if trimmed.starts_with("Removing intermediate container ") {
+            return;
+        }
+        self.step_output.push_str(line);
+        self.step_output.push('\n');
+        if self.step_output.len() > STEP_OUTPUT_LIMIT_BYTES {
+            let cut = ceil_char_boundary(
+                &self.step_output,
+                self.step_output.len() - STEP_OUTPUT_LIMIT_BYTES,
+            );
+            self.step_output.replace_range(..cut, "");
+        }
+    }
+}
+
+impl BuildState {
+    fn into_log(mut self) -> String {
+        if self.log_cut_bytes > 0 {
+            let marker = format!("\n[build log cut: {} more bytes]\n", self.log_cut_bytes);
+            self.log.push_str(&marker);
+        }
+        self.log
+    }
+}
+
+/// `Step 2/5 : RUN pip install …`
+fn parse_step(line: &str) -> Option<BuildProgress> {
+    let rest = line.strip_prefix("Step ")?;
+    let (counts, instruction) = rest.split_once(" : ")?;
+    let (index, total) = counts.split_once('/')?;
+    Some(BuildProgress::Step {
+        index: index.trim().parse().ok()?,
+        total: total.trim().parse().ok()?,
+        instruction: instruction.trim().to_owned(),
+    })
+}
+
+/// A timed-out build may leave its current step's container running: the engine does
+/// not always stop a classic build when the client goes away. The builder gives those
+/// containers no labels, so they are found by the ids the build printed.
+async fn remove_build_containers(docker: &Docker, ids: &[String]) {
+    for id in ids {
+        cleanup::force_remove_container(docker, id).await;
+    }
+}
+
+fn floor_char_boundary(text: &str, index: usize) -> usize {
+    let mut index = index.min(text.len());
+    while !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}
+
+fn ceil_char_boundary(text: &str, index: usize) -> usize {
+    let mut index = index.min(text.len());
+    while !text.is_char_boundary(index) {
+        index += 1;
+    }
+    index
+}
+
+/// The image ids a build printed as `---> <id>`, in order: its intermediate images
+/// (and, last, the built image).
+pub(crate) fn intermediate_images(log: &str) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for line in log.lines() {
+        let Some(marker) = line.trim_start().strip_prefix("---> ") else {
+            continue;
+        };
+        let id = marker.trim();
+        let is_id = !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_hexdigit());
+        if is_id && ids.last().is_none_or(|last| last != id) {
+            ids.push(id.to_owned());
+        }
+    }
+    ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(state: &mut BuildState, text: &str) -> Vec<BuildProgress> {
+        let mut steps = Vec::new();
+        state.push_log(text);
+        state.push_lines(text, &mut |step| steps.push(step));
+        steps
+    }
+
+    #[test]
+    fn step_lines_become_progress_and_reset_the_step_output() {
+        let mut state = BuildState::default();
+        let steps = feed(
+            &mut state,
+            "Step 1/2 : FROM busybox\n ---> abc123\nStep 2/2 : RUN false\n ---> Running in 0123abcd\nboom\nTraceback:\n",
+        );
+        assert_eq!(
+            steps,
+            [
+                BuildProgress::Step {
+                    index: 1,
+                    total: 2,
+                    instruction: "FROM busybox".to_owned()
+                },
+                BuildProgress::Step {
+                    index: 2,
+                    total: 2,
+                    instruction: "RUN false".to_owned()
+                },
+            ]
+        );
+        assert_eq!(state.last_step.as_deref(), Some("Step 2/2 : RUN false"));
+        assert_eq!(state.step_output, "boom\nTraceback:\n");
+        assert_eq!(state.running_containers, ["0123abcd"]);
+    }
+
+    #[test]
+    fn lines_split_across_stream_items_are_joined() {
+        let mut state = BuildState::default();
+        feed(&mut state, "Step 1/1 : RUN ec");
+        let steps = feed(&mut state, "ho\npart");
+        assert_eq!(steps.len(), 1);
+        feed(&mut state, "ial\n");
+        assert_eq!(state.step_output, "partial\n");
+    }
+
+    #[test]
+    fn step_output_keeps_the_tail() {
+        let mut state = BuildState::default();
+        for index in 0..5000 {
+            feed(&mut state, &format!("line {index}\n"));
+        }
+        assert!(state.step_output.len() <= STEP_OUTPUT_LIMIT_BYTES);
+        assert!(state.step_output.ends_with("line 4999\n"));
+    }
+
+    #[test]
+    fn the_log_is_capped_and_the_cut_marked() {
+        let mut state = BuildState::default();
+        let chunk = "é".repeat(1000);
+        for _ in 0..(LOG_LIMIT_BYTES / chunk.len() + 10) {
+            state.push_log(&chunk);
+        }
+        let log = state.into_log();
+        assert!(log.len() < LOG_LIMIT_BYTES + 100);
+        assert!(log.contains("[build log cut: "));
+    }
+
+    #[test]
+    fn intermediate_images_are_read_from_the_log() {
+        let log = "Step 1/2 : FROM x\n ---> 1a2b\nStep 2/2 : RUN y\n ---> Running in ffee\n ---> 3c4d\nSuccessfully built 3c4d\n";
+        assert_eq!(intermediate_images(log), ["1a2b", "3c4d"]);
+    }
+}

@@ -1,0 +1,946 @@
+//! Builds, runs and cleanup against the real Docker engine. Each test labels what it
+//! makes with its own run id and checks that nothing with that label is left.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use agent_sandbox::{
+    BuildOutcome, BuildProgress, BuildRequest, BuildStatus, LABEL_OWNER, LABEL_RUN, RunLimits,
+    RunNetwork, RunOutcome, RunRequest, Sandbox, SandboxError, build_context, owner_id,
+};
+use agent_testkit::{BUSYBOX_IMAGE, PYTHON_IMAGE};
+
+/// A label only these tests put on objects, so their `gc` never touches what other
+/// processes on the same engine made.
+const LABEL_TEST: &str = "dev.agent.test";
+
+async fn sandbox() -> Sandbox {
+    Sandbox::connect(None)
+        .await
+        .expect("the Docker engine must be reachable for these tests (`docker info`)")
+}
+
+fn unique_run_id(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    format!("test-{name}-{}-{nanos}", std::process::id())
+}
+
+fn labels(run: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_RUN.to_owned(), run.to_owned()),
+        (LABEL_OWNER.to_owned(), owner_id()),
+        (LABEL_TEST.to_owned(), run.to_owned()),
+    ])
+}
+
+fn docker(args: &[&str]) -> String {
+    let output = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs");
+    assert!(
+        output.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn containers_labelled(run: &str) -> Vec<String> {
+    docker(&[
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        &format!("label={LABEL_RUN}={run}"),
+    ])
+    .split_whitespace()
+    .map(str::to_owned)
+    .collect()
+}
+
+fn images_labelled(run: &str) -> Vec<String> {
+    docker(&[
+        "images",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &format!("label={LABEL_RUN}={run}"),
+    ])
+    .split_whitespace()
+    .map(str::to_owned)
+    .collect()
+}
+
+fn assert_no_container_left(run: &str) {
+    let left = containers_labelled(run);
+    assert!(left.is_empty(), "containers left for `{run}`: {left:?}");
+}
+
+async fn build(
+    sandbox: &Sandbox,
+    run: &str,
+    dockerfile: &str,
+    timeout: Duration,
+) -> (BuildOutcome, Vec<BuildProgress>) {
+    let files = BTreeMap::from([("Dockerfile".to_owned(), dockerfile.as_bytes().to_vec())]);
+    build_files(sandbox, run, &files, timeout).await
+}
+
+async fn build_files(
+    sandbox: &Sandbox,
+    run: &str,
+    files: &BTreeMap<String, Vec<u8>>,
+    timeout: Duration,
+) -> (BuildOutcome, Vec<BuildProgress>) {
+    let context = build_context(files).expect("context");
+    let labels = labels(run);
+    let mut steps = Vec::new();
+    let outcome = sandbox
+        .build(
+            BuildRequest {
+                context: &context,
+                labels: &labels,
+                timeout,
+                network: "none",
+            },
+            &mut |step| steps.push(step),
+        )
+        .await
+        .expect("the engine answers");
+    (outcome, steps)
+}
+
+fn built_image(outcome: &BuildOutcome) -> String {
+    match &outcome.status {
+        BuildStatus::Built { image_id } => image_id.clone(),
+        other => panic!("expected a built image, got {other:?}\n{}", outcome.log),
+    }
+}
+
+fn limits() -> RunLimits {
+    RunLimits {
+        memory_mb: 256,
+        cpus: 1.0,
+        pids: 64,
+        network: RunNetwork::None,
+        timeout: Duration::from_secs(30),
+        output_limit_bytes: 1024 * 1024,
+    }
+}
+
+async fn run_with(
+    sandbox: &Sandbox,
+    run: &str,
+    image: &str,
+    script: &str,
+    stdin: Option<&[u8]>,
+    env: &BTreeMap<String, String>,
+    limits: RunLimits,
+) -> RunOutcome {
+    let args = if script.is_empty() {
+        Vec::new()
+    } else {
+        vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()]
+    };
+    let labels = labels(run);
+    let outcome = sandbox
+        .run(RunRequest {
+            image,
+            args: &args,
+            env,
+            stdin,
+            limits,
+            labels: &labels,
+        })
+        .await
+        .expect("the engine answers");
+    assert_no_container_left(run);
+    outcome
+}
+
+async fn run_script(sandbox: &Sandbox, run: &str, script: &str, limits: RunLimits) -> RunOutcome {
+    run_with(
+        sandbox,
+        run,
+        BUSYBOX_IMAGE,
+        script,
+        None,
+        &BTreeMap::new(),
+        limits,
+    )
+    .await
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+async fn clean_up(sandbox: &Sandbox, run: &str) {
+    sandbox
+        .remove_labelled(LABEL_RUN, run, None)
+        .await
+        .expect("cleanup");
+    assert_no_container_left(run);
+    assert!(images_labelled(run).is_empty(), "images left for `{run}`");
+}
+
+#[tokio::test]
+async fn connect_negotiates_and_reports_the_engine() {
+    let sandbox = sandbox().await;
+    let engine = sandbox.engine();
+    assert!(!engine.version.is_empty());
+    assert!(engine.api_version.starts_with("1."), "{engine:?}");
+}
+
+#[tokio::test]
+async fn connect_to_a_dead_socket_fails_fast() {
+    let started = Instant::now();
+    let result = Sandbox::connect(Some("unix:///tmp/nonexistent.sock")).await;
+    assert!(
+        matches!(&result, Err(SandboxError::Connect { host, .. }) if host == "unix:///tmp/nonexistent.sock"),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(6));
+}
+
+#[tokio::test]
+async fn connect_to_a_socket_nobody_answers_times_out() {
+    let directory = std::env::temp_dir().join(unique_run_id("silent"));
+    std::fs::create_dir_all(&directory).expect("directory");
+    let path = directory.join("docker.sock");
+    // Accepts connections and never answers.
+    let _listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    let host = format!("unix://{}", path.display());
+    let started = Instant::now();
+    let result = Sandbox::connect(Some(&host)).await;
+    assert!(
+        matches!(result, Err(SandboxError::Connect { .. })),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(8));
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+#[tokio::test]
+async fn connect_refuses_an_unknown_scheme() {
+    let result = Sandbox::connect(Some("ftp://somewhere")).await;
+    assert!(
+        matches!(result, Err(SandboxError::Connect { .. })),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn build_succeeds_with_an_image_id_labels_and_steps() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("build-ok");
+    let files = BTreeMap::from([
+        (
+            "Dockerfile".to_owned(),
+            format!("FROM {BUSYBOX_IMAGE}\nCOPY app/ /app/\nRUN cat /app/nested/hello.txt\n")
+                .into_bytes(),
+        ),
+        (
+            "app/nested/hello.txt".to_owned(),
+            format!("hello from the context {run}\n").into_bytes(),
+        ),
+    ]);
+    let (outcome, steps) = build_files(&sandbox, &run, &files, Duration::from_secs(60)).await;
+    let image = built_image(&outcome);
+    assert!(image.starts_with("sha256:"), "{image}");
+    assert!(
+        outcome.log.contains("hello from the context"),
+        "{}",
+        outcome.log
+    );
+    // The three steps of the Dockerfile, then one `LABEL` step per label the builder
+    // appends.
+    assert_eq!(steps.len(), 3 + labels(&run).len(), "{steps:?}");
+    assert!(
+        matches!(&steps[0], BuildProgress::Step { index: 1, total: 6, instruction } if instruction.starts_with("FROM"))
+    );
+    let intermediate = outcome.intermediate_images();
+    assert!(!intermediate.is_empty());
+    assert!(
+        image
+            .trim_start_matches("sha256:")
+            .starts_with(intermediate.last().expect("last"))
+    );
+
+    let label = docker(&[
+        "inspect",
+        "--format",
+        &format!("{{{{index .Config.Labels \"{LABEL_RUN}\"}}}}"),
+        &image,
+    ]);
+    assert_eq!(label.trim(), run);
+    assert!(sandbox.image_present(&image).await.expect("inspect"));
+    assert!(
+        !sandbox
+            .image_present("agent-test/absent:never")
+            .await
+            .expect("inspect")
+    );
+    assert_no_container_left(&run);
+    clean_up(&sandbox, &run).await;
+    assert!(!sandbox.image_present(&image).await.expect("inspect"));
+}
+
+#[tokio::test]
+async fn a_failing_run_step_is_failed_with_its_output_as_evidence() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("build-traceback");
+    let dockerfile = format!(
+        "FROM {BUSYBOX_IMAGE}\nRUN echo preparing\nRUN echo 'Traceback (most recent call last):' && echo '  File \"main.py\", line 1' && echo 'ValueError: boom {run}' >&2 && exit 1\n"
+    );
+    let (outcome, _) = build(&sandbox, &run, &dockerfile, Duration::from_secs(60)).await;
+    let BuildStatus::Failed {
+        error,
+        failing_step,
+        step_output,
+    } = &outcome.status
+    else {
+        panic!("expected a failure, got {:?}", outcome.status);
+    };
+    assert!(error.contains("non-zero code: 1"), "{error}");
+    let failing_step = failing_step.as_deref().expect("failing step");
+    assert!(
+        failing_step.starts_with("Step 3/") && failing_step.contains(" : RUN echo 'Traceback"),
+        "{failing_step}"
+    );
+    assert!(
+        step_output.contains("Traceback (most recent call last):"),
+        "{step_output}"
+    );
+    assert!(
+        step_output.contains(&format!("ValueError: boom {run}")),
+        "{step_output}"
+    );
+    assert!(!step_output.contains("preparing"), "{step_output}");
+    assert!(outcome.log.contains(error.as_str()));
+    assert_no_container_left(&run);
+    // The step's container is gone too (`forcerm`), though the builder gave it no label.
+    let leftovers = docker(&["ps", "-a", "--no-trunc", "--format", "{{.Command}}"]);
+    assert!(!leftovers.contains(&run), "{leftovers}");
+    clean_up(&sandbox, &run).await;
+}
+
+#[tokio::test]
+async fn copying_a_missing_file_is_a_failed_build() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("build-copy");
+    let dockerfile = format!("FROM {BUSYBOX_IMAGE}\nCOPY missing.txt /missing.txt\n");
+    let (outcome, _) = build(&sandbox, &run, &dockerfile, Duration::from_secs(60)).await;
+    let BuildStatus::Failed {
+        error,
+        failing_step,
+        ..
+    } = &outcome.status
+    else {
+        panic!("expected a failure, got {:?}", outcome.status);
+    };
+    assert!(error.contains("missing.txt"), "{error}");
+    assert!(
+        failing_step
+            .as_deref()
+            .is_some_and(|step| step.contains("COPY"))
+    );
+    clean_up(&sandbox, &run).await;
+}
+
+#[tokio::test]
+async fn an_unknown_base_image_is_a_failed_build() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("build-from");
+    let (outcome, _) = build(
+        &sandbox,
+        &run,
+        "FROM agent-test/does-not-exist:never\nRUN true\n",
+        Duration::from_secs(60),
+    )
+    .await;
+    let BuildStatus::Failed { error, .. } = &outcome.status else {
+        panic!("expected a failure, got {:?}", outcome.status);
+    };
+    assert!(!error.is_empty());
+    clean_up(&sandbox, &run).await;
+}
+
+#[tokio::test]
+async fn an_unparsable_dockerfile_is_a_failed_build() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("build-parse");
+    let (outcome, _) = build(
+        &sandbox,
+        &run,
+        "THIS IS NOT A DOCKERFILE\n",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        matches!(outcome.status, BuildStatus::Failed { .. }),
+        "{:?}",
+        outcome.status
+    );
+    clean_up(&sandbox, &run).await;
+}
+
+#[tokio::test]
+async fn a_build_past_its_timeout_stops_and_leaves_nothing_running() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("build-timeout");
+    let dockerfile = format!("FROM {BUSYBOX_IMAGE}\nRUN echo {run} && sleep 60\n");
+    let started = Instant::now();
+    let (outcome, _) = build(&sandbox, &run, &dockerfile, Duration::from_secs(3)).await;
+    assert_eq!(outcome.status, BuildStatus::TimedOut, "{}", outcome.log);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    // The step's container carries no label: find it by the command that names the run.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let leftovers = docker(&["ps", "-a", "--no-trunc", "--format", "{{.Command}}"]);
+    assert!(!leftovers.contains(&run), "left running: {leftovers}");
+    clean_up(&sandbox, &run).await;
+}
+
+#[tokio::test]
+async fn run_keeps_stdout_and_stderr_apart_with_the_exit_code() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("run-streams");
+    let outcome = run_script(
+        &sandbox,
+        &run,
+        "echo out; echo err >&2; echo more; exit 3",
+        limits(),
+    )
+    .await;
+    assert_eq!(text(&outcome.stdout.bytes), "out\nmore\n");
+    assert_eq!(text(&outcome.stderr.bytes), "err\n");
+    assert_eq!(outcome.exit_code, Some(3));
+    assert_eq!(outcome.stdout.total_bytes, 9);
+    assert!(!outcome.timed_out && !outcome.oom_killed && outcome.start_error.is_none());
+
+    let success = run_script(&sandbox, &run, "echo fine", limits()).await;
+    assert_eq!(success.exit_code, Some(0));
+    assert_eq!(text(&success.stdout.bytes), "fine\n");
+}
+
+#[tokio::test]
+async fn run_feeds_stdin_then_closes_it() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("run-stdin");
+    let outcome = run_with(
+        &sandbox,
+        &run,
+        BUSYBOX_IMAGE,
+        "cat; echo done",
+        Some(b"3 4\nfive\n"),
+        &BTreeMap::new(),
+        limits(),
+    )
+    .await;
+    assert_eq!(text(&outcome.stdout.bytes), "3 4\nfive\ndone\n");
+    assert_eq!(outcome.exit_code, Some(0));
+
+    // Without stdin the program sees an empty one and does not hang.
+    let empty = run_script(&sandbox, &run, "cat; echo eof", limits()).await;
+    assert_eq!(text(&empty.stdout.bytes), "eof\n");
+    assert!(!empty.timed_out);
+}
+
+#[tokio::test]
+async fn run_gets_only_the_given_environment() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("run-env");
+    // Set for this test process by cargo and nextest: it must not reach the container.
+    let host_value =
+        std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set for tests");
+    assert!(!host_value.is_empty());
+    let env = BTreeMap::from([
+        ("GREETING".to_owned(), "hi there".to_owned()),
+        ("EMPTY".to_owned(), String::new()),
+    ]);
+    let outcome = run_with(&sandbox, &run, BUSYBOX_IMAGE, "env", None, &env, limits()).await;
+    let printed = text(&outcome.stdout.bytes);
+    assert!(
+        printed.lines().any(|line| line == "GREETING=hi there"),
+        "{printed}"
+    );
+    assert!(printed.lines().any(|line| line == "EMPTY="), "{printed}");
+    assert!(!printed.contains("CARGO_MANIFEST_DIR"), "{printed}");
+    assert!(!printed.contains(&host_value), "{printed}");
+}
+
+#[tokio::test]
+async fn args_follow_the_entrypoint_and_no_args_keep_the_cmd() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("run-args");
+    let dockerfile =
+        format!("FROM {BUSYBOX_IMAGE}\nENTRYPOINT [\"echo\", \"base\"]\nCMD [\"default\"]\n");
+    let (outcome, _) = build(&sandbox, &run, &dockerfile, Duration::from_secs(60)).await;
+    let image = built_image(&outcome);
+    let request_labels = labels(&run);
+    let env = BTreeMap::new();
+    let args = vec!["--fast".to_owned(), "two words".to_owned()];
+    let with_args = sandbox
+        .run(RunRequest {
+            image: &image,
+            args: &args,
+            env: &env,
+            stdin: None,
+            limits: limits(),
+            labels: &request_labels,
+        })
+        .await
+        .expect("run");
+    assert_eq!(text(&with_args.stdout.bytes), "base --fast two words\n");
+    let without_args = sandbox
+        .run(RunRequest {
+            image: &image,
+            args: &[],
+            env: &env,
+            stdin: None,
+            limits: limits(),
+            labels: &request_labels,
+        })
+        .await
+        .expect("run");
+    assert_eq!(text(&without_args.stdout.bytes), "base default\n");
+    clean_up(&sandbox, &run).await;
+}
+
+#[tokio::test]
+async fn a_run_past_its_timeout_is_killed_and_removed() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("run-timeout");
+    let started = Instant::now();
+    let outcome = run_script(
+        &sandbox,
+        &run,
+        "echo started; sleep 60",
+        RunLimits {
+            timeout: Duration::from_secs(2),
+            ..limits()
+        },
+    )
+    .await;
+    assert!(outcome.timed_out);
+    assert_eq!(outcome.exit_code, None);
+    assert_eq!(text(&outcome.stdout.bytes), "started\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_run_still_removes_its_container() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("run-cancel");
+    let labels = labels(&run);
+    let env = BTreeMap::new();
+    let args = vec!["sleep".to_owned(), "60".to_owned()];
+    let cancelled = tokio::time::timeout(
+        Duration::from_secs(2),
+        sandbox.run(RunRequest {
+            image: BUSYBOX_IMAGE,
+            args: &args,
+            env: &env,
+            stdin: None,
+            limits: limits(),
+            labels: &labels,
+        }),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the run should still be going");
+    assert!(
+        !containers_labelled(&run).is_empty(),
+        "the container existed"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !containers_labelled(&run).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the container outlived its cancelled run"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn output_past_the_limit_is_counted_and_cut() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("run-flood");
+    let total: u64 = 200_000_000;
+    let limit = 64 * 1024;
+    let outcome = run_script(
+        &sandbox,
+        &run,
+        &format!("yes | head -c {total}; yes err | head -c 1000 >&2"),
+        RunLimits {
+            output_limit_bytes: limit,
+            timeout: Duration::from_secs(60),
+            ..limits()
+        },
+    )
+    .await;
+    assert_eq!(outcome.exit_code, Some(0));
+    assert!(outcome.stdout.truncated);
+    assert_eq!(outcome.stdout.bytes.len(), limit);
+    assert_eq!(outcome.stdout.total_bytes, total);
+    assert!(outcome.stdout.bytes.starts_with(b"y\ny\n"));
+    assert!(!outcome.stderr.truncated);
+    assert_eq!(outcome.stderr.total_bytes, 1000);
+}
+
+#[tokio::test]
+async fn a_memory_hog_is_oom_killed() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("run-oom");
+    let args = vec![
+        "python3".to_owned(),
+        "-c".to_owned(),
+        "b = bytearray(10**9)".to_owned(),
+    ];
+    let labels = labels(&run);
+    let env = BTreeMap::new();
+    let outcome = sandbox
+        .run(RunRequest {
+            image: PYTHON_IMAGE,
+            args: &args,
+            env: &env,
+            stdin: None,
+            limits: RunLimits {
+                memory_mb: 64,
+                ..limits()
+            },
+            labels: &labels,
+        })
+        .await
+        .expect("run");
+    assert!(outcome.oom_killed, "{outcome:?}");
+    assert_eq!(outcome.exit_code, Some(137));
+    assert_no_container_left(&run);
+}
+
+#[tokio::test]
+async fn the_pids_limit_caps_forks() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("run-pids");
+    let pids = 40;
+    // The subshell dies at the first refused fork; the count uses builtins only, as
+    // no fork is possible any more.
+    let outcome = run_script(
+        &sandbox,
+        &run,
+        "(for i in $(seq 600); do sleep 5 & done) 2>/dev/null; set -- /proc/[0-9]*; echo $#",
+        RunLimits { pids, ..limits() },
+    )
+    .await;
+    let printed = text(&outcome.stdout.bytes);
+    let count: i64 = printed
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("count: {printed:?} {outcome:?}"));
+    assert!(count > 5, "{count}");
+    assert!(
+        count <= pids + 2,
+        "{count} processes under a limit of {pids}"
+    );
+}
+
+#[tokio::test]
+async fn network_none_has_only_loopback_and_bridge_has_eth0() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("run-network");
+    let isolated = run_script(&sandbox, &run, "ls /sys/class/net", limits()).await;
+    assert_eq!(
+        text(&isolated.stdout.bytes)
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["lo"]
+    );
+    let bridged = run_script(
+        &sandbox,
+        &run,
+        "ls /sys/class/net",
+        RunLimits {
+            network: RunNetwork::Bridge,
+            ..limits()
+        },
+    )
+    .await;
+    let interfaces = text(&bridged.stdout.bytes);
+    assert!(
+        interfaces.split_whitespace().any(|name| name == "eth0"),
+        "{interfaces}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_executable_is_a_start_error() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("run-noexec");
+    let labels = labels(&run);
+    let env = BTreeMap::new();
+    let args = vec!["/does/not/exist".to_owned()];
+    let outcome = sandbox
+        .run(RunRequest {
+            image: BUSYBOX_IMAGE,
+            args: &args,
+            env: &env,
+            stdin: None,
+            limits: limits(),
+            labels: &labels,
+        })
+        .await
+        .expect("an outcome, not an error");
+    let message = outcome.start_error.as_deref().expect("start error");
+    assert!(message.contains("/does/not/exist"), "{message}");
+    assert_eq!(outcome.exit_code, None);
+    assert_no_container_left(&run);
+}
+
+#[tokio::test]
+async fn running_a_missing_image_is_a_create_error() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("run-noimage");
+    let labels = labels(&run);
+    let env = BTreeMap::new();
+    let result = sandbox
+        .run(RunRequest {
+            image: "agent-test/absent:never",
+            args: &[],
+            env: &env,
+            stdin: None,
+            limits: limits(),
+            labels: &labels,
+        })
+        .await;
+    assert!(
+        matches!(result, Err(SandboxError::CreateContainer { .. })),
+        "{result:?}"
+    );
+    assert_no_container_left(&run);
+}
+
+/// A pid that belonged to a process of this host that has exited.
+fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().expect("spawn");
+    let pid = child.id();
+    child.wait().expect("wait");
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    pid
+}
+
+fn create_container(run: &str, owner: &str) -> String {
+    docker(&[
+        "create",
+        "--label",
+        &format!("{LABEL_RUN}={run}"),
+        "--label",
+        &format!("{LABEL_OWNER}={owner}"),
+        "--label",
+        &format!("{LABEL_TEST}={run}"),
+        BUSYBOX_IMAGE,
+        "true",
+    ])
+    .trim()
+    .to_owned()
+}
+
+#[tokio::test]
+async fn gc_removes_what_dead_owners_left_and_keeps_live_ones() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("gc");
+    let host = owner_id().rsplit_once('/').expect("host/pid").0.to_owned();
+    let dead_owner = format!("{host}/{}", dead_pid());
+    let dead = create_container(&run, &dead_owner);
+    let live = create_container(&run, &owner_id());
+    let other_host = create_container(&run, "another-host/1");
+
+    // An image whose owner is dead, and a verified one that gc must always keep.
+    let mut dead_labels = labels(&run);
+    dead_labels.insert(LABEL_OWNER.to_owned(), dead_owner.clone());
+    let context = build_context(&BTreeMap::from([(
+        "Dockerfile".to_owned(),
+        format!("FROM {BUSYBOX_IMAGE}\nENV GC_TEST={run}\n").into_bytes(),
+    )]))
+    .expect("context");
+    let outcome = sandbox
+        .build(
+            BuildRequest {
+                context: &context,
+                labels: &dead_labels,
+                timeout: Duration::from_secs(60),
+                network: "none",
+            },
+            &mut |_| {},
+        )
+        .await
+        .expect("build");
+    let dead_image = built_image(&outcome);
+    let (verified_outcome, _) = build(
+        &sandbox,
+        &run,
+        &format!("FROM {BUSYBOX_IMAGE}\nENV GC_VERIFIED={run}\n"),
+        Duration::from_secs(60),
+    )
+    .await;
+    let verified_image = built_image(&verified_outcome);
+    let verified_tag = format!("agent/gc-test:{}", std::process::id());
+    sandbox
+        .tag(&verified_image, &verified_tag)
+        .await
+        .expect("tag");
+
+    let report = sandbox
+        .gc_labelled(false, LABEL_TEST, &run)
+        .await
+        .expect("gc");
+    assert_eq!(report.containers, std::slice::from_ref(&dead));
+    assert_eq!(report.images, std::slice::from_ref(&dead_image));
+    let left = containers_labelled(&run);
+    assert!(
+        left.contains(&live) && left.contains(&other_host) && !left.contains(&dead),
+        "{left:?}"
+    );
+
+    let report = sandbox
+        .gc_labelled(true, LABEL_TEST, &run)
+        .await
+        .expect("gc");
+    assert_eq!(report.containers.len(), 2, "{report:?}");
+    assert!(
+        report.images.is_empty(),
+        "the verified image is kept: {report:?}"
+    );
+    assert_no_container_left(&run);
+    assert!(sandbox.image_present(&verified_tag).await.expect("inspect"));
+    assert!(!sandbox.image_present(&dead_image).await.expect("inspect"));
+
+    docker(&["rmi", &verified_tag]);
+    clean_up(&sandbox, &run).await;
+}
+
+#[tokio::test]
+async fn remove_labelled_keeps_verified_and_kept_images() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("remove");
+    let mut images = Vec::new();
+    for name in ["verified", "kept", "gone"] {
+        let (outcome, _) = build(
+            &sandbox,
+            &run,
+            &format!("FROM {BUSYBOX_IMAGE}\nENV WHICH={name}-{run}\n"),
+            Duration::from_secs(60),
+        )
+        .await;
+        images.push(built_image(&outcome));
+    }
+    let verified_tag = format!("agent/remove-test:{}", std::process::id());
+    sandbox.tag(&images[0], &verified_tag).await.expect("tag");
+    let container = create_container(&run, &owner_id());
+
+    let report = sandbox
+        .remove_labelled(LABEL_RUN, &run, Some(&images[1]))
+        .await
+        .expect("remove");
+    assert_eq!(report.containers, [container]);
+    assert_eq!(report.images, [images[2].clone()]);
+    assert!(sandbox.image_present(&verified_tag).await.expect("inspect"));
+    assert!(sandbox.image_present(&images[1]).await.expect("inspect"));
+    assert!(!sandbox.image_present(&images[2]).await.expect("inspect"));
+    assert_no_container_left(&run);
+
+    // Again: nothing more to do, and nothing fails on what is already gone.
+    let again = sandbox
+        .remove_labelled(LABEL_RUN, &run, Some(&images[1]))
+        .await
+        .expect("remove");
+    assert_eq!(again, Default::default());
+
+    docker(&["rmi", &verified_tag]);
+    clean_up(&sandbox, &run).await;
+}
+
+#[tokio::test]
+async fn remove_untagged_images_removes_failed_build_leftovers_only() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("untagged");
+    let dockerfile =
+        format!("FROM {BUSYBOX_IMAGE}\nRUN echo {run} > /a\nRUN echo second > /b\nRUN exit 1\n");
+    let (outcome, _) = build(&sandbox, &run, &dockerfile, Duration::from_secs(60)).await;
+    assert!(
+        matches!(outcome.status, BuildStatus::Failed { .. }),
+        "{:?}",
+        outcome.status
+    );
+    let ids = outcome.intermediate_images();
+    // The base image, then one per successful RUN.
+    assert_eq!(ids.len(), 3, "{ids:?}\n{}", outcome.log);
+    let report = sandbox.remove_untagged_images(&ids).await.expect("remove");
+    // The base image is tagged: kept. The two layers of this build go, child first.
+    assert_eq!(report.images.len(), 2, "{report:?}");
+    assert!(sandbox.image_present(BUSYBOX_IMAGE).await.expect("inspect"));
+    for id in &ids[1..] {
+        assert!(
+            !sandbox.image_present(id).await.expect("inspect"),
+            "{id} is still there"
+        );
+    }
+    assert_no_container_left(&run);
+}
+
+#[tokio::test]
+async fn runs_have_no_capabilities_and_no_new_privileges() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("run-privileges");
+    let outcome = run_script(
+        &sandbox,
+        &run,
+        "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status",
+        limits(),
+    )
+    .await;
+    let printed = text(&outcome.stdout.bytes);
+    let fields: Vec<Vec<&str>> = printed
+        .lines()
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert!(
+        fields.contains(&vec!["CapEff:", "0000000000000000"]),
+        "{printed}"
+    );
+    assert!(fields.contains(&vec!["NoNewPrivs:", "1"]), "{printed}");
+}
+
+#[tokio::test]
+async fn stdin_the_program_never_reads_does_not_hang_the_run() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("run-unread-stdin");
+    let input = vec![b'x'; 8 * 1024 * 1024];
+    let started = Instant::now();
+    let outcome = run_with(
+        &sandbox,
+        &run,
+        BUSYBOX_IMAGE,
+        "echo ignored; exit 4",
+        Some(&input),
+        &BTreeMap::new(),
+        limits(),
+    )
+    .await;
+    assert_eq!(outcome.exit_code, Some(4));
+    assert!(!outcome.timed_out);
+    assert_eq!(text(&outcome.stdout.bytes), "ignored\n");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
