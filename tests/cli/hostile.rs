@@ -369,3 +369,91 @@ async fn gc_removes_what_a_killed_agent_left() {
         Vec::<String>::new()
     );
 }
+
+/// A unix socket that forwards to the real engine until it is cut: the engine
+/// "goes away" mid-run from `agent`'s point of view.
+struct EngineProxy {
+    path: std::path::PathBuf,
+    cut: tokio_util::sync::CancellationToken,
+}
+
+impl EngineProxy {
+    fn start(dir: &std::path::Path) -> EngineProxy {
+        let path = dir.join("engine.sock");
+        let listener = tokio::net::UnixListener::bind(&path).expect("proxy socket");
+        let cut = tokio_util::sync::CancellationToken::new();
+        let stop = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    () = stop.cancelled() => return,
+                };
+                let Ok((mut inbound, _)) = accepted else {
+                    return;
+                };
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = stop.cancelled() => {}
+                    }
+                });
+            }
+        });
+        EngineProxy { path, cut }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_engine_that_goes_away_mid_run_exits_3_with_the_report_written() {
+    require_engine();
+    let sleeper = bundle(
+        Some(&python_dockerfile()),
+        &[("main.py", "import time\ntime.sleep(600)\n")],
+    );
+    let server = ScriptedServer::start(vec![ScriptedReply::Content(sleeper)]).await;
+    let workspace = Workspace::new(&server.base_url(), "", "");
+    let spec = workspace.spec(
+        "orphan",
+        &format!("{HELLO_SPEC}\n[limits]\nrun_timeout_secs = 300\n"),
+    );
+    let proxy = EngineProxy::start(workspace.path());
+    let mut command = agent_command(&workspace, &["run", spec.to_str().unwrap()]);
+    command.env("DOCKER_HOST", format!("unix://{}", proxy.path.display()));
+    let child = command.spawn().expect("agent starts");
+    let label = "label=dev.agent.spec=orphan";
+    let running = wait_for(Duration::from_secs(120), || {
+        !docker_lines(&["ps", "-q", "--filter", label]).is_empty()
+    })
+    .await;
+    assert!(running, "the container started");
+    proxy.cut.cancel();
+    let _ = std::fs::remove_file(&proxy.path);
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("agent stops when the engine goes away")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("hint:"), "{stderr}");
+    let report = workspace.report("orphan");
+    assert_eq!(report["stopped_by"], "error");
+    assert!(
+        report["error"]
+            .as_str()
+            .is_some_and(|error| !error.is_empty())
+    );
+    // The engine was unreachable for cleanup; `agent gc` removes what was left.
+    let output = agent(&workspace, &["gc"]).await;
+    output.assert_code(0);
+    assert_eq!(
+        docker_lines(&["ps", "-aq", "--filter", label]),
+        Vec::<String>::new()
+    );
+}

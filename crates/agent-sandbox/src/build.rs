@@ -129,8 +129,7 @@ impl BuildState {
         match item {
             Ok(info) => {
                 if let Some(text) = info.stream.as_deref() {
-                    self.push_log(text);
-                    self.push_lines(text, progress);
+                    self.push_text(text, progress);
                 }
                 if let Some(id) = info.aux.and_then(|aux| aux.id) {
                     self.image_id = Some(id);
@@ -158,6 +157,14 @@ impl BuildState {
                 })
             }
         }
+    }
+
+    /// Takes a piece of the builder's output. The classic builder colours what RUN
+    /// steps print on stderr; the log and the feedback want the text alone.
+    fn push_text(&mut self, text: &str, progress: &mut (dyn FnMut(BuildProgress) + Send)) {
+        let text = strip_terminal_escapes(text);
+        self.push_log(&text);
+        self.push_lines(&text, progress);
     }
 
     fn push_log(&mut self, text: &str) {
@@ -239,6 +246,31 @@ impl BuildState {
 }
 
 /// `Step 2/5 : RUN pip install …`
+/// `text` without terminal escape sequences (`ESC [ … final`, or `ESC` and one more
+/// character).
+fn strip_terminal_escapes(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('\u{1b}') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        if chars.next() == Some('[') {
+            // Parameters and intermediates, then one final byte in `@`..=`~`.
+            for next in chars.by_ref() {
+                if ('@'..='~').contains(&next) {
+                    break;
+                }
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn parse_step(line: &str) -> Option<BuildProgress> {
     let rest = line.strip_prefix("Step ")?;
     let (counts, instruction) = rest.split_once(" : ")?;
@@ -298,8 +330,7 @@ mod tests {
 
     fn feed(state: &mut BuildState, text: &str) -> Vec<BuildProgress> {
         let mut steps = Vec::new();
-        state.push_log(text);
-        state.push_lines(text, &mut |step| steps.push(step));
+        state.push_text(text, &mut |step| steps.push(step));
         steps
     }
 
@@ -360,6 +391,20 @@ mod tests {
         let log = state.into_log();
         assert!(log.len() < LOG_LIMIT_BYTES + 100);
         assert!(log.contains("[build log cut: "));
+    }
+
+    #[test]
+    fn terminal_colours_are_stripped_from_the_log_and_the_step_output() {
+        let mut state = BuildState::default();
+        feed(&mut state, "Step 2/3 : RUN python3 -c boom\n");
+        feed(
+            &mut state,
+            "\u{1b}[91mValueError\u{1b}[0m\u{1b}[91m: \u{1b}[0m\u{1b}[91mconfig missing\n\u{1b}[0mRemoving intermediate container b8f104234bf3\n",
+        );
+        assert_eq!(state.step_output, "ValueError: config missing\n");
+        assert!(!state.log.contains('\u{1b}'));
+        assert_eq!(strip_terminal_escapes("plain"), "plain");
+        assert_eq!(strip_terminal_escapes("a\u{1b}[1;31mb\u{1b}"), "ab");
     }
 
     #[test]

@@ -354,6 +354,24 @@ async fn copying_a_missing_file_is_a_failed_build() {
 }
 
 #[tokio::test]
+async fn copying_from_outside_the_context_is_a_failed_build_with_the_engines_message() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("build-outside");
+    for source in ["../../etc/passwd", "/etc/passwd"] {
+        let dockerfile = format!("FROM {BUSYBOX_IMAGE}\nCOPY {source} /stolen\nCMD cat /stolen\n");
+        let (outcome, _) = build(&sandbox, &run, &dockerfile, Duration::from_secs(60)).await;
+        let BuildStatus::Failed { error, .. } = &outcome.status else {
+            panic!("COPY {source} must fail, got {:?}", outcome.status);
+        };
+        assert!(
+            error.contains("outside the build context") || error.contains("not found"),
+            "the engine's message is kept: {error}"
+        );
+    }
+    clean_up(&sandbox, &run).await;
+}
+
+#[tokio::test]
 async fn an_unknown_base_image_is_a_failed_build() {
     let sandbox = sandbox().await;
     let run = unique_run_id("build-from");
