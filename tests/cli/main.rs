@@ -107,7 +107,54 @@ async fn passes_at_the_first_try_with_report_run_dir_and_only_the_verified_image
     );
 
     workspace.assert_key_nowhere();
+
+    // The verified bundle rebuilds and passes again, without the model.
+    let output = agent(&workspace, &["verify", run_dir.to_str().unwrap(), "--json"]).await;
+    output.assert_code(0);
+    let verified: serde_json::Value = serde_json::from_str(&output.stdout).expect("verify --json");
+    assert_eq!(verified["verified"], true);
+    assert_eq!(
+        verified["context_digest"],
+        report["history"][0]["context_digest"]
+    );
+    assert_eq!(server.requests().len(), 1, "verify asks no model");
+    let verify_label = format!(
+        "dev.agent.run=verify-{}",
+        report["run_id"].as_str().unwrap()
+    );
+    assert_eq!(containers_with(&verify_label), Vec::<String>::new());
+    assert_eq!(images_with(&verify_label), Vec::<String>::new());
     assert_run_cleaned_up(&report);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_reports_the_engine_and_the_endpoint() {
+    require_engine();
+    let server = ScriptedServer::start(vec![]).await;
+    let workspace = Workspace::new(&server.base_url(), "", "");
+    let output = agent(&workspace, &["doctor"]).await;
+    output.assert_code(0);
+    assert!(output.stdout.contains("ok    engine"), "{}", output.stdout);
+    assert!(
+        output.stdout.contains("ok    base image"),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        output.stdout.contains("ok    model endpoint"),
+        "{}",
+        output.stdout
+    );
+
+    let dead = Workspace::new("http://127.0.0.1:9/v1", "", "");
+    let output = agent(&dead, &["doctor"]).await;
+    output.assert_code(3);
+    assert!(
+        output.stdout.contains("fail  model endpoint"),
+        "{}",
+        output.stdout
+    );
+    assert!(output.stdout.contains("hint:"), "{}", output.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread")]

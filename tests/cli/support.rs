@@ -213,6 +213,10 @@ pub fn assert_run_cleaned_up(report: &Value) {
     let images = images_with(&label);
     match report["image"].as_str() {
         Some(tag) => {
+            assert!(
+                images.iter().any(|line| line.ends_with(tag)),
+                "the verified image carries the run's label: {images:?}"
+            );
             let chain = image_chain(tag);
             let stray: Vec<&String> = images
                 .iter()

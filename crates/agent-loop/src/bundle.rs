@@ -109,6 +109,7 @@ impl Bundle {
                 rules.limits.max_total_bytes
             ));
         }
+        problems.extend(folder_clashes(&bundle, rules.inputs));
         if !bundle.dockerfile.is_empty() {
             problems.extend(check_base_images(
                 &bundle.dockerfile,
@@ -142,6 +143,33 @@ impl Bundle {
         files.insert(DOCKERFILE.to_string(), self.dockerfile.clone().into_bytes());
         files
     }
+}
+
+/// A path used both as a file and as a folder (`a` and `a/b`) cannot be put in one
+/// tree: name each clash, among the bundle's files and the spec's inputs.
+fn folder_clashes(bundle: &Bundle, inputs: &BTreeSet<String>) -> Vec<String> {
+    let files: BTreeSet<&str> = bundle
+        .files
+        .keys()
+        .map(String::as_str)
+        .chain(inputs.iter().map(String::as_str))
+        .chain(std::iter::once(DOCKERFILE))
+        .collect();
+    let mut problems = Vec::new();
+    for path in &files {
+        let mut folder = *path;
+        while let Some((parent, _)) = folder.rsplit_once('/') {
+            if files.contains(parent) {
+                problems.push(format!(
+                    "`{}` is a file, so `{}` cannot be inside it",
+                    printable(parent),
+                    printable(path)
+                ));
+            }
+            folder = parent;
+        }
+    }
+    problems
 }
 
 /// Makes a name safe to quote back: control characters escaped, length capped.
@@ -449,6 +477,24 @@ mod tests {
                 "{path}"
             );
         }
+    }
+
+    #[test]
+    fn a_path_used_as_file_and_folder_is_rejected() {
+        let problems = apply(
+            None,
+            &reply(Some(DOCKER), &[("a", "1"), ("a/b.py", "2")], &[]),
+        )
+        .unwrap_err();
+        assert!(problems[0].contains("`a` is a file"), "{problems:?}");
+        let problems = apply(None, &reply(Some(DOCKER), &[("data.csv/x", "1")], &[])).unwrap_err();
+        assert!(problems[0].contains("`data.csv` is a file"), "{problems:?}");
+        let problems =
+            apply(None, &reply(Some(DOCKER), &[("Dockerfile/x", "1")], &[])).unwrap_err();
+        assert!(
+            problems[0].contains("`Dockerfile` is a file"),
+            "{problems:?}"
+        );
     }
 
     #[test]

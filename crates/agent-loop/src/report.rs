@@ -1,5 +1,6 @@
 //! `report.json` and the per-iteration `result.json`: what a run did, exactly.
 
+use agent_sandbox::RunOutcome;
 use agent_spec::CheckResult;
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +83,42 @@ pub struct IterationRecord {
     /// Milliseconds of the orchestrator's own work in this iteration: everything but
     /// the model's answers and the engine's build and run.
     pub overhead_ms: f64,
+}
+
+impl IterationRecord {
+    /// An iteration that has not got anywhere yet.
+    pub fn new(iteration: u32) -> IterationRecord {
+        IterationRecord {
+            iteration,
+            outcome: Outcome::InvalidBundle,
+            summary: String::new(),
+            detail: String::new(),
+            build_secs: None,
+            run_secs: None,
+            exit_code: None,
+            oom_killed: false,
+            stdout_bytes: None,
+            stderr_bytes: None,
+            stdout_truncated: false,
+            stderr_truncated: false,
+            checks: Vec::new(),
+            context_digest: None,
+            image_id: None,
+            model_ms: 0,
+            overhead_ms: 0.0,
+        }
+    }
+
+    /// Takes what a run reports: its time, exit, OOM kill and stream sizes.
+    pub fn take_run(&mut self, ran: &RunOutcome) {
+        self.run_secs = Some((ran.duration.as_secs_f64() * 1000.0).round() / 1000.0);
+        self.exit_code = ran.exit_code;
+        self.oom_killed = ran.oom_killed;
+        self.stdout_bytes = Some(ran.stdout.total_bytes);
+        self.stderr_bytes = Some(ran.stderr.total_bytes);
+        self.stdout_truncated = ran.stdout.truncated;
+        self.stderr_truncated = ran.stderr.truncated;
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -193,7 +193,7 @@ async fn drive<M: ModelPort, E: EnginePort>(
             return Ok(StopReason::MaxWallSecs);
         }
         let iteration_started = Instant::now();
-        let mut waited = Duration::ZERO;
+        let mut waited = Waited::default();
         let phase = |phase| {
             events(Event::Phase {
                 spec: spec.name.clone(),
@@ -250,25 +250,7 @@ async fn drive<M: ModelPort, E: EnginePort>(
         }
         last_reply = Some(reply.content.clone());
 
-        let mut record = IterationRecord {
-            iteration,
-            outcome: Outcome::InvalidBundle,
-            summary: String::new(),
-            detail: String::new(),
-            build_secs: None,
-            run_secs: None,
-            exit_code: None,
-            oom_killed: false,
-            stdout_bytes: None,
-            stderr_bytes: None,
-            stdout_truncated: false,
-            stderr_truncated: false,
-            checks: Vec::new(),
-            context_digest: None,
-            image_id: None,
-            model_ms: 0,
-            overhead_ms: 0.0,
-        };
+        let mut record = IterationRecord::new(iteration);
         let iteration_dir = job.run_dir.join("iterations").join(iteration.to_string());
         create_dir(&iteration_dir)?;
 
@@ -304,7 +286,7 @@ async fn drive<M: ModelPort, E: EnginePort>(
         // Build.
         let context_files = bundle.context_files(&inputs);
         write_tree(&iteration_dir.join("bundle"), &context_files)?;
-        let context = agent_sandbox::build_context(&context_files)?;
+        let (context, built_context, build_labels) = contexts(&context_files, &labels)?;
         record.context_digest = Some(context.digest.clone());
         let build_timeout = cap(
             Duration::from_secs(limits.build_timeout_secs),
@@ -322,15 +304,15 @@ async fn drive<M: ModelPort, E: EnginePort>(
         let built = engine
             .build(
                 BuildRequest {
-                    context: &context,
-                    labels: &labels,
+                    context: &built_context,
+                    labels: &build_labels,
                     timeout: build_timeout,
                     network: build_network(job.settings.docker.build_network),
                 },
                 &mut on_progress,
             )
             .await?;
-        waited += engine_started.elapsed();
+        waited.engine += engine_started.elapsed();
         record.build_secs = Some(round_secs(built.duration));
         write_file(&iteration_dir.join("build.log"), built.log.as_bytes())?;
         state.layers.extend(built.intermediate_images());
@@ -373,16 +355,10 @@ async fn drive<M: ModelPort, E: EnginePort>(
                 labels: &labels,
             })
             .await?;
-        waited += engine_started.elapsed();
+        waited.engine += engine_started.elapsed();
         write_file(&iteration_dir.join("stdout.txt"), &ran.stdout.bytes)?;
         write_file(&iteration_dir.join("stderr.txt"), &ran.stderr.bytes)?;
-        record.run_secs = Some(round_secs(ran.duration));
-        record.exit_code = ran.exit_code;
-        record.oom_killed = ran.oom_killed;
-        record.stdout_bytes = Some(ran.stdout.total_bytes);
-        record.stderr_bytes = Some(ran.stderr.total_bytes);
-        record.stdout_truncated = ran.stdout.truncated;
-        record.stderr_truncated = ran.stderr.truncated;
+        record.take_run(&ran);
 
         // Check.
         phase(Phase::Checking);
@@ -396,7 +372,7 @@ async fn drive<M: ModelPort, E: EnginePort>(
                 phase(Phase::Judging);
                 let (judged, judge_waited) =
                     judge(job, model, iteration, &ran, &stdout, &stderr, state).await?;
-                waited += judge_waited;
+                waited.model += judge_waited;
                 let passed = judged.passed;
                 let reason = judged.detail.clone();
                 record.checks.push(judged);
@@ -419,7 +395,7 @@ async fn drive<M: ModelPort, E: EnginePort>(
             let tag = format!(
                 "{}{}:{short}",
                 agent_sandbox::VERIFIED_REPOSITORY_PREFIX,
-                spec.name
+                repository_name(&spec.name)
             );
             engine.tag(&image_id, &tag).await?;
             write_tree(&job.run_dir.join("final"), &context_files)?;
@@ -437,11 +413,41 @@ async fn drive<M: ModelPort, E: EnginePort>(
     Ok(StopReason::MaxIterations)
 }
 
-fn account<T>(state: &mut State, reply: &Reply<T>, waited: &mut Duration) {
+/// Time an iteration spent waiting on others: the model's answers, the engine's work.
+#[derive(Default, Clone, Copy)]
+struct Waited {
+    model: Duration,
+    engine: Duration,
+}
+
+/// The context of the bundle (its digest names the verified image), and the context
+/// actually built with the labels it needs: one `LABEL` line appended to the
+/// Dockerfile where that is safe, else the engine's `labels` parameter.
+fn contexts(
+    files: &BTreeMap<String, Vec<u8>>,
+    labels: &BTreeMap<String, String>,
+) -> Result<(BuildContext, BuildContext, BTreeMap<String, String>), LoopError> {
+    let context = agent_sandbox::build_context(files)?;
+    let dockerfile = files
+        .get(crate::bundle::DOCKERFILE)
+        .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+        .unwrap_or_default();
+    match agent_sandbox::with_label_instruction(&dockerfile, labels) {
+        Some(labelled) => {
+            let mut built = files.clone();
+            built.insert(crate::bundle::DOCKERFILE.to_string(), labelled.into_bytes());
+            let built = agent_sandbox::build_context(&built)?;
+            Ok((context, built, BTreeMap::new()))
+        }
+        None => Ok((context.clone(), context, labels.clone())),
+    }
+}
+
+fn account<T>(state: &mut State, reply: &Reply<T>, waited: &mut Waited) {
     state.usage.prompt_tokens += reply.usage.prompt_tokens;
     state.usage.completion_tokens += reply.usage.completion_tokens;
     state.usage.calls += 1;
-    *waited += reply.latency;
+    waited.model += reply.latency;
 }
 
 fn finish_iteration(
@@ -450,12 +456,14 @@ fn finish_iteration(
     events: &EventSink,
     mut record: IterationRecord,
     started: Instant,
-    waited: Duration,
+    waited: Waited,
 ) -> Result<(), LoopError> {
-    let elapsed = started.elapsed();
-    record.overhead_ms =
-        ((elapsed.saturating_sub(waited)).as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
-    record.model_ms = 0;
+    let own = started
+        .elapsed()
+        .saturating_sub(waited.model)
+        .saturating_sub(waited.engine);
+    record.overhead_ms = (own.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+    record.model_ms = u64::try_from(waited.model.as_millis()).unwrap_or(u64::MAX);
     let path = job
         .run_dir
         .join("iterations")
@@ -572,7 +580,7 @@ async fn judge<M: ModelPort>(
         ],
     );
     let mut messages = vec![message(Role::User, text)];
-    let mut waited = Duration::ZERO;
+    let mut waited = Waited::default();
     let mut last_problem = String::new();
     for attempt in 0..2 {
         let reply = model.verdict(iteration, &messages).await?;
@@ -585,7 +593,7 @@ async fn judge<M: ModelPort>(
                         passed: verdict.pass,
                         detail: verdict.reason,
                     },
-                    waited,
+                    waited.model,
                 ));
             }
             Answer::Refused(text) => last_problem = format!("the judge refused: {text}"),
@@ -610,7 +618,7 @@ async fn judge<M: ModelPort>(
             passed: false,
             detail: last_problem,
         },
-        waited,
+        waited.model,
     ))
 }
 
@@ -647,6 +655,20 @@ pub fn run_limits(limits: &Limits, timeout: Duration) -> RunLimits {
         output_limit_bytes: usize::try_from(limits.output_limit_kb.saturating_mul(1024))
             .unwrap_or(usize::MAX),
     }
+}
+
+/// A spec name as a Docker repository component: spec names allow runs of separators
+/// and separators at the end (`a..b`, `fizz-`), which the engine refuses in a tag.
+fn repository_name(spec: &str) -> String {
+    let mut name = String::with_capacity(spec.len());
+    for c in spec.chars() {
+        let separator = !c.is_ascii_alphanumeric();
+        if separator && (name.is_empty() || name.ends_with(['.', '_', '-'])) {
+            continue;
+        }
+        name.push(c);
+    }
+    name.trim_end_matches(['.', '_', '-']).to_string()
 }
 
 fn first_line(text: &str) -> &str {
@@ -909,32 +931,17 @@ pub async fn verify_bundle<E: EnginePort>(
     engine: &E,
 ) -> Result<(IterationRecord, BuildContext), LoopError> {
     let labels = run_labels(&job.run_id, &job.spec.name, &job.owner);
-    let context = agent_sandbox::build_context(files)?;
-    let mut record = IterationRecord {
-        iteration: 1,
-        outcome: Outcome::BuildFailed,
-        summary: "verify".to_string(),
-        detail: String::new(),
-        build_secs: None,
-        run_secs: None,
-        exit_code: None,
-        oom_killed: false,
-        stdout_bytes: None,
-        stderr_bytes: None,
-        stdout_truncated: false,
-        stderr_truncated: false,
-        checks: Vec::new(),
-        context_digest: Some(context.digest.clone()),
-        image_id: None,
-        model_ms: 0,
-        overhead_ms: 0.0,
-    };
+    let (context, built_context, build_labels) = contexts(files, &labels)?;
+    let mut record = IterationRecord::new(1);
+    record.outcome = Outcome::BuildFailed;
+    record.summary = "verify".to_string();
+    record.context_digest = Some(context.digest.clone());
     let result = async {
         let built = engine
             .build(
                 BuildRequest {
-                    context: &context,
-                    labels: &labels,
+                    context: &built_context,
+                    labels: &build_labels,
                     timeout: Duration::from_secs(job.limits.build_timeout_secs),
                     network: build_network(job.settings.docker.build_network),
                 },
@@ -969,9 +976,7 @@ pub async fn verify_bundle<E: EnginePort>(
             .await?;
         let stdout = String::from_utf8_lossy(&ran.stdout.bytes).into_owned();
         let stderr = String::from_utf8_lossy(&ran.stderr.bytes).into_owned();
-        record.run_secs = Some(round_secs(ran.duration));
-        record.exit_code = ran.exit_code;
-        record.oom_killed = ran.oom_killed;
+        record.take_run(&ran);
         let verdict = judge_run(job, &ran, &stdout, &stderr);
         record.checks = verdict.checks;
         match verdict.failure {
@@ -990,4 +995,17 @@ pub async fn verify_bundle<E: EnginePort>(
     result?;
     cleanup?;
     Ok((record, context))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repository_name;
+
+    #[test]
+    fn spec_names_become_valid_repository_names() {
+        assert_eq!(repository_name("fizzbuzz"), "fizzbuzz");
+        assert_eq!(repository_name("sales-report.v2"), "sales-report.v2");
+        assert_eq!(repository_name("a..b__c--d"), "a.b_c-d");
+        assert_eq!(repository_name("fizz-"), "fizz");
+    }
 }

@@ -283,6 +283,11 @@ async fn passes_at_first_try_tags_writes_final_and_cleans_up() {
     assert!(report.verified);
     assert_eq!(report.stopped_by, StopReason::Passed);
     assert_eq!(report.iterations, 1);
+    assert_eq!(
+        report.history[0].model_ms, 1,
+        "the model's latency is accounted"
+    );
+    assert!(report.history[0].overhead_ms >= 0.0);
     let tag = report.image.clone().unwrap();
     assert!(
         tag.starts_with("agent/hello:") && tag.len() == "agent/hello:".len() + 12,

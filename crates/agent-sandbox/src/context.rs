@@ -141,6 +141,41 @@ fn check_path(path: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// `dockerfile` with one `LABEL` instruction carrying `labels` appended.
+///
+/// The classic builder turns each entry of the `labels` build parameter into a step of
+/// its own, and every step commits an image: on a slow storage driver that costs
+/// seconds per label. One instruction costs one step. `None` when appending is not
+/// safe: the Dockerfile ends in a line continuation (the new line would join the last
+/// instruction), or a key or value holds a character that would need escaping.
+pub fn with_label_instruction(
+    dockerfile: &str,
+    labels: &BTreeMap<String, String>,
+) -> Option<String> {
+    let plain = |text: &str| {
+        !text.is_empty()
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._/:=+@-".contains(c))
+    };
+    if labels.is_empty()
+        || !labels.iter().all(|(key, value)| plain(key) && plain(value))
+        || dockerfile.trim_end().ends_with(['\\', '`'])
+    {
+        return None;
+    }
+    let mut text = dockerfile.to_string();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("LABEL");
+    for (key, value) in labels {
+        text.push_str(&format!(" {key}=\"{value}\""));
+    }
+    text.push('\n');
+    Some(text)
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read;
@@ -292,5 +327,30 @@ mod tests {
     fn a_file_that_is_also_a_directory_is_refused() {
         let result = build_context(&files(&[("a", "x"), ("a/b", "y")]));
         assert!(matches!(result, Err(SandboxError::Context(_))));
+    }
+
+    #[test]
+    fn labels_become_one_instruction_at_the_end() {
+        let labels = BTreeMap::from([
+            (
+                "dev.agent.run".to_string(),
+                "20261126T010000Z-abc123".to_string(),
+            ),
+            ("dev.agent.spec".to_string(), "fizz_buzz.v2".to_string()),
+        ]);
+        let text = with_label_instruction("FROM x\nCMD [\"y\"]", &labels).unwrap();
+        assert_eq!(
+            text,
+            "FROM x\nCMD [\"y\"]\nLABEL dev.agent.run=\"20261126T010000Z-abc123\" dev.agent.spec=\"fizz_buzz.v2\"\n"
+        );
+    }
+
+    #[test]
+    fn labels_are_not_appended_where_that_is_unsafe() {
+        let labels = BTreeMap::from([("k".to_string(), "v".to_string())]);
+        assert_eq!(with_label_instruction("FROM x\nRUN a \\\n", &labels), None);
+        let quoted = BTreeMap::from([("k".to_string(), "a\"b".to_string())]);
+        assert_eq!(with_label_instruction("FROM x\n", &quoted), None);
+        assert_eq!(with_label_instruction("FROM x\n", &BTreeMap::new()), None);
     }
 }

@@ -10,7 +10,7 @@ mod errors;
 mod run;
 
 pub use cleanup::owner_id;
-pub use context::{BuildContext, build_context};
+pub use context::{BuildContext, build_context, with_label_instruction};
 pub use engine::{
     BuildOutcome, BuildProgress, BuildRequest, BuildStatus, Captured, CleanupReport, EngineInfo,
     RunLimits, RunNetwork, RunOutcome, RunRequest, Sandbox,
