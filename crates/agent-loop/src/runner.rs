@@ -403,9 +403,14 @@ async fn drive<M: ModelPort, E: EnginePort>(
             finish_iteration(job, state, events, record, iteration_started, waited)?;
             return Ok(StopReason::Passed);
         }
-        record.detail = first_line(&headline).to_string();
         let failed: Vec<&CheckResult> =
             record.checks.iter().filter(|check| !check.passed).collect();
+        record.detail = match (outcome, failed.first()) {
+            (Outcome::ChecksFailed, Some(check)) => {
+                format!("check `{}` failed: {}", check.name, gist(&check.detail))
+            }
+            _ => first_line(&headline).to_string(),
+        };
         feedback_text = Some(feedback::run(&ran, &stdout, &stderr, &headline, &failed));
         current = Some(bundle);
         finish_iteration(job, state, events, record, iteration_started, waited)?;
@@ -669,6 +674,18 @@ fn repository_name(spec: &str) -> String {
         name.push(c);
     }
     name.trim_end_matches(['.', '_', '-']).to_string()
+}
+
+/// The start of a multi-line detail on one line, for progress and `detail`: the first
+/// line, and the next when the first ends in a colon.
+fn gist(text: &str) -> String {
+    let mut lines = text.trim().lines().map(str::trim);
+    let first = lines.next().unwrap_or_default();
+    let line = match lines.next() {
+        Some(second) if first.ends_with(':') => format!("{first} {second}"),
+        _ => first.to_string(),
+    };
+    feedback::excerpt(&line, 240).replace('\n', " ")
 }
 
 fn first_line(text: &str) -> &str {
