@@ -52,9 +52,25 @@ pub(crate) async fn run(
         }),
         ..Default::default()
     };
+    // The spec's args are appended to the image's command (its ENTRYPOINT stays in
+    // front), not put in place of its CMD as `docker run image args` would.
+    let command = if request.args.is_empty() {
+        None
+    } else {
+        let image_command = docker
+            .inspect_image(request.image)
+            .await
+            .map_err(|source| SandboxError::InspectImage {
+                image: request.image.to_owned(),
+                source,
+            })?
+            .config
+            .and_then(|config| config.cmd);
+        Some(appended_command(image_command, request.args))
+    };
     let config = ContainerCreateBody {
         image: Some(request.image.to_owned()),
-        cmd: (!request.args.is_empty()).then(|| request.args.to_vec()),
+        cmd: command,
         env: Some(
             request
                 .env
@@ -273,6 +289,19 @@ impl Drop for ContainerGuard {
     }
 }
 
+/// The image's CMD with `args` after it. A shell-form CMD (`sh -c "script"`) gets them
+/// as the script's positional parameters, so `"$@"` carries them to the program.
+fn appended_command(image_command: Option<Vec<String>>, args: &[String]) -> Vec<String> {
+    let mut command = image_command.unwrap_or_default();
+    let shell_form = command.len() == 3 && command[0].ends_with("sh") && command[1] == "-c";
+    if shell_form {
+        command[2].push_str(" \"$@\"");
+        command.push("sh".to_owned());
+    }
+    command.extend(args.iter().cloned());
+    command
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +325,30 @@ mod tests {
         assert!(!captured.truncated);
         captured.take(b"", 8);
         assert!(!captured.truncated);
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|item| (*item).to_owned()).collect()
+    }
+
+    #[test]
+    fn args_are_appended_to_the_command() {
+        let args = strings(&["--fast", "two words"]);
+        assert_eq!(
+            appended_command(Some(strings(&["python3", "main.py"])), &args),
+            strings(&["python3", "main.py", "--fast", "two words"])
+        );
+        assert_eq!(appended_command(None, &args), args);
+        assert_eq!(
+            appended_command(Some(strings(&["/bin/sh", "-c", "python3 main.py"])), &args),
+            strings(&[
+                "/bin/sh",
+                "-c",
+                "python3 main.py \"$@\"",
+                "sh",
+                "--fast",
+                "two words"
+            ])
+        );
     }
 }

@@ -497,7 +497,7 @@ async fn run_gets_only_the_given_environment() {
 }
 
 #[tokio::test]
-async fn args_follow_the_entrypoint_and_no_args_keep_the_cmd() {
+async fn args_are_appended_to_the_command_and_no_args_keep_it() {
     let sandbox = sandbox().await;
     let run = unique_run_id("run-args");
     let dockerfile =
@@ -518,7 +518,10 @@ async fn args_follow_the_entrypoint_and_no_args_keep_the_cmd() {
         })
         .await
         .expect("run");
-    assert_eq!(text(&with_args.stdout.bytes), "base --fast two words\n");
+    assert_eq!(
+        text(&with_args.stdout.bytes),
+        "base default --fast two words\n"
+    );
     let without_args = sandbox
         .run(RunRequest {
             image: &image,
@@ -531,6 +534,28 @@ async fn args_follow_the_entrypoint_and_no_args_keep_the_cmd() {
         .await
         .expect("run");
     assert_eq!(text(&without_args.stdout.bytes), "base default\n");
+
+    // Exec-form and shell-form CMD without an ENTRYPOINT: the args come after it.
+    for (cmd, expected) in [
+        ("CMD [\"echo\", \"exec\"]", "exec --fast two words\n"),
+        ("CMD echo shell", "shell --fast two words\n"),
+    ] {
+        let dockerfile = format!("FROM {BUSYBOX_IMAGE}\n{cmd}\n");
+        let (outcome, _) = build(&sandbox, &run, &dockerfile, Duration::from_secs(60)).await;
+        let image = built_image(&outcome);
+        let ran = sandbox
+            .run(RunRequest {
+                image: &image,
+                args: &args,
+                env: &env,
+                stdin: None,
+                limits: limits(),
+                labels: &request_labels,
+            })
+            .await
+            .expect("run");
+        assert_eq!(text(&ran.stdout.bytes), expected, "{cmd}");
+    }
     clean_up(&sandbox, &run).await;
 }
 
