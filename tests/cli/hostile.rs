@@ -457,3 +457,86 @@ async fn an_engine_that_goes_away_mid_run_exits_3_with_the_report_written() {
         Vec::<String>::new()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn model_faults_are_retried_or_fed_back_and_the_transcript_records_them() {
+    require_engine();
+    let good_bundle = bundle(
+        Some(&python_dockerfile()),
+        &[("main.py", "print('hello')\n")],
+    );
+    let server = ScriptedServer::start(vec![
+        ScriptedReply::Raw {
+            status: 429,
+            headers: vec![("retry-after".into(), "1".into())],
+            body: "{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit\"}}".into(),
+        },
+        ScriptedReply::Raw {
+            status: 503,
+            headers: Vec::new(),
+            body: "upstream unavailable".into(),
+        },
+        ScriptedReply::EmptyChoices,
+        ScriptedReply::ContentWithFinish {
+            content: "{\"summary\": \"cut\", \"dockerfile\": \"FROM".into(),
+            finish_reason: "length".into(),
+        },
+        ScriptedReply::ContentWithFinish {
+            content: good_bundle,
+            finish_reason: "eos".into(),
+        },
+    ])
+    .await;
+    let workspace = Workspace::new(&server.base_url(), "", "");
+    let spec = workspace.spec("faults", HELLO_SPEC);
+    let started = Instant::now();
+    let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
+    output.assert_code(0);
+    assert!(started.elapsed() < Duration::from_secs(120));
+    let report = workspace.report("faults");
+    assert_eq!(report["history"][0]["outcome"], "invalid_bundle");
+    assert_eq!(report["history"][1]["outcome"], "passed");
+    assert_eq!(server.requests().len(), 5);
+    let transcript =
+        std::fs::read_to_string(workspace.run_dir("faults").join("transcript.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = transcript
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "generate, reformat, repair: {transcript}");
+    assert_eq!(lines[0]["attempts"], 3, "429 and 503 were retried");
+    assert_eq!(lines[1]["purpose"], "reformat");
+    assert_eq!(lines[1]["response"]["finish_reason"], "length");
+    assert_eq!(lines[2]["response"]["finish_reason"], "eos");
+    assert_run_cleaned_up(&report);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_request_exits_3_with_the_status_the_report_and_a_hint() {
+    require_engine();
+    let server = ScriptedServer::start(vec![ScriptedReply::Raw {
+        status: 400,
+        headers: Vec::new(),
+        body: "{\"object\":\"error\",\"message\":\"guided decoding is not supported\",\"type\":\"BadRequestError\",\"code\":400}".into(),
+    }])
+    .await;
+    let workspace = Workspace::new(&server.base_url(), "", "");
+    let spec = workspace.spec("rejected", HELLO_SPEC);
+    let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
+    output.assert_code(3);
+    assert!(output.stderr.contains("HTTP 400"), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("guided decoding is not supported"),
+        "{}",
+        output.stderr
+    );
+    assert!(output.stderr.contains("hint:"), "{}", output.stderr);
+    assert_eq!(server.requests().len(), 1, "a 400 is not retried");
+    let report = workspace.report("rejected");
+    assert_eq!(report["stopped_by"], "error");
+    assert!(report["error"].as_str().unwrap().contains("400"));
+    let transcript =
+        std::fs::read_to_string(workspace.run_dir("rejected").join("transcript.jsonl")).unwrap();
+    assert!(transcript.contains("\"error\""), "{transcript}");
+    assert_run_cleaned_up(&report);
+}

@@ -35,7 +35,7 @@ impl Workspace {
     pub fn new(base_url: &str, model_extra: &str, limits: &str) -> Workspace {
         let dir = tempfile::tempdir().expect("a temp dir");
         let config = format!(
-            "[model]\nbase_url = \"{base_url}\"\nname = \"scripted\"\nrequest_timeout_secs = 20\nmax_retries = 1\nmax_retry_after_secs = 1\n{model_extra}\n\n[docker]\nbase_image = \"{PYTHON_IMAGE}\"\n\n[limits]\nrun_timeout_secs = 30\nmemory_mb = 256\n{limits}\n"
+            "[model]\nbase_url = \"{base_url}\"\nname = \"scripted\"\nrequest_timeout_secs = 20\nmax_retries = 3\nmax_retry_after_secs = 1\n{model_extra}\n\n[docker]\nbase_image = \"{PYTHON_IMAGE}\"\n\n[limits]\nrun_timeout_secs = 30\nmemory_mb = 256\n{limits}\n"
         );
         std::fs::write(dir.path().join("agent.toml"), config).expect("agent.toml written");
         Workspace { dir }
