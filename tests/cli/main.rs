@@ -349,7 +349,7 @@ async fn a_program_that_never_ends_is_killed_at_the_run_timeout() {
     assert_eq!(first["outcome"], "run_timeout");
     let run_secs = first["run_secs"].as_f64().unwrap();
     assert!(
-        (3.0..10.0).contains(&run_secs),
+        (3.0..30.0).contains(&run_secs),
         "killed near the limit: {run_secs}"
     );
     assert!(started.elapsed() < Duration::from_secs(120));

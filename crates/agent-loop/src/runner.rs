@@ -426,8 +426,9 @@ struct Waited {
 }
 
 /// The context of the bundle (its digest names the verified image), and the context
-/// actually built with the labels it needs: one `LABEL` line appended to the
-/// Dockerfile where that is safe, else the engine's `labels` parameter.
+/// actually built with the labels it needs: a `LABEL` line after each `FROM` where that
+/// is safe (see [`agent_sandbox::with_label_instruction`]), else the engine's `labels`
+/// parameter.
 fn contexts(
     files: &BTreeMap<String, Vec<u8>>,
     labels: &BTreeMap<String, String>,

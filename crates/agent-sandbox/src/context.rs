@@ -141,13 +141,17 @@ fn check_path(path: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// `dockerfile` with one `LABEL` instruction carrying `labels` appended.
+/// `dockerfile` with one `LABEL` instruction carrying `labels` right after each `FROM`.
 ///
-/// The classic builder turns each entry of the `labels` build parameter into a step of
-/// its own, and every step commits an image: on a slow storage driver that costs
-/// seconds per label. One instruction costs one step. `None` when appending is not
-/// safe: the Dockerfile ends in a line continuation (the new line would join the last
-/// instruction), or a key or value holds a character that would need escaping.
+/// Two reasons. The classic builder turns each entry of the `labels` build parameter
+/// into a step of its own, and every step commits an image (seconds each on a slow
+/// storage driver): one instruction is one step. And every layer after the label
+/// belongs to this run alone (the run id is in its cache key), so removing a run's
+/// layers can never pull a cached layer from under a concurrent build of another run,
+/// while the cache still holds across the iterations of one run.
+///
+/// `None` when that cannot be done safely: no `FROM`, a file that ends inside a line
+/// continuation, or a key or value with a character that would need escaping.
 pub fn with_label_instruction(
     dockerfile: &str,
     labels: &BTreeMap<String, String>,
@@ -158,22 +162,57 @@ pub fn with_label_instruction(
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "._/:=+@-".contains(c))
     };
-    if labels.is_empty()
-        || !labels.iter().all(|(key, value)| plain(key) && plain(value))
-        || dockerfile.trim_end().ends_with(['\\', '`'])
-    {
+    if labels.is_empty() || !labels.iter().all(|(key, value)| plain(key) && plain(value)) {
         return None;
     }
-    let mut text = dockerfile.to_string();
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text.push_str("LABEL");
+    let mut label_line = String::from("LABEL");
     for (key, value) in labels {
-        text.push_str(&format!(" {key}=\"{value}\""));
+        let _ = write!(label_line, " {key}=\"{value}\"");
     }
-    text.push('\n');
-    Some(text)
+
+    let escape = escape_character(dockerfile);
+    let mut text = String::with_capacity(dockerfile.len() + 2 * label_line.len());
+    let mut continuing = false;
+    let mut in_from = false;
+    let mut injected = false;
+    for line in dockerfile.lines() {
+        text.push_str(line);
+        text.push('\n');
+        let trimmed = line.trim();
+        // Blank and comment lines neither start nor end an instruction.
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if !continuing {
+            let instruction = trimmed.split_whitespace().next().unwrap_or_default();
+            in_from = instruction.eq_ignore_ascii_case("FROM");
+        }
+        continuing = trimmed.ends_with(escape);
+        if !continuing && in_from {
+            text.push_str(&label_line);
+            text.push('\n');
+            injected = true;
+            in_from = false;
+        }
+    }
+    (injected && !continuing).then_some(text)
+}
+
+/// The line-continuation character: `\\`, or what a leading `# escape=` parser
+/// directive sets.
+fn escape_character(dockerfile: &str) -> char {
+    for line in dockerfile.lines() {
+        let Some(directive) = line.trim().strip_prefix('#') else {
+            break;
+        };
+        let Some((key, value)) = directive.split_once('=') else {
+            break;
+        };
+        if key.trim().eq_ignore_ascii_case("escape") {
+            return value.trim().chars().next().unwrap_or('\\');
+        }
+    }
+    '\\'
 }
 
 #[cfg(test)]
@@ -329,26 +368,55 @@ mod tests {
         assert!(matches!(result, Err(SandboxError::Context(_))));
     }
 
-    #[test]
-    fn labels_become_one_instruction_at_the_end() {
-        let labels = BTreeMap::from([
+    fn labels() -> BTreeMap<String, String> {
+        BTreeMap::from([
             (
                 "dev.agent.run".to_string(),
                 "20261126T010000Z-abc123".to_string(),
             ),
             ("dev.agent.spec".to_string(), "fizz_buzz.v2".to_string()),
-        ]);
-        let text = with_label_instruction("FROM x\nCMD [\"y\"]", &labels).unwrap();
+        ])
+    }
+
+    const LABEL: &str =
+        "LABEL dev.agent.run=\"20261126T010000Z-abc123\" dev.agent.spec=\"fizz_buzz.v2\"";
+
+    #[test]
+    fn labels_become_one_instruction_after_each_from() {
+        let text = with_label_instruction("FROM x\nCMD [\"y\"]", &labels()).unwrap();
+        assert_eq!(text, format!("FROM x\n{LABEL}\nCMD [\"y\"]\n"));
+
+        let stages = "# comment\nFROM a AS build\nRUN make\nfrom build\nCMD [\"z\"]\n";
+        let text = with_label_instruction(stages, &labels()).unwrap();
         assert_eq!(
             text,
-            "FROM x\nCMD [\"y\"]\nLABEL dev.agent.run=\"20261126T010000Z-abc123\" dev.agent.spec=\"fizz_buzz.v2\"\n"
+            format!(
+                "# comment\nFROM a AS build\n{LABEL}\nRUN make\nfrom build\n{LABEL}\nCMD [\"z\"]\n"
+            )
         );
     }
 
     #[test]
-    fn labels_are_not_appended_where_that_is_unsafe() {
-        let labels = BTreeMap::from([("k".to_string(), "v".to_string())]);
-        assert_eq!(with_label_instruction("FROM x\nRUN a \\\n", &labels), None);
+    fn a_from_split_over_lines_gets_the_label_after_its_last_line() {
+        let text =
+            with_label_instruction("FROM \\\n  # why\n  x\nRUN a \\\n  b\n", &labels()).unwrap();
+        assert_eq!(
+            text,
+            format!("FROM \\\n  # why\n  x\n{LABEL}\nRUN a \\\n  b\n")
+        );
+        let text =
+            with_label_instruction("# escape=`\nFROM `\n  x\nRUN dir c:\\\n", &labels()).unwrap();
+        assert_eq!(
+            text,
+            format!("# escape=`\nFROM `\n  x\n{LABEL}\nRUN dir c:\\\n")
+        );
+    }
+
+    #[test]
+    fn labels_are_not_injected_where_that_is_unsafe() {
+        let one = BTreeMap::from([("k".to_string(), "v".to_string())]);
+        assert_eq!(with_label_instruction("FROM x\nRUN a \\\n", &one), None);
+        assert_eq!(with_label_instruction("RUN a\n", &one), None);
         let quoted = BTreeMap::from([("k".to_string(), "a\"b".to_string())]);
         assert_eq!(with_label_instruction("FROM x\n", &quoted), None);
         assert_eq!(with_label_instruction("FROM x\n", &BTreeMap::new()), None);

@@ -145,7 +145,8 @@ async fn run_with(
     let args = if script.is_empty() {
         Vec::new()
     } else {
-        vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()]
+        // Appended to the busybox image's command, `/bin/sh`.
+        vec!["-c".to_owned(), script.to_owned()]
     };
     let labels = labels(run);
     let outcome = sandbox
@@ -590,7 +591,7 @@ async fn a_cancelled_run_still_removes_its_container() {
     let run = unique_run_id("run-cancel");
     let labels = labels(&run);
     let env = BTreeMap::new();
-    let args = vec!["sleep".to_owned(), "60".to_owned()];
+    let args = vec!["-c".to_owned(), "sleep 60".to_owned()];
     let cancelled = tokio::time::timeout(
         Duration::from_secs(2),
         sandbox.run(RunRequest {
@@ -648,11 +649,8 @@ async fn output_past_the_limit_is_counted_and_cut() {
 async fn a_memory_hog_is_oom_killed() {
     let sandbox = sandbox().await;
     let run = unique_run_id("run-oom");
-    let args = vec![
-        "python3".to_owned(),
-        "-c".to_owned(),
-        "b = bytearray(10**9)".to_owned(),
-    ];
+    // Appended to the python image's command, `python3`.
+    let args = vec!["-c".to_owned(), "b = bytearray(10**9)".to_owned()];
     let labels = labels(&run);
     let env = BTreeMap::new();
     let outcome = sandbox
@@ -734,11 +732,13 @@ async fn a_missing_executable_is_a_start_error() {
     let run = unique_run_id("run-noexec");
     let labels = labels(&run);
     let env = BTreeMap::new();
-    let args = vec!["/does/not/exist".to_owned()];
+    let dockerfile = format!("FROM {BUSYBOX_IMAGE}\nCMD [\"/does/not/exist\"]\n");
+    let (built, _) = build(&sandbox, &run, &dockerfile, Duration::from_secs(60)).await;
+    let image = built_image(&built);
     let outcome = sandbox
         .run(RunRequest {
-            image: BUSYBOX_IMAGE,
-            args: &args,
+            image: &image,
+            args: &[],
             env: &env,
             stdin: None,
             limits: limits(),
@@ -749,6 +749,7 @@ async fn a_missing_executable_is_a_start_error() {
     let message = outcome.start_error.as_deref().expect("start error");
     assert!(message.contains("/does/not/exist"), "{message}");
     assert_eq!(outcome.exit_code, None);
+    clean_up(&sandbox, &run).await;
     assert_no_container_left(&run);
 }
 
