@@ -2,6 +2,7 @@
 //! OpenAI-compatible server in the test process.
 
 mod hostile;
+mod snapshots;
 mod support;
 
 use std::time::{Duration, Instant};

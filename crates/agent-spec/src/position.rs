@@ -81,9 +81,40 @@ fn unknown_key(text: &str, span: &Range<usize>, rest: &str) -> String {
     };
     let table = key_at(text, span).map_or_else(String::new, |found| format!(" {}", found.table));
     match expected {
-        Some(expected) => format!("unknown key {key}{table}; expected {expected}"),
+        Some(expected) => {
+            let suggestion = closest_key(key.trim_matches('`'), expected)
+                .map_or_else(String::new, |close| format!("; did you mean `{close}`?"));
+            format!("unknown key {key}{table}; expected {expected}{suggestion}")
+        }
         None => format!("unknown key {key}{table}; this table takes no keys"),
     }
+}
+
+/// The allowed key nearest to a misspelt one, when it is near enough to be the one
+/// meant (at most two edits, and no more than half the key).
+fn closest_key<'a>(key: &str, expected: &'a str) -> Option<&'a str> {
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|candidate| (edit_distance(key, candidate), candidate))
+        .filter(|(distance, _)| *distance <= 2 && *distance * 2 <= key.chars().count())
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn edit_distance(left: &str, right: &str) -> usize {
+    let right: Vec<char> = right.chars().collect();
+    let mut previous: Vec<usize> = (0..=right.len()).collect();
+    for (i, a) in left.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, b) in right.iter().enumerate() {
+            let substitution = previous[j] + usize::from(a != *b);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[right.len()]
 }
 
 fn table_suffix(text: &str, span: &Range<usize>) -> String {
@@ -252,5 +283,14 @@ mod tests {
         let text = "é";
         assert_eq!(locate(Path::new("x"), text, 1).column, 1);
         assert_eq!(locate(Path::new("x"), text, 99).column, 2);
+    }
+
+    #[test]
+    fn a_misspelt_key_gets_the_nearest_allowed_one() {
+        let expected = "one of `name`, `stdout_equals`, `stdout_contains`";
+        assert_eq!(closest_key("stdout_equal", expected), Some("stdout_equals"));
+        assert_eq!(closest_key("nmae", expected), Some("name"));
+        assert_eq!(closest_key("colour", expected), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

@@ -1,0 +1,70 @@
+//! The user-facing text of errors and listings, as snapshots (temp paths filtered).
+
+use agent_testkit::ScriptedServer;
+
+use crate::support::*;
+
+fn filtered(workspace: &Workspace, text: &str) -> String {
+    text.replace(&workspace.path().display().to_string(), "[WORKSPACE]")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_in_a_spec_name_the_place_and_what_is_allowed() {
+    let server = ScriptedServer::start(vec![]).await;
+    let workspace = Workspace::new(&server.base_url(), "", "");
+    let unknown = workspace.spec(
+        "unknown",
+        "prompt = \"p\"\nconditions = \"c\"\n\n[[check]]\nstdout_equal = \"x\"\n",
+    );
+    let two = workspace.spec(
+        "two",
+        "prompt = \"p\"\nconditions = \"c\"\n\n[[check]]\nexit_code = 0\nstdout_contains = \"x\"\n",
+    );
+    let regex = workspace.spec(
+        "regex",
+        "prompt = \"p\"\nconditions = \"c\"\n\n[[check]]\nstdout_matches = \"(open\"\n",
+    );
+    let output = agent(
+        &workspace,
+        &[
+            "check",
+            unknown.to_str().unwrap(),
+            two.to_str().unwrap(),
+            regex.to_str().unwrap(),
+        ],
+    )
+    .await;
+    output.assert_code(2);
+    insta::assert_snapshot!(filtered(&workspace, &output.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_engine_says_what_to_do() {
+    let workspace = Workspace::new("http://127.0.0.1:9/v1", "", "");
+    let spec = workspace.spec(
+        "hello",
+        "prompt = \"p\"\nconditions = \"c\"\n[[check]]\nexit_code = 0\n",
+    );
+    let mut command = agent_command(&workspace, &["run", spec.to_str().unwrap()]);
+    command.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let output = run_agent(&mut command).await;
+    output.assert_code(3);
+    insta::assert_snapshot!(filtered(&workspace, &output.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_lists_each_spec_on_stdout() {
+    let workspace = Workspace::new("http://127.0.0.1:9/v1", "", "max_iterations = 3");
+    let judged = workspace.spec("judged", "prompt = \"p\"\nconditions = \"c\"\n");
+    let checked = workspace.spec(
+        "checked",
+        "prompt = \"p\"\nconditions = \"c\"\n[limits]\nmax_iterations = 5\n[[check]]\nexit_code = 0\n[[check]]\nstdout_contains = \"x\"\n",
+    );
+    let output = agent(
+        &workspace,
+        &["check", judged.to_str().unwrap(), checked.to_str().unwrap()],
+    )
+    .await;
+    output.assert_code(0);
+    insta::assert_snapshot!(filtered(&workspace, &output.stdout));
+}
