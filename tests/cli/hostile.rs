@@ -60,10 +60,7 @@ async fn hostile_replies_are_fed_back_until_a_good_one_passes() {
         _ => panic!("no further call expected"),
     })
     .await;
-    let workspace = Workspace::new(&server.base_url(), "", "");
-    let spec = workspace.spec("hello", HELLO_SPEC);
-    let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
-    assert_eq!(server.panics(), Vec::<String>::new());
+    let (workspace, output) = run_scripted(&server, "", "", "hello", HELLO_SPEC).await;
     output.assert_code(0);
     let report = workspace.report("hello");
     let outcomes: Vec<&str> = report["history"]
@@ -151,10 +148,14 @@ async fn a_memory_hog_is_reported_as_out_of_memory() {
         _ => panic!("no third call expected"),
     })
     .await;
-    let workspace = Workspace::new(&server.base_url(), "", "");
-    let spec = workspace.spec("hog", &format!("{HELLO_SPEC}\n[limits]\nmemory_mb = 64\n"));
-    let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
-    assert_eq!(server.panics(), Vec::<String>::new());
+    let (workspace, output) = run_scripted(
+        &server,
+        "",
+        "",
+        "hog",
+        &format!("{HELLO_SPEC}\n[limits]\nmemory_mb = 64\n"),
+    )
+    .await;
     output.assert_code(0);
     let report = workspace.report("hog");
     assert_eq!(report["history"][0]["outcome"], "run_failed");
@@ -191,10 +192,8 @@ async fn endless_output_is_capped_and_marked_as_cut() {
         _ => panic!("no third call expected"),
     })
     .await;
-    let workspace = Workspace::new(&server.base_url(), "", "output_limit_kb = 64");
-    let spec = workspace.spec("flood", HELLO_SPEC);
-    let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
-    assert_eq!(server.panics(), Vec::<String>::new());
+    let (workspace, output) =
+        run_scripted(&server, "", "output_limit_kb = 64", "flood", HELLO_SPEC).await;
     output.assert_code(0);
     let report = workspace.report("flood");
     let first = &report["history"][0];

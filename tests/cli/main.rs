@@ -189,10 +189,7 @@ async fn a_failing_build_step_is_repaired_with_its_own_output_as_evidence_over_s
         }
     })
     .await;
-    let workspace = Workspace::new(&server.base_url(), "stream = true", "");
-    let spec = workspace.spec("hello", HELLO_SPEC);
-    let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
-    assert_eq!(server.panics(), Vec::<String>::new());
+    let (workspace, output) = run_scripted(&server, "stream = true", "", "hello", HELLO_SPEC).await;
     output.assert_code(0);
     let report = workspace.report("hello");
     assert_eq!(report["history"][0]["outcome"], "build_failed");
@@ -234,10 +231,7 @@ async fn a_crash_at_start_is_repaired_with_the_traceback_as_evidence() {
         _ => panic!("no third call expected"),
     })
     .await;
-    let workspace = Workspace::new(&server.base_url(), "", "");
-    let spec = workspace.spec("hello", HELLO_SPEC);
-    let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
-    assert_eq!(server.panics(), Vec::<String>::new());
+    let (workspace, output) = run_scripted(&server, "", "", "hello", HELLO_SPEC).await;
     output.assert_code(0);
     let report = workspace.report("hello");
     assert_eq!(report["history"][0]["outcome"], "run_failed");
@@ -274,10 +268,7 @@ async fn wrong_output_is_repaired_with_expected_and_actual_in_the_feedback() {
         _ => panic!("no third call expected"),
     })
     .await;
-    let workspace = Workspace::new(&server.base_url(), "", "");
-    let spec = workspace.spec("hello", HELLO_SPEC);
-    let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
-    assert_eq!(server.panics(), Vec::<String>::new());
+    let (workspace, output) = run_scripted(&server, "", "", "hello", HELLO_SPEC).await;
     output.assert_code(0);
     let report = workspace.report("hello");
     assert_eq!(report["history"][0]["outcome"], "checks_failed");
@@ -396,10 +387,7 @@ async fn the_judge_passes_a_run_when_there_are_no_checks() {
         _ => panic!("no third call expected"),
     })
     .await;
-    let workspace = Workspace::new(&server.base_url(), "", "");
-    let spec = workspace.spec("greet", JUDGED_SPEC);
-    let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
-    assert_eq!(server.panics(), Vec::<String>::new());
+    let (workspace, output) = run_scripted(&server, "", "", "greet", JUDGED_SPEC).await;
     output.assert_code(0);
     let report = workspace.report("greet");
     assert_eq!(report["history"][0]["checks"][0]["name"], "judge");
@@ -434,10 +422,7 @@ async fn a_failing_verdict_is_fed_back_and_repaired() {
         _ => panic!("no fifth call expected"),
     })
     .await;
-    let workspace = Workspace::new(&server.base_url(), "", "");
-    let spec = workspace.spec("greet", JUDGED_SPEC);
-    let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
-    assert_eq!(server.panics(), Vec::<String>::new());
+    let (workspace, output) = run_scripted(&server, "", "", "greet", JUDGED_SPEC).await;
     output.assert_code(0);
     let report = workspace.report("greet");
     assert_eq!(report["history"][0]["outcome"], "checks_failed");

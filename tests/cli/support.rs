@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use agent_testkit::PYTHON_IMAGE;
+use agent_testkit::{PYTHON_IMAGE, ScriptedServer};
 use serde_json::Value;
 
 /// The key the tests hand to `agent`; it must never appear in what `agent` writes.
@@ -164,6 +164,27 @@ pub async fn run_agent(command: &mut tokio::process::Command) -> Output {
 
 pub async fn agent(workspace: &Workspace, args: &[&str]) -> Output {
     run_agent(&mut agent_command(workspace, args)).await
+}
+
+/// Runs `agent run` on one spec against `server`, in a fresh workspace whose
+/// `agent.toml` gets `model_extra` and `limits` (see [`Workspace::new`]), and asserts
+/// that the script's own expectations on the requests held.
+pub async fn run_scripted(
+    server: &ScriptedServer,
+    model_extra: &str,
+    limits: &str,
+    name: &str,
+    spec: &str,
+) -> (Workspace, Output) {
+    let workspace = Workspace::new(&server.base_url(), model_extra, limits);
+    let path = workspace.spec(name, spec);
+    let output = agent(&workspace, &["run", path.to_str().expect("utf-8 path")]).await;
+    assert_eq!(
+        server.panics(),
+        Vec::<String>::new(),
+        "the script's expectations"
+    );
+    (workspace, output)
 }
 
 /// Ids of containers carrying `label` (`key=value`).
