@@ -297,7 +297,7 @@ async fn a_failing_run_step_is_failed_with_its_output_as_evidence() {
     let sandbox = sandbox().await;
     let run = unique_run_id("build-traceback");
     let dockerfile = format!(
-        "FROM {BUSYBOX_IMAGE}\nRUN echo preparing\nRUN echo 'Traceback (most recent call last):' && echo '  File \"main.py\", line 1' && echo 'ValueError: boom {run}' >&2 && exit 1\n"
+        "FROM {BUSYBOX_IMAGE}\nRUN echo preparing {run}\nRUN echo 'Traceback (most recent call last):' && echo '  File \"main.py\", line 1' && echo 'ValueError: boom {run}' >&2 && exit 1\n"
     );
     let (outcome, _) = build(&sandbox, &run, &dockerfile, Duration::from_secs(60)).await;
     let BuildStatus::Failed {
@@ -328,6 +328,11 @@ async fn a_failing_run_step_is_failed_with_its_output_as_evidence() {
     // The step's container is gone too (`forcerm`), though the builder gave it no label.
     let leftovers = docker(&["ps", "-a", "--no-trunc", "--format", "{{.Command}}"]);
     assert!(!leftovers.contains(&run), "{leftovers}");
+    // The layer of the step that passed stays as cache until removed.
+    sandbox
+        .remove_untagged_images(&outcome.intermediate_images())
+        .await
+        .expect("remove the build's layers");
     clean_up(&sandbox, &run).await;
 }
 
