@@ -18,7 +18,7 @@ use agent_spec::{
 use tokio_util::sync::CancellationToken;
 
 use crate::ports::{EnginePort, ModelPort};
-use crate::{Event, EventSink, Job, Outcome, Prompts, StopReason, run_spec};
+use crate::{Event, EventSink, Job, Outcome, Prompts, RunResult, StopReason, run_spec};
 
 #[derive(Default)]
 struct ScriptedModel {
@@ -242,6 +242,18 @@ fn harness(checks: Vec<Check>, judge: bool, limits: Limits) -> Harness {
 }
 
 impl Harness {
+    /// Runs the job to its end with no cancellation.
+    async fn run(&self, model: &mut ScriptedModel, engine: &ScriptedEngine) -> RunResult {
+        run_spec(
+            &self.job,
+            model,
+            engine,
+            &self.sink(),
+            &CancellationToken::new(),
+        )
+        .await
+    }
+
     fn sink(&self) -> EventSink {
         let events = self.events.clone();
         Arc::new(move |event| events.lock().unwrap().push(event))
@@ -270,14 +282,7 @@ async fn passes_at_first_try_tags_writes_final_and_cleans_up() {
         runs: Mutex::new(VecDeque::from([ran(0, "hello\n", "")])),
         ..ScriptedEngine::default()
     };
-    let result = run_spec(
-        &harness.job,
-        &mut model,
-        &engine,
-        &harness.sink(),
-        &CancellationToken::new(),
-    )
-    .await;
+    let result = harness.run(&mut model, &engine).await;
     assert!(result.error.is_none());
     let report = result.report;
     assert!(report.verified);
@@ -352,14 +357,7 @@ async fn build_failure_feeds_the_step_output_back_and_the_repair_merges() {
         runs: Mutex::new(VecDeque::from([ran(0, "hello", "")])),
         ..ScriptedEngine::default()
     };
-    let result = run_spec(
-        &harness.job,
-        &mut model,
-        &engine,
-        &harness.sink(),
-        &CancellationToken::new(),
-    )
-    .await;
+    let result = harness.run(&mut model, &engine).await;
     assert!(result.report.verified);
     assert_eq!(result.report.history[0].outcome, Outcome::BuildFailed);
     let (purpose, messages) = &model.calls[1];
@@ -407,14 +405,7 @@ async fn never_passing_stops_at_max_iterations_with_each_failure_fed_back() {
         runs: Mutex::new((0..3).map(|_| ran(0, "bye\n", "")).collect()),
         ..ScriptedEngine::default()
     };
-    let result = run_spec(
-        &harness.job,
-        &mut model,
-        &engine,
-        &harness.sink(),
-        &CancellationToken::new(),
-    )
-    .await;
+    let result = harness.run(&mut model, &engine).await;
     let report = result.report;
     assert!(!report.verified);
     assert_eq!(report.stopped_by, StopReason::MaxIterations);
@@ -458,14 +449,7 @@ async fn a_crash_is_run_failed_with_stderr_in_the_feedback() {
         ])),
         ..ScriptedEngine::default()
     };
-    let result = run_spec(
-        &harness.job,
-        &mut model,
-        &engine,
-        &harness.sink(),
-        &CancellationToken::new(),
-    )
-    .await;
+    let result = harness.run(&mut model, &engine).await;
     assert!(result.report.verified);
     assert_eq!(result.report.history[0].outcome, Outcome::RunFailed);
     assert_eq!(result.report.history[0].exit_code, Some(1));
@@ -498,14 +482,7 @@ async fn an_unparseable_reply_is_sent_back_once_before_it_counts() {
         runs: Mutex::new(VecDeque::from([ran(0, "hello", "")])),
         ..ScriptedEngine::default()
     };
-    let result = run_spec(
-        &harness.job,
-        &mut model,
-        &engine,
-        &harness.sink(),
-        &CancellationToken::new(),
-    )
-    .await;
+    let result = harness.run(&mut model, &engine).await;
     let purposes: Vec<Purpose> = model.calls.iter().map(|(purpose, _)| *purpose).collect();
     assert_eq!(
         purposes,
@@ -550,14 +527,7 @@ async fn hostile_paths_are_invalid_bundles_and_nothing_is_written_outside() {
         ..ScriptedModel::default()
     };
     let engine = ScriptedEngine::default();
-    let result = run_spec(
-        &harness.job,
-        &mut model,
-        &engine,
-        &harness.sink(),
-        &CancellationToken::new(),
-    )
-    .await;
+    let result = harness.run(&mut model, &engine).await;
     assert_eq!(result.report.history[0].outcome, Outcome::InvalidBundle);
     assert!(result.report.history[0].detail.contains("`..`"));
     assert!(
@@ -588,14 +558,7 @@ async fn the_token_budget_stops_the_loop() {
         runs: Mutex::new((0..8).map(|_| ran(0, "bye", "")).collect()),
         ..ScriptedEngine::default()
     };
-    let result = run_spec(
-        &harness.job,
-        &mut model,
-        &engine,
-        &harness.sink(),
-        &CancellationToken::new(),
-    )
-    .await;
+    let result = harness.run(&mut model, &engine).await;
     assert_eq!(result.report.stopped_by, StopReason::MaxTotalTokens);
     assert_eq!(
         model.calls.len(),
@@ -630,14 +593,7 @@ async fn the_judge_decides_when_there_are_no_checks_and_its_reason_is_fed_back()
         runs: Mutex::new(VecDeque::from([ran(0, "hello", ""), ran(0, "hello!", "")])),
         ..ScriptedEngine::default()
     };
-    let result = run_spec(
-        &harness.job,
-        &mut model,
-        &engine,
-        &harness.sink(),
-        &CancellationToken::new(),
-    )
-    .await;
+    let result = harness.run(&mut model, &engine).await;
     assert!(result.report.verified);
     assert_eq!(result.report.history[0].outcome, Outcome::ChecksFailed);
     assert_eq!(result.report.history[0].checks[0].name, "judge");
@@ -691,14 +647,7 @@ async fn an_identical_bundle_gives_an_identical_context() {
         runs: Mutex::new(VecDeque::from([ran(0, "1", ""), ran(0, "1", "")])),
         ..ScriptedEngine::default()
     };
-    run_spec(
-        &harness.job,
-        &mut model,
-        &engine,
-        &harness.sink(),
-        &CancellationToken::new(),
-    )
-    .await;
+    harness.run(&mut model, &engine).await;
     let contexts = engine.contexts.lock().unwrap();
     assert_eq!(contexts.len(), 2);
     assert_eq!(contexts[0], contexts[1]);
