@@ -77,6 +77,7 @@ struct ScriptedEngine {
     builds: Mutex<VecDeque<BuildStatus>>,
     runs: Mutex<VecDeque<RunOutcome>>,
     hang_runs: bool,
+    run_delay: Duration,
     tags: Mutex<Vec<(String, String)>>,
     removed: Mutex<Vec<(String, Option<String>)>>,
     contexts: Mutex<Vec<String>>,
@@ -114,6 +115,7 @@ impl EnginePort for ScriptedEngine {
         if self.hang_runs {
             std::future::pending::<()>().await;
         }
+        tokio::time::sleep(self.run_delay).await;
         Ok(self.runs.lock().unwrap().pop_front().expect("a run left"))
     }
 
@@ -651,4 +653,32 @@ async fn an_identical_bundle_gives_an_identical_context() {
     let contexts = engine.contexts.lock().unwrap();
     assert_eq!(contexts.len(), 2);
     assert_eq!(contexts[0], contexts[1]);
+}
+
+#[tokio::test]
+async fn the_wall_clock_budget_stops_the_loop_between_iterations() {
+    let limits = Limits {
+        max_wall_secs: 1,
+        ..Limits::default()
+    };
+    let harness = harness(stdout_equals("hello"), false, limits);
+    let mut model = ScriptedModel {
+        bundles: (0..8)
+            .map(|_| bundle(Some(DOCKERFILE), "print('bye')"))
+            .collect(),
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine {
+        builds: Mutex::new((0..8).map(|_| built()).collect()),
+        runs: Mutex::new((0..8).map(|_| ran(0, "bye", "")).collect()),
+        run_delay: Duration::from_millis(600),
+        ..ScriptedEngine::default()
+    };
+    let result = harness.run(&mut model, &engine).await;
+    assert_eq!(result.report.stopped_by, StopReason::MaxWallSecs);
+    assert_eq!(
+        result.report.history.len(),
+        2,
+        "two runs of 0.6 s spend a 1 s budget"
+    );
 }
