@@ -273,35 +273,17 @@ pub fn check_base_images(dockerfile: &str, allowed: &[String]) -> Vec<String> {
     problems
 }
 
-/// `(image, stage name)` of each `FROM`, continuation lines joined, flags skipped.
+/// `(image, stage name)` of each `FROM`, flags skipped.
 fn from_images(dockerfile: &str) -> Vec<(String, Option<String>)> {
-    let mut logical = Vec::new();
-    let mut current = String::new();
-    for line in dockerfile.lines() {
-        let trimmed = line.trim();
-        if current.is_empty() && trimmed.starts_with('#') {
-            continue;
-        }
-        if let Some(stripped) = trimmed.strip_suffix('\\') {
-            current.push_str(stripped);
-            current.push(' ');
-        } else {
-            current.push_str(trimmed);
-            logical.push(std::mem::take(&mut current));
-        }
-    }
-    if !current.is_empty() {
-        logical.push(current);
-    }
-    logical
+    agent_sandbox::dockerfile_instructions(dockerfile)
         .iter()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let instruction = words.next()?;
-            if !instruction.eq_ignore_ascii_case("FROM") {
-                return None;
-            }
-            let mut words = words.skip_while(|word| word.starts_with("--"));
+        .filter(|instruction| instruction.keyword().eq_ignore_ascii_case("FROM"))
+        .filter_map(|instruction| {
+            let mut words = instruction
+                .text
+                .split_whitespace()
+                .skip(1)
+                .skip_while(|word| word.starts_with("--"));
             let image = words.next()?.to_string();
             let stage = match (words.next(), words.next()) {
                 (Some(keyword), Some(name)) if keyword.eq_ignore_ascii_case("AS") => {
@@ -574,6 +556,12 @@ mod tests {
             &allowed,
         )
         .unwrap_err();
+        assert!(
+            problems[0].contains("`FROM ubuntu:22.04` is not allowed"),
+            "{problems:?}"
+        );
+        // A comment line inside a continuation is skipped, as the builder skips it.
+        let problems = check_base_images("FROM \\\n# base\nubuntu:22.04\n", &allowed);
         assert!(
             problems[0].contains("`FROM ubuntu:22.04` is not allowed"),
             "{problems:?}"

@@ -170,32 +170,85 @@ pub fn with_label_instruction(
         let _ = write!(label_line, " {key}=\"{value}\"");
     }
 
-    let escape = escape_character(dockerfile);
-    let mut text = String::with_capacity(dockerfile.len() + 2 * label_line.len());
-    let mut continuing = false;
-    let mut in_from = false;
-    let mut injected = false;
-    for line in dockerfile.lines() {
+    let instructions = dockerfile_instructions(dockerfile);
+    let ends_inside_continuation = instructions.last().is_some_and(|last| !last.complete);
+    let after: BTreeSet<usize> = instructions
+        .iter()
+        .filter(|instruction| instruction.keyword().eq_ignore_ascii_case("FROM"))
+        .map(|instruction| instruction.last_line)
+        .collect();
+    if after.is_empty() || ends_inside_continuation {
+        return None;
+    }
+    let mut text = String::with_capacity(dockerfile.len() + after.len() * (label_line.len() + 1));
+    for (index, line) in dockerfile.lines().enumerate() {
         text.push_str(line);
         text.push('\n');
+        if after.contains(&index) {
+            text.push_str(&label_line);
+            text.push('\n');
+        }
+    }
+    Some(text)
+}
+
+/// One instruction of a Dockerfile, its continuation lines joined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instruction {
+    /// The instruction's text, continuation characters and line breaks replaced by
+    /// spaces, comment lines inside it left out.
+    pub text: String,
+    /// Index (0-based) of the physical line the instruction ends on.
+    pub last_line: usize,
+    /// False when the file ends inside this instruction's line continuation.
+    pub complete: bool,
+}
+
+impl Instruction {
+    /// `FROM`, `RUN`, … as written.
+    pub fn keyword(&self) -> &str {
+        self.text.split_whitespace().next().unwrap_or_default()
+    }
+}
+
+/// The instructions of a Dockerfile as the classic builder reads them: blank and
+/// comment lines skipped (inside a continuation too), lines ending in the escape
+/// character (`\\`, or what a leading `# escape=` directive sets) joined.
+pub fn dockerfile_instructions(dockerfile: &str) -> Vec<Instruction> {
+    let escape = escape_character(dockerfile);
+    let mut instructions = Vec::new();
+    let mut current: Option<String> = None;
+    for (index, line) in dockerfile.lines().enumerate() {
         let trimmed = line.trim();
-        // Blank and comment lines neither start nor end an instruction.
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        if !continuing {
-            let instruction = trimmed.split_whitespace().next().unwrap_or_default();
-            in_from = instruction.eq_ignore_ascii_case("FROM");
+        let (part, continues) = match trimmed.strip_suffix(escape) {
+            Some(part) => (part, true),
+            None => (trimmed, false),
+        };
+        let text = current.get_or_insert_with(String::new);
+        if !text.is_empty() {
+            text.push(' ');
         }
-        continuing = trimmed.ends_with(escape);
-        if !continuing && in_from {
-            text.push_str(&label_line);
-            text.push('\n');
-            injected = true;
-            in_from = false;
+        text.push_str(part.trim());
+        if !continues {
+            instructions.push(Instruction {
+                text: current.take().unwrap_or_default(),
+                last_line: index,
+                complete: true,
+            });
         }
     }
-    (injected && !continuing).then_some(text)
+    if let Some(text) = current {
+        let last_line = dockerfile.lines().count().saturating_sub(1);
+        instructions.push(Instruction {
+            text,
+            last_line,
+            complete: false,
+        });
+    }
+    instructions
 }
 
 /// The line-continuation character: `\\`, or what a leading `# escape=` parser
@@ -420,5 +473,34 @@ mod tests {
         let quoted = BTreeMap::from([("k".to_string(), "a\"b".to_string())]);
         assert_eq!(with_label_instruction("FROM x\n", &quoted), None);
         assert_eq!(with_label_instruction("FROM x\n", &BTreeMap::new()), None);
+    }
+
+    #[test]
+    fn instructions_join_continuations_and_skip_comments() {
+        let instructions = dockerfile_instructions(
+            "# syntax=x\nFROM \\\n  # why\n  python AS build\n\nRUN a \\\n b\nRUN c \\\n",
+        );
+        let texts: Vec<(&str, usize, bool)> = instructions
+            .iter()
+            .map(|instruction| {
+                (
+                    instruction.text.as_str(),
+                    instruction.last_line,
+                    instruction.complete,
+                )
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                ("FROM python AS build", 3, true),
+                ("RUN a b", 6, true),
+                ("RUN c", 7, false)
+            ]
+        );
+        assert_eq!(instructions[0].keyword(), "FROM");
+        let backtick = dockerfile_instructions("# escape=`\nFROM `\n x\nRUN dir c:\\\n");
+        assert_eq!(backtick[0].text, "FROM x");
+        assert_eq!(backtick[1].text, "RUN dir c:\\");
     }
 }

@@ -10,7 +10,9 @@ mod errors;
 mod run;
 
 pub use cleanup::owner_id;
-pub use context::{BuildContext, build_context, with_label_instruction};
+pub use context::{
+    BuildContext, Instruction, build_context, dockerfile_instructions, with_label_instruction,
+};
 pub use engine::{
     BuildOutcome, BuildProgress, BuildRequest, BuildStatus, Captured, CleanupReport, EngineInfo,
     RunLimits, RunNetwork, RunOutcome, RunRequest, Sandbox,
