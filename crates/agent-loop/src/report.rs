@@ -111,7 +111,7 @@ impl IterationRecord {
 
     /// Takes what a run reports: its time, exit, OOM kill and stream sizes.
     pub fn take_run(&mut self, ran: &RunOutcome) {
-        self.run_secs = Some((ran.duration.as_secs_f64() * 1000.0).round() / 1000.0);
+        self.run_secs = Some(round_secs(ran.duration));
         self.exit_code = ran.exit_code;
         self.oom_killed = ran.oom_killed;
         self.stdout_bytes = Some(ran.stdout.total_bytes);
@@ -119,6 +119,11 @@ impl IterationRecord {
         self.stdout_truncated = ran.stdout.truncated;
         self.stderr_truncated = ran.stderr.truncated;
     }
+}
+
+/// Seconds to the millisecond, as reports show them.
+pub(crate) fn round_secs(duration: std::time::Duration) -> f64 {
+    (duration.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -23,7 +23,7 @@ use crate::events::{Event, EventSink, Phase};
 use crate::feedback;
 use crate::ports::{EnginePort, ModelPort, run_labels};
 use crate::prompts::{Prompts, render};
-use crate::report::{IterationRecord, Outcome, Report, StopReason, UsageTotals};
+use crate::report::{IterationRecord, Outcome, Report, StopReason, UsageTotals, round_secs};
 
 /// The longest model reply quoted back as the assistant turn of a repair.
 const ASSISTANT_ECHO_BYTES: usize = 64 * 1024;
@@ -38,6 +38,26 @@ pub struct Job {
     pub run_dir: PathBuf,
     /// `dev.agent.owner` label value of this process.
     pub owner: String,
+}
+
+impl Job {
+    /// The container run of an image built for this job: the spec's args, env and
+    /// stdin, under the job's limits.
+    fn run_request<'a>(
+        &'a self,
+        image: &'a str,
+        labels: &'a BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> RunRequest<'a> {
+        RunRequest {
+            image,
+            args: &self.spec.run.args,
+            env: &self.spec.run.env,
+            stdin: self.spec.run.stdin.as_deref().map(str::as_bytes),
+            limits: run_limits(&self.limits, timeout),
+            labels,
+        }
+    }
 }
 
 /// A finished run: the report (always written when possible) and the failure that
@@ -143,10 +163,6 @@ pub fn error_chain(error: &LoopError) -> String {
         source = cause.source();
     }
     text
-}
-
-fn round_secs(duration: Duration) -> f64 {
-    (duration.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
 fn message(role: Role, content: impl Into<String>) -> ChatMessage {
@@ -346,14 +362,7 @@ async fn drive<M: ModelPort, E: EnginePort>(
         );
         let engine_started = Instant::now();
         let ran = engine
-            .run(RunRequest {
-                image: &image_id,
-                args: &spec.run.args,
-                env: &spec.run.env,
-                stdin: spec.run.stdin.as_deref().map(str::as_bytes),
-                limits: run_limits(limits, run_timeout),
-                labels: &labels,
-            })
+            .run(job.run_request(&image_id, &labels, run_timeout))
             .await?;
         waited.engine += engine_started.elapsed();
         write_file(&iteration_dir.join("stdout.txt"), &ran.stdout.bytes)?;
@@ -980,17 +989,11 @@ pub async fn verify_bundle<E: EnginePort>(
         };
         record.image_id = Some(image_id.clone());
         let ran = engine
-            .run(RunRequest {
-                image: &image_id,
-                args: &job.spec.run.args,
-                env: &job.spec.run.env,
-                stdin: job.spec.run.stdin.as_deref().map(str::as_bytes),
-                limits: run_limits(
-                    &job.limits,
-                    Duration::from_secs(job.limits.run_timeout_secs),
-                ),
-                labels: &labels,
-            })
+            .run(job.run_request(
+                &image_id,
+                &labels,
+                Duration::from_secs(job.limits.run_timeout_secs),
+            ))
             .await?;
         let stdout = String::from_utf8_lossy(&ran.stdout.bytes).into_owned();
         let stderr = String::from_utf8_lossy(&ran.stderr.bytes).into_owned();
