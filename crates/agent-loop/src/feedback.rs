@@ -4,35 +4,12 @@
 use std::fmt::Write as _;
 
 use agent_sandbox::{BuildOutcome, BuildStatus, RunOutcome};
-use agent_spec::CheckResult;
+use agent_spec::{CheckResult, excerpt};
 
 use crate::bundle::Bundle;
 
 /// Bytes of one stream shown in feedback: the head and the tail share this.
 const EXCERPT_BYTES: usize = 6 * 1024;
-
-/// `text` whole when short, else its head and tail around a marker saying how much
-/// was left out. Cuts on character boundaries.
-pub fn excerpt(text: &str, limit: usize) -> String {
-    if text.len() <= limit {
-        return text.to_string();
-    }
-    let half = limit / 2;
-    let mut head_end = half;
-    while !text.is_char_boundary(head_end) {
-        head_end -= 1;
-    }
-    let mut tail_start = text.len() - half;
-    while !text.is_char_boundary(tail_start) {
-        tail_start += 1;
-    }
-    format!(
-        "{}\n[… {} bytes left out …]\n{}",
-        &text[..head_end],
-        tail_start - head_end,
-        &text[tail_start..]
-    )
-}
 
 fn fenced(out: &mut String, title: &str, text: &str, truncated_at: Option<u64>) {
     if text.trim().is_empty() {
@@ -168,24 +145,6 @@ pub fn bundle_listing(bundle: &Bundle) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn excerpt_keeps_short_text_whole_and_cuts_long_text_in_the_middle() {
-        assert_eq!(excerpt("short", 10), "short");
-        let long: String = (0..1000).map(|i| format!("line {i}\n")).collect();
-        let cut = excerpt(&long, 200);
-        assert!(cut.starts_with("line 0\n"));
-        assert!(cut.trim_end().ends_with("line 999"));
-        assert!(cut.contains("bytes left out"));
-        assert!(cut.len() < 300);
-    }
-
-    #[test]
-    fn excerpt_respects_character_boundaries() {
-        let text = "é".repeat(100);
-        let cut = excerpt(&text, 51);
-        assert!(cut.contains("left out"));
-    }
 
     #[test]
     fn build_failure_names_the_step_and_its_output() {

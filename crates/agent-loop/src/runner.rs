@@ -13,7 +13,7 @@ use agent_sandbox::{
     RunRequest,
 };
 use agent_spec::{
-    BuildNetwork, CheckResult, Limits, Matcher, NetworkMode, Observed, Settings, Spec,
+    BuildNetwork, CheckResult, Limits, Matcher, NetworkMode, Observed, Settings, Spec, excerpt,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -229,7 +229,7 @@ async fn drive<M: ModelPort, E: EnginePort>(
                 if let Some(reply) = &last_reply {
                     messages.push(message(
                         Role::Assistant,
-                        feedback::excerpt(reply, ASSISTANT_ECHO_BYTES),
+                        excerpt(reply, ASSISTANT_ECHO_BYTES),
                     ));
                 }
                 messages.push(message(
@@ -251,7 +251,7 @@ async fn drive<M: ModelPort, E: EnginePort>(
         if let Answer::Invalid(why) = &reply.answer {
             messages.push(message(
                 Role::Assistant,
-                feedback::excerpt(&reply.content, ASSISTANT_ECHO_BYTES),
+                excerpt(&reply.content, ASSISTANT_ECHO_BYTES),
             ));
             messages.push(message(
                 Role::User,
@@ -281,7 +281,7 @@ async fn drive<M: ModelPort, E: EnginePort>(
                 })
             }
             Answer::Refused(text) => Err((
-                format!("the model refused: {}", feedback::excerpt(text, 300)),
+                format!("the model refused: {}", excerpt(text, 300)),
                 feedback::refused(text),
             )),
             Answer::Invalid(why) => Err((
@@ -582,8 +582,8 @@ async fn judge<M: ModelPort>(
     let exit_code = ran
         .exit_code
         .map_or("none".to_string(), |code| code.to_string());
-    let stdout_shown = feedback::excerpt(stdout, 24 * 1024);
-    let stderr_shown = feedback::excerpt(stderr, 4 * 1024);
+    let stdout_shown = excerpt(stdout, 24 * 1024);
+    let stderr_shown = excerpt(stderr, 4 * 1024);
     let text = render(
         &job.prompts.judge,
         &[
@@ -617,10 +617,7 @@ async fn judge<M: ModelPort>(
             }
         }
         if attempt == 0 {
-            messages.push(message(
-                Role::Assistant,
-                feedback::excerpt(&reply.content, 8 * 1024),
-            ));
+            messages.push(message(Role::Assistant, excerpt(&reply.content, 8 * 1024)));
             messages.push(message(
                 Role::User,
                 format!("{last_problem}\nAnswer with only the JSON object {{\"pass\": true|false, \"reason\": \"…\"}}."),
@@ -695,7 +692,7 @@ fn gist(text: &str) -> String {
         Some(second) if first.ends_with(':') => format!("{first} {second}"),
         _ => first.to_string(),
     };
-    feedback::excerpt(&line, 240).replace('\n', " ")
+    excerpt(&line, 240).replace('\n', " ")
 }
 
 fn first_line(text: &str) -> &str {
@@ -796,7 +793,7 @@ fn task_prompt(job: &Job, inputs: &BTreeMap<String, Vec<u8>>) -> String {
     let stdin = match &spec.run.stdin {
         Some(stdin) => format!(
             "\nThe program receives this on stdin (then end of file):\n```\n{}\n```\n",
-            feedback::excerpt(stdin, INPUT_SHOWN_BYTES)
+            excerpt(stdin, INPUT_SHOWN_BYTES)
         ),
         None => "\nThe program's stdin is empty.\n".to_string(),
     };
@@ -805,17 +802,17 @@ fn task_prompt(job: &Job, inputs: &BTreeMap<String, Vec<u8>>) -> String {
         input_text.push_str("\nThese input files are in the build context at these paths (COPY them into the image; you may not change them):\n");
         for (name, bytes) in inputs {
             match std::str::from_utf8(bytes) {
-                Ok(text) if bytes.len() <= INPUT_SHOWN_BYTES => {
-                    input_text.push_str(&format!("\n{name}:\n```\n{}\n```\n", text.trim_end()));
+                Ok(text) => {
+                    let size = if bytes.len() > INPUT_SHOWN_BYTES {
+                        format!(" ({} bytes; its start and its end)", bytes.len())
+                    } else {
+                        String::new()
+                    };
+                    input_text.push_str(&format!(
+                        "\n{name}{size}:\n```\n{}\n```\n",
+                        excerpt(text, INPUT_SHOWN_BYTES).trim_end()
+                    ));
                 }
-                Ok(text) => input_text.push_str(&format!(
-                    "\n{name} ({} bytes; its start):\n```\n{}\n```\n",
-                    bytes.len(),
-                    feedback::excerpt(text, INPUT_SHOWN_BYTES)
-                        .split("\n[…")
-                        .next()
-                        .unwrap_or_default()
-                )),
                 Err(_) => {
                     input_text.push_str(&format!("\n{name}: binary, {} bytes\n", bytes.len()))
                 }
@@ -835,8 +832,7 @@ fn task_prompt(job: &Job, inputs: &BTreeMap<String, Vec<u8>>) -> String {
 }
 
 fn describe_matcher(matcher: &Matcher) -> String {
-    let quoted =
-        |text: &str| serde_json::to_string(&feedback::excerpt(text, 2048)).unwrap_or_default();
+    let quoted = |text: &str| serde_json::to_string(&excerpt(text, 2048)).unwrap_or_default();
     match matcher {
         Matcher::ExitCode(code) => format!("the exit code is {code}"),
         Matcher::StdoutEquals(text) => format!(

@@ -354,8 +354,10 @@ fn clip(text: &str, limit: usize) -> String {
     )
 }
 
-/// Like [`clip`], for many lines: cuts at line ends when there are any nearby.
-fn excerpt(text: &str, limit: usize) -> String {
+/// `text` whole when it fits in `limit` bytes, else its head and tail around a marker
+/// saying how many lines and bytes were left out. Cuts at line ends when there are
+/// any nearby, and never inside a character.
+pub fn excerpt(text: &str, limit: usize) -> String {
     if text.len() <= limit {
         return text.to_owned();
     }
@@ -752,6 +754,17 @@ mod tests {
             "{}",
             result.detail
         );
+    }
+
+    #[test]
+    fn excerpt_keeps_short_text_whole_and_cuts_long_text_in_the_middle() {
+        assert_eq!(excerpt("short", 10), "short");
+        let long: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+        let cut = excerpt(&long, 200);
+        assert!(cut.starts_with("line 0\n"));
+        assert!(cut.trim_end().ends_with("line 999"));
+        assert!(cut.contains("bytes left out"));
+        assert!(cut.len() < 300);
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod errors;
 mod position;
 mod spec;
 
-pub use check::{Check, CheckResult, Matcher, Observed};
+pub use check::{Check, CheckResult, Matcher, Observed, excerpt};
 pub use config::{
     BuildNetwork, BundleLimits, ConfigFile, DockerSettings, EnvOverrides, FlagOverrides, Limits,
     ModelSettings, NetworkMode, PromptSettings, Settings, StructuredOutput,
