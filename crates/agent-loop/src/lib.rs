@@ -2,21 +2,31 @@
 //! and feed the evidence of each failure back to the model until the checks pass or
 //! the budget is spent. It emits events and writes the run directory; it never prints.
 
+mod artifacts;
 pub mod bundle;
 mod errors;
 mod events;
 pub mod feedback;
+mod iteration;
+mod job;
 mod ports;
 mod prompts;
 mod report;
 mod runner;
+mod steps;
+mod templates;
+mod trial;
+mod verify;
 
+pub use artifacts::{InputDigest, SPEC_FOLDER, sha256_hex};
 pub use errors::LoopError;
 pub use events::{Event, EventSink, Phase};
-pub use ports::{EnginePort, ModelPort, run_labels};
-pub use prompts::{Prompts, render};
+pub use job::{Job, run_labels, run_limits};
+pub use ports::{EnginePort, ModelPort};
 pub use report::{IterationRecord, Outcome, Report, StopReason, UsageTotals};
-pub use runner::{Job, RunResult, error_chain, run_limits, run_spec, verify_bundle};
+pub use runner::{RunResult, error_chain, run_spec};
+pub use templates::{Prompts, render};
+pub use verify::verify_bundle;
 
 #[cfg(test)]
 mod tests;

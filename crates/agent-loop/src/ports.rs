@@ -2,7 +2,6 @@
 //! `agent_model::ModelSession` and `agent_sandbox::Sandbox`; the loop's unit tests use
 //! scripted ones.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 
 use agent_model::{ChatMessage, CodeBundle, ModelError, ModelSession, Purpose, Reply, Verdict};
@@ -106,13 +105,4 @@ impl EnginePort for Sandbox {
     async fn remove_untagged_images(&self, ids: &[String]) -> Result<CleanupReport, SandboxError> {
         Sandbox::remove_untagged_images(self, ids).await
     }
-}
-
-/// Labels for everything one spec run creates.
-pub fn run_labels(run_id: &str, spec: &str, owner: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (agent_sandbox::LABEL_RUN.to_string(), run_id.to_string()),
-        (agent_sandbox::LABEL_SPEC.to_string(), spec.to_string()),
-        (agent_sandbox::LABEL_OWNER.to_string(), owner.to_string()),
-    ])
 }

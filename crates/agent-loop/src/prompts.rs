@@ -1,129 +1,242 @@
-//! The prompt templates: built in from `prompts/*.md`, replaceable per project through
-//! `[prompts]` in `agent.toml`, filled by plain `{{name}}` substitution.
+//! Every message the model is sent, composed from the templates: the system prompt,
+//! the task, a repair after a failed iteration, a request to reformat an unusable
+//! reply, and the judge's question.
 
-use std::path::Path;
+use std::collections::BTreeMap;
 
-use agent_spec::PromptSettings;
+use agent_model::{ChatMessage, Role};
+use agent_sandbox::RunOutcome;
+use agent_spec::{BuildNetwork, Matcher, NetworkMode, excerpt};
 
-use crate::errors::LoopError;
+use crate::bundle::Bundle;
+use crate::feedback;
+use crate::job::Job;
+use crate::report::IterationRecord;
+use crate::templates::render;
 
-/// The four templates a run uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prompts {
-    pub system: String,
-    pub task: String,
-    pub repair: String,
-    pub judge: String,
-}
-
-impl Default for Prompts {
-    fn default() -> Self {
-        Prompts {
-            system: include_str!("../prompts/system.md").to_string(),
-            task: include_str!("../prompts/task.md").to_string(),
-            repair: include_str!("../prompts/repair.md").to_string(),
-            judge: include_str!("../prompts/judge.md").to_string(),
-        }
+/// A chat message.
+pub(crate) fn message(role: Role, content: impl Into<String>) -> ChatMessage {
+    ChatMessage {
+        role,
+        content: content.into(),
     }
 }
 
-impl Prompts {
-    /// The built-in templates with those named in `settings` read in their place.
-    pub fn load(settings: &PromptSettings) -> Result<Prompts, LoopError> {
-        let mut prompts = Prompts::default();
-        let read = |path: &Path| {
-            std::fs::read_to_string(path).map_err(|source| LoopError::Prompt {
-                path: path.to_path_buf(),
-                source,
-            })
-        };
-        if let Some(path) = &settings.system {
-            prompts.system = read(path)?;
-        }
-        if let Some(path) = &settings.task {
-            prompts.task = read(path)?;
-        }
-        if let Some(path) = &settings.repair {
-            prompts.repair = read(path)?;
-        }
-        if let Some(path) = &settings.judge {
-            prompts.judge = read(path)?;
-        }
-        Ok(prompts)
-    }
+/// Asks again after a reply that could not be used, saying why.
+pub(crate) fn reformat(why: &str) -> String {
+    format!(
+        "Your reply could not be used: {why}\nAnswer again with only the JSON object of the code bundle (`summary`, `dockerfile`, `files`, `delete`), nothing else."
+    )
 }
 
-/// Replaces each `{{name}}` with its value in one pass, so a value that itself contains
-/// `{{…}}` (say, a program's output) is never substituted again.
-pub fn render(template: &str, values: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let replaced = after.find("}}").and_then(|end| {
-            let name = after[..end].trim();
-            values
+/// Asks the judge again after a verdict that could not be used.
+pub(crate) fn rejudge(problem: &str) -> String {
+    format!(
+        "{problem}\nAnswer with only the JSON object {{\"pass\": true|false, \"reason\": \"…\"}}."
+    )
+}
+
+/// The judge's question: the task, its conditions and what the program did.
+pub(crate) fn judge(job: &Job, ran: &RunOutcome, stdout: &str, stderr: &str) -> String {
+    let exit_code = ran
+        .exit_code
+        .map_or("none".to_string(), |code| code.to_string());
+    let stdout_shown = excerpt(stdout, 24 * 1024);
+    let stderr_shown = excerpt(stderr, 4 * 1024);
+    render(
+        &job.prompts.judge,
+        &[
+            ("prompt", &job.spec.prompt),
+            ("conditions", &job.spec.conditions),
+            ("exit_code", &exit_code),
+            ("stdout", &stdout_shown),
+            ("stderr", &stderr_shown),
+        ],
+    )
+}
+
+pub(crate) fn system(job: &Job) -> String {
+    let docker = &job.settings.docker;
+    let limits = &job.limits;
+    let spec = &job.spec;
+    let allowed = if docker.allowed_base_images.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Only these base images are allowed: {}.",
+            docker
+                .allowed_base_images
                 .iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| (*value, end))
-        });
-        match replaced {
-            Some((value, end)) => {
-                out.push_str(value);
-                rest = &after[end + 2..];
-            }
-            None => {
-                out.push_str("{{");
-                rest = after;
+                .map(|image| format!("`{image}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let build_network = match docker.build_network {
+        BuildNetwork::None => "no: RUN steps have no network, so vendor what you need",
+        _ => "pip, apt-get and the like work",
+    };
+    let run_args = if spec.run.args.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", with these arguments appended to the command: {}",
+            serde_json::to_string(&spec.run.args).unwrap_or_default()
+        )
+    };
+    let run_network = match limits.network {
+        NetworkMode::None => "The container has no network at run time (only loopback).",
+        NetworkMode::Bridge => "The container has network access at run time.",
+    };
+    let run_env = if spec.run.env.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({})",
+            spec.run
+                .env
+                .iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    render(
+        &job.prompts.system,
+        &[
+            ("base_image", &docker.base_image),
+            ("allowed_base_images", &allowed),
+            ("build_network", build_network),
+            ("run_args", &run_args),
+            ("run_network", run_network),
+            ("memory_mb", &limits.memory_mb.to_string()),
+            ("cpus", &limits.cpus.to_string()),
+            ("pids", &limits.pids.to_string()),
+            ("run_timeout_secs", &limits.run_timeout_secs.to_string()),
+            ("run_env", &run_env),
+        ],
+    )
+}
+
+/// Inputs shown to the model in full when they are text and small.
+const INPUT_SHOWN_BYTES: usize = 8 * 1024;
+
+pub(crate) fn task(job: &Job, inputs: &BTreeMap<String, Vec<u8>>) -> String {
+    let spec = &job.spec;
+    let checks = if spec.checks.is_empty() {
+        String::new()
+    } else {
+        let mut text = String::from("\nThe output is checked exactly like this:\n");
+        for check in &spec.checks {
+            text.push_str(&format!("- {}\n", describe_matcher(&check.matcher)));
+        }
+        text
+    };
+    let stdin = match &spec.run.stdin {
+        Some(stdin) => format!(
+            "\nThe program receives this on stdin (then end of file):\n```\n{}\n```\n",
+            excerpt(stdin, INPUT_SHOWN_BYTES)
+        ),
+        None => "\nThe program's stdin is empty.\n".to_string(),
+    };
+    let mut input_text = String::new();
+    if !inputs.is_empty() {
+        input_text.push_str("\nThese input files are in the build context at these paths (COPY them into the image; you may not change them):\n");
+        for (name, bytes) in inputs {
+            match std::str::from_utf8(bytes) {
+                Ok(text) => {
+                    let size = if bytes.len() > INPUT_SHOWN_BYTES {
+                        format!(" ({} bytes; its start and its end)", bytes.len())
+                    } else {
+                        String::new()
+                    };
+                    input_text.push_str(&format!(
+                        "\n{name}{size}:\n```\n{}\n```\n",
+                        excerpt(text, INPUT_SHOWN_BYTES).trim_end()
+                    ));
+                }
+                Err(_) => {
+                    input_text.push_str(&format!("\n{name}: binary, {} bytes\n", bytes.len()))
+                }
             }
         }
     }
-    out.push_str(rest);
-    out
+    render(
+        &job.prompts.task,
+        &[
+            ("prompt", &spec.prompt),
+            ("conditions", &spec.conditions),
+            ("checks", &checks),
+            ("stdin", &stdin),
+            ("inputs", &input_text),
+        ],
+    )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn render_substitutes_once_and_leaves_unknown_names() {
-        let text = render(
-            "a {{x}} b {{ y }} c {{unknown}} d {{",
-            &[("x", "{{y}}"), ("y", "Y")],
-        );
-        assert_eq!(text, "a {{y}} b Y c {{unknown}} d {{");
+fn describe_matcher(matcher: &Matcher) -> String {
+    let quoted = |text: &str| serde_json::to_string(&excerpt(text, 2048)).unwrap_or_default();
+    match matcher {
+        Matcher::ExitCode(code) => format!("the exit code is {code}"),
+        Matcher::StdoutEquals(text) => format!(
+            "stdout equals {} (compared after turning \\r\\n into \\n and trimming trailing whitespace)",
+            quoted(text)
+        ),
+        Matcher::StdoutContains(text) => format!("stdout contains {}", quoted(text)),
+        Matcher::StdoutNotContains(text) => format!("stdout does not contain {}", quoted(text)),
+        Matcher::StdoutMatches(regex) => {
+            format!("stdout matches the regex {}", quoted(regex.as_str()))
+        }
+        Matcher::StderrContains(text) => format!("stderr contains {}", quoted(text)),
+        Matcher::StderrNotContains(text) => format!("stderr does not contain {}", quoted(text)),
+        Matcher::StderrMatches(regex) => {
+            format!("stderr matches the regex {}", quoted(regex.as_str()))
+        }
     }
+}
 
-    #[test]
-    fn builtin_templates_name_their_placeholders() {
-        let prompts = Prompts::default();
-        assert!(prompts.system.contains("{{base_image}}"));
-        assert!(prompts.task.contains("{{prompt}}") && prompts.task.contains("{{conditions}}"));
-        assert!(prompts.repair.contains("{{feedback}}") && prompts.repair.contains("{{bundle}}"));
-        assert!(prompts.judge.contains("{{stdout}}"));
-    }
-
-    #[test]
-    fn load_reads_replacements_and_names_a_missing_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("system.md");
-        std::fs::write(&path, "custom {{base_image}}").unwrap();
-        let prompts = Prompts::load(&PromptSettings {
-            system: Some(path),
-            ..PromptSettings::default()
-        })
-        .unwrap();
-        assert_eq!(prompts.system, "custom {{base_image}}");
-        assert_eq!(prompts.task, Prompts::default().task);
-
-        let missing = dir.path().join("nope.md");
-        let error = Prompts::load(&PromptSettings {
-            judge: Some(missing.clone()),
-            ..PromptSettings::default()
-        })
-        .unwrap_err();
-        assert!(error.to_string().contains("nope.md"), "{error}");
-    }
+pub(crate) fn repair(
+    job: &Job,
+    failed_iteration: u32,
+    feedback_text: &str,
+    history: &[IterationRecord],
+    current: Option<&Bundle>,
+) -> String {
+    let history_text = if history.len() <= 1 {
+        "(none before this one)".to_string()
+    } else {
+        history[..history.len() - 1]
+            .iter()
+            .map(|record| {
+                format!(
+                    "- attempt {}: {} — {}{}",
+                    record.iteration,
+                    record.outcome.as_str(),
+                    if record.summary.is_empty() {
+                        "(no summary)"
+                    } else {
+                        &record.summary
+                    },
+                    if record.detail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", record.detail)
+                    }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let bundle_text = current.map_or_else(
+        || "(nothing was built yet: send the full bundle, with the Dockerfile)".to_string(),
+        feedback::bundle_listing,
+    );
+    render(
+        &job.prompts.repair,
+        &[
+            ("iteration", &failed_iteration.to_string()),
+            ("feedback", feedback_text),
+            ("history", &history_text),
+            ("bundle", &bundle_text),
+        ],
+    )
 }

@@ -4,6 +4,8 @@ use agent_sandbox::RunOutcome;
 use agent_spec::CheckResult;
 use serde::{Deserialize, Serialize};
 
+use crate::artifacts::InputDigest;
+
 /// How one iteration ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -143,5 +145,12 @@ pub struct Report {
     pub base_image: String,
     pub stopped_by: StopReason,
     pub error: Option<String>,
+    /// The run directory's copy of the spec, relative to it (`spec/<file>`), with the
+    /// inputs beside it as they were run: what `agent verify` reads.
+    #[serde(default)]
+    pub spec_copy: Option<String>,
+    /// The inputs' context paths and SHA-256 digests, checked before a verify.
+    #[serde(default)]
+    pub inputs: Vec<InputDigest>,
     pub history: Vec<IterationRecord>,
 }

@@ -217,6 +217,7 @@ struct Harness {
 
 fn harness(checks: Vec<Check>, judge: bool, limits: Limits) -> Harness {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.toml"), "prompt = \"Print hello.\"\n").unwrap();
     let spec = Spec {
         name: "hello".into(),
         path: dir.path().join("hello.toml"),

@@ -2,7 +2,7 @@
 //! its spec, without the model.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use agent_loop::{Job, Outcome, Prompts};
@@ -35,7 +35,7 @@ pub async fn verify(args: VerifyArgs) -> Result<u8, Failure> {
             args.run_dir.display()
         )));
     }
-    let spec = agent_spec::load_spec(Path::new(&report.spec_path)).map_err(Failure::usage)?;
+    let spec = load_spec(&args.run_dir, &report)?;
     let resolved = Arc::new(settings::resolve(
         args.config.config.as_deref(),
         FlagOverrides::default(),
@@ -55,7 +55,7 @@ pub async fn verify(args: VerifyArgs) -> Result<u8, Failure> {
         run_dir: args.run_dir.clone(),
         owner: agent_sandbox::owner_id(),
     };
-    let (record, context) = agent_loop::verify_bundle(&job, &files, &sandbox)
+    let record = agent_loop::verify_bundle(&job, &files, &sandbox)
         .await
         .map_err(|error| Failure::from_loop(error, &job.settings.model.api_key_env))?;
     let passed = record.outcome == Outcome::Passed;
@@ -65,7 +65,7 @@ pub async fn verify(args: VerifyArgs) -> Result<u8, Failure> {
             serde_json::to_string_pretty(&serde_json::json!({
                 "spec": job.spec.name,
                 "verified": passed,
-                "context_digest": context.digest,
+                "context_digest": record.context_digest,
                 "result": record,
             }))
             .expect("verify result serialises")
@@ -101,23 +101,58 @@ pub async fn verify(args: VerifyArgs) -> Result<u8, Failure> {
     }
 }
 
+/// The spec as it was run: the run directory's own copy when it has one (its inputs
+/// checked against the digests the run recorded), else the path the run was given.
+fn load_spec(run_dir: &Path, report: &agent_loop::Report) -> Result<agent_spec::Spec, Failure> {
+    let Some(copy) = &report.spec_copy else {
+        return agent_spec::load_spec(Path::new(&report.spec_path)).map_err(Failure::usage);
+    };
+    let spec = agent_spec::load_spec(&run_dir.join(copy)).map_err(Failure::usage)?;
+    let recorded: BTreeMap<&str, &str> = report
+        .inputs
+        .iter()
+        .map(|input| (input.path.as_str(), input.sha256.as_str()))
+        .collect();
+    let found: BTreeMap<&str, String> = spec
+        .inputs
+        .iter()
+        .map(|(name, path)| {
+            let digest = std::fs::read(path)
+                .map_or_else(|_| String::new(), |bytes| agent_loop::sha256_hex(&bytes));
+            (name.as_str(), digest)
+        })
+        .collect();
+    let changed: Vec<&str> = recorded
+        .keys()
+        .chain(found.keys())
+        .filter(|name| recorded.get(*name).copied() != found.get(*name).map(String::as_str))
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !changed.is_empty() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "the inputs kept in `{}` differ from those the run used: {}",
+            run_dir.join(agent_loop::SPEC_FOLDER).display(),
+            changed.join(", ")
+        ))
+        .with_hint("the run directory was changed after the run; verify an unchanged copy"));
+    }
+    Ok(spec)
+}
+
+/// Every file below `root`, by its path relative to it.
 fn read_tree(root: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     let mut files = BTreeMap::new();
-    let mut pending: Vec<PathBuf> = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                pending.push(entry.path());
-            } else if kind.is_file() {
-                let relative = entry
-                    .path()
-                    .strip_prefix(root)?
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                files.insert(relative, std::fs::read(entry.path())?);
-            }
+    for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let entry = entry?;
+        if entry.file_type().is_file() {
+            let relative = entry
+                .path()
+                .strip_prefix(root)?
+                .to_string_lossy()
+                .replace('\\', "/");
+            files.insert(relative, std::fs::read(entry.path())?);
         }
     }
     Ok(files)

@@ -1,0 +1,135 @@
+//! One spec to run, with everything resolved, and what the engine is asked for on its
+//! behalf: run limits, the build network, labels, and the verified image's tag.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent_sandbox::{RunLimits, RunNetwork, RunRequest};
+use agent_spec::{BuildNetwork, Limits, NetworkMode, Settings, Spec};
+
+use crate::templates::Prompts;
+
+/// One spec to run, with everything resolved.
+pub struct Job {
+    pub spec: Spec,
+    pub limits: Limits,
+    pub settings: Arc<Settings>,
+    pub prompts: Arc<Prompts>,
+    pub run_id: String,
+    pub run_dir: PathBuf,
+    /// `dev.agent.owner` label value of this process.
+    pub owner: String,
+}
+
+impl Job {
+    /// The container run of an image built for this job: the spec's args, env and
+    /// stdin, under the job's limits.
+    pub(crate) fn run_request<'a>(
+        &'a self,
+        image: &'a str,
+        labels: &'a BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> RunRequest<'a> {
+        RunRequest {
+            image,
+            args: &self.spec.run.args,
+            env: &self.spec.run.env,
+            stdin: self.spec.run.stdin.as_deref().map(str::as_bytes),
+            limits: run_limits(&self.limits, timeout),
+            labels,
+        }
+    }
+
+    /// Labels for everything this run creates on the engine.
+    pub(crate) fn labels(&self) -> BTreeMap<String, String> {
+        run_labels(&self.run_id, &self.spec.name, &self.owner)
+    }
+
+    pub(crate) fn build_network(&self) -> &'static str {
+        match self.settings.docker.build_network {
+            BuildNetwork::Default => "default",
+            BuildNetwork::None => "none",
+            BuildNetwork::Host => "host",
+        }
+    }
+
+    /// The tag of a verified image: `agent/<spec>:<12 hex of the context digest>`.
+    pub(crate) fn verified_tag(&self, context_digest: &str) -> String {
+        let short = &context_digest[..12.min(context_digest.len())];
+        format!(
+            "{}{}:{short}",
+            agent_sandbox::VERIFIED_REPOSITORY_PREFIX,
+            repository_name(&self.spec.name)
+        )
+    }
+
+    /// What is left of the wall-clock budget, when there is one.
+    pub(crate) fn wall_left(&self, started: Instant) -> Option<Duration> {
+        (self.limits.max_wall_secs > 0).then(|| {
+            Duration::from_secs(self.limits.max_wall_secs).saturating_sub(started.elapsed())
+        })
+    }
+
+    /// A phase's timeout, cut to what is left of the wall-clock budget (at least 1 s,
+    /// so an engine call always gets a chance to answer).
+    pub(crate) fn timeout(&self, secs: u64, started: Instant) -> Duration {
+        let duration = Duration::from_secs(secs);
+        match self.wall_left(started) {
+            Some(left) => duration.min(left.max(Duration::from_secs(1))),
+            None => duration,
+        }
+    }
+}
+
+/// Labels for everything one spec run creates.
+pub fn run_labels(run_id: &str, spec: &str, owner: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (agent_sandbox::LABEL_RUN.to_string(), run_id.to_string()),
+        (agent_sandbox::LABEL_SPEC.to_string(), spec.to_string()),
+        (agent_sandbox::LABEL_OWNER.to_string(), owner.to_string()),
+    ])
+}
+
+pub fn run_limits(limits: &Limits, timeout: Duration) -> RunLimits {
+    RunLimits {
+        memory_mb: limits.memory_mb,
+        cpus: limits.cpus,
+        pids: limits.pids,
+        network: match limits.network {
+            NetworkMode::None => RunNetwork::None,
+            NetworkMode::Bridge => RunNetwork::Bridge,
+        },
+        timeout,
+        output_limit_bytes: usize::try_from(limits.output_limit_kb.saturating_mul(1024))
+            .unwrap_or(usize::MAX),
+    }
+}
+
+/// A spec name as a Docker repository component: spec names allow runs of separators
+/// and separators at the end (`a..b`, `fizz-`), which the engine refuses in a tag.
+fn repository_name(spec: &str) -> String {
+    let mut name = String::with_capacity(spec.len());
+    for c in spec.chars() {
+        let separator = !c.is_ascii_alphanumeric();
+        if separator && (name.is_empty() || name.ends_with(['.', '_', '-'])) {
+            continue;
+        }
+        name.push(c);
+    }
+    name.trim_end_matches(['.', '_', '-']).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repository_name;
+
+    #[test]
+    fn spec_names_become_valid_repository_names() {
+        assert_eq!(repository_name("fizzbuzz"), "fizzbuzz");
+        assert_eq!(repository_name("sales-report.v2"), "sales-report.v2");
+        assert_eq!(repository_name("a..b__c--d"), "a.b_c-d");
+        assert_eq!(repository_name("fizz-"), "fizz");
+    }
+}
