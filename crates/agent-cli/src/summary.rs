@@ -1,7 +1,7 @@
 //! The end of `agent run`: the table on stderr, `--json` on stdout, `--junit` to a file.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use agent_loop::{Report, StopReason};
 use agent_spec::Spec;
@@ -76,60 +76,41 @@ impl SpecSummary {
 }
 
 pub fn print_table(summaries: &[SpecSummary]) {
-    let rows: Vec<[String; 5]> = summaries
-        .iter()
-        .map(|summary| {
-            [
-                summary.spec.clone(),
-                summary.result_word().to_string(),
-                summary.iterations.to_string(),
-                format!("{:.1}s", summary.duration_secs),
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header([
+            "SPEC",
+            "RESULT",
+            "ITERATIONS",
+            "TIME",
+            "IMAGE / RUN DIRECTORY",
+        ]);
+    for summary in summaries {
+        let place = summary
+            .image
+            .clone()
+            .or_else(|| {
                 summary
-                    .image
-                    .clone()
-                    .or_else(|| {
-                        summary
-                            .run_dir
-                            .as_ref()
-                            .map(|dir| dir.display().to_string())
-                    })
-                    .unwrap_or_default(),
-            ]
-        })
-        .collect();
-    let header = [
-        "SPEC",
-        "RESULT",
-        "ITERATIONS",
-        "TIME",
-        "IMAGE / RUN DIRECTORY",
-    ];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut text = String::new();
-    let line = |text: &mut String, cells: [&str; 5]| {
-        let mut row = String::new();
-        for (index, (cell, width)) in cells.iter().zip(widths).enumerate() {
-            if index + 1 == cells.len() {
-                row.push_str(cell);
-            } else {
-                let _ = write!(row, "{cell:<width$}  ");
-            }
-        }
-        text.push_str(row.trim_end());
-        text.push('\n');
-    };
-    line(&mut text, header);
-    for row in &rows {
-        line(&mut text, [&row[0], &row[1], &row[2], &row[3], &row[4]]);
+                    .run_dir
+                    .as_ref()
+                    .map(|dir| dir.display().to_string())
+            })
+            .unwrap_or_default();
+        table.add_row([
+            summary.spec.clone(),
+            summary.result_word().to_string(),
+            summary.iterations.to_string(),
+            format!("{:.1}s", summary.duration_secs),
+            place,
+        ]);
     }
     let verified = summaries.iter().filter(|summary| summary.verified).count();
-    let _ = writeln!(text, "{verified} of {} specs verified", summaries.len());
-    eprint!("\n{text}");
+    eprintln!(
+        "\n{}\n{verified} of {} specs verified",
+        table.trim_fmt(),
+        summaries.len()
+    );
 }
 
 pub fn print_json(summaries: &[SpecSummary], exit_code: u8) {
@@ -144,64 +125,38 @@ pub fn print_json(summaries: &[SpecSummary], exit_code: u8) {
     );
 }
 
-fn xml_escape(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
-        .map(|c| match c {
-            '&' => "&amp;".to_string(),
-            '<' => "&lt;".to_string(),
-            '>' => "&gt;".to_string(),
-            '"' => "&quot;".to_string(),
-            '\'' => "&apos;".to_string(),
-            other => other.to_string(),
-        })
-        .collect()
-}
-
+/// The JUnit report: one test case a spec, failed unless verified.
 pub fn write_junit(path: &Path, summaries: &[SpecSummary]) -> anyhow::Result<()> {
-    let failures = summaries.iter().filter(|summary| !summary.verified).count();
-    let total: f64 = summaries.iter().map(|summary| summary.duration_secs).sum();
-    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        xml,
-        "<testsuites name=\"agent\" tests=\"{}\" failures=\"{failures}\" time=\"{total:.3}\">",
-        summaries.len()
-    );
-    let _ = writeln!(
-        xml,
-        "  <testsuite name=\"agent run\" tests=\"{}\" failures=\"{failures}\" time=\"{total:.3}\">",
-        summaries.len()
-    );
+    use quick_junit::{NonSuccessKind, Report as JunitReport, TestCase, TestCaseStatus, TestSuite};
+    let mut suite = TestSuite::new("agent run");
     for summary in summaries {
-        let _ = write!(
-            xml,
-            "    <testcase classname=\"agent\" name=\"{}\" time=\"{:.3}\"",
-            xml_escape(&summary.spec),
-            summary.duration_secs
-        );
-        if summary.verified {
-            xml.push_str("/>\n");
+        let status = if summary.verified {
+            TestCaseStatus::success()
         } else {
             let message = summary
                 .error
                 .clone()
                 .or_else(|| summary.last_failure.clone())
                 .unwrap_or_else(|| summary.result_word().to_string());
-            let _ = writeln!(
-                xml,
-                ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
-                xml_escape(summary.result_word()),
-                xml_escape(&message)
-            );
-        }
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            status
+                .set_message(summary.result_word())
+                .set_description(message);
+            status
+        };
+        let mut case = TestCase::new(summary.spec.as_str(), status);
+        case.set_classname("agent")
+            .set_time(Duration::from_secs_f64(summary.duration_secs.max(0.0)));
+        suite.add_test_case(case);
     }
-    xml.push_str("  </testsuite>\n</testsuites>\n");
+    let mut report = JunitReport::new("agent");
+    report.add_test_suite(suite);
     if let Some(parent) = path
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
     {
         std::fs::create_dir_all(parent)?;
     }
-    std::fs::write(path, xml)?;
+    std::fs::write(path, report.to_string()?)?;
     Ok(())
 }
