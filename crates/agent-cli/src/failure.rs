@@ -80,6 +80,10 @@ pub fn engine_hint(error: &SandboxError) -> Option<String> {
             "is the Docker engine running? try `docker info` (DOCKER_HOST selects another engine)"
                 .to_string(),
         ),
+        SandboxError::Pull { .. } => Some(
+            "build the local base images with `scripts/base-images`, `docker pull` the image where a registry is reachable, or `docker load` it; `[docker] base_image` in agent.toml names the image the model builds FROM"
+                .to_string(),
+        ),
         _ => Some(
             "the Docker engine failed mid-run: check `docker info` and the engine's logs"
                 .to_string(),

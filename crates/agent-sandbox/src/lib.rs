@@ -7,6 +7,7 @@ mod cleanup;
 mod context;
 mod engine;
 mod errors;
+mod pull;
 mod run;
 
 pub use cleanup::owner_id;

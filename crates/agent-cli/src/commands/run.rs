@@ -23,6 +23,8 @@ use crate::summary::{self, SpecSummary};
 
 /// How long cleanup may take after a signal before the process exits anyway.
 const CLEANUP_GRACE: Duration = Duration::from_secs(30);
+/// How long a missing base image may take to pull before the run gives up.
+const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     // Everything that can be wrong with the input is found before any model call.
@@ -64,6 +66,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     let sandbox = Sandbox::connect(env::var(env::DOCKER_HOST).as_deref())
         .await
         .map_err(Failure::engine)?;
+    ensure_base_images(&sandbox, &resolved.docker).await?;
 
     let cancel = CancellationToken::new();
     let signal = watch_signals(cancel.clone());
@@ -166,6 +169,28 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         (None, Some(failure)) => Err(failure),
         _ => Ok(code),
     }
+}
+
+/// Every base image the model will be told about is on the engine before the first
+/// model call (pulled when it is not and a registry can give it): a model cannot
+/// repair a missing base image.
+async fn ensure_base_images(
+    sandbox: &Sandbox,
+    docker: &agent_spec::DockerSettings,
+) -> Result<(), Failure> {
+    let mut images = vec![&docker.base_image];
+    images.extend(&docker.allowed_base_images);
+    images.dedup();
+    for image in images {
+        if !sandbox
+            .ensure_image(image, PULL_TIMEOUT)
+            .await
+            .map_err(Failure::engine)?
+        {
+            eprintln!("agent: pulled base image `{image}`");
+        }
+    }
+    Ok(())
 }
 
 enum SpecOutcome {

@@ -1,0 +1,44 @@
+//! What `agent run` checks before its first model call.
+
+use agent_testkit::{ScriptedReply, ScriptedServer};
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_base_image_stops_the_run_before_any_model_call() {
+    require_engine();
+    let server = ScriptedServer::start(vec![ScriptedReply::Content(bundle(
+        Some(&python_dockerfile()),
+        &[("main.py", "print('hello')")],
+    ))])
+    .await;
+    let workspace = Workspace::new(&server.base_url(), "", "");
+    let config = workspace.path().join("agent.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("base_image = \"{}\"", agent_testkit::PYTHON_IMAGE),
+        "base_image = \"agent-missing/nothing:1\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let spec = workspace.spec(
+        "hello",
+        "prompt = \"p\"\nconditions = \"c\"\n[[check]]\nexit_code = 0\n",
+    );
+    let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
+    output.assert_code(3);
+    assert!(
+        output.stderr.contains(
+            "base image `agent-missing/nothing:1` is not on the engine and cannot be pulled"
+        ),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        output
+            .stderr
+            .contains("hint: build the local base images with `scripts/base-images`"),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(server.requests().len(), 0, "no model call was made");
+    assert!(!workspace.out().exists(), "no run directory was made");
+}
