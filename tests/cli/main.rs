@@ -2,8 +2,10 @@
 //! OpenAI-compatible server in the test process.
 
 mod hostile;
+mod preflight;
 mod snapshots;
 mod support;
+mod travel;
 
 use std::time::{Duration, Instant};
 

@@ -60,9 +60,18 @@ async fn check_lists_each_spec_on_stdout() {
         "checked",
         "prompt = \"p\"\nconditions = \"c\"\n[limits]\nmax_iterations = 5\n[[check]]\nexit_code = 0\n[[check]]\nstdout_contains = \"x\"\n",
     );
+    let single = workspace.spec(
+        "single",
+        "prompt = \"p\"\nconditions = \"c\"\n[limits]\nmax_iterations = 1\n[[check]]\nexit_code = 0\n",
+    );
     let output = agent(
         &workspace,
-        &["check", judged.to_str().unwrap(), checked.to_str().unwrap()],
+        &[
+            "check",
+            judged.to_str().unwrap(),
+            checked.to_str().unwrap(),
+            single.to_str().unwrap(),
+        ],
     )
     .await;
     output.assert_code(0);

@@ -14,13 +14,22 @@ pub fn check(args: CheckArgs) -> Result<u8, Failure> {
     for spec in &specs {
         let limits = resolved.limits_for(spec);
         println!(
-            "ok  {}  {}  ({} checks{}, max {} iterations)",
+            "ok  {}  {}  ({}{}, max {})",
             spec.name,
             spec.path.display(),
-            spec.checks.len(),
+            count(spec.checks.len(), "check"),
             if spec.judge { ", judged" } else { "" },
-            limits.max_iterations
+            count(limits.max_iterations as usize, "iteration")
         );
     }
     Ok(exit::VERIFIED)
+}
+
+/// `1 check`, `2 checks`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
