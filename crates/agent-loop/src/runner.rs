@@ -21,9 +21,6 @@ use crate::report::{IterationRecord, Outcome, Report, StopReason, UsageTotals, r
 use crate::steps;
 use crate::trial::Trial;
 
-/// The longest model reply quoted back as the assistant turn of a repair.
-const ASSISTANT_ECHO_BYTES: usize = 64 * 1024;
-
 /// A finished run: the report (always written when possible) and the failure that
 /// stopped it early, if any.
 pub struct RunResult {
@@ -36,9 +33,8 @@ pub struct RunResult {
 struct State {
     history: Vec<IterationRecord>,
     usage: UsageTotals,
-    /// The bundle the next repair starts from, and the reply that made it.
+    /// The bundle the next repair starts from.
     current: Option<Bundle>,
-    last_reply: Option<String>,
     /// The verified image's tag and id.
     verified: Option<(String, String)>,
     /// Intermediate images the builds printed, removed at the end.
@@ -175,7 +171,6 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
         });
         let reply =
             steps::generate(self.model, purpose, messages, &mut state.usage, iteration).await?;
-        state.last_reply = Some(reply.content.clone());
         let folder = iteration_dir(&job.run_dir, number);
         artifacts::create_dir(&folder)?;
         let rules = Rules {
@@ -226,6 +221,8 @@ fn prepare(job: &Job, state: &mut State) -> Result<Setup, LoopError> {
 }
 
 /// The next request: the task alone, or the task and a repair carrying the feedback.
+/// A repair shows the current bundle once, in full, in its own text; the earlier reply
+/// is not sent again as an assistant turn, since the bundle says all of it that holds.
 fn request(
     job: &Job,
     setup: &Setup,
@@ -239,12 +236,6 @@ fn request(
     let Some(feedback) = feedback else {
         return (Purpose::Generate, messages);
     };
-    if let Some(reply) = &state.last_reply {
-        messages.push(message(
-            Role::Assistant,
-            agent_spec::excerpt(reply, ASSISTANT_ECHO_BYTES),
-        ));
-    }
     let failed = state.history.last().map_or(0, |record| record.iteration);
     let repair = prompts::repair(
         job,

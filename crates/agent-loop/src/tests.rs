@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agent_model::{
-    Answer, BundleFile, ChatMessage, CodeBundle, ModelError, Purpose, Reply, Usage, Verdict,
+    Answer, BundleFile, ChatMessage, CodeBundle, ModelError, Purpose, Reply, Role, Usage, Verdict,
 };
 use agent_sandbox::{
     BuildOutcome, BuildProgress, BuildRequest, BuildStatus, Captured, CleanupReport, RunOutcome,
@@ -378,6 +378,17 @@ async fn build_failure_feeds_the_step_output_back_and_the_repair_merges() {
         repair.contains(DOCKERFILE.lines().next().unwrap()),
         "the current bundle is shown"
     );
+    let roles: Vec<Role> = messages.iter().map(|message| message.role).collect();
+    assert_eq!(
+        roles,
+        [Role::System, Role::User, Role::User],
+        "the bundle is sent once: no earlier reply echoed as an assistant turn"
+    );
+    let shown: usize = messages
+        .iter()
+        .map(|message| message.content.matches("COPY main.py /").count())
+        .sum();
+    assert_eq!(shown, 1, "the Dockerfile appears once in a repair");
     assert!(
         messages[1].content.contains("Print hello.")
             && messages[1].content.contains("It prints hello.")
