@@ -88,27 +88,7 @@ impl Bundle {
             }
         }
 
-        if bundle.dockerfile.len() as u64 > rules.limits.max_file_bytes {
-            problems.push(format!(
-                "the Dockerfile has {} bytes; the limit per file is {}",
-                bundle.dockerfile.len(),
-                rules.limits.max_file_bytes
-            ));
-        }
-        if bundle.files.len() > rules.limits.max_files {
-            problems.push(format!(
-                "the bundle has {} files; the limit is {}",
-                bundle.files.len(),
-                rules.limits.max_files
-            ));
-        }
-        let total = bundle.total_bytes();
-        if total > rules.limits.max_total_bytes {
-            problems.push(format!(
-                "the bundle has {total} bytes in all; the limit is {}",
-                rules.limits.max_total_bytes
-            ));
-        }
+        problems.extend(size_problems(&bundle, rules));
         problems.extend(folder_clashes(&bundle, rules.inputs));
         if !bundle.dockerfile.is_empty() {
             problems.extend(check_base_images(
@@ -168,6 +148,33 @@ fn folder_clashes(bundle: &Bundle, inputs: &BTreeSet<String>) -> Vec<String> {
             }
             folder = parent;
         }
+    }
+    problems
+}
+
+/// The bundle's sizes against the limits: the Dockerfile, the count, the total.
+fn size_problems(bundle: &Bundle, rules: &Rules<'_>) -> Vec<String> {
+    let mut problems = Vec::new();
+    if bundle.dockerfile.len() as u64 > rules.limits.max_file_bytes {
+        problems.push(format!(
+            "the Dockerfile has {} bytes; the limit per file is {}",
+            bundle.dockerfile.len(),
+            rules.limits.max_file_bytes
+        ));
+    }
+    if bundle.files.len() > rules.limits.max_files {
+        problems.push(format!(
+            "the bundle has {} files; the limit is {}",
+            bundle.files.len(),
+            rules.limits.max_files
+        ));
+    }
+    let total = bundle.total_bytes();
+    if total > rules.limits.max_total_bytes {
+        problems.push(format!(
+            "the bundle has {total} bytes in all; the limit is {}",
+            rules.limits.max_total_bytes
+        ));
     }
     problems
 }

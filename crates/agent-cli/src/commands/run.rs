@@ -36,33 +36,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     let resolved = Arc::new(settings::resolve(args.config.config.as_deref(), flags)?);
     let prompts = Arc::new(Prompts::load(&resolved.prompts).map_err(Failure::usage)?);
     let specs = settings::load_specs(&args.specs)?;
-
-    let model = match &args.replay {
-        Some(transcript) => Model::replay(transcript).map_err(|error| {
-            Failure::usage(error)
-                .with_hint("`--replay` takes a transcript.jsonl written by an earlier run")
-        })?,
-        None => {
-            let key_name = &resolved.model.api_key_env;
-            let api_key = env::var(key_name).map(SecretString::from);
-            if api_key.is_none()
-                && resolved
-                    .model
-                    .base_url
-                    .starts_with("https://api.openai.com")
-            {
-                return Err(Failure::usage(anyhow::anyhow!(
-                    "no API key: the environment variable `{key_name}` is not set"
-                ))
-                .with_hint(format!(
-                    "export {key_name}=…, or point `--base-url` at a local server (vLLM, Ollama) that needs none"
-                )));
-            }
-            Model::live(&resolved.model, api_key)
-                .map_err(|error| Failure::model(error, key_name))?
-        }
-    };
-
+    let model = model_for(&args, &resolved)?;
     let sandbox = Sandbox::connect(env::var(env::DOCKER_HOST).as_deref())
         .await
         .map_err(Failure::engine)?;
@@ -72,37 +46,102 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     let signal = watch_signals(cancel.clone());
     let owner = agent_sandbox::owner_id();
     let progress = Progress::new();
-    let sink = progress.sink();
-    let jobs = Arc::new(Semaphore::new(args.jobs as usize));
+    let shared = Shared {
+        settings: resolved.clone(),
+        prompts,
+        model,
+        sandbox: sandbox.clone(),
+        sink: progress.sink(),
+        cancel,
+        owner: owner.clone(),
+        jobs: Arc::new(Semaphore::new(args.jobs as usize)),
+        out: args.out.clone(),
+    };
+    let tasks: Vec<_> = specs.into_iter().map(|spec| shared.spawn(spec)).collect();
+    let (summaries, infrastructure) = collect(tasks, &progress, &resolved.model.api_key_env).await;
+    progress.finish();
 
-    let mut tasks = Vec::new();
-    for spec in specs {
-        let limits = resolved.limits_for(&spec);
+    // Whatever this process made and did not keep goes, whatever path got us here.
+    if let Err(error) = sandbox
+        .remove_labelled(agent_sandbox::LABEL_OWNER, &owner, None)
+        .await
+    {
+        tracing::warn!("final cleanup failed: {error}");
+    }
+    finish(&args, &summaries, infrastructure, signal.received())
+}
+
+/// The live endpoint, or the transcript that answers in its place.
+fn model_for(args: &RunArgs, resolved: &agent_spec::Settings) -> Result<Model, Failure> {
+    if let Some(transcript) = &args.replay {
+        return Model::replay(transcript).map_err(|error| {
+            Failure::usage(error)
+                .with_hint("`--replay` takes a transcript.jsonl written by an earlier run")
+        });
+    }
+    let key_name = &resolved.model.api_key_env;
+    let api_key = env::var(key_name).map(SecretString::from);
+    if api_key.is_none()
+        && resolved
+            .model
+            .base_url
+            .starts_with("https://api.openai.com")
+    {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "no API key: the environment variable `{key_name}` is not set"
+        ))
+        .with_hint(format!(
+            "export {key_name}=…, or point `--base-url` at a local server (vLLM, Ollama) that needs none"
+        )));
+    }
+    Model::live(&resolved.model, api_key).map_err(|error| Failure::model(error, key_name))
+}
+
+/// What every spec's task shares.
+struct Shared {
+    settings: Arc<agent_spec::Settings>,
+    prompts: Arc<Prompts>,
+    model: Model,
+    sandbox: Sandbox,
+    sink: agent_loop::EventSink,
+    cancel: CancellationToken,
+    owner: String,
+    /// Specs in flight at once (`--jobs`).
+    jobs: Arc<Semaphore>,
+    out: PathBuf,
+}
+
+impl Shared {
+    /// Starts a spec's task; it waits for a `--jobs` place unless cancelled first.
+    fn spawn(&self, spec: Spec) -> tokio::task::JoinHandle<SpecOutcome> {
         let run_id = new_run_id();
-        let run_dir = args.out.join(&spec.name).join(&run_id);
         let job = Job {
+            limits: self.settings.limits_for(&spec),
+            run_dir: self.out.join(&spec.name).join(&run_id),
             spec,
-            limits,
-            settings: resolved.clone(),
-            prompts: prompts.clone(),
+            settings: self.settings.clone(),
+            prompts: self.prompts.clone(),
             run_id,
-            run_dir,
-            owner: owner.clone(),
+            owner: self.owner.clone(),
         };
-        let model = model.clone();
-        let sandbox = sandbox.clone();
-        let sink = sink.clone();
-        let cancel = cancel.clone();
-        let jobs = jobs.clone();
-        tasks.push(tokio::spawn(async move {
+        let (model, sandbox, sink) = (self.model.clone(), self.sandbox.clone(), self.sink.clone());
+        let (cancel, jobs) = (self.cancel.clone(), self.jobs.clone());
+        tokio::spawn(async move {
             let _permit = tokio::select! {
                 permit = jobs.acquire_owned() => permit.expect("the semaphore is never closed"),
                 () = cancel.cancelled() => return SpecOutcome::NotStarted(job.spec),
             };
             run_one(job, &model, &sandbox, &sink, &cancel).await
-        }));
+        })
     }
+}
 
+/// Waits for every spec: their summaries, and the first infrastructure failure.
+async fn collect(
+    tasks: Vec<tokio::task::JoinHandle<SpecOutcome>>,
+    progress: &Progress,
+    api_key_env: &str,
+) -> (Vec<SpecSummary>, Option<Failure>) {
     let mut summaries = Vec::new();
     let mut infrastructure: Option<Failure> = None;
     for task in tasks {
@@ -113,7 +152,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
                 error,
             }) => {
                 if let Some(error) = error {
-                    let failure = Failure::from_loop(error, &resolved.model.api_key_env);
+                    let failure = Failure::from_loop(error, api_key_env);
                     progress.println(&format!("{}: {}", report.spec, failure.render()));
                     infrastructure.get_or_insert(failure);
                 }
@@ -134,18 +173,18 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
             }
         }
     }
-    progress.finish();
+    (summaries, infrastructure)
+}
 
-    // Whatever this process made and did not keep goes, whatever path got us here.
-    if let Err(error) = sandbox
-        .remove_labelled(agent_sandbox::LABEL_OWNER, &owner, None)
-        .await
-    {
-        tracing::warn!("final cleanup failed: {error}");
-    }
-
-    summary::print_table(&summaries);
-    let signalled = signal.received();
+/// The table, `--json`, `--junit`, and the exit code: a signal's, else 3 after an
+/// infrastructure failure, else 0 when every spec verified, else 1.
+fn finish(
+    args: &RunArgs,
+    summaries: &[SpecSummary],
+    infrastructure: Option<Failure>,
+    signalled: Option<u8>,
+) -> Result<u8, Failure> {
+    summary::print_table(summaries);
     let code = if let Some(code) = signalled {
         code
     } else if infrastructure.is_some() {
@@ -156,10 +195,10 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         exit::NOT_VERIFIED
     };
     if args.json {
-        summary::print_json(&summaries, code);
+        summary::print_json(summaries, code);
     }
     if let Some(path) = &args.junit {
-        summary::write_junit(path, &summaries).map_err(|error| Failure {
+        summary::write_junit(path, summaries).map_err(|error| Failure {
             code: exit::INFRASTRUCTURE,
             error: error.context(format!("cannot write JUnit report `{}`", path.display())),
             hint: None,

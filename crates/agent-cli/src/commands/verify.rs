@@ -58,12 +58,17 @@ pub async fn verify(args: VerifyArgs) -> Result<u8, Failure> {
     let record = agent_loop::verify_bundle(&job, &files, &sandbox)
         .await
         .map_err(|error| Failure::from_loop(error, &job.settings.model.api_key_env))?;
+    Ok(print_result(&job.spec.name, &record, args.json))
+}
+
+/// Each check on stderr, the verdict, and `--json` on stdout; the exit code.
+fn print_result(spec: &str, record: &agent_loop::IterationRecord, json: bool) -> u8 {
     let passed = record.outcome == Outcome::Passed;
-    if args.json {
+    if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
-                "spec": job.spec.name,
+                "spec": spec,
                 "verified": passed,
                 "context_digest": record.context_digest,
                 "result": record,
@@ -72,32 +77,24 @@ pub async fn verify(args: VerifyArgs) -> Result<u8, Failure> {
         );
     }
     for check in &record.checks {
-        eprintln!(
-            "{}  {}{}",
-            if check.passed { "pass" } else { "FAIL" },
-            check.name,
-            if check.passed {
-                String::new()
-            } else {
-                format!(": {}", check.detail)
-            }
-        );
+        let detail = if check.passed {
+            String::new()
+        } else {
+            format!(": {}", check.detail)
+        };
+        let word = if check.passed { "pass" } else { "FAIL" };
+        eprintln!("{word}  {}{detail}", check.name);
     }
     if passed {
-        eprintln!(
-            "{}: verified again ({})",
-            job.spec.name,
-            record.outcome.as_str()
-        );
-        Ok(exit::VERIFIED)
+        eprintln!("{spec}: verified again ({})", record.outcome.as_str());
+        exit::VERIFIED
     } else {
         eprintln!(
-            "{}: not verified: {} {}",
-            job.spec.name,
+            "{spec}: not verified: {} {}",
             record.outcome.as_str(),
             record.detail
         );
-        Ok(exit::NOT_VERIFIED)
+        exit::NOT_VERIFIED
     }
 }
 
