@@ -28,7 +28,8 @@ pub enum Command {
     Run(RunArgs),
     /// Validate specs and config; no model, no engine.
     Check(CheckArgs),
-    /// Rebuild and re-run a run's final bundle and re-check it; no model.
+    /// Rebuild and re-run a run's final bundle and re-check it, or run an image
+    /// against a spec (`--image REF SPEC`); no model.
     Verify(VerifyArgs),
     /// Check the engine, the base image and the model endpoint.
     Doctor(ConfigArgs),
@@ -84,6 +85,15 @@ pub struct RunArgs {
     /// Write a JUnit XML report.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+
+    /// Use only the lock beside each spec (`<spec stem>.lock/`): never call the model;
+    /// a missing, stale or failing lock leaves the spec not verified.
+    #[arg(long, conflicts_with_all = ["no_lock", "replay"])]
+    pub locked: bool,
+
+    /// Neither read nor write locks.
+    #[arg(long)]
+    pub no_lock: bool,
 }
 
 #[derive(Debug, Args)]
@@ -97,9 +107,13 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// A run directory (holding report.json and final/).
-    #[arg(value_name = "RUN_DIR")]
+    /// A run directory (holding report.json and final/); with `--image`, a spec.
+    #[arg(value_name = "RUN_DIR | SPEC")]
     pub run_dir: PathBuf,
+
+    /// Run this existing image (no build) and check it against the spec given.
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
 
     #[command(flatten)]
     pub config: ConfigArgs,

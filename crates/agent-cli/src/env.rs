@@ -10,6 +10,17 @@ pub const DOCKER_HOST: &str = "DOCKER_HOST";
 /// Log filter for `tracing` (also `-v`).
 pub const RUST_LOG: &str = "RUST_LOG";
 
+/// The commit a GitHub Actions job runs on, for the image's provenance.
+pub const GITHUB_SHA: &str = "GITHUB_SHA";
+/// With `GITHUB_REPOSITORY`, the repository's URL.
+pub const GITHUB_SERVER_URL: &str = "GITHUB_SERVER_URL";
+pub const GITHUB_REPOSITORY: &str = "GITHUB_REPOSITORY";
+/// A file a GitHub Actions step appends Markdown to for the job's summary page.
+pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
+/// The commit and the project's URL in GitLab CI.
+pub const CI_COMMIT_SHA: &str = "CI_COMMIT_SHA";
+pub const CI_PROJECT_URL: &str = "CI_PROJECT_URL";
+
 /// A variable's value, `None` when unset or empty.
 pub fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())

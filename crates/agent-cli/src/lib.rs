@@ -7,6 +7,7 @@ mod env;
 pub mod exit;
 mod failure;
 mod progress;
+mod provenance;
 mod settings;
 mod summary;
 

@@ -39,12 +39,14 @@ impl SpecSummary {
             prompt_tokens: report.usage.prompt_tokens,
             completion_tokens: report.usage.completion_tokens,
             error: report.error.clone(),
-            last_failure: report
-                .history
-                .iter()
-                .rev()
-                .find(|record| record.outcome != agent_loop::Outcome::Passed)
-                .map(|record| format!("{}: {}", record.outcome.as_str(), record.detail)),
+            last_failure: lock_refusal(report).or_else(|| {
+                report
+                    .history
+                    .iter()
+                    .rev()
+                    .find(|record| record.outcome != agent_loop::Outcome::Passed)
+                    .map(|record| format!("{}: {}", record.outcome.as_str(), record.detail))
+            }),
         }
     }
 
@@ -73,6 +75,27 @@ impl SpecSummary {
             (false, _) => "not verified",
         }
     }
+}
+
+/// Why `--locked` left a spec not verified, and what to do about it.
+pub fn lock_refusal(report: &Report) -> Option<String> {
+    let path = report
+        .lock
+        .as_ref()
+        .map_or_else(|| "the lock".to_string(), |lock| format!("`{}`", lock.path));
+    let text = match report.stopped_by {
+        StopReason::LockMissing => format!(
+            "--locked: no lock at {path}; run `agent run` without --locked to verify the spec and write it, then review and commit it"
+        ),
+        StopReason::LockStale => format!(
+            "--locked: the spec changed since {path} was written; run `agent run` without --locked to repair and re-verify it, then commit the new lock"
+        ),
+        StopReason::LockFailed => format!(
+            "--locked: the bundle in {path} no longer passes its checks; run `agent run` without --locked to repair it"
+        ),
+        _ => return None,
+    };
+    Some(text)
 }
 
 pub fn print_table(summaries: &[SpecSummary]) {
@@ -159,4 +182,42 @@ pub fn write_junit(path: &Path, summaries: &[SpecSummary]) -> anyhow::Result<()>
     }
     std::fs::write(path, report.to_string()?)?;
     Ok(())
+}
+
+/// Appends a Markdown table of the specs to the file GitHub Actions shows as the
+/// job's summary (`GITHUB_STEP_SUMMARY`).
+pub fn append_step_summary(path: &Path, summaries: &[SpecSummary]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let cell = |text: &str| text.replace('|', "\\|").replace(['\n', '\r'], " ");
+    let verified = summaries.iter().filter(|summary| summary.verified).count();
+    let mut text = format!(
+        "### agent: {verified} of {} specs verified\n\n| spec | result | iterations | time | image or run directory |\n|---|---|---|---|---|\n",
+        summaries.len()
+    );
+    for summary in summaries {
+        let place = summary
+            .image
+            .clone()
+            .or_else(|| {
+                summary
+                    .run_dir
+                    .as_ref()
+                    .map(|dir| dir.display().to_string())
+            })
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "| {} | {} | {} | {:.1} s | `{}` |\n",
+            cell(&summary.spec),
+            summary.result_word(),
+            summary.iterations,
+            summary.duration_secs,
+            cell(&place).replace('`', "'"),
+        ));
+    }
+    text.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(text.as_bytes())
 }

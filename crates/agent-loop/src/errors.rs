@@ -27,4 +27,12 @@ pub enum LoopError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot read or write the lock `{path}`")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot label the verified image `{image}`: {reason}")]
+    Seal { image: String, reason: String },
 }

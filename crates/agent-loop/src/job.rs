@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use agent_sandbox::{RunLimits, RunNetwork, RunRequest};
 use agent_spec::{BuildNetwork, Limits, NetworkMode, Settings, Spec};
 
+use crate::lock::LockMode;
+use crate::seal::Provenance;
 use crate::templates::Prompts;
 
 /// One spec to run, with everything resolved.
@@ -21,6 +23,8 @@ pub struct Job {
     pub run_dir: PathBuf,
     /// `dev.agent.owner` label value of this process.
     pub owner: String,
+    pub lock: LockMode,
+    pub provenance: Provenance,
 }
 
 impl Job {

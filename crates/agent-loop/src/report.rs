@@ -5,6 +5,7 @@ use agent_spec::CheckResult;
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::InputDigest;
+use crate::lock::LockState;
 
 /// How one iteration ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +45,12 @@ pub enum StopReason {
     Cancelled,
     /// The engine or the model endpoint failed (`error` says how).
     Error,
+    /// `--locked` and no lock beside the spec.
+    LockMissing,
+    /// `--locked` and the spec changed since its lock was written.
+    LockStale,
+    /// `--locked` and the locked bundle failed.
+    LockFailed,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,5 +159,17 @@ pub struct Report {
     /// The inputs' context paths and SHA-256 digests, checked before a verify.
     #[serde(default)]
     pub inputs: Vec<InputDigest>,
+    /// The lock beside the spec as the run found it, and where it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<LockReport>,
     pub history: Vec<IterationRecord>,
+}
+
+/// `report.json`'s `lock`: what the run found beside the spec, and whether it wrote a
+/// new lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockReport {
+    pub path: String,
+    pub found: LockState,
+    pub written: bool,
 }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use agent_model::{ChatMessage, Purpose, Role};
+use agent_model::{ChatMessage, CodeBundle, Purpose, Role};
 use tokio_util::sync::CancellationToken;
 
 use crate::artifacts::{self, InputDigest, iteration_dir, write_json, write_tree};
@@ -15,9 +15,13 @@ use crate::errors::LoopError;
 use crate::events::{Event, EventSink, Phase};
 use crate::iteration::{Ending, Halt, Iteration};
 use crate::job::Job;
+use crate::lock::{self, Lock, LockFile, LockMode, LockState};
 use crate::ports::{EnginePort, ModelPort};
 use crate::prompts::{self, message};
-use crate::report::{IterationRecord, Outcome, Report, StopReason, UsageTotals, round_secs};
+use crate::report::{
+    IterationRecord, LockReport, Outcome, Report, StopReason, UsageTotals, round_secs,
+};
+use crate::seal::{Verification, seal};
 use crate::steps;
 use crate::trial::Trial;
 
@@ -41,6 +45,8 @@ struct State {
     layers: BTreeSet<String>,
     /// The run directory's copy of the spec, and the inputs' digests.
     kept_spec: Option<(String, Vec<InputDigest>)>,
+    /// The lock as the run found it, and whether it wrote one.
+    lock: Option<LockReport>,
 }
 
 /// What every iteration of a run shares.
@@ -50,6 +56,17 @@ struct Setup {
     system: String,
     task: String,
     labels: BTreeMap<String, String>,
+    spec_digest: String,
+    /// The lock beside the spec when it is read and there is one, and whether it is fresh.
+    lock: Option<(Lock, LockState)>,
+}
+
+/// Where an iteration's bundle comes from.
+enum Source<'a> {
+    /// The model: a first generation, or a repair carrying this feedback.
+    Model(Option<&'a str>),
+    /// The lock beside the spec, built before any model call.
+    Lock(&'a CodeBundle),
 }
 
 /// One spec's run in progress: the job, its two seams, and what it gathered.
@@ -117,15 +134,20 @@ pub async fn run_spec<M: ModelPort, E: EnginePort>(
 impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
     async fn drive(&mut self) -> Result<StopReason, LoopError> {
         let setup = prepare(self.job, &mut self.state)?;
+        if let Some(reason) = refused_by_lock(self.job, &setup) {
+            return Ok(reason);
+        }
         let mut feedback: Option<String> = None;
         for number in 1..=self.job.limits.max_iterations {
             if let Some(reason) = budget_spent(self.job, &self.state.usage, self.started) {
                 return Ok(reason);
             }
+            let source = match &setup.lock {
+                Some((lock, _)) if number == 1 => Source::Lock(&lock.bundle),
+                _ => Source::Model(feedback.as_deref()),
+            };
             let mut iteration = Iteration::start(number);
-            let attempt = self
-                .attempt(&setup, feedback.as_deref(), &mut iteration)
-                .await;
+            let attempt = self.attempt(&setup, source, &mut iteration).await;
             self.state.layers.extend(iteration.layers.drain(..));
             let ending = match attempt {
                 Ok(()) => Ending::passed(),
@@ -143,6 +165,9 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
             if passed {
                 return Ok(StopReason::Passed);
             }
+            if self.job.lock == LockMode::Locked {
+                return Ok(StopReason::LockFailed);
+            }
         }
         Ok(StopReason::MaxIterations)
     }
@@ -151,7 +176,7 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
     async fn attempt(
         &mut self,
         setup: &Setup,
-        feedback: Option<&str>,
+        source: Source<'_>,
         iteration: &mut Iteration,
     ) -> Result<(), Halt> {
         let (job, state) = (self.job, &mut self.state);
@@ -164,13 +189,17 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
                 phase,
             })
         };
-        let (purpose, messages) = request(job, setup, state, feedback);
-        phase(match purpose {
-            Purpose::Generate => Phase::Generating,
-            _ => Phase::Repairing,
-        });
-        let reply =
-            steps::generate(self.model, purpose, messages, &mut state.usage, iteration).await?;
+        let reply = match source {
+            Source::Lock(bundle) => steps::locked(bundle),
+            Source::Model(feedback) => {
+                let (purpose, messages) = request(job, setup, state, feedback);
+                phase(match purpose {
+                    Purpose::Generate => Phase::Generating,
+                    _ => Phase::Repairing,
+                });
+                steps::generate(self.model, purpose, messages, &mut state.usage, iteration).await?
+            }
+        };
         let folder = iteration_dir(&job.run_dir, number);
         artifacts::create_dir(&folder)?;
         let rules = Rules {
@@ -197,27 +226,117 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
             steps::judge(job, self.model, &checked, &mut state.usage, iteration).await?;
         }
         let digest = iteration.record.context_digest.clone().unwrap_or_default();
+        let verification = Verification {
+            image_id: &checked.image_id,
+            spec_digest: &setup.spec_digest,
+            bundle_digest: &digest,
+            iterations: built_iterations(&state.history) + 1,
+            checks: passed_checks(&iteration.record),
+        };
         let tag = job.verified_tag(&digest);
-        self.engine.tag(&checked.image_id, &tag).await?;
+        let image_id = seal(job, self.engine, &verification, &tag).await?;
         write_tree(&job.run_dir.join("final"), &files)?;
-        state.verified = Some((tag, checked.image_id));
+        state.verified = Some((tag, image_id));
+        if let Some(lock) = &mut state.lock {
+            let bundle = state.current.as_ref().expect("a verified bundle");
+            lock.written = keep_lock(job, setup, bundle, &digest)?;
+        }
         Ok(())
     }
 }
 
-/// The run directory, the spec and inputs kept in it, and the prompts every
+/// The run directory, the spec and inputs kept in it, the lock, and the prompts every
 /// iteration starts from.
 fn prepare(job: &Job, state: &mut State) -> Result<Setup, LoopError> {
     artifacts::create_dir(&job.run_dir.join("iterations"))?;
     let inputs = artifacts::read_inputs(&job.spec)?;
     state.kept_spec = Some(artifacts::keep_spec(&job.spec, &inputs, &job.run_dir)?);
+    let spec_digest = lock::spec_digest(&job.spec, &inputs);
+    let found = match job.lock {
+        LockMode::Off => None,
+        LockMode::Use | LockMode::Locked => Some(lock::read(&job.spec)?),
+    };
+    let lock = found.clone().flatten().map(|lock| {
+        let fresh = lock.file.spec_digest == spec_digest
+            && lock.file.base_image == job.settings.docker.base_image;
+        (
+            lock,
+            if fresh {
+                LockState::Fresh
+            } else {
+                LockState::Stale
+            },
+        )
+    });
+    state.lock = found.map(|_| LockReport {
+        path: lock::lock_dir(&job.spec).display().to_string(),
+        found: lock
+            .as_ref()
+            .map_or(LockState::Missing, |(_, state)| *state),
+        written: false,
+    });
     Ok(Setup {
         input_names: inputs.keys().cloned().collect(),
         system: prompts::system(job),
         task: prompts::task(job, &inputs),
         labels: job.labels(),
         inputs,
+        spec_digest,
+        lock,
     })
+}
+
+/// With `--locked`, a missing or stale lock ends the run before anything is built.
+fn refused_by_lock(job: &Job, setup: &Setup) -> Option<StopReason> {
+    if job.lock != LockMode::Locked {
+        return None;
+    }
+    match &setup.lock {
+        None => Some(StopReason::LockMissing),
+        Some((_, LockState::Stale)) => Some(StopReason::LockStale),
+        Some(_) => None,
+    }
+}
+
+/// Writes the lock beside the spec unless it already says exactly this; whether it
+/// wrote.
+fn keep_lock(job: &Job, setup: &Setup, bundle: &Bundle, digest: &str) -> Result<bool, LoopError> {
+    let verified_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let file = LockFile {
+        spec_digest: setup.spec_digest.clone(),
+        base_image: job.settings.docker.base_image.clone(),
+        bundle_digest: digest.to_string(),
+        model: job.settings.model.name.clone(),
+        verified_at,
+    };
+    let unchanged = setup.lock.as_ref().is_some_and(|(lock, state)| {
+        *state == LockState::Fresh && lock.file.bundle_digest == file.bundle_digest
+    });
+    if unchanged {
+        return Ok(false);
+    }
+    lock::write(&job.spec, bundle, &file)?;
+    Ok(true)
+}
+
+/// Iterations that got as far as a build.
+fn built_iterations(history: &[IterationRecord]) -> u32 {
+    history
+        .iter()
+        .filter(|record| record.outcome != Outcome::InvalidBundle)
+        .count() as u32
+}
+
+/// The names of the checks an iteration passed.
+fn passed_checks(record: &IterationRecord) -> Vec<&str> {
+    record
+        .checks
+        .iter()
+        .filter(|check| check.passed)
+        .map(|check| check.name.as_str())
+        .collect()
 }
 
 /// The next request: the task alone, or the task and a repair carrying the feedback.
@@ -308,11 +427,7 @@ fn report(
         spec_path: job.spec.path.display().to_string(),
         run_id: job.run_id.clone(),
         verified: state.verified.is_some() && stopped_by == StopReason::Passed,
-        iterations: state
-            .history
-            .iter()
-            .filter(|record| record.outcome != Outcome::InvalidBundle)
-            .count() as u32,
+        iterations: built_iterations(&state.history),
         image: state.verified.as_ref().map(|(tag, _)| tag.clone()),
         image_id: state.verified.as_ref().map(|(_, id)| id.clone()),
         duration_secs: round_secs(started.elapsed()),
@@ -323,6 +438,7 @@ fn report(
         error: error.map(error_chain),
         spec_copy,
         inputs: inputs.unwrap_or_default(),
+        lock: state.lock,
         history: state.history,
     }
 }

@@ -50,6 +50,16 @@ pub(crate) async fn generate<M: ModelPort>(
     Ok(reply)
 }
 
+/// The lock's bundle in place of a model's reply: no call, no tokens.
+pub(crate) fn locked(bundle: &CodeBundle) -> Reply<CodeBundle> {
+    Reply {
+        answer: Answer::Parsed(bundle.clone()),
+        usage: Default::default(),
+        latency: std::time::Duration::ZERO,
+        content: String::new(),
+    }
+}
+
 /// The reply applied to the current bundle, or why it cannot be built.
 pub(crate) fn validate(
     reply: &Reply<CodeBundle>,

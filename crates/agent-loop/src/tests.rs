@@ -79,6 +79,8 @@ struct ScriptedEngine {
     hang_runs: bool,
     run_delay: Duration,
     tags: Mutex<Vec<(String, String)>>,
+    /// The build contexts of label steps on verified images, as text.
+    seals: Mutex<Vec<String>>,
     removed: Mutex<Vec<(String, Option<String>)>>,
     contexts: Mutex<Vec<String>>,
 }
@@ -89,6 +91,20 @@ impl EnginePort for ScriptedEngine {
         request: BuildRequest<'_>,
         progress: &mut (dyn FnMut(BuildProgress) + Send),
     ) -> Result<BuildOutcome, SandboxError> {
+        let bytes = &request.context.bytes;
+        let needle = b"dev.agent.spec-digest";
+        if bytes.windows(needle.len()).any(|window| window == needle) {
+            // The label step on a verified image: its Dockerfile is kept for the tests.
+            let text = String::from_utf8_lossy(bytes).into_owned();
+            self.seals.lock().unwrap().push(text);
+            return Ok(BuildOutcome {
+                status: BuildStatus::Built {
+                    image_id: SEALED.into(),
+                },
+                log: String::new(),
+                duration: Duration::from_millis(1),
+            });
+        }
         self.contexts
             .lock()
             .unwrap()
@@ -177,6 +193,9 @@ fn ran(exit_code: i64, stdout: &str, stderr: &str) -> RunOutcome {
     }
 }
 
+/// The id the scripted engine gives a verified image once labelled.
+const SEALED: &str = "sha256:sealed";
+
 fn built() -> BuildStatus {
     BuildStatus::Built {
         image_id: "sha256:feed".into(),
@@ -238,6 +257,8 @@ fn harness(checks: Vec<Check>, judge: bool, limits: Limits) -> Harness {
             run_id: "run-1".into(),
             run_dir: dir.path().join("runs/hello/run-1"),
             owner: "host/1".into(),
+            lock: crate::LockMode::Off,
+            provenance: crate::Provenance::default(),
         },
         _dir: dir,
         events: Arc::default(),
@@ -301,14 +322,23 @@ async fn passes_at_first_try_tags_writes_final_and_cleans_up() {
         tag.starts_with("agent/hello:") && tag.len() == "agent/hello:".len() + 12,
         "{tag}"
     );
-    assert_eq!(
-        engine.tags.lock().unwrap()[0],
-        ("sha256:feed".to_string(), tag)
-    );
+    assert_eq!(engine.tags.lock().unwrap()[0], (SEALED.to_string(), tag));
     assert_eq!(
         engine.removed.lock().unwrap()[0],
-        ("run-1".to_string(), Some("sha256:feed".to_string()))
+        ("run-1".to_string(), Some(SEALED.to_string()))
     );
+    let seals = engine.seals.lock().unwrap();
+    assert_eq!(seals.len(), 1, "the verified image is labelled once");
+    for label in [
+        "FROM sha256:feed",
+        "\"org.opencontainers.image.title\"=\"hello\"",
+        "\"dev.agent.model\"=\"scripted\"",
+        "\"dev.agent.iterations\"=\"1\"",
+        "\"dev.agent.checks\"=\"greeting\"",
+        "\"dev.agent.run\"=\"run-1\"",
+    ] {
+        assert!(seals[0].contains(label), "{label} in {}", seals[0]);
+    }
     let run_dir = &harness.job.run_dir;
     assert_eq!(
         std::fs::read_to_string(run_dir.join("final/main.py")).unwrap(),
@@ -693,4 +723,113 @@ async fn the_wall_clock_budget_stops_the_loop_between_iterations() {
         2,
         "two runs of 0.6 s spend a 1 s budget"
     );
+}
+
+mod locks {
+    use super::*;
+    use crate::{LockMode, LockState};
+
+    fn passing_engine(runs: usize) -> ScriptedEngine {
+        ScriptedEngine {
+            builds: Mutex::new((0..runs).map(|_| built()).collect()),
+            runs: Mutex::new((0..runs).map(|_| ran(0, "hello\n", "")).collect()),
+            ..ScriptedEngine::default()
+        }
+    }
+
+    /// A harness whose first run verified and wrote its lock.
+    async fn locked_harness() -> Harness {
+        let mut harness = harness(stdout_equals("hello"), false, Limits::default());
+        harness.job.lock = LockMode::Use;
+        let mut model = ScriptedModel {
+            bundles: VecDeque::from([bundle(Some(DOCKERFILE), "print('hello')")]),
+            ..ScriptedModel::default()
+        };
+        let result = harness.run(&mut model, &passing_engine(1)).await;
+        assert!(result.report.verified);
+        let lock = result.report.lock.expect("the lock is reported");
+        assert_eq!((lock.found, lock.written), (LockState::Missing, true));
+        harness
+    }
+
+    #[tokio::test]
+    async fn a_verified_run_writes_the_lock_and_a_fresh_lock_verifies_without_the_model() {
+        let harness = locked_harness().await;
+        let dir = crate::lock_dir(&harness.job.spec);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("main.py")).unwrap(),
+            "print('hello')"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("Dockerfile")).unwrap(),
+            DOCKERFILE
+        );
+        let file: crate::LockFile =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("lock.json")).unwrap()).unwrap();
+        assert_eq!(file.model, "scripted");
+        assert_eq!(file.base_image, "agent-base/python:3.11");
+
+        let mut model = ScriptedModel::default();
+        let result = harness.run(&mut model, &passing_engine(1)).await;
+        assert!(result.report.verified, "{:?}", result.report);
+        assert!(model.calls.is_empty(), "a fresh lock needs no model call");
+        assert_eq!(result.report.usage.calls, 0);
+        let lock = result.report.lock.unwrap();
+        assert_eq!((lock.found, lock.written), (LockState::Fresh, false));
+    }
+
+    #[tokio::test]
+    async fn a_stale_lock_that_fails_starts_a_repair_from_the_locked_bundle() {
+        let mut harness = locked_harness().await;
+        harness.job.spec.prompt = "Print hello, politely.".into();
+        let mut model = ScriptedModel {
+            bundles: VecDeque::from([bundle(None, "print('hello')  # again")]),
+            ..ScriptedModel::default()
+        };
+        let engine = ScriptedEngine {
+            builds: Mutex::new(VecDeque::from([built(), built()])),
+            runs: Mutex::new(VecDeque::from([ran(0, "bye\n", ""), ran(0, "hello\n", "")])),
+            ..ScriptedEngine::default()
+        };
+        let result = harness.run(&mut model, &engine).await;
+        assert!(result.report.verified);
+        assert_eq!(model.calls.len(), 1);
+        let (purpose, messages) = &model.calls[0];
+        assert_eq!(*purpose, Purpose::Repair, "the first call repairs the lock");
+        assert!(messages.last().unwrap().content.contains("bye"));
+        let lock = result.report.lock.unwrap();
+        assert_eq!((lock.found, lock.written), (LockState::Stale, true));
+    }
+
+    #[tokio::test]
+    async fn locked_runs_never_call_the_model() {
+        // No lock at all.
+        let mut harness = harness(stdout_equals("hello"), false, Limits::default());
+        harness.job.lock = LockMode::Locked;
+        let mut model = ScriptedModel::default();
+        let engine = passing_engine(0);
+        let result = harness.run(&mut model, &engine).await;
+        assert_eq!(result.report.stopped_by, StopReason::LockMissing);
+        assert!(!result.report.verified);
+        assert!(engine.contexts.lock().unwrap().is_empty(), "nothing built");
+
+        // A stale lock.
+        let mut harness = locked_harness().await;
+        harness.job.lock = LockMode::Locked;
+        harness.job.spec.prompt = "Something else.".into();
+        let result = harness.run(&mut model, &passing_engine(0)).await;
+        assert_eq!(result.report.stopped_by, StopReason::LockStale);
+
+        // A fresh lock whose bundle fails now.
+        harness.job.spec.prompt = "Print hello.".into();
+        let engine = ScriptedEngine {
+            builds: Mutex::new(VecDeque::from([built()])),
+            runs: Mutex::new(VecDeque::from([ran(0, "bye\n", "")])),
+            ..ScriptedEngine::default()
+        };
+        let result = harness.run(&mut model, &engine).await;
+        assert_eq!(result.report.stopped_by, StopReason::LockFailed);
+        assert_eq!(result.report.history.len(), 1);
+        assert!(model.calls.is_empty(), "--locked never calls the model");
+    }
 }

@@ -100,7 +100,7 @@ impl<E: EnginePort> Trial<'_, E> {
         }
     }
 
-    async fn run_and_check(
+    pub async fn run_and_check(
         &self,
         image_id: String,
         iteration: &mut Iteration,

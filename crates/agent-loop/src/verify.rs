@@ -11,6 +11,49 @@ use crate::ports::EnginePort;
 use crate::report::{IterationRecord, Outcome};
 use crate::trial::Trial;
 
+/// Runs an existing image once and checks it against the job's spec; no build.
+pub async fn verify_image<E: EnginePort>(
+    job: &Job,
+    image: &str,
+    engine: &E,
+) -> Result<IterationRecord, LoopError> {
+    let labels = job.labels();
+    let trial = Trial {
+        job,
+        engine,
+        labels: &labels,
+        started: Instant::now(),
+        artifacts: None,
+        phase: &|_| {},
+    };
+    let mut iteration = Iteration::start(1);
+    iteration.record.summary = format!("verify {image}");
+    iteration.record.image_id = Some(image.to_string());
+    let attempt = trial.run_and_check(image.to_string(), &mut iteration).await;
+    let cleanup = engine
+        .remove_labelled(agent_sandbox::LABEL_RUN, &job.run_id, None)
+        .await;
+    let record = settle(iteration.record, attempt)?;
+    cleanup?;
+    Ok(record)
+}
+
+/// The record with the attempt's outcome; an engine failure is the error.
+fn settle<T>(
+    mut record: IterationRecord,
+    attempt: Result<T, Halt>,
+) -> Result<IterationRecord, LoopError> {
+    match attempt {
+        Ok(_) => record.outcome = Outcome::Passed,
+        Err(Halt::Ended(ending)) => {
+            record.outcome = ending.outcome;
+            record.detail = ending.detail;
+        }
+        Err(Halt::Failed(error)) => return Err(error),
+    }
+    Ok(record)
+}
+
 /// Builds, runs and checks `files` once; the record says how it went. What the run
 /// created on the engine is removed, whatever the outcome.
 pub async fn verify_bundle<E: EnginePort>(
@@ -37,15 +80,7 @@ pub async fn verify_bundle<E: EnginePort>(
         engine.remove_untagged_images(&iteration.layers).await
     }
     .await;
-    let mut record = iteration.record;
-    match attempt {
-        Ok(_) => record.outcome = Outcome::Passed,
-        Err(Halt::Ended(ending)) => {
-            record.outcome = ending.outcome;
-            record.detail = ending.detail;
-        }
-        Err(Halt::Failed(error)) => return Err(error),
-    }
+    let record = settle(iteration.record, attempt)?;
     cleanup?;
     Ok(record)
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_loop::{Job, Prompts, Report};
+use agent_loop::{Job, LockMode, Prompts, Report};
 use agent_model::Model;
 use agent_sandbox::Sandbox;
 use agent_spec::{FlagOverrides, Spec};
@@ -56,6 +56,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         owner: owner.clone(),
         jobs: Arc::new(Semaphore::new(args.jobs as usize)),
         out: args.out.clone(),
+        lock: lock_mode(&args),
     };
     let tasks: Vec<_> = specs.into_iter().map(|spec| shared.spawn(spec)).collect();
     let (summaries, infrastructure) = collect(tasks, &progress, &resolved.model.api_key_env).await;
@@ -71,7 +72,17 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     finish(&args, &summaries, infrastructure, signal.received())
 }
 
-/// The live endpoint, or the transcript that answers in its place.
+/// How the run uses the locks beside the specs.
+fn lock_mode(args: &RunArgs) -> LockMode {
+    match (args.locked, args.no_lock) {
+        (true, _) => LockMode::Locked,
+        (false, true) => LockMode::Off,
+        (false, false) => LockMode::Use,
+    }
+}
+
+/// The live endpoint, or the transcript that answers in its place. `--locked` never
+/// calls the model, so it needs no key.
 fn model_for(args: &RunArgs, resolved: &agent_spec::Settings) -> Result<Model, Failure> {
     if let Some(transcript) = &args.replay {
         return Model::replay(transcript).map_err(|error| {
@@ -109,12 +120,15 @@ struct Shared {
     /// Specs in flight at once (`--jobs`).
     jobs: Arc<Semaphore>,
     out: PathBuf,
+    lock: LockMode,
 }
 
 impl Shared {
     /// Starts a spec's task; it waits for a `--jobs` place unless cancelled first.
     fn spawn(&self, spec: Spec) -> tokio::task::JoinHandle<SpecOutcome> {
         let run_id = new_run_id();
+        let provenance =
+            crate::provenance::of(spec.path.parent().unwrap_or(std::path::Path::new(".")));
         let job = Job {
             limits: self.settings.limits_for(&spec),
             run_dir: self.out.join(&spec.name).join(&run_id),
@@ -123,6 +137,8 @@ impl Shared {
             prompts: self.prompts.clone(),
             run_id,
             owner: self.owner.clone(),
+            lock: self.lock,
+            provenance,
         };
         let (model, sandbox, sink) = (self.model.clone(), self.sandbox.clone(), self.sink.clone());
         let (cancel, jobs) = (self.cancel.clone(), self.jobs.clone());
@@ -151,6 +167,9 @@ async fn collect(
                 run_dir,
                 error,
             }) => {
+                if let Some(refusal) = summary::lock_refusal(&report) {
+                    progress.println(&format!("{}: {refusal}", report.spec));
+                }
                 if let Some(error) = error {
                     let failure = Failure::from_loop(error, api_key_env);
                     progress.println(&format!("{}: {}", report.spec, failure.render()));
@@ -196,6 +215,11 @@ fn finish(
     };
     if args.json {
         summary::print_json(summaries, code);
+    }
+    if let Some(path) = env::var(env::GITHUB_STEP_SUMMARY) {
+        if let Err(error) = summary::append_step_summary(std::path::Path::new(&path), summaries) {
+            eprintln!("agent: warning: cannot append to GITHUB_STEP_SUMMARY `{path}`: {error}");
+        }
     }
     if let Some(path) = &args.junit {
         summary::write_junit(path, summaries).map_err(|error| Failure {

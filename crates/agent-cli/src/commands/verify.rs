@@ -1,5 +1,5 @@
 //! `agent verify`: rebuilds a run's final bundle, re-runs it and re-checks it against
-//! its spec, without the model.
+//! its spec, or runs an existing image against a spec; without the model.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,19 +15,20 @@ use crate::failure::Failure;
 use crate::settings;
 
 pub async fn verify(args: VerifyArgs) -> Result<u8, Failure> {
-    let report_path = args.run_dir.join("report.json");
-    let report_text = std::fs::read_to_string(&report_path).map_err(|error| {
-        Failure::usage(
-            anyhow::Error::new(error).context(format!("cannot read `{}`", report_path.display())),
-        )
-        .with_hint("give the run directory that holds report.json and final/")
-    })?;
-    let report: agent_loop::Report = serde_json::from_str(&report_text).map_err(|error| {
-        Failure::usage(
-            anyhow::Error::new(error)
-                .context(format!("`{}` is not a run report", report_path.display())),
-        )
-    })?;
+    let resolved = Arc::new(settings::resolve(
+        args.config.config.as_deref(),
+        FlagOverrides::default(),
+    )?);
+    if let Some(image) = &args.image {
+        let spec = agent_spec::load_spec(&args.run_dir).map_err(Failure::usage)?;
+        let sandbox = connect().await?;
+        let job = job(spec, resolved, format!("verify-{}", std::process::id()));
+        let record = agent_loop::verify_image(&job, image, &sandbox)
+            .await
+            .map_err(|error| Failure::from_loop(error, &job.settings.model.api_key_env))?;
+        return Ok(print_result(&job.spec.name, &record, args.json));
+    }
+    let report = read_report(&args.run_dir)?;
     let final_dir = args.run_dir.join("final");
     if !final_dir.is_dir() {
         return Err(Failure::usage(anyhow::anyhow!(
@@ -36,29 +37,52 @@ pub async fn verify(args: VerifyArgs) -> Result<u8, Failure> {
         )));
     }
     let spec = load_spec(&args.run_dir, &report)?;
-    let resolved = Arc::new(settings::resolve(
-        args.config.config.as_deref(),
-        FlagOverrides::default(),
-    )?);
     let files = read_tree(&final_dir).map_err(|error| {
         Failure::usage(error.context(format!("cannot read `{}`", final_dir.display())))
     })?;
-    let sandbox = agent_sandbox::Sandbox::connect(env::var(env::DOCKER_HOST).as_deref())
-        .await
-        .map_err(Failure::engine)?;
-    let job = Job {
-        limits: resolved.limits_for(&spec),
-        spec,
-        settings: resolved,
-        prompts: Arc::new(Prompts::default()),
-        run_id: format!("verify-{}", report.run_id),
-        run_dir: args.run_dir.clone(),
-        owner: agent_sandbox::owner_id(),
-    };
+    let sandbox = connect().await?;
+    let job = job(spec, resolved, format!("verify-{}", report.run_id));
     let record = agent_loop::verify_bundle(&job, &files, &sandbox)
         .await
         .map_err(|error| Failure::from_loop(error, &job.settings.model.api_key_env))?;
     Ok(print_result(&job.spec.name, &record, args.json))
+}
+
+async fn connect() -> Result<agent_sandbox::Sandbox, Failure> {
+    agent_sandbox::Sandbox::connect(env::var(env::DOCKER_HOST).as_deref())
+        .await
+        .map_err(Failure::engine)
+}
+
+/// A job that only builds, runs and checks: no model, no lock.
+fn job(spec: agent_spec::Spec, settings: Arc<agent_spec::Settings>, run_id: String) -> Job {
+    Job {
+        limits: settings.limits_for(&spec),
+        run_dir: std::env::temp_dir(),
+        spec,
+        settings,
+        prompts: Arc::new(Prompts::default()),
+        run_id,
+        owner: agent_sandbox::owner_id(),
+        lock: agent_loop::LockMode::Off,
+        provenance: agent_loop::Provenance::default(),
+    }
+}
+
+fn read_report(run_dir: &Path) -> Result<agent_loop::Report, Failure> {
+    let report_path = run_dir.join("report.json");
+    let report_text = std::fs::read_to_string(&report_path).map_err(|error| {
+        Failure::usage(
+            anyhow::Error::new(error).context(format!("cannot read `{}`", report_path.display())),
+        )
+        .with_hint("give the run directory that holds report.json and final/")
+    })?;
+    serde_json::from_str(&report_text).map_err(|error| {
+        Failure::usage(
+            anyhow::Error::new(error)
+                .context(format!("`{}` is not a run report", report_path.display())),
+        )
+    })
 }
 
 /// Each check on stderr, the verdict, and `--json` on stdout; the exit code.
