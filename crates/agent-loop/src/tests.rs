@@ -12,8 +12,8 @@ use agent_sandbox::{
     RunRequest, SandboxError,
 };
 use agent_spec::{
-    BuildNetwork, BundleLimits, Check, DockerSettings, FlagOverrides, Limits, Matcher,
-    ModelSettings, PromptSettings, RunSpec, Settings, Spec, SpecLimits, StructuredOutput,
+    BuildNetwork, BundleLimits, Check, DockerSettings, Limits, LimitsLayer, Matcher, ModelSettings,
+    PromptSettings, RunSpec, Settings, Spec, SpecLimits, StructuredOutput,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -224,7 +224,7 @@ fn settings() -> Settings {
         limits: Limits::default(),
         bundle: BundleLimits::default(),
         prompts: PromptSettings::default(),
-        limit_flags: FlagOverrides::default(),
+        limit_flags: LimitsLayer::default(),
     }
 }
 

@@ -142,14 +142,17 @@ impl LiveClient {
         let settings = &self.settings;
         let mut sent = messages.to_vec();
         let response_format = match settings.structured_output {
-            StructuredOutput::JsonSchema => json!({
+            StructuredOutput::JsonSchema | StructuredOutput::Auto => json!({
                 "type": "json_schema",
                 "json_schema": {"name": T::NAME, "schema": T::json_schema(), "strict": true},
             }),
             StructuredOutput::JsonObject => json!({"type": "json_object"}),
             StructuredOutput::None => Value::Null,
         };
-        if settings.structured_output != StructuredOutput::JsonSchema {
+        if !matches!(
+            settings.structured_output,
+            StructuredOutput::JsonSchema | StructuredOutput::Auto
+        ) {
             // Without a schema-enforcing server the schema has to be in the prompt; it goes
             // after the leading system messages so chat templates still see those first.
             let position = sent
@@ -184,7 +187,7 @@ impl LiveClient {
             body,
             messages: sent,
             response_format: match settings.structured_output {
-                StructuredOutput::JsonSchema => "json_schema",
+                StructuredOutput::JsonSchema | StructuredOutput::Auto => "json_schema",
                 StructuredOutput::JsonObject => "json_object",
                 StructuredOutput::None => "none",
             },

@@ -144,85 +144,92 @@ fn equals(expected: &str, stream: Stream<'_>) -> (bool, String) {
     if expected == actual {
         return (true, format!("{} equals the expected text", stream.name));
     }
-    let expected_lines: Vec<&str> = if expected.is_empty() {
-        Vec::new()
-    } else {
-        expected.split('\n').collect()
-    };
-    let actual_lines: Vec<&str> = if actual.is_empty() {
-        Vec::new()
-    } else {
-        actual.split('\n').collect()
-    };
-    let mut detail = String::new();
-    if actual_lines.is_empty() {
-        detail.push_str(&format!(
+    let expected_lines = lines_of(&expected);
+    let actual_lines = lines_of(&actual);
+    let mut detail = if actual_lines.is_empty() {
+        format!(
             "{} is empty; expected {} line{}:\n{}",
             stream.name,
             expected_lines.len(),
             plural(expected_lines.len()),
             excerpt(&expected, EXCERPT_LIMIT)
-        ));
+        )
     } else {
-        let first_difference = expected_lines
-            .iter()
-            .zip(&actual_lines)
-            .position(|(expected, actual)| expected != actual)
-            .unwrap_or(expected_lines.len().min(actual_lines.len()));
-        let line_number = first_difference + 1;
-        detail.push_str(&format!(
-            "{} differs from the expected text at line {line_number}:\n",
-            stream.name
-        ));
-        match (
-            expected_lines.get(first_difference),
-            actual_lines.get(first_difference),
-        ) {
-            (Some(expected), Some(actual)) => {
-                detail.push_str(&format!(
-                    "  expected: {}\n  actual:   {}\n",
-                    quote(expected),
-                    quote(actual)
-                ));
-                if expected.trim_end() == actual.trim_end() {
-                    detail.push_str("  (the lines differ only in trailing whitespace)\n");
-                }
-            }
-            (Some(expected), None) => detail.push_str(&format!(
-                "  expected: {}\n  actual:   (the output ended after line {})\n",
-                quote(expected),
-                actual_lines.len()
-            )),
-            (None, Some(actual)) if expected_lines.is_empty() => detail.push_str(&format!(
-                "  expected: no output\n  actual:   {}\n",
-                quote(actual)
-            )),
-            (None, Some(actual)) => detail.push_str(&format!(
-                "  expected: (the expected text ends after line {})\n  actual:   {}\n",
-                expected_lines.len(),
-                quote(actual)
-            )),
-            (None, None) => {}
-        }
-        detail.push_str(&format!(
-            "expected {} line{}, got {} line{}",
-            expected_lines.len(),
-            plural(expected_lines.len()),
-            actual_lines.len(),
-            plural(actual_lines.len())
-        ));
-        let context = window(&actual_lines, first_difference);
-        if !context.is_empty() {
-            detail.push_str(&format!(
-                "\n{} around line {line_number}:\n{context}",
-                stream.name
-            ));
-        }
-    }
+        difference(stream.name, &expected_lines, &actual_lines)
+    };
     if stream.truncated {
         detail.push_str(&format!("\n{}", cut_note(stream.name)));
     }
     (false, detail)
+}
+
+/// The lines of a normalized text; none for an empty one.
+fn lines_of(text: &str) -> Vec<&str> {
+    if text.is_empty() {
+        Vec::new()
+    } else {
+        text.split('\n').collect()
+    }
+}
+
+/// Where a non-empty output first parts from the expected text, both line counts, and
+/// the output's lines around that place.
+fn difference(name: &str, expected_lines: &[&str], actual_lines: &[&str]) -> String {
+    let first_difference = expected_lines
+        .iter()
+        .zip(actual_lines)
+        .position(|(expected, actual)| expected != actual)
+        .unwrap_or(expected_lines.len().min(actual_lines.len()));
+    let line_number = first_difference + 1;
+    let mut detail = format!("{name} differs from the expected text at line {line_number}:\n");
+    detail.push_str(&differing_line(
+        expected_lines,
+        actual_lines,
+        first_difference,
+    ));
+    detail.push_str(&format!(
+        "expected {} line{}, got {} line{}",
+        expected_lines.len(),
+        plural(expected_lines.len()),
+        actual_lines.len(),
+        plural(actual_lines.len())
+    ));
+    let context = window(actual_lines, first_difference);
+    if !context.is_empty() {
+        detail.push_str(&format!("\n{name} around line {line_number}:\n{context}"));
+    }
+    detail
+}
+
+/// The expected and the actual line at `index`, or which of the two texts ended.
+fn differing_line(expected_lines: &[&str], actual_lines: &[&str], index: usize) -> String {
+    match (expected_lines.get(index), actual_lines.get(index)) {
+        (Some(expected), Some(actual)) => {
+            let mut shown = format!(
+                "  expected: {}\n  actual:   {}\n",
+                quote(expected),
+                quote(actual)
+            );
+            if expected.trim_end() == actual.trim_end() {
+                shown.push_str("  (the lines differ only in trailing whitespace)\n");
+            }
+            shown
+        }
+        (Some(expected), None) => format!(
+            "  expected: {}\n  actual:   (the output ended after line {})\n",
+            quote(expected),
+            actual_lines.len()
+        ),
+        (None, Some(actual)) if expected_lines.is_empty() => {
+            format!("  expected: no output\n  actual:   {}\n", quote(actual))
+        }
+        (None, Some(actual)) => format!(
+            "  expected: (the expected text ends after line {})\n  actual:   {}\n",
+            expected_lines.len(),
+            quote(actual)
+        ),
+        (None, None) => String::new(),
+    }
 }
 
 fn contains(expected: &str, stream: Stream<'_>) -> (bool, String) {

@@ -1,63 +1,45 @@
-//! `agent.toml` and the layering of settings.
+//! `agent.toml`, the environment and the flags, merged into [`Settings`].
 //!
-//! Precedence, lowest first: built-in defaults < `agent.toml` < environment < command
-//! line flags. A spec's `[limits]` sits above `agent.toml` and below flags. This crate
-//! never reads the environment: the caller collects the variables into
-//! [`EnvOverrides`] and the flags into [`FlagOverrides`].
+//! Precedence, lowest first:
 //!
-//! File values are validated when the file is parsed, so their errors carry a line
-//! and column; an environment or flag value is validated only when it wins, and its
-//! error names the variable or flag. Base URLs lose a trailing `/`.
+//! 1. built-in defaults ([`crate::settings`]);
+//! 2. `agent.toml` ([`ConfigFile`]);
+//! 3. the environment ([`EnvOverrides`]);
+//! 4. a spec's `[limits]`, for that spec's [`Limits`] ([`Settings::limits_for`]);
+//! 5. command line flags ([`FlagOverrides`]).
+//!
+//! Each source is read into a [`SettingsLayer`] by the same checks
+//! ([`crate::validate`]); the layers are merged with [`Combine`] and resolved once
+//! over the defaults. This crate never reads the environment: the caller collects the
+//! variables into [`EnvOverrides`] and the flags into [`FlagOverrides`].
+//!
+//! File values are checked when the file is parsed, so their errors carry a line and
+//! column; an environment value is checked only when no flag replaces it (a flag
+//! given to work around a broken variable must not fail because of that variable),
+//! and its error names the variable or flag. Base URLs lose a trailing `/`.
 
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::errors::ConfigError;
-use crate::position::{describe, locate};
-use crate::spec::{Spec, parse_network};
+use crate::layer::{
+    BundleLayer, Combine, DockerLayer, LimitsLayer, ModelLayer, PromptsLayer, SettingsLayer,
+};
+use crate::position::describe;
+use crate::settings::{
+    BundleLimits, DEFAULT_BASE_IMAGE, DockerSettings, Limits, ModelSettings, PromptSettings,
+};
+use crate::spec::Spec;
+use crate::validate::{self, LimitsOf, LimitsTable, Source, any, at_least};
 
 /// `agent.toml` as written: every field optional, unknown keys rejected with line and
 /// column. Relative paths in `[prompts]` are resolved against the file's folder.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigFile {
     pub path: PathBuf,
-    raw: RawConfig,
-}
-
-/// The file's values, validated, each `None` where the file is silent.
-#[derive(Debug, Clone, Default)]
-struct RawConfig {
-    base_url: Option<String>,
-    api_key_env: Option<String>,
-    model_name: Option<String>,
-    temperature: Option<f64>,
-    request_timeout_secs: Option<u64>,
-    max_retries: Option<u32>,
-    max_retry_after_secs: Option<u64>,
-    structured_output: Option<StructuredOutput>,
-    stream: Option<bool>,
-    max_tokens: Option<u32>,
-    base_image: Option<String>,
-    allowed_base_images: Option<Vec<String>>,
-    build_network: Option<BuildNetwork>,
-    max_iterations: Option<u32>,
-    build_timeout_secs: Option<u64>,
-    run_timeout_secs: Option<u64>,
-    memory_mb: Option<u64>,
-    cpus: Option<f64>,
-    pids: Option<i64>,
-    output_limit_kb: Option<u64>,
-    max_total_tokens: Option<u64>,
-    max_wall_secs: Option<u64>,
-    network: Option<NetworkMode>,
-    max_total_bytes: Option<u64>,
-    max_files: Option<usize>,
-    max_file_bytes: Option<u64>,
-    max_path_bytes: Option<usize>,
-    prompts: PromptSettings,
+    layer: SettingsLayer,
 }
 
 impl ConfigFile {
@@ -75,10 +57,9 @@ impl ConfigFile {
             ConfigError::Invalid { location, message }
         })?;
         let source = Source { path, text };
-        let raw = validate_file(&source, toml)?;
         Ok(ConfigFile {
             path: path.to_path_buf(),
-            raw,
+            layer: read_file(&source, toml)?,
         })
     }
 }
@@ -91,7 +72,7 @@ struct TomlConfig {
     #[serde(default)]
     docker: TomlDocker,
     #[serde(default)]
-    limits: TomlLimits,
+    limits: LimitsTable,
     #[serde(default)]
     bundle: TomlBundle,
     #[serde(default)]
@@ -123,21 +104,6 @@ struct TomlDocker {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct TomlLimits {
-    max_iterations: Option<Spanned<u32>>,
-    build_timeout_secs: Option<Spanned<u64>>,
-    run_timeout_secs: Option<Spanned<u64>>,
-    memory_mb: Option<Spanned<u64>>,
-    cpus: Option<Spanned<f64>>,
-    pids: Option<Spanned<i64>>,
-    output_limit_kb: Option<Spanned<u64>>,
-    max_total_tokens: Option<Spanned<u64>>,
-    max_wall_secs: Option<Spanned<u64>>,
-    network: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct TomlBundle {
     max_total_bytes: Option<Spanned<u64>>,
     max_files: Option<Spanned<usize>>,
@@ -154,167 +120,110 @@ struct TomlPrompts {
     judge: Option<Spanned<String>>,
 }
 
-/// The text being parsed, for pointing errors at spans.
-struct Source<'a> {
-    path: &'a Path,
-    text: &'a str,
-}
-
-impl Source<'_> {
-    fn invalid(&self, span: Range<usize>, message: String) -> ConfigError {
-        ConfigError::Invalid {
-            location: locate(self.path, self.text, span.start),
-            message,
-        }
-    }
-
-    /// A number that must be at least `minimum`.
-    fn at_least<T: Copy + PartialOrd + std::fmt::Display>(
-        &self,
-        key: &str,
-        value: Option<Spanned<T>>,
-        minimum: T,
-    ) -> Result<Option<T>, ConfigError> {
-        match value {
-            Some(value) if *value.get_ref() < minimum => {
-                Err(self.invalid(value.span(), format!("`{key}` must be at least {minimum}")))
-            }
-            Some(value) => Ok(Some(value.into_inner())),
-            None => Ok(None),
-        }
-    }
-
-    /// A string checked by `validate`, whose problem becomes the message.
-    fn checked<T>(
-        &self,
-        key: &str,
-        value: Option<Spanned<String>>,
-        validate: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, ConfigError> {
-        match value {
-            Some(value) => validate(value.get_ref())
-                .map(Some)
-                .map_err(|problem| self.invalid(value.span(), format!("`{key}`: {problem}"))),
-            None => Ok(None),
-        }
-    }
-}
-
-fn validate_file(source: &Source<'_>, toml: TomlConfig) -> Result<RawConfig, ConfigError> {
-    let TomlConfig {
-        model,
-        docker,
-        limits,
-        bundle,
-        prompts,
-    } = toml;
-
-    let temperature = match model.temperature {
-        Some(value) if !(0.0..=2.0).contains(value.get_ref()) => {
-            return Err(source.invalid(
-                value.span(),
-                "`temperature` must be between 0 and 2".to_owned(),
-            ));
-        }
-        other => other.map(Spanned::into_inner),
-    };
-    let cpus = match limits.cpus {
-        Some(value) if !(value.get_ref().is_finite() && *value.get_ref() > 0.0) => {
-            return Err(source.invalid(
-                value.span(),
-                "`cpus` must be a number above 0, e.g. `0.5` or `2`".to_owned(),
-            ));
-        }
-        other => other.map(Spanned::into_inner),
-    };
-
-    let base_image = source.checked("base_image", docker.base_image, non_empty)?;
-    let allowed_base_images = match docker.allowed_base_images {
-        Some(list) => {
-            let span = list.span();
-            let mut images = Vec::new();
-            for image in list.into_inner() {
-                if image.get_ref().trim().is_empty() {
-                    return Err(source.invalid(
-                        image.span(),
-                        "`allowed_base_images` has an empty entry".to_owned(),
-                    ));
-                }
-                images.push(image.into_inner());
-            }
-            // The model is told to build FROM `base_image`; if that is not allowed,
-            // every bundle would be refused before it is built.
-            let wanted = base_image.as_deref().unwrap_or(DEFAULT_BASE_IMAGE);
-            if !images.is_empty() && !images.iter().any(|image| image == wanted) {
-                return Err(source.invalid(
-                    span,
-                    format!(
-                        "`allowed_base_images` does not contain the base image `{wanted}`; \
-                         add it or set `[docker] base_image` to one of them"
-                    ),
-                ));
-            }
-            Some(images)
-        }
-        None => None,
-    };
-
-    Ok(RawConfig {
-        base_url: source.checked("base_url", model.base_url, validate_base_url)?,
-        api_key_env: source.checked("api_key_env", model.api_key_env, validate_variable_name)?,
-        model_name: source.checked("name", model.name, validate_model_name)?,
-        temperature,
-        request_timeout_secs: source.at_least(
-            "request_timeout_secs",
-            model.request_timeout_secs,
-            1,
-        )?,
-        max_retries: model.max_retries.map(Spanned::into_inner),
-        max_retry_after_secs: model.max_retry_after_secs.map(Spanned::into_inner),
-        structured_output: source.checked(
-            "structured_output",
-            model.structured_output,
-            parse_structured_output,
-        )?,
-        stream: model.stream.map(Spanned::into_inner),
-        max_tokens: source.at_least("max_tokens", model.max_tokens, 1)?,
-        base_image,
-        allowed_base_images,
-        build_network: source.checked(
-            "build_network",
-            docker.build_network,
-            parse_build_network,
-        )?,
-        max_iterations: source.at_least("max_iterations", limits.max_iterations, 1)?,
-        build_timeout_secs: source.at_least("build_timeout_secs", limits.build_timeout_secs, 1)?,
-        run_timeout_secs: source.at_least("run_timeout_secs", limits.run_timeout_secs, 1)?,
-        memory_mb: source.at_least("memory_mb", limits.memory_mb, MINIMUM_MEMORY_MB)?,
-        cpus,
-        pids: source.at_least("pids", limits.pids, 1)?,
-        output_limit_kb: source.at_least("output_limit_kb", limits.output_limit_kb, 1)?,
-        max_total_tokens: limits.max_total_tokens.map(Spanned::into_inner),
-        max_wall_secs: limits.max_wall_secs.map(Spanned::into_inner),
-        network: source.checked("network", limits.network, |value| {
-            parse_network(value)
-                .ok_or_else(|| format!("unknown network `{value}`; expected `none` or `bridge`"))
-        })?,
-        max_total_bytes: source.at_least("max_total_bytes", bundle.max_total_bytes, 1)?,
-        max_files: source.at_least("max_files", bundle.max_files, 1)?,
-        max_file_bytes: source.at_least("max_file_bytes", bundle.max_file_bytes, 1)?,
-        max_path_bytes: source.at_least("max_path_bytes", bundle.max_path_bytes, 1)?,
-        prompts: PromptSettings {
-            system: prompt_file(source, "system", prompts.system)?,
-            task: prompt_file(source, "task", prompts.task)?,
-            repair: prompt_file(source, "repair", prompts.repair)?,
-            judge: prompt_file(source, "judge", prompts.judge)?,
-        },
+fn read_file(source: &Source<'_>, toml: TomlConfig) -> Result<SettingsLayer, ConfigError> {
+    Ok(SettingsLayer {
+        model: read_model(source, toml.model)?,
+        docker: read_docker(source, toml.docker)?,
+        limits: validate::limits(source, toml.limits, LimitsOf::Config)?,
+        bundle: read_bundle(source, toml.bundle)?,
+        prompts: read_prompts(source, toml.prompts)?,
     })
 }
 
-/// The engine refuses a memory limit below 6 MB.
-pub(crate) const MINIMUM_MEMORY_MB: u64 = 6;
+fn read_model(source: &Source<'_>, model: TomlModel) -> Result<ModelLayer, ConfigError> {
+    Ok(ModelLayer {
+        base_url: source.text("base_url", model.base_url, validate::base_url)?,
+        api_key_env: source.text("api_key_env", model.api_key_env, validate::variable_name)?,
+        name: source.text("name", model.name, validate::model_name)?,
+        temperature: source.number("temperature", model.temperature, validate::temperature)?,
+        request_timeout_secs: source.number(
+            "request_timeout_secs",
+            model.request_timeout_secs,
+            at_least(1),
+        )?,
+        max_retries: source.number("max_retries", model.max_retries, any)?,
+        max_retry_after_secs: source.number(
+            "max_retry_after_secs",
+            model.max_retry_after_secs,
+            any,
+        )?,
+        structured_output: source.text(
+            "structured_output",
+            model.structured_output,
+            validate::structured_output,
+        )?,
+        stream: source.number("stream", model.stream, any)?,
+        max_tokens: source
+            .number("max_tokens", model.max_tokens, at_least(1))?
+            .map(Some),
+    })
+}
 
-const DEFAULT_BASE_IMAGE: &str = "python:3.10-slim";
+fn read_docker(source: &Source<'_>, docker: TomlDocker) -> Result<DockerLayer, ConfigError> {
+    let base_image = source.text("base_image", docker.base_image, validate::non_empty)?;
+    let allowed_base_images = match docker.allowed_base_images {
+        Some(list) => Some(read_allowed_images(source, list, base_image.as_deref())?),
+        None => None,
+    };
+    Ok(DockerLayer {
+        base_image,
+        allowed_base_images,
+        build_network: source.text(
+            "build_network",
+            docker.build_network,
+            validate::build_network,
+        )?,
+    })
+}
+
+/// `allowed_base_images`, which must allow the image the model is told to build FROM:
+/// otherwise every bundle would be refused before it is built.
+fn read_allowed_images(
+    source: &Source<'_>,
+    list: Spanned<Vec<Spanned<String>>>,
+    base_image: Option<&str>,
+) -> Result<Vec<String>, ConfigError> {
+    let span = list.span();
+    let mut images = Vec::new();
+    for image in list.into_inner() {
+        if image.get_ref().trim().is_empty() {
+            return Err(source.invalid(
+                image.span(),
+                "`allowed_base_images` has an empty entry".to_owned(),
+            ));
+        }
+        images.push(image.into_inner());
+    }
+    let wanted = base_image.unwrap_or(DEFAULT_BASE_IMAGE);
+    if !images.is_empty() && !images.iter().any(|image| image == wanted) {
+        return Err(source.invalid(
+            span,
+            format!(
+                "`allowed_base_images` does not contain the base image `{wanted}`; \
+                 add it or set `[docker] base_image` to one of them"
+            ),
+        ));
+    }
+    Ok(images)
+}
+
+fn read_bundle(source: &Source<'_>, bundle: TomlBundle) -> Result<BundleLayer, ConfigError> {
+    Ok(BundleLayer {
+        max_total_bytes: source.number("max_total_bytes", bundle.max_total_bytes, at_least(1))?,
+        max_files: source.number("max_files", bundle.max_files, at_least(1))?,
+        max_file_bytes: source.number("max_file_bytes", bundle.max_file_bytes, at_least(1))?,
+        max_path_bytes: source.number("max_path_bytes", bundle.max_path_bytes, at_least(1))?,
+    })
+}
+
+fn read_prompts(source: &Source<'_>, prompts: TomlPrompts) -> Result<PromptsLayer, ConfigError> {
+    Ok(PromptsLayer {
+        system: prompt_file(source, "system", prompts.system)?.map(Some),
+        task: prompt_file(source, "task", prompts.task)?.map(Some),
+        repair: prompt_file(source, "repair", prompts.repair)?.map(Some),
+        judge: prompt_file(source, "judge", prompts.judge)?.map(Some),
+    })
+}
 
 /// A `[prompts]` entry, resolved against the config file's folder and checked to be a
 /// readable file now rather than at the first model call.
@@ -329,11 +238,7 @@ fn prompt_file(
     if value.get_ref().trim().is_empty() {
         return Err(source.invalid(value.span(), format!("`prompts.{key}` is empty")));
     }
-    let folder = match source.path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let joined = folder.join(value.get_ref());
+    let joined = validate::folder_of(source.path).join(value.get_ref());
     let resolved = std::fs::canonicalize(&joined).map_err(|error| {
         let problem = if error.kind() == std::io::ErrorKind::NotFound {
             "does not exist".to_owned()
@@ -354,76 +259,6 @@ fn prompt_file(
     Ok(Some(resolved))
 }
 
-fn non_empty(value: &str) -> Result<String, String> {
-    if value.trim().is_empty() {
-        Err("is empty".to_owned())
-    } else {
-        Ok(value.to_owned())
-    }
-}
-
-/// An `http://` or `https://` URL with a host; a trailing `/` is dropped so that
-/// `<base_url>/chat/completions` has a single slash. The value is never echoed, since
-/// a URL may carry credentials.
-fn validate_base_url(value: &str) -> Result<String, String> {
-    let lowercase = value.to_ascii_lowercase();
-    let rest = if lowercase.starts_with("https://") {
-        &value["https://".len()..]
-    } else if lowercase.starts_with("http://") {
-        &value["http://".len()..]
-    } else {
-        return Err("the base URL must start with `http://` or `https://`".to_owned());
-    };
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err("the base URL has no host".to_owned());
-    }
-    if value
-        .chars()
-        .any(|character| character.is_whitespace() || character.is_control())
-    {
-        return Err("the base URL contains whitespace or control characters".to_owned());
-    }
-    Ok(value.trim_end_matches('/').to_owned())
-}
-
-fn validate_model_name(value: &str) -> Result<String, String> {
-    if value.trim().is_empty() {
-        Err("the model name is empty".to_owned())
-    } else {
-        Ok(value.to_owned())
-    }
-}
-
-fn validate_variable_name(value: &str) -> Result<String, String> {
-    if value.is_empty() || value.contains(['=', '\0']) {
-        Err("must name an environment variable: non-empty, without `=` or NUL".to_owned())
-    } else {
-        Ok(value.to_owned())
-    }
-}
-
-fn parse_structured_output(value: &str) -> Result<StructuredOutput, String> {
-    match value {
-        "json_schema" => Ok(StructuredOutput::JsonSchema),
-        "json_object" => Ok(StructuredOutput::JsonObject),
-        "none" => Ok(StructuredOutput::None),
-        _ => Err(format!(
-            "unknown mode `{value}`; expected `json_schema`, `json_object` or `none`"
-        )),
-    }
-}
-
-fn parse_build_network(value: &str) -> Result<BuildNetwork, String> {
-    match value {
-        "default" => Ok(BuildNetwork::Default),
-        "none" => Ok(BuildNetwork::None),
-        "host" => Ok(BuildNetwork::Host),
-        _ => Err(format!(
-            "unknown network `{value}`; expected `default`, `none` or `host`"
-        )),
-    }
-}
-
 /// Values taken from the environment (`OPENAI_BASE_URL`, `AGENT_MODEL`).
 #[derive(Debug, Clone, Default)]
 pub struct EnvOverrides {
@@ -432,11 +267,83 @@ pub struct EnvOverrides {
 }
 
 /// Values given on the command line.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FlagOverrides {
     pub base_url: Option<String>,
     pub model: Option<String>,
     pub max_iterations: Option<u32>,
+}
+
+/// A value from the environment or a flag, checked, its problem naming `origin`.
+fn overriding<V, T>(
+    value: Option<V>,
+    origin: &str,
+    check: impl FnOnce(V) -> Result<T, String>,
+) -> Result<Option<T>, ConfigError> {
+    value
+        .map(check)
+        .transpose()
+        .map_err(|message| ConfigError::Override {
+            origin: origin.to_owned(),
+            message,
+        })
+}
+
+impl FlagOverrides {
+    fn layer(&self) -> Result<SettingsLayer, ConfigError> {
+        let model = ModelLayer {
+            base_url: overriding(
+                self.base_url.as_deref(),
+                "flag `--base-url`",
+                validate::base_url,
+            )?,
+            name: overriding(
+                self.model.as_deref(),
+                "flag `--model`",
+                validate::model_name,
+            )?,
+            ..ModelLayer::default()
+        };
+        let limits = LimitsLayer {
+            max_iterations: overriding(
+                self.max_iterations,
+                "flag `--max-iterations`",
+                at_least(1),
+            )?,
+            ..LimitsLayer::default()
+        };
+        Ok(SettingsLayer {
+            model,
+            limits,
+            ..SettingsLayer::default()
+        })
+    }
+}
+
+impl EnvOverrides {
+    /// The environment's layer; a variable that `above` replaces is not checked.
+    fn layer(&self, above: &SettingsLayer) -> Result<SettingsLayer, ConfigError> {
+        fn unless_above(value: &Option<String>, replaced: bool) -> Option<&str> {
+            value.as_deref().filter(|_| !replaced)
+        }
+        let model = ModelLayer {
+            base_url: overriding(
+                unless_above(&self.base_url, above.model.base_url.is_some()),
+                "environment variable `OPENAI_BASE_URL`",
+                validate::base_url,
+            )?,
+            name: overriding(
+                unless_above(&self.model, above.model.name.is_some()),
+                "environment variable `AGENT_MODEL`",
+                validate::model_name,
+            )?,
+            ..ModelLayer::default()
+        };
+        Ok(SettingsLayer {
+            model,
+            ..SettingsLayer::default()
+        })
+    }
 }
 
 /// Everything resolved, ready to use.
@@ -444,290 +351,53 @@ pub struct FlagOverrides {
 pub struct Settings {
     pub model: ModelSettings,
     pub docker: DockerSettings,
-    /// `[limits]` of `agent.toml` over the built-in defaults (flags are applied per
-    /// spec by [`Settings::limits_for`]).
+    /// The limits below a spec's `[limits]`: `agent.toml`'s over the built-in defaults.
+    /// A spec runs with [`Settings::limits_for`].
     pub limits: Limits,
     pub bundle: BundleLimits,
     pub prompts: PromptSettings,
-    /// Flag overrides that apply to each spec's limits.
-    pub limit_flags: FlagOverrides,
-}
-
-impl PartialEq for FlagOverrides {
-    fn eq(&self, other: &Self) -> bool {
-        self.base_url == other.base_url
-            && self.model == other.model
-            && self.max_iterations == other.max_iterations
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelSettings {
-    /// Includes `/v1`; requests go to `<base_url>/chat/completions`.
-    pub base_url: String,
-    /// The name of the environment variable that holds the key (never the key).
-    pub api_key_env: String,
-    pub name: String,
-    pub temperature: f64,
-    pub request_timeout_secs: u64,
-    pub max_retries: u32,
-    /// Longest wait a `Retry-After` header may impose before a retry.
-    pub max_retry_after_secs: u64,
-    pub structured_output: StructuredOutput,
-    /// Ask for SSE streaming (`stream = true`); default false.
-    pub stream: bool,
-    /// `max_tokens` sent with each request; `None` leaves it to the server.
-    pub max_tokens: Option<u32>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StructuredOutput {
-    JsonSchema,
-    JsonObject,
-    None,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DockerSettings {
-    pub base_image: String,
-    /// Empty: any `FROM` is allowed.
-    pub allowed_base_images: Vec<String>,
-    pub build_network: BuildNetwork,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BuildNetwork {
-    Default,
-    None,
-    Host,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NetworkMode {
-    None,
-    Bridge,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Limits {
-    pub max_iterations: u32,
-    pub build_timeout_secs: u64,
-    pub run_timeout_secs: u64,
-    pub memory_mb: u64,
-    pub cpus: f64,
-    pub pids: i64,
-    /// Per stream.
-    pub output_limit_kb: u64,
-    /// 0: no token budget.
-    pub max_total_tokens: u64,
-    /// Wall-clock budget for one spec's whole run; 0: none.
-    pub max_wall_secs: u64,
-    /// The run's network (spec `[limits] network`); default none.
-    pub network: NetworkMode,
-}
-
-/// What a model's bundle may weigh (`[bundle]` in `agent.toml`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct BundleLimits {
-    pub max_total_bytes: u64,
-    pub max_files: usize,
-    pub max_file_bytes: u64,
-    /// Longest file path, in bytes.
-    pub max_path_bytes: usize,
-}
-
-/// `[prompts]`: files that replace the built-in prompt templates.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PromptSettings {
-    pub system: Option<PathBuf>,
-    pub task: Option<PathBuf>,
-    pub repair: Option<PathBuf>,
-    pub judge: Option<PathBuf>,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_iterations: 8,
-            build_timeout_secs: 600,
-            run_timeout_secs: 60,
-            memory_mb: 1024,
-            cpus: 1.0,
-            pids: 256,
-            output_limit_kb: 1024,
-            max_total_tokens: 0,
-            max_wall_secs: 0,
-            network: NetworkMode::None,
-        }
-    }
-}
-
-impl Default for BundleLimits {
-    fn default() -> Self {
-        BundleLimits {
-            max_total_bytes: 4 * 1024 * 1024,
-            max_files: 64,
-            max_file_bytes: 1024 * 1024,
-            max_path_bytes: 200,
-        }
-    }
+    /// The flags' limits, which sit above each spec's `[limits]`.
+    pub limit_flags: LimitsLayer,
 }
 
 impl Settings {
-    /// Layers the built-in defaults, the file (if any), the environment and the flags.
-    /// Validates values (non-empty model name, base URL parses as http(s), positive
-    /// limits, cpus > 0) and names the origin of a bad value in the error.
+    /// Merges the file (if any), the environment and the flags over the built-in
+    /// defaults, in the order of this module's documentation.
     pub fn resolve(
         file: Option<&ConfigFile>,
         env: &EnvOverrides,
         flags: &FlagOverrides,
     ) -> Result<Settings, ConfigError> {
-        let mut settings = Settings::default_with(flags);
-        if let Some(file) = file {
-            settings.apply_file(&file.raw);
-        }
-        // Only the value that wins is checked: a flag given to work around a broken
-        // variable must not fail because of that variable.
-        let base_url = flags
-            .base_url
-            .as_deref()
-            .map(|value| (value, "flag `--base-url`"))
-            .or_else(|| {
-                let value = env.base_url.as_deref()?;
-                Some((value, "environment variable `OPENAI_BASE_URL`"))
-            });
-        if let Some((value, origin)) = base_url {
-            settings.model.base_url =
-                validate_base_url(value).map_err(|message| ConfigError::Override {
-                    origin: origin.to_owned(),
-                    message,
-                })?;
-        }
-        let model = flags
-            .model
-            .as_deref()
-            .map(|value| (value, "flag `--model`"))
-            .or_else(|| {
-                let value = env.model.as_deref()?;
-                Some((value, "environment variable `AGENT_MODEL`"))
-            });
-        if let Some((value, origin)) = model {
-            settings.model.name =
-                validate_model_name(value).map_err(|message| ConfigError::Override {
-                    origin: origin.to_owned(),
-                    message,
-                })?;
-        }
-        if flags.max_iterations == Some(0) {
-            return Err(ConfigError::Override {
-                origin: "flag `--max-iterations`".to_owned(),
-                message: "must be at least 1".to_owned(),
-            });
-        }
-        Ok(settings)
+        let flags = flags.layer()?;
+        let env = env.layer(&flags)?;
+        let file = file.map(|file| file.layer.clone()).unwrap_or_default();
+        let below_flags = env.combine(file);
+        let limit_flags = flags.limits.clone();
+        let merged = flags.combine(below_flags.clone());
+        Ok(Settings {
+            model: merged.model.resolve(ModelSettings::default()),
+            docker: merged.docker.resolve(DockerSettings::default()),
+            limits: below_flags.limits.resolve(Limits::default()),
+            bundle: merged.bundle.resolve(BundleLimits::default()),
+            prompts: merged.prompts.resolve(PromptSettings::default()),
+            limit_flags,
+        })
     }
 
-    fn default_with(flags: &FlagOverrides) -> Settings {
-        Settings {
-            model: ModelSettings {
-                base_url: "https://api.openai.com/v1".to_owned(),
-                api_key_env: "OPENAI_API_KEY".to_owned(),
-                name: "gpt-4o-2024-08-06".to_owned(),
-                temperature: 0.2,
-                request_timeout_secs: 180,
-                max_retries: 4,
-                max_retry_after_secs: 60,
-                structured_output: StructuredOutput::JsonSchema,
-                stream: false,
-                max_tokens: None,
-            },
-            docker: DockerSettings {
-                base_image: DEFAULT_BASE_IMAGE.to_owned(),
-                allowed_base_images: Vec::new(),
-                build_network: BuildNetwork::Default,
-            },
-            limits: Limits::default(),
-            bundle: BundleLimits::default(),
-            prompts: PromptSettings::default(),
-            limit_flags: flags.clone(),
-        }
-    }
-
-    fn apply_file(&mut self, raw: &RawConfig) {
-        fn set<T: Clone>(target: &mut T, value: &Option<T>) {
-            if let Some(value) = value {
-                *target = value.clone();
-            }
-        }
-        let model = &mut self.model;
-        set(&mut model.base_url, &raw.base_url);
-        set(&mut model.api_key_env, &raw.api_key_env);
-        set(&mut model.name, &raw.model_name);
-        set(&mut model.temperature, &raw.temperature);
-        set(&mut model.request_timeout_secs, &raw.request_timeout_secs);
-        set(&mut model.max_retries, &raw.max_retries);
-        set(&mut model.max_retry_after_secs, &raw.max_retry_after_secs);
-        set(&mut model.structured_output, &raw.structured_output);
-        set(&mut model.stream, &raw.stream);
-        if raw.max_tokens.is_some() {
-            model.max_tokens = raw.max_tokens;
-        }
-        let docker = &mut self.docker;
-        set(&mut docker.base_image, &raw.base_image);
-        set(&mut docker.allowed_base_images, &raw.allowed_base_images);
-        set(&mut docker.build_network, &raw.build_network);
-        let limits = &mut self.limits;
-        set(&mut limits.max_iterations, &raw.max_iterations);
-        set(&mut limits.build_timeout_secs, &raw.build_timeout_secs);
-        set(&mut limits.run_timeout_secs, &raw.run_timeout_secs);
-        set(&mut limits.memory_mb, &raw.memory_mb);
-        set(&mut limits.cpus, &raw.cpus);
-        set(&mut limits.pids, &raw.pids);
-        set(&mut limits.output_limit_kb, &raw.output_limit_kb);
-        set(&mut limits.max_total_tokens, &raw.max_total_tokens);
-        set(&mut limits.max_wall_secs, &raw.max_wall_secs);
-        set(&mut limits.network, &raw.network);
-        let bundle = &mut self.bundle;
-        set(&mut bundle.max_total_bytes, &raw.max_total_bytes);
-        set(&mut bundle.max_files, &raw.max_files);
-        set(&mut bundle.max_file_bytes, &raw.max_file_bytes);
-        set(&mut bundle.max_path_bytes, &raw.max_path_bytes);
-        self.prompts = raw.prompts.clone();
-    }
-
-    /// The limits one spec runs with: these settings' limits, then the spec's
-    /// `[limits]`, then the flags.
+    /// The limits one spec runs with: the flags over the spec's `[limits]` over these
+    /// settings' limits.
     pub fn limits_for(&self, spec: &Spec) -> Limits {
-        let mut limits = self.limits.clone();
-        let overrides = &spec.limits;
-        if let Some(value) = overrides.max_iterations {
-            limits.max_iterations = value;
-        }
-        if let Some(value) = overrides.build_timeout_secs {
-            limits.build_timeout_secs = value;
-        }
-        if let Some(value) = overrides.run_timeout_secs {
-            limits.run_timeout_secs = value;
-        }
-        if let Some(value) = overrides.memory_mb {
-            limits.memory_mb = value;
-        }
-        if let Some(value) = overrides.cpus {
-            limits.cpus = value;
-        }
-        if let Some(value) = overrides.network {
-            limits.network = value;
-        }
-        if let Some(value) = self.limit_flags.max_iterations {
-            limits.max_iterations = value;
-        }
-        limits
+        self.limit_flags
+            .clone()
+            .combine(spec.limits.clone())
+            .resolve(self.limits.clone())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::{BuildNetwork, NetworkMode, StructuredOutput};
     use crate::spec::parse_spec;
 
     fn parse(text: &str) -> Result<ConfigFile, ConfigError> {
@@ -785,7 +455,7 @@ mod tests {
         assert_eq!(settings.limits, Limits::default());
         assert_eq!(settings.bundle, BundleLimits::default());
         assert_eq!(settings.prompts, PromptSettings::default());
-        assert_eq!(settings.limit_flags, FlagOverrides::default());
+        assert_eq!(settings.limit_flags, LimitsLayer::default());
     }
 
     #[test]
@@ -925,7 +595,7 @@ max_path_bytes = 50
         let settings = resolve(Some(&file), &env, &flags);
         assert_eq!(settings.model.base_url, "https://flag/v1");
         assert_eq!(settings.model.name, "flag-model");
-        assert_eq!(settings.limit_flags, flags);
+        assert_eq!(settings.limit_flags.max_iterations, Some(2));
     }
 
     #[test]
@@ -1113,6 +783,39 @@ max_path_bytes = 50
             message,
             "`limits.max_iterations`: invalid value: integer `-1`, expected a non-negative integer"
         );
+    }
+
+    #[test]
+    fn structured_output_accepts_auto_and_keeps_json_schema_as_default() {
+        let file = parse("[model]\nstructured_output = \"auto\"\n").unwrap();
+        let settings = resolve(
+            Some(&file),
+            &EnvOverrides::default(),
+            &FlagOverrides::default(),
+        );
+        assert_eq!(settings.model.structured_output, StructuredOutput::Auto);
+        let settings = resolve(None, &EnvOverrides::default(), &FlagOverrides::default());
+        assert_eq!(
+            settings.model.structured_output,
+            StructuredOutput::JsonSchema
+        );
+    }
+
+    #[test]
+    fn the_flags_limits_sit_above_the_file_but_not_in_its_limits() {
+        let file = parse("[limits]\nmax_iterations = 5\n").unwrap();
+        let flags = FlagOverrides {
+            max_iterations: Some(2),
+            ..FlagOverrides::default()
+        };
+        let settings = resolve(Some(&file), &EnvOverrides::default(), &flags);
+        assert_eq!(settings.limits.max_iterations, 5);
+        let spec = parse_spec(
+            Path::new("/specs/task.toml"),
+            "prompt = \"x\"\nconditions = \"y\"\n",
+        )
+        .unwrap();
+        assert_eq!(settings.limits_for(&spec).max_iterations, 2);
     }
 
     #[test]

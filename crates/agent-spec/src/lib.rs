@@ -3,17 +3,28 @@
 //!
 //! Synchronous and free of I/O beyond reading the files it is asked to parse; it never
 //! reads the environment (callers pass the variables they resolved).
+//!
+//! Modules, leaves first: `errors`, `settings` (resolved types), `position`, `layer`
+//! (optional layers and their merge), `validate` (the shared checks), `check`,
+//! `spec`, and `config`, the facade that merges every source into [`Settings`].
 
 mod check;
 mod config;
 mod errors;
+mod layer;
 mod position;
+mod settings;
 mod spec;
+mod validate;
 
 pub use check::{Check, CheckResult, Matcher, Observed, excerpt};
-pub use config::{
-    BuildNetwork, BundleLimits, ConfigFile, DockerSettings, EnvOverrides, FlagOverrides, Limits,
-    ModelSettings, NetworkMode, PromptSettings, Settings, StructuredOutput,
-};
+pub use config::{ConfigFile, EnvOverrides, FlagOverrides, Settings};
 pub use errors::{ConfigError, Location, SpecError};
+pub use layer::{
+    BundleLayer, Combine, DockerLayer, LimitsLayer, ModelLayer, PromptsLayer, SettingsLayer,
+};
+pub use settings::{
+    BuildNetwork, BundleLimits, DockerSettings, Limits, ModelSettings, NetworkMode, PromptSettings,
+    StructuredOutput,
+};
 pub use spec::{RunSpec, Spec, SpecLimits, load_spec, parse_spec};

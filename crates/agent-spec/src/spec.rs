@@ -7,17 +7,18 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
-use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 use toml::Spanned;
+use walkdir::WalkDir;
 
 use crate::check::{Check, Matcher};
-use crate::config::{MINIMUM_MEMORY_MB, NetworkMode};
-use crate::errors::{Location, SpecError};
-use crate::position::{describe, locate};
+use crate::errors::SpecError;
+use crate::layer::LimitsLayer;
+use crate::position::describe;
+use crate::validate::{self, LimitsOf, LimitsTable, Source};
 
 /// A parsed and validated spec. Everything here has been checked: names match
 /// `[a-z0-9][a-z0-9_.-]*`, regexes compile, each check has exactly one matcher, inputs
@@ -40,16 +41,9 @@ pub struct Spec {
     pub checks: Vec<Check>,
 }
 
-/// A spec's `[limits]`: each set one overrides `agent.toml`'s `[limits]`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SpecLimits {
-    pub max_iterations: Option<u32>,
-    pub build_timeout_secs: Option<u64>,
-    pub run_timeout_secs: Option<u64>,
-    pub memory_mb: Option<u64>,
-    pub cpus: Option<f64>,
-    pub network: Option<NetworkMode>,
-}
+/// A spec's `[limits]`: each set one overrides `agent.toml`'s `[limits]`. A spec sets
+/// only `max_iterations`, the timeouts, `memory_mb`, `cpus` and `network`.
+pub type SpecLimits = LimitsLayer;
 
 /// A spec's `[run]`: what the container gets besides its image.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -76,58 +70,17 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
         SpecError::Invalid { location, message }
     })?;
     let source = Source { path, text };
-
-    let name = match &raw.name {
-        Some(name) => {
-            if let Err(problem) = check_name(name.get_ref()) {
-                return Err(source.invalid(
-                    name.span(),
-                    format!("spec name `{}` {problem}", name.get_ref()),
-                ));
-            }
-            name.get_ref().clone()
-        }
-        None => {
-            let stem = path
-                .file_stem()
-                .map(|stem| stem.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if let Err(problem) = check_name(&stem) {
-                return Err(source.invalid(
-                    0..0,
-                    format!(
-                        "the file name gives the spec name `{stem}`, which {problem}; \
-                         set `name = \"…\"` in the spec"
-                    ),
-                ));
-            }
-            stem
-        }
-    };
-
+    let name = spec_name(&source, raw.name.as_ref())?;
     if raw.prompt.get_ref().trim().is_empty() {
         return Err(source.invalid(
             raw.prompt.span(),
             "`prompt` is empty; it must say what the program does".to_owned(),
         ));
     }
-
     let checks = build_checks(&source, &raw.check)?;
-    let judge = match &raw.judge {
-        Some(judge) if !*judge.get_ref() && checks.is_empty() => {
-            return Err(source.invalid(
-                judge.span(),
-                "`judge = false` and no [[check]] leaves nothing to verify the program; \
-                 add a [[check]] or remove `judge`"
-                    .to_owned(),
-            ));
-        }
-        Some(judge) => *judge.get_ref(),
-        None => checks.is_empty(),
-    };
-
-    let limits = match &raw.limits {
-        Some(limits) => build_limits(&source, limits)?,
+    let judge = resolve_judge(&source, raw.judge.as_ref(), &checks)?;
+    let limits = match raw.limits {
+        Some(limits) => validate::limits(&source, limits.into(), LimitsOf::Spec)?,
         None => SpecLimits::default(),
     };
     let run = match &raw.run {
@@ -135,7 +88,6 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
         None => RunSpec::default(),
     };
     let inputs = resolve_inputs(&source, &raw.inputs)?;
-
     Ok(Spec {
         name,
         path: path.to_path_buf(),
@@ -147,6 +99,52 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
         run,
         checks,
     })
+}
+
+/// `name`, else the file stem; either must be a valid name.
+fn spec_name(source: &Source<'_>, name: Option<&Spanned<String>>) -> Result<String, SpecError> {
+    if let Some(name) = name {
+        return match check_name(name.get_ref()) {
+            Ok(()) => Ok(name.get_ref().clone()),
+            Err(problem) => Err(source.invalid(
+                name.span(),
+                format!("spec name `{}` {problem}", name.get_ref()),
+            )),
+        };
+    }
+    let stem = source
+        .path
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match check_name(&stem) {
+        Ok(()) => Ok(stem),
+        Err(problem) => Err(source.invalid(
+            0..0,
+            format!(
+                "the file name gives the spec name `{stem}`, which {problem}; \
+                 set `name = \"…\"` in the spec"
+            ),
+        )),
+    }
+}
+
+/// The explicit `judge`, else judging exactly when there are no checks.
+fn resolve_judge(
+    source: &Source<'_>,
+    judge: Option<&Spanned<bool>>,
+    checks: &[Check],
+) -> Result<bool, SpecError> {
+    match judge {
+        Some(judge) if !*judge.get_ref() && checks.is_empty() => Err(source.invalid(
+            judge.span(),
+            "`judge = false` and no [[check]] leaves nothing to verify the program; \
+             add a [[check]] or remove `judge`"
+                .to_owned(),
+        )),
+        Some(judge) => Ok(*judge.get_ref()),
+        None => Ok(checks.is_empty()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -175,6 +173,20 @@ struct RawLimits {
     network: Option<Spanned<String>>,
 }
 
+impl From<RawLimits> for LimitsTable {
+    fn from(raw: RawLimits) -> Self {
+        LimitsTable {
+            max_iterations: raw.max_iterations,
+            build_timeout_secs: raw.build_timeout_secs,
+            run_timeout_secs: raw.run_timeout_secs,
+            memory_mb: raw.memory_mb,
+            cpus: raw.cpus,
+            network: raw.network,
+            ..LimitsTable::default()
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRun {
@@ -197,25 +209,6 @@ struct RawCheck {
     stderr_contains: Option<Spanned<String>>,
     stderr_not_contains: Option<Spanned<String>>,
     stderr_matches: Option<Spanned<String>>,
-}
-
-/// The text being parsed, for pointing errors at spans.
-struct Source<'a> {
-    path: &'a Path,
-    text: &'a str,
-}
-
-impl Source<'_> {
-    fn location(&self, span: Range<usize>) -> Location {
-        locate(self.path, self.text, span.start)
-    }
-
-    fn invalid(&self, span: Range<usize>, message: String) -> SpecError {
-        SpecError::Invalid {
-            location: self.location(span),
-            message,
-        }
-    }
 }
 
 /// Names become image tags, labels and folder names, hence the narrow alphabet.
@@ -300,17 +293,44 @@ fn build_checks(source: &Source<'_>, raw: &[Spanned<RawCheck>]) -> Result<Vec<Ch
 }
 
 fn build_matcher(source: &Source<'_>, table: &Spanned<RawCheck>) -> Result<Matcher, SpecError> {
-    let raw = table.get_ref();
+    let mut found = matchers_in(source, table.get_ref())?;
+    match found.len() {
+        1 => Ok(found.remove(0).1),
+        0 => Err(source.invalid(
+            table.span(),
+            format!("check has no matcher; give it one of {MATCHER_KEYS}"),
+        )),
+        count => {
+            let keys: Vec<String> = found.iter().map(|(key, _)| format!("`{key}`")).collect();
+            let listed = match keys.split_last() {
+                Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+                None => String::new(),
+            };
+            let count = if count == 2 {
+                "two".to_owned()
+            } else {
+                count.to_string()
+            };
+            Err(source.invalid(
+                table.span(),
+                format!("check has {count} matchers, {listed}: put each in its own [[check]]"),
+            ))
+        }
+    }
+}
+
+/// Every matcher a `[[check]]` table sets, with its key; one is right.
+fn matchers_in(
+    source: &Source<'_>,
+    raw: &RawCheck,
+) -> Result<Vec<(&'static str, Matcher)>, SpecError> {
     let mut found: Vec<(&'static str, Matcher)> = Vec::new();
     if let Some(code) = &raw.exit_code {
         found.push(("exit_code", Matcher::ExitCode(*code.get_ref())));
     }
-    let texts = [
-        (
-            "stdout_equals",
-            &raw.stdout_equals,
-            Matcher::StdoutEquals as fn(String) -> Matcher,
-        ),
+    type Text = fn(String) -> Matcher;
+    let texts: [(&str, _, Text); 5] = [
+        ("stdout_equals", &raw.stdout_equals, Matcher::StdoutEquals),
         (
             "stdout_contains",
             &raw.stdout_contains,
@@ -343,11 +363,12 @@ fn build_matcher(source: &Source<'_>, table: &Spanned<RawCheck>) -> Result<Match
             found.push((key, make(value.get_ref().clone())));
         }
     }
-    let regexes = [
+    type Pattern = fn(Regex) -> Matcher;
+    let regexes: [(&str, _, Pattern); 2] = [
         (
             "stdout_matches",
             &raw.stdout_matches,
-            Matcher::StdoutMatches as fn(Regex) -> Matcher,
+            Matcher::StdoutMatches,
         ),
         (
             "stderr_matches",
@@ -360,32 +381,7 @@ fn build_matcher(source: &Source<'_>, table: &Spanned<RawCheck>) -> Result<Match
             found.push((key, make(compile(source, key, value)?)));
         }
     }
-    if found.len() == 1 {
-        let (_, matcher) = found.remove(0);
-        return Ok(matcher);
-    }
-    match found.len() {
-        0 => Err(source.invalid(
-            table.span(),
-            format!("check has no matcher; give it one of {MATCHER_KEYS}"),
-        )),
-        count => {
-            let keys: Vec<String> = found.iter().map(|(key, _)| format!("`{key}`")).collect();
-            let listed = match keys.split_last() {
-                Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
-                None => String::new(),
-            };
-            let count = if count == 2 {
-                "two".to_owned()
-            } else {
-                count.to_string()
-            };
-            Err(source.invalid(
-                table.span(),
-                format!("check has {count} matchers, {listed}: put each in its own [[check]]"),
-            ))
-        }
-    }
+    Ok(found)
 }
 
 /// Regexes from a spec are written by the user, but still get a size limit so a
@@ -413,74 +409,11 @@ fn compile(source: &Source<'_>, key: &str, value: &Spanned<String>) -> Result<Re
         })
 }
 
-fn build_limits(source: &Source<'_>, raw: &RawLimits) -> Result<SpecLimits, SpecError> {
-    fn at_least<T: Copy + PartialOrd + std::fmt::Display>(
-        source: &Source<'_>,
-        key: &str,
-        value: &Option<Spanned<T>>,
-        minimum: T,
-        why: &str,
-    ) -> Result<Option<T>, SpecError> {
-        match value {
-            Some(value) if *value.get_ref() < minimum => Err(source.invalid(
-                value.span(),
-                format!("`{key}` must be at least {minimum}{why}"),
-            )),
-            Some(value) => Ok(Some(*value.get_ref())),
-            None => Ok(None),
-        }
-    }
-    let cpus = match &raw.cpus {
-        Some(cpus) if !(cpus.get_ref().is_finite() && *cpus.get_ref() > 0.0) => {
-            return Err(source.invalid(
-                cpus.span(),
-                "`cpus` must be a number above 0, e.g. `0.5` or `2`".to_owned(),
-            ));
-        }
-        Some(cpus) => Some(*cpus.get_ref()),
-        None => None,
-    };
-    let network = match &raw.network {
-        Some(network) => Some(parse_network(network.get_ref()).ok_or_else(|| {
-            source.invalid(
-                network.span(),
-                format!(
-                    "unknown network `{}`; expected `none` or `bridge`",
-                    network.get_ref()
-                ),
-            )
-        })?),
-        None => None,
-    };
-    Ok(SpecLimits {
-        max_iterations: at_least(source, "max_iterations", &raw.max_iterations, 1, "")?,
-        build_timeout_secs: at_least(source, "build_timeout_secs", &raw.build_timeout_secs, 1, "")?,
-        run_timeout_secs: at_least(source, "run_timeout_secs", &raw.run_timeout_secs, 1, "")?,
-        memory_mb: at_least(
-            source,
-            "memory_mb",
-            &raw.memory_mb,
-            MINIMUM_MEMORY_MB,
-            " (the engine refuses less)",
-        )?,
-        cpus,
-        network,
-    })
-}
-
-pub(crate) fn parse_network(value: &str) -> Option<NetworkMode> {
-    match value {
-        "none" => Some(NetworkMode::None),
-        "bridge" => Some(NetworkMode::Bridge),
-        _ => None,
-    }
-}
-
 fn build_run(source: &Source<'_>, raw: &RawRun) -> Result<RunSpec, SpecError> {
     let mut env = BTreeMap::new();
     for (name, value) in &raw.env {
         let text = name.get_ref();
-        if text.is_empty() || text.contains(['=', '\0']) {
+        if !validate::is_variable_name(text) {
             return Err(source.invalid(
                 name.span(),
                 format!(
@@ -522,10 +455,7 @@ fn resolve_inputs(
     if raw.is_empty() {
         return Ok(Vec::new());
     }
-    let folder = match source.path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
+    let folder = validate::folder_of(source.path);
     let mut resolved = Vec::new();
     let mut seen = BTreeSet::new();
     for input in raw {
@@ -572,8 +502,35 @@ fn resolve_input(
         return Err("contains a NUL character".to_owned());
     }
     let written = Path::new(input);
-    // The context path comes from the path as written, so a symlink inside the folder
-    // keeps the name the user gave it.
+    let prefix = context_path(written)?;
+    let canonical = fs::canonicalize(folder.join(written)).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::NotFound {
+            "does not exist".to_owned()
+        } else {
+            format!("cannot be read: {error}")
+        }
+    })?;
+    if !canonical.starts_with(root) {
+        return Err(LEAVES_FOLDER.to_owned());
+    }
+    let metadata = fs::metadata(&canonical).map_err(|error| format!("cannot be read: {error}"))?;
+    if metadata.is_file() {
+        if prefix.is_empty() {
+            return Err("names no file".to_owned());
+        }
+        return Ok(vec![(prefix, canonical)]);
+    }
+    if !metadata.is_dir() {
+        return Err("is neither a regular file nor a folder".to_owned());
+    }
+    let mut files = walk(root, &canonical, &prefix)?;
+    files.sort();
+    Ok(files)
+}
+
+/// The path inside the build context, from the path as written, so a symlink inside
+/// the folder keeps the name the user gave it.
+fn context_path(written: &Path) -> Result<String, String> {
     let mut parts: Vec<String> = Vec::new();
     for component in written.components() {
         match component {
@@ -589,62 +546,36 @@ fn resolve_input(
             }
         }
     }
-    let canonical = fs::canonicalize(folder.join(written)).map_err(|error| {
-        if error.kind() == std::io::ErrorKind::NotFound {
-            "does not exist".to_owned()
-        } else {
-            format!("cannot be read: {error}")
-        }
-    })?;
-    if !canonical.starts_with(root) {
-        return Err(LEAVES_FOLDER.to_owned());
-    }
-    let metadata = fs::metadata(&canonical).map_err(|error| format!("cannot be read: {error}"))?;
-    let prefix = parts.join("/");
-    if metadata.is_file() {
-        if prefix.is_empty() {
-            return Err("names no file".to_owned());
-        }
-        return Ok(vec![(prefix, canonical)]);
-    }
-    if !metadata.is_dir() {
-        return Err("is neither a regular file nor a folder".to_owned());
-    }
-    let mut files = Vec::new();
-    let mut visited = HashSet::new();
-    visited.insert(canonical.clone());
-    walk(root, &canonical, &prefix, &mut visited, &mut files)?;
-    files.sort();
-    Ok(files)
+    Ok(parts.join("/"))
 }
 
 const LEAVES_FOLDER: &str =
     "leaves the spec's folder (through `..` or a symlink); inputs must stay below it";
 
-fn walk(
-    root: &Path,
-    folder: &Path,
-    prefix: &str,
-    visited: &mut HashSet<PathBuf>,
-    files: &mut Vec<(String, PathBuf)>,
-) -> Result<(), String> {
-    let entries = fs::read_dir(folder)
-        .and_then(|entries| entries.collect::<Result<Vec<_>, _>>())
-        .map_err(|error| format!("cannot be read: folder `{}`: {error}", folder.display()))?;
-    for entry in entries {
-        let file_name = entry.file_name();
-        let Some(file_name) = file_name.to_str() else {
-            return Err(format!(
-                "contains `{}`, a name that is not UTF-8",
-                entry.path().display()
-            ));
+/// The files below `folder` (canonical), each as (context path below `prefix`,
+/// canonical path), in name order. Symlinks are followed while they stay below
+/// `root`; a folder reached twice (a symlink back up the tree) is walked once.
+fn walk(root: &Path, folder: &Path, prefix: &str) -> Result<Vec<(String, PathBuf)>, String> {
+    let mut files = Vec::new();
+    let mut visited = HashSet::from([folder.to_path_buf()]);
+    let mut entries = WalkDir::new(folder)
+        .min_depth(1)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(entry) = entries.next() {
+        let (path, descended) = match entry {
+            Ok(entry) => (entry.into_path(), true),
+            // walkdir refuses to enter a folder it is already inside; that folder was
+            // visited, and the checks below still apply to the link.
+            Err(error) if error.loop_ancestor().is_some() => {
+                let path = error.path().map(Path::to_path_buf).unwrap_or_default();
+                (path, false)
+            }
+            Err(error) => return Err(walk_error(folder, prefix, &error)),
         };
-        let context_path = if prefix.is_empty() {
-            file_name.to_owned()
-        } else {
-            format!("{prefix}/{file_name}")
-        };
-        let canonical = fs::canonicalize(entry.path())
+        let context_path = join_context(prefix, folder, &path)?;
+        let canonical = fs::canonicalize(&path)
             .map_err(|error| format!("contains `{context_path}`, which cannot be read: {error}"))?;
         if !canonical.starts_with(root) {
             return Err(format!(
@@ -654,9 +585,8 @@ fn walk(
         let metadata = fs::metadata(&canonical)
             .map_err(|error| format!("contains `{context_path}`, which cannot be read: {error}"))?;
         if metadata.is_dir() {
-            // A symlink back up the tree would otherwise recurse forever.
-            if visited.insert(canonical.clone()) {
-                walk(root, &canonical, &context_path, visited, files)?;
+            if !visited.insert(canonical) && descended {
+                entries.skip_current_dir();
             }
         } else if metadata.is_file() {
             files.push((context_path, canonical));
@@ -666,13 +596,48 @@ fn walk(
             ));
         }
     }
-    Ok(())
+    Ok(files)
+}
+
+/// `path` (below `folder`) as a context path below `prefix`.
+fn join_context(prefix: &str, folder: &Path, path: &Path) -> Result<String, String> {
+    let relative = path.strip_prefix(folder).unwrap_or(path);
+    let mut context = prefix.to_owned();
+    for part in relative.components() {
+        let Some(part) = part.as_os_str().to_str() else {
+            return Err(format!(
+                "contains `{}`, a name that is not UTF-8",
+                path.display()
+            ));
+        };
+        if !context.is_empty() {
+            context.push('/');
+        }
+        context.push_str(part);
+    }
+    Ok(context)
+}
+
+/// A folder that cannot be listed, or an entry whose target cannot be read.
+fn walk_error(folder: &Path, prefix: &str, error: &walkdir::Error) -> String {
+    let path = error.path().unwrap_or(folder);
+    let cause = error
+        .io_error()
+        .map_or_else(|| error.to_string(), ToString::to_string);
+    if fs::metadata(path).is_ok_and(|metadata| metadata.is_dir()) {
+        return format!("cannot be read: folder `{}`: {cause}", path.display());
+    }
+    match join_context(prefix, folder, path) {
+        Ok(context_path) => format!("contains `{context_path}`, which cannot be read: {cause}"),
+        Err(problem) => problem,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::check::Observed;
+    use crate::settings::NetworkMode;
 
     const MINIMAL: &str = "prompt = \"print hi\"\nconditions = \"prints hi\"\n";
 
@@ -747,6 +712,7 @@ exit_code = 0
                 memory_mb: Some(1024),
                 cpus: Some(1.0),
                 network: Some(NetworkMode::None),
+                ..SpecLimits::default()
             }
         );
         assert_eq!(spec.run.stdin.as_deref(), Some("3 4\n"));
@@ -1223,6 +1189,39 @@ exit_code = 0
             let spec = spec_in(folder.path(), "[\"data\"]").unwrap();
             let paths: Vec<&str> = spec.inputs.iter().map(|(path, _)| path.as_str()).collect();
             assert_eq!(paths, ["data/a.txt"]);
+        }
+
+        #[test]
+        fn a_folder_reached_through_two_symlinks_is_walked_once_under_the_first_name() {
+            let folder = tempfile::tempdir().unwrap();
+            fs::create_dir_all(folder.path().join("data/real")).unwrap();
+            fs::write(folder.path().join("data/real/a.txt"), "a").unwrap();
+            for name in ["data/b-link", "data/a-link"] {
+                std::os::unix::fs::symlink(
+                    folder.path().join("data/real"),
+                    folder.path().join(name),
+                )
+                .unwrap();
+            }
+            let spec = spec_in(folder.path(), "[\"data\"]").unwrap();
+            let paths: Vec<&str> = spec.inputs.iter().map(|(path, _)| path.as_str()).collect();
+            assert_eq!(paths, ["data/a-link/a.txt"]);
+        }
+
+        #[test]
+        fn a_dangling_symlink_in_a_folder_is_named() {
+            let folder = tempfile::tempdir().unwrap();
+            fs::create_dir(folder.path().join("data")).unwrap();
+            std::os::unix::fs::symlink(
+                folder.path().join("gone.txt"),
+                folder.path().join("data/dangling.txt"),
+            )
+            .unwrap();
+            let (_, problem, _, _) = input_problem(spec_in(folder.path(), "[\"data\"]"));
+            assert!(
+                problem.starts_with("contains `data/dangling.txt`, which cannot be read: "),
+                "{problem}"
+            );
         }
 
         #[test]

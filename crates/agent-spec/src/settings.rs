@@ -1,0 +1,148 @@
+//! The resolved settings a spec runs with: every value decided, nothing optional
+//! that a layer could still fill in. [`crate::layer`] produces them.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSettings {
+    /// Includes `/v1`; requests go to `<base_url>/chat/completions`.
+    pub base_url: String,
+    /// The name of the environment variable that holds the key (never the key).
+    pub api_key_env: String,
+    pub name: String,
+    pub temperature: f64,
+    pub request_timeout_secs: u64,
+    pub max_retries: u32,
+    /// Longest wait a `Retry-After` header may impose before a retry.
+    pub max_retry_after_secs: u64,
+    pub structured_output: StructuredOutput,
+    /// Ask for SSE streaming (`stream = true`); default false.
+    pub stream: bool,
+    /// `max_tokens` sent with each request; `None` leaves it to the server.
+    pub max_tokens: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StructuredOutput {
+    /// Chosen per server: the strictest mode it supports.
+    Auto,
+    JsonSchema,
+    JsonObject,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DockerSettings {
+    pub base_image: String,
+    /// Empty: any `FROM` is allowed.
+    pub allowed_base_images: Vec<String>,
+    pub build_network: BuildNetwork,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildNetwork {
+    Default,
+    None,
+    Host,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkMode {
+    None,
+    Bridge,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_iterations: u32,
+    pub build_timeout_secs: u64,
+    pub run_timeout_secs: u64,
+    pub memory_mb: u64,
+    pub cpus: f64,
+    pub pids: i64,
+    /// Per stream.
+    pub output_limit_kb: u64,
+    /// 0: no token budget.
+    pub max_total_tokens: u64,
+    /// Wall-clock budget for one spec's whole run; 0: none.
+    pub max_wall_secs: u64,
+    /// The run's network (spec `[limits] network`); default none.
+    pub network: NetworkMode,
+}
+
+/// What a model's bundle may weigh (`[bundle]` in `agent.toml`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BundleLimits {
+    pub max_total_bytes: u64,
+    pub max_files: usize,
+    pub max_file_bytes: u64,
+    /// Longest file path, in bytes.
+    pub max_path_bytes: usize,
+}
+
+/// `[prompts]`: files that replace the built-in prompt templates.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PromptSettings {
+    pub system: Option<PathBuf>,
+    pub task: Option<PathBuf>,
+    pub repair: Option<PathBuf>,
+    pub judge: Option<PathBuf>,
+}
+
+/// What the model is told to build `FROM` unless `[docker] base_image` says otherwise.
+pub(crate) const DEFAULT_BASE_IMAGE: &str = "python:3.10-slim";
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        ModelSettings {
+            base_url: "https://api.openai.com/v1".to_owned(),
+            api_key_env: "OPENAI_API_KEY".to_owned(),
+            name: "gpt-4o-2024-08-06".to_owned(),
+            temperature: 0.2,
+            request_timeout_secs: 180,
+            max_retries: 4,
+            max_retry_after_secs: 60,
+            structured_output: StructuredOutput::JsonSchema,
+            stream: false,
+            max_tokens: None,
+        }
+    }
+}
+
+impl Default for DockerSettings {
+    fn default() -> Self {
+        DockerSettings {
+            base_image: DEFAULT_BASE_IMAGE.to_owned(),
+            allowed_base_images: Vec::new(),
+            build_network: BuildNetwork::Default,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_iterations: 8,
+            build_timeout_secs: 600,
+            run_timeout_secs: 60,
+            memory_mb: 1024,
+            cpus: 1.0,
+            pids: 256,
+            output_limit_kb: 1024,
+            max_total_tokens: 0,
+            max_wall_secs: 0,
+            network: NetworkMode::None,
+        }
+    }
+}
+
+impl Default for BundleLimits {
+    fn default() -> Self {
+        BundleLimits {
+            max_total_bytes: 4 * 1024 * 1024,
+            max_files: 64,
+            max_file_bytes: 1024 * 1024,
+            max_path_bytes: 200,
+        }
+    }
+}

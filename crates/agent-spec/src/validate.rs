@@ -1,0 +1,285 @@
+//! The checks every settings source shares (`agent.toml`, a spec, the environment,
+//! the flags), and [`Source`], which points a failed check at its value in a file.
+//!
+//! Each check returns the problem as a lowercase fragment ("must be at least 1"); the
+//! caller adds the key, the file position or the variable the value came from.
+
+use std::ops::Range;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::errors::{ConfigError, Location, SpecError};
+use crate::layer::LimitsLayer;
+use crate::position::locate;
+use crate::settings::{BuildNetwork, NetworkMode, StructuredOutput};
+
+/// The engine refuses a memory limit below 6 MB.
+pub(crate) const MINIMUM_MEMORY_MB: u64 = 6;
+
+/// An error type with a "problem at a place in a file" variant.
+pub(crate) trait Invalid {
+    fn invalid(location: Location, message: String) -> Self;
+}
+
+impl Invalid for SpecError {
+    fn invalid(location: Location, message: String) -> Self {
+        SpecError::Invalid { location, message }
+    }
+}
+
+impl Invalid for ConfigError {
+    fn invalid(location: Location, message: String) -> Self {
+        ConfigError::Invalid { location, message }
+    }
+}
+
+/// The text being parsed, for pointing errors at spans.
+#[derive(Clone, Copy)]
+pub(crate) struct Source<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+}
+
+impl Source<'_> {
+    pub fn location(&self, span: Range<usize>) -> Location {
+        locate(self.path, self.text, span.start)
+    }
+
+    pub fn invalid<E: Invalid>(&self, span: Range<usize>, message: String) -> E {
+        E::invalid(self.location(span), message)
+    }
+
+    /// A value passed through `check`; its problem, worded by `message`, points at the
+    /// value.
+    pub fn value<T, U, E: Invalid>(
+        &self,
+        value: Option<Spanned<T>>,
+        check: impl FnOnce(T) -> Result<U, String>,
+        message: impl FnOnce(String) -> String,
+    ) -> Result<Option<U>, E> {
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let span = value.span();
+        check(value.into_inner())
+            .map(Some)
+            .map_err(|problem| self.invalid(span, message(problem)))
+    }
+
+    /// A number: "`key` must be …".
+    pub fn number<T, U, E: Invalid>(
+        &self,
+        key: &str,
+        value: Option<Spanned<T>>,
+        check: impl FnOnce(T) -> Result<U, String>,
+    ) -> Result<Option<U>, E> {
+        self.value(value, check, |problem| format!("`{key}` {problem}"))
+    }
+
+    /// A text: "`key`: …".
+    pub fn text<U, E: Invalid>(
+        &self,
+        key: &str,
+        value: Option<Spanned<String>>,
+        check: impl FnOnce(&str) -> Result<U, String>,
+    ) -> Result<Option<U>, E> {
+        self.value(
+            value,
+            |value| check(&value),
+            |problem| format!("`{key}`: {problem}"),
+        )
+    }
+}
+
+/// `check` for a number that needs at least `minimum`.
+pub(crate) fn at_least<T: PartialOrd + std::fmt::Display>(
+    minimum: T,
+) -> impl FnOnce(T) -> Result<T, String> {
+    move |value| {
+        if value < minimum {
+            Err(format!("must be at least {minimum}"))
+        } else {
+            Ok(value)
+        }
+    }
+}
+
+/// For values with no constraint beyond their type.
+pub(crate) fn any<T>(value: T) -> Result<T, String> {
+    Ok(value)
+}
+
+pub(crate) fn cpus(value: f64) -> Result<f64, String> {
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err("must be a number above 0, e.g. `0.5` or `2`".to_owned())
+    }
+}
+
+pub(crate) fn temperature(value: f64) -> Result<f64, String> {
+    if (0.0..=2.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err("must be between 0 and 2".to_owned())
+    }
+}
+
+pub(crate) fn network(value: &str) -> Result<NetworkMode, String> {
+    match value {
+        "none" => Ok(NetworkMode::None),
+        "bridge" => Ok(NetworkMode::Bridge),
+        _ => Err(format!(
+            "unknown network `{value}`; expected `none` or `bridge`"
+        )),
+    }
+}
+
+pub(crate) fn build_network(value: &str) -> Result<BuildNetwork, String> {
+    match value {
+        "default" => Ok(BuildNetwork::Default),
+        "none" => Ok(BuildNetwork::None),
+        "host" => Ok(BuildNetwork::Host),
+        _ => Err(format!(
+            "unknown network `{value}`; expected `default`, `none` or `host`"
+        )),
+    }
+}
+
+/// `auto` is accepted but not yet named in the hint: until the model client chooses a
+/// mode per server, it behaves as `json_schema`.
+pub(crate) fn structured_output(value: &str) -> Result<StructuredOutput, String> {
+    match value {
+        "auto" => Ok(StructuredOutput::Auto),
+        "json_schema" => Ok(StructuredOutput::JsonSchema),
+        "json_object" => Ok(StructuredOutput::JsonObject),
+        "none" => Ok(StructuredOutput::None),
+        _ => Err(format!(
+            "unknown mode `{value}`; expected `json_schema`, `json_object` or `none`"
+        )),
+    }
+}
+
+pub(crate) fn non_empty(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        Err("is empty".to_owned())
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+/// An `http://` or `https://` URL with a host; a trailing `/` is dropped so that
+/// `<base_url>/chat/completions` has a single slash. The value is never echoed, since
+/// a URL may carry credentials.
+pub(crate) fn base_url(value: &str) -> Result<String, String> {
+    let lowercase = value.to_ascii_lowercase();
+    let rest = if lowercase.starts_with("https://") {
+        &value["https://".len()..]
+    } else if lowercase.starts_with("http://") {
+        &value["http://".len()..]
+    } else {
+        return Err("the base URL must start with `http://` or `https://`".to_owned());
+    };
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err("the base URL has no host".to_owned());
+    }
+    if value
+        .chars()
+        .any(|character| character.is_whitespace() || character.is_control())
+    {
+        return Err("the base URL contains whitespace or control characters".to_owned());
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+pub(crate) fn model_name(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        Err("the model name is empty".to_owned())
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+/// What the engine accepts as a variable name in a container's environment (and the
+/// C library in the process's own): non-empty, without `=` or NUL.
+pub(crate) fn is_variable_name(value: &str) -> bool {
+    !value.is_empty() && !value.contains(['=', '\0'])
+}
+
+pub(crate) fn variable_name(value: &str) -> Result<String, String> {
+    if is_variable_name(value) {
+        Ok(value.to_owned())
+    } else {
+        Err("must name an environment variable: non-empty, without `=` or NUL".to_owned())
+    }
+}
+
+/// The folder a file's relative paths are resolved against.
+pub(crate) fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// `[limits]` as written, in `agent.toml` or (a subset of the keys) in a spec.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsTable {
+    pub max_iterations: Option<Spanned<u32>>,
+    pub build_timeout_secs: Option<Spanned<u64>>,
+    pub run_timeout_secs: Option<Spanned<u64>>,
+    pub memory_mb: Option<Spanned<u64>>,
+    pub cpus: Option<Spanned<f64>>,
+    pub pids: Option<Spanned<i64>>,
+    pub output_limit_kb: Option<Spanned<u64>>,
+    pub max_total_tokens: Option<Spanned<u64>>,
+    pub max_wall_secs: Option<Spanned<u64>>,
+    pub network: Option<Spanned<String>>,
+}
+
+/// Whose `[limits]` is read: a spec's messages say a little more about memory and
+/// leave the key off an unknown network.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LimitsOf {
+    Config,
+    Spec,
+}
+
+/// Checks a `[limits]` table into a layer, pointing any problem at its value.
+pub(crate) fn limits<E: Invalid>(
+    source: &Source<'_>,
+    table: LimitsTable,
+    of: LimitsOf,
+) -> Result<LimitsLayer, E> {
+    let memory_note = match of {
+        LimitsOf::Config => "",
+        LimitsOf::Spec => " (the engine refuses less)",
+    };
+    let network = match of {
+        LimitsOf::Config => source.text("network", table.network, network)?,
+        LimitsOf::Spec => {
+            source.value(table.network, |value| network(&value), |problem| problem)?
+        }
+    };
+    Ok(LimitsLayer {
+        max_iterations: source.number("max_iterations", table.max_iterations, at_least(1))?,
+        build_timeout_secs: source.number(
+            "build_timeout_secs",
+            table.build_timeout_secs,
+            at_least(1),
+        )?,
+        run_timeout_secs: source.number("run_timeout_secs", table.run_timeout_secs, at_least(1))?,
+        memory_mb: source.value(table.memory_mb, at_least(MINIMUM_MEMORY_MB), |problem| {
+            format!("`memory_mb` {problem}{memory_note}")
+        })?,
+        cpus: source.number("cpus", table.cpus, cpus)?,
+        pids: source.number("pids", table.pids, at_least(1))?,
+        output_limit_kb: source.number("output_limit_kb", table.output_limit_kb, at_least(1))?,
+        max_total_tokens: source.number("max_total_tokens", table.max_total_tokens, any)?,
+        max_wall_secs: source.number("max_wall_secs", table.max_wall_secs, any)?,
+        network,
+    })
+}
