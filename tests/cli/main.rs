@@ -2,6 +2,7 @@
 //! OpenAI-compatible server in the test process.
 
 mod hostile;
+mod locks;
 mod preflight;
 mod snapshots;
 mod support;
@@ -560,7 +561,8 @@ async fn the_fixtures_replay_end_to_end() {
             &[
                 "run",
                 "--config",
-                root.join("fixtures/agent.toml").to_str().unwrap(),
+                root.join("agent.toml").to_str().unwrap(),
+                "--no-lock",
                 "--replay",
                 dir.join("transcript.jsonl").to_str().unwrap(),
                 dir.join("spec.toml").to_str().unwrap(),

@@ -94,6 +94,11 @@ pub struct RunArgs {
     /// Neither read nor write locks.
     #[arg(long)]
     pub no_lock: bool,
+
+    /// Run only shard K of N (1 ≤ K ≤ N): the specs whose name hashes there, for a CI
+    /// job matrix.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::shard::Shard>,
 }
 
 #[derive(Debug, Args)]
@@ -128,4 +133,68 @@ pub struct GcArgs {
     /// Also remove what running `agent` processes are using.
     #[arg(long)]
     pub all: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    /// Every `agent` command line of a CI example: the `run` steps of a GitHub
+    /// Actions workflow and the script lines of a GitLab CI job.
+    fn command_lines(yaml: &yaml_rust2::Yaml, found: &mut Vec<String>) {
+        use yaml_rust2::Yaml;
+        match yaml {
+            Yaml::String(text) => found.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|line| line.starts_with("agent "))
+                    .map(str::to_string),
+            ),
+            Yaml::Array(items) => items.iter().for_each(|item| command_lines(item, found)),
+            Yaml::Hash(map) => map.values().for_each(|value| command_lines(value, found)),
+            _ => {}
+        }
+    }
+
+    /// CI expressions and variables replaced by values of their kind.
+    fn expanded(line: &str) -> String {
+        let shard = line.replace("${{ matrix.shard }}", "2");
+        let mut text = String::new();
+        let mut rest = shard.as_str();
+        while let Some(start) = rest.find("${{") {
+            text.push_str(&rest[..start]);
+            let end = rest[start..].find("}}").expect("an expression ends") + start + 2;
+            text.push_str("value");
+            rest = &rest[end..];
+        }
+        text.push_str(rest);
+        text.replace("$CI_REGISTRY_IMAGE", "registry.example.test/group/project")
+    }
+
+    #[test]
+    fn every_agent_command_in_the_ci_examples_is_accepted() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut checked = 0;
+        for example in ["github-actions.yml", "gitlab-ci.yml"] {
+            let text = std::fs::read_to_string(root.join(example)).expect("the example exists");
+            let documents = yaml_rust2::YamlLoader::load_from_str(&text)
+                .unwrap_or_else(|error| panic!("{example} is not YAML: {error}"));
+            let mut lines = Vec::new();
+            documents
+                .iter()
+                .for_each(|document| command_lines(document, &mut lines));
+            assert!(!lines.is_empty(), "{example} runs agent");
+            for line in lines {
+                let words = shell_words::split(&expanded(&line))
+                    .unwrap_or_else(|error| panic!("{example}: `{line}`: {error}"));
+                if let Err(error) = Cli::try_parse_from(&words) {
+                    panic!("{example}: `{line}` is refused:\n{error}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 2);
+    }
 }

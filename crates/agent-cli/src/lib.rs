@@ -9,6 +9,7 @@ mod failure;
 mod progress;
 mod provenance;
 mod settings;
+mod shard;
 mod summary;
 
 use std::process::ExitCode;

@@ -35,7 +35,18 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     };
     let resolved = Arc::new(settings::resolve(args.config.config.as_deref(), flags)?);
     let prompts = Arc::new(Prompts::load(&resolved.prompts).map_err(Failure::usage)?);
-    let specs = settings::load_specs(&args.specs)?;
+    let mut specs = settings::load_specs(&args.specs)?;
+    if let Some(shard) = args.shard {
+        let all = specs.len();
+        specs.retain(|spec| shard.holds(&spec.name));
+        eprintln!(
+            "agent: shard {}/{}: {} of {all} specs, {} skipped",
+            shard.index,
+            shard.count,
+            specs.len(),
+            all - specs.len()
+        );
+    }
     let model = model_for(&args, &resolved)?;
     let sandbox = Sandbox::connect(env::var(env::DOCKER_HOST).as_deref())
         .await
