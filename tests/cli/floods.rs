@@ -51,13 +51,16 @@ async fn a_flood_under_a_short_run_timeout_is_a_run_timeout_and_the_repair_passe
     assert_eq!(first["outcome"], "run_timeout", "{first}");
     assert_eq!(first["stdout_truncated"], true, "{first}");
     let run_secs = first["run_secs"].as_f64().expect("run_secs");
+    // Stalled behind an unread stream, the engine would hold the run until our 30 s
+    // deadline on its calls (or, before that deadline, bollard's 120 s).
     assert!(
-        (10.0..60.0).contains(&run_secs),
+        (10.0..38.0).contains(&run_secs),
         "stopped near the timeout: {run_secs}"
     );
     assert_eq!(report["history"][1]["outcome"], "passed");
     assert_eq!(report["iterations"], 2);
-    assert!(elapsed < Duration::from_secs(110), "took {elapsed:?}");
+    // Two builds and two runs on a busy shared engine: only a guard against a hang.
+    assert!(elapsed < Duration::from_secs(300), "took {elapsed:?}");
     let kept = std::fs::metadata(workspace.run_dir("outbomb").join("iterations/1/stdout.txt"))
         .expect("stdout.txt")
         .len();
