@@ -45,13 +45,22 @@ pub fn refused(text: &str) -> String {
     )
 }
 
-pub fn build(outcome: &BuildOutcome, timeout_secs: u64) -> String {
+/// Why a build failed, with its own output; `base_images` (the configured base image
+/// first, then the allowed ones) are named as the ones to build from when the bundle's
+/// `FROM` image is not available on the engine.
+pub fn build(outcome: &BuildOutcome, timeout_secs: u64, base_images: &[String]) -> String {
     let mut out = String::new();
     match &outcome.status {
+        BuildStatus::Failed {
+            missing_image: Some(image),
+            error,
+            ..
+        } => missing_image(&mut out, image, error, base_images),
         BuildStatus::Failed {
             error,
             failing_step,
             step_output,
+            missing_image: None,
         } => {
             match failing_step {
                 Some(step) => {
@@ -79,6 +88,35 @@ pub fn build(outcome: &BuildOutcome, timeout_secs: u64) -> String {
         BuildStatus::Built { .. } => {}
     }
     out
+}
+
+/// A `FROM` the engine cannot get: nothing in the bundle's steps is at fault, only
+/// the choice of base image.
+fn missing_image(out: &mut String, image: &str, error: &str, base_images: &[String]) {
+    let _ = writeln!(
+        out,
+        "The base image `{image}` is not available on this engine: it has no copy and cannot download one, so the build stopped at its `FROM` line."
+    );
+    let _ = writeln!(out, "The engine said: {}", error.trim());
+    match base_images {
+        [] => {
+            let _ = writeln!(
+                out,
+                "Build `FROM` the base image the instructions name instead."
+            );
+        }
+        [only] => {
+            let _ = writeln!(out, "Build `FROM {only}` instead.");
+        }
+        several => {
+            let names: Vec<String> = several.iter().map(|name| format!("`{name}`")).collect();
+            let _ = writeln!(
+                out,
+                "Build `FROM` one of these instead: {}.",
+                names.join(", ")
+            );
+        }
+    }
 }
 
 /// The last `lines` lines of `text`.
@@ -154,13 +192,38 @@ mod tests {
                     .into(),
                 failing_step: Some("Step 3/4 : RUN python3 setup.py".into()),
                 step_output: "Traceback (most recent call last):\nValueError: bad config\n".into(),
+                missing_image: None,
             },
             log: String::new(),
             duration: std::time::Duration::ZERO,
         };
-        let text = build(&outcome, 60);
+        let text = build(&outcome, 60, &[]);
         assert!(text.contains("Step 3/4 : RUN python3 setup.py"));
         assert!(text.contains("ValueError: bad config"));
         assert!(text.contains("returned a non-zero code: 1"));
+    }
+
+    #[test]
+    fn a_missing_base_image_is_named_with_the_one_to_use() {
+        let outcome = BuildOutcome {
+            status: BuildStatus::Failed {
+                error: "pull access denied for no-such-image, repository does not exist".into(),
+                failing_step: Some("Step 1/3 : FROM no-such-image:1".into()),
+                step_output: String::new(),
+                missing_image: Some("no-such-image:1".into()),
+            },
+            log: String::new(),
+            duration: std::time::Duration::ZERO,
+        };
+        let text = build(&outcome, 60, &["agent-base/python:3.11".to_owned()]);
+        assert!(
+            text.contains("The base image `no-such-image:1` is not available on this engine"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Build `FROM agent-base/python:3.11` instead."),
+            "{text}"
+        );
+        assert!(build(&outcome, 60, &[]).contains("the base image the instructions name"));
     }
 }

@@ -10,7 +10,6 @@ use agent_sandbox::{RunLimits, RunNetwork, RunRequest};
 use agent_spec::{BuildNetwork, Limits, NetworkMode, Settings, Spec};
 
 use crate::lock::LockMode;
-use crate::seal::Provenance;
 use crate::templates::Prompts;
 
 /// One spec to run, with everything resolved.
@@ -69,6 +68,21 @@ impl Job {
         )
     }
 
+    /// The images the model may build FROM: the configured one first, then the
+    /// allowed ones.
+    pub(crate) fn base_images(&self) -> Vec<String> {
+        let docker = &self.settings.docker;
+        let mut images = vec![docker.base_image.clone()];
+        images.extend(
+            docker
+                .allowed_base_images
+                .iter()
+                .filter(|image| **image != docker.base_image)
+                .cloned(),
+        );
+        images
+    }
+
     /// What is left of the wall-clock budget, when there is one.
     pub(crate) fn wall_left(&self, started: Instant) -> Option<Duration> {
         (self.limits.max_wall_secs > 0).then(|| {
@@ -85,6 +99,15 @@ impl Job {
             None => duration,
         }
     }
+}
+
+/// Where the verified bundle came from, as the CI or the spec's git checkout says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// `org.opencontainers.image.revision`: the commit.
+    pub revision: Option<String>,
+    /// `org.opencontainers.image.source`: the repository's URL.
+    pub source: Option<String>,
 }
 
 /// Labels for everything one spec run creates.

@@ -23,12 +23,11 @@ mod verify;
 pub use artifacts::{InputDigest, SPEC_FOLDER, sha256_hex};
 pub use errors::LoopError;
 pub use events::{Event, EventSink, Phase};
-pub use job::{Job, run_labels, run_limits};
+pub use job::{Job, Provenance, run_labels, run_limits};
 pub use lock::{LockFile, LockMode, LockState, lock_dir};
 pub use ports::{EnginePort, ModelPort};
 pub use report::{IterationRecord, LockReport, Outcome, Report, StopReason, UsageTotals};
 pub use runner::{RunResult, error_chain, run_spec};
-pub use seal::Provenance;
 pub use templates::{Prompts, render};
 pub use verify::{verify_bundle, verify_image};
 

@@ -11,15 +11,6 @@ use crate::errors::LoopError;
 use crate::job::Job;
 use crate::ports::EnginePort;
 
-/// Where the verified bundle came from, as the CI or the spec's git checkout says.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Provenance {
-    /// `org.opencontainers.image.revision`: the commit.
-    pub revision: Option<String>,
-    /// `org.opencontainers.image.source`: the repository's URL.
-    pub source: Option<String>,
-}
-
 /// What the labels say of the verification.
 pub(crate) struct Verification<'a> {
     pub image_id: &'a str,

@@ -384,6 +384,7 @@ async fn build_failure_feeds_the_step_output_back_and_the_repair_merges() {
                     .into(),
                 failing_step: Some("Step 2/3 : RUN pip install nothing".into()),
                 step_output: "ERROR: No matching distribution found for nothing\n".into(),
+                missing_image: None,
             },
             built(),
         ])),

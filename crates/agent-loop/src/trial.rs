@@ -90,12 +90,12 @@ impl<E: EnginePort> Trial<'_, E> {
             BuildStatus::Failed { error, .. } => end(
                 Outcome::BuildFailed,
                 format!("build failed: {}", first_line(error)),
-                feedback::build(&built, timeout.as_secs()),
+                feedback::build(&built, timeout.as_secs(), &self.job.base_images()),
             ),
             BuildStatus::TimedOut => end(
                 Outcome::BuildTimeout,
                 format!("build did not finish within {} s", timeout.as_secs()),
-                feedback::build(&built, timeout.as_secs()),
+                feedback::build(&built, timeout.as_secs(), &self.job.base_images()),
             ),
         }
     }

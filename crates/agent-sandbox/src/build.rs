@@ -11,8 +11,9 @@ use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt;
 
 use crate::cleanup;
-use crate::engine::{BuildOutcome, BuildProgress, BuildRequest, BuildStatus};
 use crate::errors::SandboxError;
+use crate::outcome::{BuildOutcome, BuildProgress, BuildStatus};
+use crate::request::BuildRequest;
 
 /// The whole log kept per build.
 const LOG_LIMIT_BYTES: usize = 4 * 1024 * 1024;
@@ -28,6 +29,52 @@ pub(crate) async fn build(
     progress: &mut (dyn FnMut(BuildProgress) + Send),
 ) -> Result<BuildOutcome, SandboxError> {
     let started = Instant::now();
+    let mut stream = start_build(docker, &request);
+    let mut state = BuildState::default();
+    let streamed = tokio::time::timeout(request.timeout, async {
+        while let Some(item) = stream.next().await {
+            if let Some(end) = state.take(item, progress) {
+                return end;
+            }
+        }
+        state.finish_lines(progress);
+        Ending::StreamClosed
+    })
+    .await;
+    // Dropping the stream closes the connection, so after a timeout the engine's
+    // writes of whatever the step still prints fail at once instead of waiting for a
+    // reader: nothing of the engine is left blocked on us.
+    drop(stream);
+
+    let status = match streamed {
+        Err(_elapsed) => {
+            state.push_log(&format!(
+                "\n[build stopped at the timeout of {} s]\n",
+                request.timeout.as_secs()
+            ));
+            remove_build_containers(docker, &state.running_containers).await;
+            BuildStatus::TimedOut
+        }
+        Ok(Ending::Built(image_id)) => BuildStatus::Built { image_id },
+        Ok(Ending::Failed(error)) => state.failed(error),
+        Ok(Ending::Broken(source)) => return Err(SandboxError::Build(source)),
+        Ok(Ending::StreamClosed) => match state.image_id.clone() {
+            Some(image_id) => BuildStatus::Built { image_id },
+            None => state.failed("the engine ended the build without an image".to_owned()),
+        },
+    };
+    Ok(BuildOutcome {
+        status,
+        log: state.into_log(),
+        duration: started.elapsed(),
+    })
+}
+
+/// Sends the context and opens the build's output stream.
+fn start_build(
+    docker: &Docker,
+    request: &BuildRequest<'_>,
+) -> impl futures_util::Stream<Item = Result<BuildInfo, bollard::errors::Error>> {
     let labels: HashMap<&str, &str> = request
         .labels
         .iter()
@@ -45,58 +92,7 @@ pub(crate) async fn build(
         options = options.networkmode(request.network);
     }
     let body = bollard::body_full(bytes::Bytes::copy_from_slice(&request.context.bytes));
-    let mut stream = docker.build_image(options.build(), None, Some(body));
-
-    let mut state = BuildState::default();
-    let streamed = tokio::time::timeout(request.timeout, async {
-        while let Some(item) = stream.next().await {
-            if let Some(end) = state.take(item, progress) {
-                return end;
-            }
-        }
-        state.finish_lines(progress);
-        Ending::StreamClosed
-    })
-    .await;
-    drop(stream);
-
-    let status = match streamed {
-        Err(_elapsed) => {
-            state.push_log(&format!(
-                "\n[build stopped at the timeout of {} s]\n",
-                request.timeout.as_secs()
-            ));
-            remove_build_containers(docker, &state.running_containers).await;
-            BuildStatus::TimedOut
-        }
-        Ok(Ending::Built(image_id)) => BuildStatus::Built { image_id },
-        Ok(Ending::Failed(error)) => {
-            state.push_log(&format!("ERROR: {error}\n"));
-            BuildStatus::Failed {
-                error,
-                failing_step: state.last_step.clone(),
-                step_output: state.step_output.clone(),
-            }
-        }
-        Ok(Ending::Broken(source)) => return Err(SandboxError::Build(source)),
-        Ok(Ending::StreamClosed) => match state.image_id.clone() {
-            Some(image_id) => BuildStatus::Built { image_id },
-            None => {
-                let error = "the engine ended the build without an image".to_owned();
-                state.push_log(&format!("ERROR: {error}\n"));
-                BuildStatus::Failed {
-                    error,
-                    failing_step: state.last_step.clone(),
-                    step_output: state.step_output.clone(),
-                }
-            }
-        },
-    };
-    Ok(BuildOutcome {
-        status,
-        log: state.into_log(),
-        duration: started.elapsed(),
-    })
+    docker.build_image(options.build(), None, Some(body))
 }
 
 enum Ending {
@@ -162,7 +158,13 @@ impl BuildState {
     /// Takes a piece of the builder's output. The classic builder colours what RUN
     /// steps print on stderr; the log and the feedback want the text alone.
     fn push_text(&mut self, text: &str, progress: &mut (dyn FnMut(BuildProgress) + Send)) {
-        let text = strip_terminal_escapes(text);
+        // The crate drops every control character but the newline (tabs too), so text
+        // without an escape is taken as it is.
+        let text = if text.contains('\u{1b}') {
+            std::borrow::Cow::Owned(strip_ansi_escapes::strip_str(text))
+        } else {
+            std::borrow::Cow::Borrowed(text)
+        };
         self.push_log(&text);
         self.push_lines(&text, progress);
     }
@@ -236,6 +238,17 @@ impl BuildState {
 }
 
 impl BuildState {
+    /// The failure `error` ended the build with, logged, with the evidence gathered.
+    fn failed(&mut self, error: String) -> BuildStatus {
+        self.push_log(&format!("ERROR: {error}\n"));
+        BuildStatus::Failed {
+            missing_image: missing_base_image(&error, self.last_step.as_deref()),
+            failing_step: self.last_step.clone(),
+            step_output: self.step_output.clone(),
+            error,
+        }
+    }
+
     fn into_log(mut self) -> String {
         if self.log_cut_bytes > 0 {
             let marker = format!("\n[build log cut: {} more bytes]\n", self.log_cut_bytes);
@@ -246,29 +259,35 @@ impl BuildState {
 }
 
 /// `Step 2/5 : RUN pip install …`
-/// `text` without terminal escape sequences (`ESC [ … final`, or `ESC` and one more
-/// character).
-fn strip_terminal_escapes(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.contains('\u{1b}') {
-        return std::borrow::Cow::Borrowed(text);
+/// What the engine says when it has no copy of an image and cannot pull one: the
+/// registry refused or does not know it, or could not be reached at all.
+const UNAVAILABLE_IMAGE_ERRORS: [&str; 7] = [
+    "pull access denied",
+    "repository does not exist",
+    "manifest unknown",
+    "not found",
+    "dial tcp",
+    "no such host",
+    "registry-1.docker.io",
+];
+
+/// The image a failing `FROM` step named, when the engine's error says it could not
+/// get that image. The classic builder prints the step (`Step 1/3 : FROM x AS y`)
+/// before it tries the registry, and the registry's error does not always name the
+/// image (`dial tcp: lookup registry-1.docker.io …`), so the step is where the name
+/// comes from.
+fn missing_base_image(error: &str, failing_step: Option<&str>) -> Option<String> {
+    let (_, instruction) = failing_step?.split_once(" : ")?;
+    let mut words = instruction.split_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("FROM") {
+        return None;
     }
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\u{1b}' {
-            out.push(c);
-            continue;
-        }
-        if chars.next() == Some('[') {
-            // Parameters and intermediates, then one final byte in `@`..=`~`.
-            for next in chars.by_ref() {
-                if ('@'..='~').contains(&next) {
-                    break;
-                }
-            }
-        }
-    }
-    std::borrow::Cow::Owned(out)
+    let image = words.find(|word| !word.starts_with("--"))?;
+    let error = error.to_ascii_lowercase();
+    UNAVAILABLE_IMAGE_ERRORS
+        .iter()
+        .any(|known| error.contains(known))
+        .then(|| image.to_owned())
 }
 
 fn parse_step(line: &str) -> Option<BuildProgress> {
@@ -305,23 +324,6 @@ fn ceil_char_boundary(text: &str, index: usize) -> usize {
         index += 1;
     }
     index
-}
-
-/// The image ids a build printed as `---> <id>`, in order: its intermediate images
-/// (and, last, the built image).
-pub(crate) fn intermediate_images(log: &str) -> Vec<String> {
-    let mut ids: Vec<String> = Vec::new();
-    for line in log.lines() {
-        let Some(marker) = line.trim_start().strip_prefix("---> ") else {
-            continue;
-        };
-        let id = marker.trim();
-        let is_id = !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_hexdigit());
-        if is_id && ids.last().is_none_or(|last| last != id) {
-            ids.push(id.to_owned());
-        }
-    }
-    ids
 }
 
 #[cfg(test)]
@@ -394,6 +396,31 @@ mod tests {
     }
 
     #[test]
+    fn an_unavailable_from_image_is_named() {
+        let step = Some("Step 1/3 : FROM --platform=linux/amd64 no-such-image:1 AS base");
+        let offline = "Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io: no such host";
+        assert_eq!(
+            missing_base_image(offline, step).as_deref(),
+            Some("no-such-image:1")
+        );
+        let denied = "pull access denied for no-such-image, repository does not exist or may require 'docker login'";
+        assert_eq!(
+            missing_base_image(denied, Some("Step 1/1 : from x")).as_deref(),
+            Some("x")
+        );
+        // Another step failing, or a FROM failing for another reason, is not a missing image.
+        assert_eq!(
+            missing_base_image("dial tcp: timeout", Some("Step 2/3 : RUN pip install x")),
+            None
+        );
+        assert_eq!(
+            missing_base_image("unknown flag: --nope", Some("Step 1/1 : FROM x")),
+            None
+        );
+        assert_eq!(missing_base_image("manifest unknown", None), None);
+    }
+
+    #[test]
     fn terminal_colours_are_stripped_from_the_log_and_the_step_output() {
         let mut state = BuildState::default();
         feed(&mut state, "Step 2/3 : RUN python3 -c boom\n");
@@ -403,13 +430,11 @@ mod tests {
         );
         assert_eq!(state.step_output, "ValueError: config missing\n");
         assert!(!state.log.contains('\u{1b}'));
-        assert_eq!(strip_terminal_escapes("plain"), "plain");
-        assert_eq!(strip_terminal_escapes("a\u{1b}[1;31mb\u{1b}"), "ab");
-    }
-
-    #[test]
-    fn intermediate_images_are_read_from_the_log() {
-        let log = "Step 1/2 : FROM x\n ---> 1a2b\nStep 2/2 : RUN y\n ---> Running in ffee\n ---> 3c4d\nSuccessfully built 3c4d\n";
-        assert_eq!(intermediate_images(log), ["1a2b", "3c4d"]);
+        feed(&mut state, "plain \u{1b}[1;31mbold\u{1b}[0m\n");
+        assert!(
+            state.step_output.ends_with("plain bold\n"),
+            "{}",
+            state.step_output
+        );
     }
 }

@@ -11,9 +11,10 @@ use bollard::query_parameters::{
     RemoveImageOptionsBuilder,
 };
 
-use crate::engine::CleanupReport;
+use crate::deadline::bounded;
 use crate::errors::SandboxError;
-use crate::{LABEL_OWNER, LABEL_RUN, VERIFIED_REPOSITORY_PREFIX};
+use crate::labels::{LABEL_OWNER, LABEL_RUN, VERIFIED_REPOSITORY_PREFIX};
+use crate::outcome::CleanupReport;
 
 /// The value for [`crate::LABEL_OWNER`]: `<hostname>/<pid>` of this process.
 pub fn owner_id() -> String {
@@ -41,9 +42,28 @@ fn owner_is_live(owner: Option<&str>, this_host: &str) -> bool {
         return true;
     }
     match pid.parse::<u32>() {
-        Ok(pid) => std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        Ok(pid) => process_is_alive(pid),
         Err(_) => false,
     }
+}
+
+/// Whether process `pid` of this host is running. A zombie (exited, not yet reaped by
+/// its parent, as right after `kill -9`) still has its `/proc` entry but uses nothing:
+/// dead.
+fn process_is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => process_state(&stat).is_some_and(|state| state != 'Z' && state != 'X'),
+        // No entry: gone. Another error (a `/proc` we may not read): assume alive,
+        // since removing what a live run uses is the worse mistake.
+        Err(error) => error.kind() != std::io::ErrorKind::NotFound,
+    }
+}
+
+/// The state letter of a `/proc/<pid>/stat` line: the field after the command name,
+/// which is in parentheses and may itself hold spaces and parentheses.
+fn process_state(stat: &str) -> Option<char> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.trim_start().chars().next()
 }
 
 pub(crate) fn is_status(error: &bollard::errors::Error, status: u16) -> bool {
@@ -67,7 +87,7 @@ async fn remove_container(docker: &Docker, id: &str) -> Result<bool, SandboxErro
         .force(true)
         .v(true)
         .build();
-    match docker.remove_container(id, Some(options)).await {
+    match bounded(docker.remove_container(id, Some(options))).await {
         Ok(()) => Ok(true),
         // 404: already gone. 409: the engine is already removing it.
         Err(error) if is_status(&error, 404) || is_status(&error, 409) => Ok(false),
@@ -89,7 +109,7 @@ async fn remove_image(
         .force(prune_parents)
         .noprune(!prune_parents)
         .build();
-    match docker.remove_image(id, Some(options), None).await {
+    match bounded(docker.remove_image(id, Some(options), None)).await {
         Ok(_) => Ok(true),
         Err(error) if is_status(&error, 404) || is_status(&error, 409) => Ok(false),
         Err(source) => Err(SandboxError::Remove {
@@ -123,8 +143,7 @@ async fn list_containers(
         .all(true)
         .filters(&filters)
         .build();
-    docker
-        .list_containers(Some(options))
+    bounded(docker.list_containers(Some(options)))
         .await
         .map_err(SandboxError::List)
 }
@@ -138,8 +157,7 @@ async fn list_images(
         .all(true)
         .filters(&filters)
         .build();
-    docker
-        .list_images(Some(options))
+    bounded(docker.list_images(Some(options)))
         .await
         .map_err(SandboxError::List)
 }
@@ -213,8 +231,7 @@ pub(crate) async fn remove_untagged_images(
     ids: &[String],
 ) -> Result<CleanupReport, SandboxError> {
     let options = ListImagesOptionsBuilder::default().all(true).build();
-    let images = docker
-        .list_images(Some(options))
+    let images = bounded(docker.list_images(Some(options)))
         .await
         .map_err(SandboxError::List)?;
     let mut removed: HashSet<String> = HashSet::new();
@@ -264,6 +281,38 @@ mod tests {
         assert!(owner_is_live(Some("some-other-host/1"), &host));
         // Above the kernel's pid_max (4194304 at most): never a live process.
         assert!(!owner_is_live(Some(&format!("{host}/99999999")), &host));
+    }
+
+    #[test]
+    fn the_state_is_read_past_a_command_name_with_spaces_and_parentheses() {
+        assert_eq!(process_state("42 (agent) S 1 42 42"), Some('S'));
+        assert_eq!(process_state("42 (a (b) c) Z 1 42 42"), Some('Z'));
+        assert_eq!(process_state("garbage"), None);
+    }
+
+    #[test]
+    fn a_zombie_owner_is_dead_and_a_running_one_alive() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn");
+        let pid = child.id();
+        assert!(process_is_alive(pid));
+        let owner = format!("{}/{pid}", hostname());
+        assert!(owner_is_live(Some(&owner), &hostname()));
+        child.kill().expect("kill");
+        // Not waited for: the child stays a zombie until reaped below.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while process_is_alive(pid) {
+            assert!(std::time::Instant::now() < deadline, "the child never died");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "a zombie"
+        );
+        assert!(!owner_is_live(Some(&owner), &hostname()));
+        child.wait().expect("reaped");
     }
 
     #[test]

@@ -1,27 +1,24 @@
-//! The engine client: connection, builds, runs, tags and cleanup.
+//! The `Sandbox` facade: the connection to the engine, and builds, runs, tags and
+//! cleanup through the modules that do each.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::TagImageOptionsBuilder;
 
-use crate::context::BuildContext;
+use crate::deadline::bounded;
 use crate::errors::SandboxError;
+use crate::outcome::{BuildOutcome, BuildProgress, CleanupReport, EngineInfo, RunOutcome};
+use crate::request::{BuildRequest, RunRequest};
 
 /// How long `connect` waits for the engine to answer before calling it unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// bollard's bound on the wait for response headers of every request (seconds). Streams
-/// (build, attach, wait) carry their own timeouts.
+/// bollard's bound on the wait for response headers of every request (seconds). Every
+/// call carries a shorter deadline of ours ([`crate::deadline`]) and streams (build,
+/// attach, wait) their own timeouts, so this one never decides.
 const REQUEST_TIMEOUT_SECS: u64 = 120;
 const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EngineInfo {
-    pub version: String,
-    pub api_version: String,
-}
 
 /// A connected engine. Cheap to clone.
 #[derive(Clone)]
@@ -37,118 +34,6 @@ impl std::fmt::Debug for Sandbox {
             .field("engine", &self.engine)
             .finish_non_exhaustive()
     }
-}
-
-pub struct BuildRequest<'a> {
-    pub context: &'a BuildContext,
-    /// Put on the image (and, through the engine, on intermediate containers).
-    pub labels: &'a BTreeMap<String, String>,
-    pub timeout: Duration,
-    /// `"default"`, `"none"` or `"host"`: the network RUN steps get.
-    pub network: &'a str,
-}
-
-/// Reported while a build goes on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BuildProgress {
-    /// `Step 2/5 : RUN pip install …`
-    Step {
-        index: u32,
-        total: u32,
-        instruction: String,
-    },
-}
-
-#[derive(Debug, Clone)]
-pub struct BuildOutcome {
-    pub status: BuildStatus,
-    /// The whole build output as the engine streamed it (capped at 4 MiB, the cut
-    /// marked).
-    pub log: String,
-    pub duration: Duration,
-}
-
-impl BuildOutcome {
-    /// The image ids the build printed as `---> <id>`, in build order: the
-    /// intermediate images (the last one is the built image when it succeeded). For
-    /// [`Sandbox::remove_untagged_images`].
-    pub fn intermediate_images(&self) -> Vec<String> {
-        crate::build::intermediate_images(&self.log)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BuildStatus {
-    Built {
-        image_id: String,
-    },
-    Failed {
-        /// The engine's one-line error.
-        error: String,
-        /// `Step k/n : INSTRUCTION` of the step that failed, when known.
-        failing_step: Option<String>,
-        /// What that step printed before it failed (e.g. a traceback), capped.
-        step_output: String,
-    },
-    /// Stopped at the build timeout; what it left was removed.
-    TimedOut,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunNetwork {
-    None,
-    Bridge,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunLimits {
-    pub memory_mb: u64,
-    pub cpus: f64,
-    pub pids: i64,
-    pub network: RunNetwork,
-    pub timeout: Duration,
-    /// Per stream: bytes kept; the rest is read and discarded.
-    pub output_limit_bytes: usize,
-}
-
-pub struct RunRequest<'a> {
-    pub image: &'a str,
-    /// Appended to the image's command (its CMD is replaced by these when non-empty,
-    /// after the ENTRYPOINT as usual).
-    pub args: &'a [String],
-    /// The only environment the container gets beyond its image's.
-    pub env: &'a BTreeMap<String, String>,
-    pub stdin: Option<&'a [u8]>,
-    pub limits: RunLimits,
-    pub labels: &'a BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Captured {
-    pub bytes: Vec<u8>,
-    /// Everything the stream carried, kept or not.
-    pub total_bytes: u64,
-    pub truncated: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct RunOutcome {
-    /// `None` when the container never exited on its own (timeout) or never started.
-    pub exit_code: Option<i64>,
-    pub stdout: Captured,
-    pub stderr: Captured,
-    pub timed_out: bool,
-    pub oom_killed: bool,
-    /// The engine refused to start the container (e.g. the command does not exist):
-    /// its message.
-    pub start_error: Option<String>,
-    pub duration: Duration,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CleanupReport {
-    pub containers: Vec<String>,
-    pub images: Vec<String>,
 }
 
 impl Sandbox {
@@ -188,8 +73,9 @@ impl Sandbox {
         &self.engine
     }
 
+    /// Whether the engine has `image` (a reference or id) without pulling it.
     pub async fn image_present(&self, image: &str) -> Result<bool, SandboxError> {
-        match self.docker.inspect_image(image).await {
+        match bounded(self.docker.inspect_image(image)).await {
             Ok(_) => Ok(true),
             Err(error) if crate::cleanup::is_status(&error, 404) => Ok(false),
             Err(source) => Err(SandboxError::InspectImage {
@@ -226,8 +112,7 @@ impl Sandbox {
             .repo(repository)
             .tag(tag)
             .build();
-        self.docker
-            .tag_image(image, Some(options))
+        bounded(self.docker.tag_image(image, Some(options)))
             .await
             .map_err(|source| SandboxError::Tag {
                 image: image.to_owned(),

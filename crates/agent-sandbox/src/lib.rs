@@ -1,32 +1,31 @@
 //! The only crate that talks to the Docker engine (through bollard): the in-memory
 //! build context, builds with a timeout, runs under limits with capped output,
 //! labels on everything, cleanup by label, and `gc`.
+//!
+//! Modules, bottom up: `labels`, `request`, `outcome`, `errors`, `deadline` and
+//! `context` are leaves of data and small helpers; `cleanup`, `build` and `run` do one
+//! kind of engine work each; `engine` is the `Sandbox` facade over them.
 
 mod build;
 mod cleanup;
 mod context;
+mod deadline;
 mod engine;
 mod errors;
+mod labels;
+mod outcome;
 mod pull;
+mod request;
 mod run;
 
 pub use cleanup::owner_id;
 pub use context::{
     BuildContext, Instruction, build_context, dockerfile_instructions, with_label_instruction,
 };
-pub use engine::{
-    BuildOutcome, BuildProgress, BuildRequest, BuildStatus, Captured, CleanupReport, EngineInfo,
-    RunLimits, RunNetwork, RunOutcome, RunRequest, Sandbox,
-};
+pub use engine::Sandbox;
 pub use errors::SandboxError;
-
-/// Label on every container and image a run creates: the run id.
-pub const LABEL_RUN: &str = "dev.agent.run";
-/// Label with the spec name.
-pub const LABEL_SPEC: &str = "dev.agent.spec";
-/// Label naming the `agent` process that made the object, as `<hostname>/<pid>`: a
-/// signal handler removes everything its own process made, and `gc` leaves alone what
-/// a live process on this host still uses.
-pub const LABEL_OWNER: &str = "dev.agent.owner";
-/// Verified images are tagged `agent/<spec>:<hash>`; `gc` keeps images tagged so.
-pub const VERIFIED_REPOSITORY_PREFIX: &str = "agent/";
+pub use labels::{LABEL_OWNER, LABEL_RUN, LABEL_SPEC, VERIFIED_REPOSITORY_PREFIX};
+pub use outcome::{
+    BuildOutcome, BuildProgress, BuildStatus, Captured, CleanupReport, EngineInfo, RunOutcome,
+};
+pub use request::{BuildRequest, RunLimits, RunNetwork, RunRequest};

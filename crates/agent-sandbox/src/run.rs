@@ -11,23 +11,91 @@ use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, KillContainerOptionsBuilder, WaitContainerOptions,
 };
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
 use crate::cleanup;
-use crate::engine::{Captured, RunNetwork, RunOutcome, RunRequest};
+use crate::deadline::{DRAIN_TIMEOUT, bounded};
 use crate::errors::SandboxError;
+use crate::outcome::{Captured, RunOutcome};
+use crate::request::{RunLimits, RunNetwork, RunRequest};
+
+/// The attach stream: what the container writes, as the engine pushes it.
+type Output =
+    std::pin::Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
 
 pub(crate) async fn run(
     docker: &Docker,
     request: RunRequest<'_>,
 ) -> Result<RunOutcome, SandboxError> {
     let started = Instant::now();
-    let limits = &request.limits;
+    let command = command(docker, &request).await?;
+    let created = bounded(docker.create_container(None, container_config(&request, command)))
+        .await
+        .map_err(|source| SandboxError::CreateContainer {
+            image: request.image.to_owned(),
+            source,
+        })?;
+    let guard = ContainerGuard::new(docker.clone(), created.id.clone());
+    let result = run_created(docker, &created.id, &request, started).await;
+    guard.remove().await;
+    result
+}
+
+/// The spec's args are appended to the image's command (its ENTRYPOINT stays in
+/// front), not put in place of its CMD as `docker run image args` would.
+async fn command(
+    docker: &Docker,
+    request: &RunRequest<'_>,
+) -> Result<Option<Vec<String>>, SandboxError> {
+    if request.args.is_empty() {
+        return Ok(None);
+    }
+    let image_command = bounded(docker.inspect_image(request.image))
+        .await
+        .map_err(|source| SandboxError::InspectImage {
+            image: request.image.to_owned(),
+            source,
+        })?
+        .config
+        .and_then(|config| config.cmd);
+    Ok(Some(appended_command(image_command, request.args)))
+}
+
+fn container_config(request: &RunRequest<'_>, command: Option<Vec<String>>) -> ContainerCreateBody {
     let with_stdin = request.stdin.is_some();
+    ContainerCreateBody {
+        image: Some(request.image.to_owned()),
+        cmd: command,
+        env: Some(
+            request
+                .env
+                .iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect(),
+        ),
+        labels: Some(
+            request
+                .labels
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect::<HashMap<_, _>>(),
+        ),
+        tty: Some(false),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        attach_stdin: Some(with_stdin),
+        open_stdin: Some(with_stdin),
+        stdin_once: Some(with_stdin),
+        host_config: Some(host_config(&request.limits)),
+        ..Default::default()
+    }
+}
+
+fn host_config(limits: &RunLimits) -> HostConfig {
     let memory_bytes =
         i64::try_from(limits.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
-    let host_config = HostConfig {
+    HostConfig {
         memory: Some(memory_bytes),
         // Equal to `memory`: no swap, so a hog is killed instead of thrashing.
         memory_swap: Some(memory_bytes),
@@ -51,60 +119,7 @@ pub(crate) async fn run(
             config: None,
         }),
         ..Default::default()
-    };
-    // The spec's args are appended to the image's command (its ENTRYPOINT stays in
-    // front), not put in place of its CMD as `docker run image args` would.
-    let command = if request.args.is_empty() {
-        None
-    } else {
-        let image_command = docker
-            .inspect_image(request.image)
-            .await
-            .map_err(|source| SandboxError::InspectImage {
-                image: request.image.to_owned(),
-                source,
-            })?
-            .config
-            .and_then(|config| config.cmd);
-        Some(appended_command(image_command, request.args))
-    };
-    let config = ContainerCreateBody {
-        image: Some(request.image.to_owned()),
-        cmd: command,
-        env: Some(
-            request
-                .env
-                .iter()
-                .map(|(key, value)| format!("{key}={value}"))
-                .collect(),
-        ),
-        labels: Some(
-            request
-                .labels
-                .iter()
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect::<HashMap<_, _>>(),
-        ),
-        tty: Some(false),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        attach_stdin: Some(with_stdin),
-        open_stdin: Some(with_stdin),
-        stdin_once: Some(with_stdin),
-        host_config: Some(host_config),
-        ..Default::default()
-    };
-    let created = docker
-        .create_container(None, config)
-        .await
-        .map_err(|source| SandboxError::CreateContainer {
-            image: request.image.to_owned(),
-            source,
-        })?;
-    let guard = ContainerGuard::new(docker.clone(), created.id.clone());
-    let result = run_created(docker, &created.id, &request, started).await;
-    guard.remove().await;
-    result
+    }
 }
 
 async fn run_created(
@@ -117,7 +132,6 @@ async fn run_created(
         container: id.to_owned(),
         source,
     };
-    let limits = &request.limits;
     // Attached before the start so not a byte of output is missed.
     let attach_options = AttachContainerOptionsBuilder::default()
         .stream(true)
@@ -125,8 +139,7 @@ async fn run_created(
         .stderr(true)
         .stdin(request.stdin.is_some())
         .build();
-    let attached = docker
-        .attach_container(id, Some(attach_options))
+    let attached = bounded(docker.attach_container(id, Some(attach_options)))
         .await
         .map_err(engine_error)?;
     let mut outcome = RunOutcome {
@@ -138,7 +151,7 @@ async fn run_created(
         start_error: None,
         duration: started.elapsed(),
     };
-    if let Err(error) = docker.start_container(id, None).await {
+    if let Err(error) = bounded(docker.start_container(id, None)).await {
         match error {
             bollard::errors::Error::DockerResponseServerError { message, .. } => {
                 outcome.start_error = Some(message.trim().to_owned());
@@ -148,13 +161,81 @@ async fn run_created(
             other => return Err(engine_error(other)),
         }
     }
-
     let mut output = attached.output;
-    let mut input = attached.input;
-    let stdin = request.stdin;
-    let limit = limits.output_limit_bytes;
-    let stdout = &mut outcome.stdout;
-    let stderr = &mut outcome.stderr;
+    let limits = &request.limits;
+    let mut streams = Streams {
+        stdout: &mut outcome.stdout,
+        stderr: &mut outcome.stderr,
+        limit: limits.output_limit_bytes,
+    };
+    let finished = tokio::time::timeout(
+        limits.timeout,
+        until_exit(
+            docker,
+            id,
+            &mut output,
+            attached.input,
+            request.stdin,
+            &mut streams,
+        ),
+    )
+    .await;
+    let exit = match finished {
+        Ok(exit) => Some(exit.map_err(engine_error)?),
+        Err(_elapsed) => {
+            stop_after_timeout(docker, id, &mut output, &mut streams).await;
+            None
+        }
+    };
+    drop(output);
+    let state = bounded(docker.inspect_container(id, None))
+        .await
+        .map_err(engine_error)?
+        .state;
+    outcome.timed_out = exit.is_none();
+    // The wait can end without a status: then the container's own record has it.
+    outcome.exit_code = exit.and_then(|code| code.or_else(|| state.as_ref()?.exit_code));
+    outcome.oom_killed = state.and_then(|state| state.oom_killed).unwrap_or(false);
+    outcome.duration = started.elapsed();
+    Ok(outcome)
+}
+
+/// Where the two output streams go, each capped at `limit` bytes.
+struct Streams<'a> {
+    stdout: &'a mut Captured,
+    stderr: &'a mut Captured,
+    limit: usize,
+}
+
+impl Streams<'_> {
+    /// Reads `output` to its end (the container gone) or until it breaks.
+    async fn read(&mut self, output: &mut Output, id: &str) {
+        while let Some(item) = output.next().await {
+            match item {
+                Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                    self.stdout.take(&message, self.limit);
+                }
+                Ok(LogOutput::StdErr { message }) => self.stderr.take(&message, self.limit),
+                Ok(LogOutput::StdIn { .. }) => {}
+                Err(error) => {
+                    tracing::debug!(%error, container = id, "the attach stream broke");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Feeds stdin, reads the output and waits for the container to exit: its exit code,
+/// or `None` when the wait ended without one.
+async fn until_exit(
+    docker: &Docker,
+    id: &str,
+    output: &mut Output,
+    mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    stdin: Option<&[u8]>,
+    streams: &mut Streams<'_>,
+) -> Result<Option<i64>, bollard::errors::Error> {
     let feed = async move {
         if let Some(bytes) = stdin {
             // The program may exit or close its stdin without reading: a failed write
@@ -164,22 +245,8 @@ async fn run_created(
         }
         // Without stdin, the write half stays open until the end: closing it early
         // would make some engines close the whole attach stream.
-        input
-    };
-    let read = async {
-        while let Some(item) = output.next().await {
-            match item {
-                Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
-                    stdout.take(&message, limit);
-                }
-                Ok(LogOutput::StdErr { message }) => stderr.take(&message, limit),
-                Ok(LogOutput::StdIn { .. }) => {}
-                Err(error) => {
-                    tracing::debug!(%error, container = id, "the attach stream broke");
-                    break;
-                }
-            }
-        }
+        std::future::pending::<()>().await;
+        drop(input);
     };
     let wait = async {
         let mut waiting = docker.wait_container(id, None::<WaitContainerOptions>);
@@ -193,59 +260,40 @@ async fn run_created(
             None => Ok(None),
         }
     };
-    let waited = tokio::time::timeout(limits.timeout, async {
-        let (_input, (), exit) = tokio::join!(feed, read, wait);
-        exit
-    })
-    .await;
-
-    match waited {
-        Ok(exit) => {
-            outcome.exit_code = match exit.map_err(engine_error)? {
-                Some(code) => Some(code),
-                // The wait ended without a status: ask the container itself.
-                None => inspect_exit_code(docker, id).await.map_err(engine_error)?,
-            };
-        }
-        Err(_elapsed) => {
-            outcome.timed_out = true;
-            let options = KillContainerOptionsBuilder::default()
-                .signal("KILL")
-                .build();
-            if let Err(error) = docker.kill_container(id, Some(options)).await {
-                tracing::debug!(%error, container = id, "kill after the timeout failed");
-            }
-        }
+    // The run is over when the output has ended and the container has exited; a write
+    // to a stdin the program never read may still be pending then, and is dropped.
+    tokio::select! {
+        () = feed => Ok(None),
+        ((), exit) = async { tokio::join!(streams.read(output, id), wait) } => exit,
     }
-    let inspected = docker
-        .inspect_container(id, None)
-        .await
-        .map_err(engine_error)?;
-    outcome.oom_killed = inspected
-        .state
-        .and_then(|state| state.oom_killed)
-        .unwrap_or(false);
-    outcome.duration = started.elapsed();
-    Ok(outcome)
 }
 
-async fn inspect_exit_code(
+/// Kills the container while reading on: whatever the engine still has to push down
+/// the attach stream must find a reader, or the engine blocks on that write and the
+/// kill, the inspection and the removal behind it stall until bollard's own timeout.
+/// The stream ends when the container is gone; if it does not within
+/// [`DRAIN_TIMEOUT`], the caller drops the connection, which ends the engine's writes.
+async fn stop_after_timeout(
     docker: &Docker,
     id: &str,
-) -> Result<Option<i64>, bollard::errors::Error> {
-    let inspected = docker.inspect_container(id, None).await?;
-    Ok(inspected.state.and_then(|state| state.exit_code))
-}
-
-impl Captured {
-    /// Keeps up to `limit` bytes in all; counts everything.
-    fn take(&mut self, data: &[u8], limit: usize) {
-        self.total_bytes = self.total_bytes.saturating_add(data.len() as u64);
-        let room = limit.saturating_sub(self.bytes.len());
-        if data.len() > room {
-            self.truncated = true;
+    output: &mut Output,
+    streams: &mut Streams<'_>,
+) {
+    let kill = async {
+        let options = KillContainerOptionsBuilder::default()
+            .signal("KILL")
+            .build();
+        if let Err(error) = bounded(docker.kill_container(id, Some(options))).await {
+            tracing::debug!(%error, container = id, "kill after the timeout failed");
         }
-        self.bytes.extend_from_slice(&data[..data.len().min(room)]);
+    };
+    let drain = tokio::time::timeout(DRAIN_TIMEOUT, streams.read(output, id));
+    let ((), drained) = tokio::join!(kill, drain);
+    if drained.is_err() {
+        tracing::warn!(
+            container = id,
+            "the output did not end after the kill; dropping it"
+        );
     }
 }
 
@@ -305,27 +353,6 @@ fn appended_command(image_command: Option<Vec<String>>, args: &[String]) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn captured_keeps_the_limit_and_counts_the_rest() {
-        let mut captured = Captured::default();
-        captured.take(b"hello", 8);
-        assert!(!captured.truncated);
-        captured.take(b"world", 8);
-        captured.take(b"again", 8);
-        assert_eq!(captured.bytes, b"hellowor");
-        assert_eq!(captured.total_bytes, 15);
-        assert!(captured.truncated);
-    }
-
-    #[test]
-    fn captured_exactly_at_the_limit_is_not_truncated() {
-        let mut captured = Captured::default();
-        captured.take(b"12345678", 8);
-        assert!(!captured.truncated);
-        captured.take(b"", 8);
-        assert!(!captured.truncated);
-    }
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|item| (*item).to_owned()).collect()

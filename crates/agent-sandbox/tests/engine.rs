@@ -304,11 +304,13 @@ async fn a_failing_run_step_is_failed_with_its_output_as_evidence() {
         error,
         failing_step,
         step_output,
+        missing_image,
     } = &outcome.status
     else {
         panic!("expected a failure, got {:?}", outcome.status);
     };
     assert!(error.contains("non-zero code: 1"), "{error}");
+    assert_eq!(missing_image, &None);
     let failing_step = failing_step.as_deref().expect("failing step");
     assert!(
         failing_step.starts_with("Step 3/") && failing_step.contains(" : RUN echo 'Traceback"),
@@ -590,21 +592,30 @@ async fn a_run_past_its_timeout_is_killed_and_removed() {
     );
 }
 
-#[tokio::test]
-async fn a_cancelled_run_still_removes_its_container() {
+/// Starts `script`, drops the run after `cancel_after` (as Ctrl-C does to the loop's
+/// future) and checks that its container, which existed, is gone within 30 s.
+async fn cancel_run_and_expect_removal(
+    name: &str,
+    image: &str,
+    script: &str,
+    cancel_after: Duration,
+) {
     let sandbox = sandbox().await;
-    let run = unique_run_id("run-cancel");
+    let run = unique_run_id(name);
     let labels = labels(&run);
     let env = BTreeMap::new();
-    let args = vec!["-c".to_owned(), "sleep 60".to_owned()];
+    let args = vec!["-c".to_owned(), script.to_owned()];
     let cancelled = tokio::time::timeout(
-        Duration::from_secs(2),
+        cancel_after,
         sandbox.run(RunRequest {
-            image: BUSYBOX_IMAGE,
+            image,
             args: &args,
             env: &env,
             stdin: None,
-            limits: limits(),
+            limits: RunLimits {
+                output_limit_bytes: 64 * 1024,
+                ..limits()
+            },
             labels: &labels,
         }),
     )
@@ -614,7 +625,7 @@ async fn a_cancelled_run_still_removes_its_container() {
         !containers_labelled(&run).is_empty(),
         "the container existed"
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !containers_labelled(&run).is_empty() {
         assert!(
             Instant::now() < deadline,
@@ -622,6 +633,28 @@ async fn a_cancelled_run_still_removes_its_container() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn a_cancelled_run_still_removes_its_container() {
+    cancel_run_and_expect_removal(
+        "run-cancel",
+        BUSYBOX_IMAGE,
+        "sleep 60",
+        Duration::from_secs(2),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_cancelled_run_that_floods_its_output_still_removes_its_container() {
+    cancel_run_and_expect_removal(
+        "run-cancel-flood",
+        PYTHON_IMAGE,
+        &python_flood("stdout", "\\n"),
+        Duration::from_secs(4),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -992,4 +1025,196 @@ async fn stdin_the_program_never_reads_does_not_hang_the_run() {
     assert!(!outcome.timed_out);
     assert_eq!(text(&outcome.stdout.bytes), "ignored\n");
     assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+/// A Python program that writes `chunk` to `stream` forever, in 64 KiB pieces: large
+/// writes fill the engine's buffers at once, which small ones (`yes`) do not.
+fn python_flood(stream: &str, chunk: &str) -> String {
+    format!("import sys\nwhile True:\n    sys.{stream}.write('x' * 65536 + '{chunk}')\n")
+}
+
+/// Runs `script` with Python under a 3 s timeout and a 64 KiB cap and checks that a
+/// program flooding its output is stopped at the timeout, its output cut and marked,
+/// and its container removed; in well under the 30 s our engine calls may take at
+/// most (and far under bollard's own 120 s), which an engine stalled on an unread
+/// stream would need.
+async fn flood_is_stopped_at_the_timeout(name: &str, script: &str) -> RunOutcome {
+    let sandbox = sandbox().await;
+    let run = unique_run_id(name);
+    let limit = 64 * 1024;
+    let started = Instant::now();
+    // `run_with` also asserts that no container of the run is left.
+    let outcome = run_with(
+        &sandbox,
+        &run,
+        PYTHON_IMAGE,
+        script,
+        None,
+        &BTreeMap::new(),
+        RunLimits {
+            timeout: Duration::from_secs(3),
+            output_limit_bytes: limit,
+            ..limits()
+        },
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert!(outcome.timed_out, "{outcome:?}");
+    assert_eq!(outcome.exit_code, None);
+    assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
+    for captured in [&outcome.stdout, &outcome.stderr] {
+        assert!(captured.bytes.len() <= limit);
+        assert_eq!(captured.truncated, captured.total_bytes > limit as u64);
+    }
+    outcome
+}
+
+#[tokio::test]
+async fn a_stdout_flood_past_the_timeout_is_cut_killed_and_removed() {
+    let outcome =
+        flood_is_stopped_at_the_timeout("flood-stdout", &python_flood("stdout", "\\n")).await;
+    assert!(outcome.stdout.truncated);
+    assert_eq!(outcome.stdout.bytes.len(), 64 * 1024);
+    assert!(outcome.stdout.bytes.starts_with(b"xxxx"));
+    assert_eq!(outcome.stderr.total_bytes, 0);
+}
+
+#[tokio::test]
+async fn a_stderr_only_flood_past_the_timeout_is_cut_killed_and_removed() {
+    let outcome =
+        flood_is_stopped_at_the_timeout("flood-stderr", &python_flood("stderr", "\\n")).await;
+    assert!(outcome.stderr.truncated);
+    assert_eq!(outcome.stderr.bytes.len(), 64 * 1024);
+    assert!(outcome.stderr.bytes.starts_with(b"xxxx"));
+    assert_eq!(outcome.stdout.total_bytes, 0);
+}
+
+#[tokio::test]
+async fn a_flood_without_newlines_past_the_timeout_is_cut_killed_and_removed() {
+    let outcome =
+        flood_is_stopped_at_the_timeout("flood-no-newline", &python_flood("stdout", "")).await;
+    assert!(outcome.stdout.truncated);
+    assert_eq!(outcome.stdout.bytes.len(), 64 * 1024);
+    assert!(!outcome.stdout.bytes.contains(&b'\n'));
+}
+
+#[tokio::test]
+async fn a_build_step_flooding_past_the_timeout_stops_and_leaves_nothing_running() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("build-flood");
+    let dockerfile = format!(
+        "FROM {PYTHON_IMAGE}\nRUN echo {run} && python3 -c \"import sys; [sys.stdout.write('x' * 65536 + chr(10)) for _ in iter(int, 1)]\"\n"
+    );
+    let started = Instant::now();
+    let (outcome, _) = build(&sandbox, &run, &dockerfile, Duration::from_secs(3)).await;
+    assert_eq!(outcome.status, BuildStatus::TimedOut);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        outcome.log.len() < 4 * 1024 * 1024 + 1024,
+        "the log stays capped"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let leftovers = docker(&["ps", "-a", "--no-trunc", "--format", "{{.Command}}"]);
+    assert!(!leftovers.contains(&run), "left running: {leftovers}");
+    clean_up(&sandbox, &run).await;
+}
+
+#[tokio::test]
+async fn a_from_image_the_engine_cannot_get_is_a_structured_failure() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("build-missing-image");
+    let (outcome, _) = build(
+        &sandbox,
+        &run,
+        "FROM no-such-image:1\nRUN true\n",
+        Duration::from_secs(60),
+    )
+    .await;
+    let BuildStatus::Failed {
+        missing_image,
+        failing_step,
+        error,
+        ..
+    } = &outcome.status
+    else {
+        panic!("expected a failure, got {:?}", outcome.status);
+    };
+    assert_eq!(missing_image.as_deref(), Some("no-such-image:1"), "{error}");
+    let failing_step = failing_step.as_deref().expect("the step");
+    assert!(
+        failing_step.starts_with("Step 1/") && failing_step.ends_with(" : FROM no-such-image:1"),
+        "{failing_step}"
+    );
+    assert!(
+        !sandbox
+            .image_present("no-such-image:1")
+            .await
+            .expect("inspect")
+    );
+
+    // A step that fails for its own reasons names no missing image.
+    let (outcome, _) = build(
+        &sandbox,
+        &run,
+        &format!("FROM {BUSYBOX_IMAGE}\nRUN echo not found && false\n"),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        matches!(
+            &outcome.status,
+            BuildStatus::Failed {
+                missing_image: None,
+                ..
+            }
+        ),
+        "{:?}",
+        outcome.status
+    );
+    clean_up(&sandbox, &run).await;
+}
+
+#[tokio::test]
+async fn gc_treats_a_zombie_owner_as_dead() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("gc-zombie");
+    let mut child = Command::new("sleep").arg("60").spawn().expect("spawn");
+    let pid = child.id();
+    let host = owner_id().rsplit_once('/').expect("host/pid").0.to_owned();
+    let container = create_container(&run, &format!("{host}/{pid}"));
+
+    let report = sandbox
+        .gc_labelled(false, LABEL_TEST, &run)
+        .await
+        .expect("gc");
+    assert!(report.containers.is_empty(), "its owner runs: {report:?}");
+
+    // Killed but not waited for: the child is a zombie, its /proc entry still there.
+    child.kill().expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("a zombie");
+        if stat
+            .rsplit_once(')')
+            .expect("stat")
+            .1
+            .trim_start()
+            .starts_with('Z')
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the child never became a zombie");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let report = sandbox
+        .gc_labelled(false, LABEL_TEST, &run)
+        .await
+        .expect("gc");
+    assert_eq!(report.containers, std::slice::from_ref(&container));
+    child.wait().expect("reaped");
+    clean_up(&sandbox, &run).await;
 }

@@ -1,0 +1,148 @@
+//! What the engine's work came to: build and run outcomes, captured output, cleanup
+//! reports and the engine's identity.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineInfo {
+    pub version: String,
+    pub api_version: String,
+}
+
+/// Reported while a build goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildProgress {
+    /// `Step 2/5 : RUN pip install …`
+    Step {
+        index: u32,
+        total: u32,
+        instruction: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildOutcome {
+    pub status: BuildStatus,
+    /// The whole build output as the engine streamed it (capped at 4 MiB, the cut
+    /// marked).
+    pub log: String,
+    pub duration: Duration,
+}
+
+impl BuildOutcome {
+    /// The image ids the build printed as `---> <id>`, in build order: the
+    /// intermediate images (the last one is the built image when it succeeded). For
+    /// [`crate::Sandbox::remove_untagged_images`].
+    pub fn intermediate_images(&self) -> Vec<String> {
+        intermediate_images(&self.log)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildStatus {
+    Built {
+        image_id: String,
+    },
+    Failed {
+        /// The engine's one-line error.
+        error: String,
+        /// `Step k/n : INSTRUCTION` of the step that failed, when known.
+        failing_step: Option<String>,
+        /// What that step printed before it failed (e.g. a traceback), capped.
+        step_output: String,
+        /// The image a `FROM` named that the engine neither has nor can pull: the
+        /// build failed for want of its base, not for anything the steps did.
+        missing_image: Option<String>,
+    },
+    /// Stopped at the build timeout; what it left was removed.
+    TimedOut,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Captured {
+    pub bytes: Vec<u8>,
+    /// Everything the stream carried, kept or not.
+    pub total_bytes: u64,
+    pub truncated: bool,
+}
+
+impl Captured {
+    /// Keeps up to `limit` bytes in all; counts everything.
+    pub(crate) fn take(&mut self, data: &[u8], limit: usize) {
+        self.total_bytes = self.total_bytes.saturating_add(data.len() as u64);
+        let room = limit.saturating_sub(self.bytes.len());
+        if data.len() > room {
+            self.truncated = true;
+        }
+        self.bytes.extend_from_slice(&data[..data.len().min(room)]);
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// `None` when the container never exited on its own (timeout) or never started.
+    pub exit_code: Option<i64>,
+    pub stdout: Captured,
+    pub stderr: Captured,
+    pub timed_out: bool,
+    pub oom_killed: bool,
+    /// The engine refused to start the container (e.g. the command does not exist):
+    /// its message.
+    pub start_error: Option<String>,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    pub containers: Vec<String>,
+    pub images: Vec<String>,
+}
+
+/// The image ids a build printed as `---> <id>`, in order: its intermediate images
+/// (and, last, the built image).
+pub(crate) fn intermediate_images(log: &str) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for line in log.lines() {
+        let Some(marker) = line.trim_start().strip_prefix("---> ") else {
+            continue;
+        };
+        let id = marker.trim();
+        let is_id = !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_hexdigit());
+        if is_id && ids.last().is_none_or(|last| last != id) {
+            ids.push(id.to_owned());
+        }
+    }
+    ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captured_keeps_the_limit_and_counts_the_rest() {
+        let mut captured = Captured::default();
+        captured.take(b"hello", 8);
+        assert!(!captured.truncated);
+        captured.take(b"world", 8);
+        captured.take(b"again", 8);
+        assert_eq!(captured.bytes, b"hellowor");
+        assert_eq!(captured.total_bytes, 15);
+        assert!(captured.truncated);
+    }
+
+    #[test]
+    fn captured_exactly_at_the_limit_is_not_truncated() {
+        let mut captured = Captured::default();
+        captured.take(b"12345678", 8);
+        assert!(!captured.truncated);
+        captured.take(b"", 8);
+        assert!(!captured.truncated);
+    }
+
+    #[test]
+    fn intermediate_images_are_read_from_the_log() {
+        let log = "Step 1/2 : FROM x\n ---> 1a2b\nStep 2/2 : RUN y\n ---> Running in ffee\n ---> 3c4d\nSuccessfully built 3c4d\n";
+        assert_eq!(intermediate_images(log), ["1a2b", "3c4d"]);
+    }
+}

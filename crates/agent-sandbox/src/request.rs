@@ -1,0 +1,44 @@
+//! What callers ask of the engine: a build and a limited run.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::context::BuildContext;
+
+pub struct BuildRequest<'a> {
+    pub context: &'a BuildContext,
+    /// Put on the image (and, through the engine, on intermediate containers).
+    pub labels: &'a BTreeMap<String, String>,
+    pub timeout: Duration,
+    /// `"default"`, `"none"` or `"host"`: the network RUN steps get.
+    pub network: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunNetwork {
+    None,
+    Bridge,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunLimits {
+    pub memory_mb: u64,
+    pub cpus: f64,
+    pub pids: i64,
+    pub network: RunNetwork,
+    pub timeout: Duration,
+    /// Per stream: bytes kept; the rest is read and discarded.
+    pub output_limit_bytes: usize,
+}
+
+pub struct RunRequest<'a> {
+    pub image: &'a str,
+    /// Appended to the image's command (its CMD is replaced by these when non-empty,
+    /// after the ENTRYPOINT as usual).
+    pub args: &'a [String],
+    /// The only environment the container gets beyond its image's.
+    pub env: &'a BTreeMap<String, String>,
+    pub stdin: Option<&'a [u8]>,
+    pub limits: RunLimits,
+    pub labels: &'a BTreeMap<String, String>,
+}
