@@ -2,6 +2,7 @@
 //! OpenAI-compatible server in the test process.
 
 mod hostile;
+mod oversized;
 mod snapshots;
 mod support;
 

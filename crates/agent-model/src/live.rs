@@ -5,11 +5,11 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use agent_spec::{ModelSettings, StructuredOutput};
+use agent_spec::{BundleLimits, ModelSettings, StructuredOutput};
 use async_openai::Client;
 use async_openai::config::Config;
 use async_openai::error::OpenAIError;
@@ -25,9 +25,9 @@ use crate::model::{ChatMessage, Role, Usage};
 use crate::schema::ReplySchema;
 use crate::transcript::ResponseRecord;
 
-/// The most a successful answer may weigh; a bundle of source files is far smaller,
-/// and a server that sends more is misbehaving.
-const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+/// The least a successful answer may weigh before it is cut off; a bundle of source
+/// files is far smaller. See [`answer_cap`].
+const MIN_ANSWER_CAP_BYTES: u64 = 8 * 1024 * 1024;
 /// How much of an error body is kept for the message.
 const MAX_ERROR_BODY_BYTES: usize = 16 * 1024;
 /// How much of an error body's text goes into [`ModelError::Status`].
@@ -62,6 +62,9 @@ pub(crate) struct LiveClient {
     config: EndpointConfig,
     http: reqwest::Client,
     pub backoff: Backoff,
+    /// What a bundle may weigh: sets the response cap and is named when a reply
+    /// grows past it.
+    pub bundle_limits: BundleLimits,
 }
 
 /// A request ready to send, and what the transcript records of it.
@@ -130,6 +133,7 @@ impl LiveClient {
             base_url,
             http,
             backoff: Backoff::default(),
+            bundle_limits: BundleLimits::default(),
         })
     }
 
@@ -237,17 +241,30 @@ impl LiveClient {
         exponential.mul_f64(rand::rng().random_range(0.5..=1.0))
     }
 
+    /// One attempt. An answer that grows past the cap is not an error of the endpoint
+    /// but the model's: it comes back as a reply marked truncated, read no further.
     async fn attempt(&self, request: &PreparedRequest) -> Result<RawReply, AttemptError> {
-        let oversized = Arc::new(AtomicBool::new(false));
+        let meter = Arc::new(BodyMeter::new(answer_cap(&self.bundle_limits)));
+        let outcome = self.exchange(request, &meter).await;
+        if meter.tripped() {
+            return Ok(meter.truncated_reply());
+        }
+        outcome
+    }
+
+    async fn exchange(
+        &self,
+        request: &PreparedRequest,
+        meter: &Arc<BodyMeter>,
+    ) -> Result<RawReply, AttemptError> {
         let client = Client::build(self.http.clone(), self.config.clone()).with_http_service(
             AttemptService {
                 http: self.http.clone(),
-                oversized: Arc::clone(&oversized),
+                meter: Arc::clone(meter),
                 stream: request.stream,
             },
         );
         let chat = client.chat();
-        let classify = |error: OpenAIError| classify(error, oversized.load(Ordering::SeqCst));
         if request.stream {
             let mut chunks = match chat.create_stream_byot::<_, Value>(&request.body).await {
                 Ok(chunks) => chunks,
@@ -268,6 +285,9 @@ impl LiveClient {
             };
             let mut assembly = StreamAssembly::default();
             while let Some(chunk) = chunks.next().await {
+                if meter.tripped() {
+                    break;
+                }
                 assembly.add(&chunk.map_err(classify)?)?;
             }
             Ok(assembly.finish())
@@ -300,14 +320,6 @@ impl LiveClient {
                 base_url,
                 status: 200,
                 body: self.redact(truncate(&message, MAX_ERROR_MESSAGE_CHARS)),
-            },
-            AttemptError::Oversized => ModelError::Status {
-                base_url,
-                status: 200,
-                body: format!(
-                    "the answer exceeded {} MiB",
-                    MAX_ANSWER_BYTES / (1024 * 1024)
-                ),
             },
             AttemptError::Settings(message) => ModelError::Settings(message),
         }
@@ -438,7 +450,6 @@ enum AttemptError {
     Timeout,
     /// A success status whose body is not a chat completion.
     Malformed(String),
-    Oversized,
     Settings(String),
 }
 
@@ -447,9 +458,7 @@ impl AttemptError {
         match self {
             AttemptError::Http(failure) => RETRIED_STATUSES.contains(&failure.status),
             AttemptError::Connection(_) | AttemptError::Timeout => true,
-            AttemptError::Malformed(_) | AttemptError::Oversized | AttemptError::Settings(_) => {
-                false
-            }
+            AttemptError::Malformed(_) | AttemptError::Settings(_) => false,
         }
     }
 
@@ -461,10 +470,7 @@ impl AttemptError {
     }
 }
 
-fn classify(error: OpenAIError, oversized: bool) -> AttemptError {
-    if oversized {
-        return AttemptError::Oversized;
-    }
+fn classify(error: OpenAIError) -> AttemptError {
     match error {
         OpenAIError::Boxed(boxed) => match boxed.downcast::<HttpFailure>() {
             Ok(failure) => AttemptError::Http(*failure),
@@ -490,11 +496,11 @@ fn classify(error: OpenAIError, oversized: bool) -> AttemptError {
 
 /// The transport async-openai sends through: plain reqwest, except that a non-success
 /// status becomes an [`HttpFailure`] (status, `Retry-After`, start of the body) and a
-/// success body is cut off past [`MAX_ANSWER_BYTES`].
+/// success body is cut off at the answer cap.
 #[derive(Clone)]
 struct AttemptService {
     http: reqwest::Client,
-    oversized: Arc<AtomicBool>,
+    meter: Arc<BodyMeter>,
     /// The request asked to stream: a JSON answer is then handed back whole as an
     /// [`UnstreamedAnswer`] instead of going to the SSE parser.
     stream: bool,
@@ -511,7 +517,7 @@ impl tower::Service<HttpRequestFactory> for AttemptService {
 
     fn call(&mut self, factory: HttpRequestFactory) -> Self::Future {
         let http = self.http.clone();
-        let oversized = Arc::clone(&self.oversized);
+        let meter = Arc::clone(&self.meter);
         let stream = self.stream;
         Box::pin(async move {
             let request = factory.build().await?;
@@ -531,28 +537,89 @@ impl tower::Service<HttpRequestFactory> for AttemptService {
                 .get(reqwest::header::CONTENT_TYPE)
                 .and_then(|value| value.to_str().ok())
                 .is_some_and(|value| value.starts_with("application/json"));
+            if let Some(length) = response.content_length() {
+                meter.announced.store(length, Ordering::SeqCst);
+            }
             if stream && is_json {
-                let body = limit_body(response, Arc::clone(&oversized)).bytes().await?;
+                let body = limit_body(response, Arc::clone(&meter)).bytes().await?;
                 return Err(OpenAIError::Boxed(Box::new(UnstreamedAnswer(
                     body.to_vec(),
                 ))));
             }
-            Ok(limit_body(response, oversized))
+            Ok(limit_body(response, meter))
         })
     }
 }
 
-/// The same response, with a body that fails once it grows past [`MAX_ANSWER_BYTES`].
-fn limit_body(response: reqwest::Response, oversized: Arc<AtomicBool>) -> reqwest::Response {
+/// The most an answer may weigh: twice what a whole bundle may weigh (JSON escaping
+/// and the envelope around the content), and never less than 8 MiB.
+pub(crate) fn answer_cap(limits: &BundleLimits) -> u64 {
+    limits
+        .max_total_bytes
+        .saturating_mul(2)
+        .max(MIN_ANSWER_CAP_BYTES)
+}
+
+/// Counts the bytes of a success body as they arrive, and trips at the cap.
+struct BodyMeter {
+    cap: u64,
+    received: AtomicU64,
+    /// `Content-Length`, 0 when the server did not announce one.
+    announced: AtomicU64,
+    tripped: AtomicBool,
+}
+
+impl BodyMeter {
+    fn new(cap: u64) -> BodyMeter {
+        BodyMeter {
+            cap,
+            received: AtomicU64::new(0),
+            announced: AtomicU64::new(0),
+            tripped: AtomicBool::new(false),
+        }
+    }
+
+    /// Adds a chunk; `false` once the body has grown past the cap.
+    fn add(&self, bytes: usize) -> bool {
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        let received = self.received.fetch_add(bytes, Ordering::SeqCst) + bytes;
+        if received > self.cap {
+            self.tripped.store(true, Ordering::SeqCst);
+        }
+        !self.tripped()
+    }
+
+    fn tripped(&self) -> bool {
+        self.tripped.load(Ordering::SeqCst)
+    }
+
+    /// What the transcript records of an answer cut off at the cap.
+    fn truncated_reply(&self) -> RawReply {
+        let announced = self.announced.load(Ordering::SeqCst);
+        RawReply {
+            response: ResponseRecord {
+                content: None,
+                finish_reason: None,
+                refusal: None,
+                choices: 1,
+                truncated: true,
+                received_bytes: Some(self.received.load(Ordering::SeqCst)),
+                announced_bytes: (announced > 0).then_some(announced),
+            },
+            usage: Usage::default(),
+        }
+    }
+}
+
+/// The same response, with a body that ends in an error once it grows past the cap:
+/// the rest is never read, and dropping the response closes the connection.
+fn limit_body(response: reqwest::Response, meter: Arc<BodyMeter>) -> reqwest::Response {
     let status = response.status();
     let version = response.version();
     let headers = response.headers().clone();
-    let mut received = 0usize;
     let body = response.bytes_stream().map(move |chunk| {
         let chunk = chunk.map_err(std::io::Error::other)?;
-        received = received.saturating_add(chunk.len());
-        if received > MAX_ANSWER_BYTES {
-            oversized.store(true, Ordering::SeqCst);
+        if !meter.add(chunk.len()) {
             return Err(std::io::Error::other("the answer is too large"));
         }
         Ok(chunk)
@@ -707,6 +774,7 @@ fn read_completion(completion: &Value) -> Result<RawReply, AttemptError> {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             choices: choices.len(),
+            ..ResponseRecord::default()
         },
         usage: read_usage(completion).unwrap_or_default(),
     })
@@ -766,6 +834,7 @@ impl StreamAssembly {
                 refusal: self.refusal,
                 finish_reason: self.finish_reason,
                 choices: usize::from(self.saw_choice),
+                ..ResponseRecord::default()
             },
             usage: self.usage.unwrap_or_default(),
         }

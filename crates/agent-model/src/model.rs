@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent_spec::ModelSettings;
+use agent_spec::{BundleLimits, ModelSettings};
 
 use crate::errors::ModelError;
 use crate::live::LiveClient;
@@ -71,6 +71,7 @@ pub enum Answer<T> {
 #[derive(Clone)]
 pub struct Model {
     backend: Arc<Backend>,
+    bundle_limits: BundleLimits,
 }
 
 enum Backend {
@@ -82,6 +83,7 @@ enum Backend {
 /// it answers from the calls recorded for that spec, in order.
 pub struct ModelSession {
     spec: String,
+    bundle_limits: BundleLimits,
     source: SessionSource,
     transcript: TranscriptWriter,
 }
@@ -133,6 +135,7 @@ impl Model {
     ) -> Result<Model, ModelError> {
         Ok(Model {
             backend: Arc::new(Backend::Live(Arc::new(LiveClient::new(settings, api_key)?))),
+            bundle_limits: BundleLimits::default(),
         })
     }
 
@@ -144,7 +147,26 @@ impl Model {
                 path: transcript.to_owned(),
                 entries,
             }),
+            bundle_limits: BundleLimits::default(),
         })
+    }
+
+    /// The same model with the `[bundle]` limits of the settings (default: the
+    /// built-in ones): an answer may weigh twice a whole bundle (at least 8 MiB), and
+    /// one cut off there is fed back naming these limits.
+    pub fn with_bundle_limits(self, limits: &BundleLimits) -> Model {
+        let backend = match &*self.backend {
+            Backend::Live(client) => {
+                let mut client = LiveClient::clone(client);
+                client.bundle_limits = limits.clone();
+                Arc::new(Backend::Live(Arc::new(client)))
+            }
+            Backend::Replay { .. } => self.backend,
+        };
+        Model {
+            backend,
+            bundle_limits: limits.clone(),
+        }
     }
 
     /// The same client with another backoff between retries: `base * 2^retry`, at most
@@ -157,6 +179,7 @@ impl Model {
                 client.backoff = crate::live::Backoff { base, cap };
                 Model {
                     backend: Arc::new(Backend::Live(Arc::new(client))),
+                    bundle_limits: self.bundle_limits,
                 }
             }
             Backend::Replay { .. } => self,
@@ -186,6 +209,7 @@ impl Model {
         };
         Ok(ModelSession {
             spec: spec.to_owned(),
+            bundle_limits: self.bundle_limits.clone(),
             source,
             transcript: TranscriptWriter::create(transcript)?,
         })
@@ -298,7 +322,7 @@ impl ModelSession {
         let (response, usage) = outcome?;
         written?;
         Ok(Reply {
-            answer: answer::<T>(&response),
+            answer: answer::<T>(&response, &self.bundle_limits),
             usage,
             latency: clock.elapsed(),
             content: response

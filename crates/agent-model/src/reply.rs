@@ -2,12 +2,22 @@
 //! [`Answer`]: the one code path for live calls and replay, so a recorded bad reply
 //! replays as the same answer.
 
+use agent_spec::BundleLimits;
+
+use crate::live::answer_cap;
 use crate::model::Answer;
-use crate::schema::{ReplySchema, parse_text};
+use crate::schema::{CodeBundle, ReplySchema, parse_text};
 use crate::transcript::ResponseRecord;
 
-pub(crate) fn answer<T: ReplySchema>(response: &ResponseRecord) -> Answer<T> {
+/// The answer `response` stands for; `limits` are named when it was cut off at the cap.
+pub(crate) fn answer<T: ReplySchema>(
+    response: &ResponseRecord,
+    limits: &BundleLimits,
+) -> Answer<T> {
     let schema = T::NAME;
+    if response.truncated {
+        return Answer::Invalid(too_large::<T>(response, limits));
+    }
     if response.choices == 0 {
         return Answer::Invalid(format!(
             "the endpoint answered with no choices: answer again with one JSON object \
@@ -46,22 +56,97 @@ pub(crate) fn answer<T: ReplySchema>(response: &ResponseRecord) -> Answer<T> {
     }
 }
 
+/// Words the model can act on when its answer grew past the cap: what it sent, what
+/// an answer and a bundle may weigh, and how to stay below.
+fn too_large<T: ReplySchema>(response: &ResponseRecord, limits: &BundleLimits) -> String {
+    let sent = match (response.announced_bytes, response.received_bytes) {
+        (Some(announced), _) => format!("your reply was {}", size(announced)),
+        (None, Some(received)) => format!("your reply grew past {}", size(received)),
+        (None, None) => "your reply was too large".to_owned(),
+    };
+    let cap = size(answer_cap(limits));
+    let schema = T::NAME;
+    if schema != CodeBundle::SCHEMA_NAME {
+        return format!(
+            "{sent} and was cut off at {cap}, the most a reply may weigh: answer again, \
+             briefly, as one JSON object matching the `{schema}` schema"
+        );
+    }
+    format!(
+        "{sent} and was cut off at {cap}, the most a reply may weigh. A bundle may hold at \
+         most {} files of at most {} each, {} in all (the `[bundle]` limits): answer again \
+         with only the files the program needs, without large data (create it at build or \
+         run time instead), as one JSON object matching the `{schema}` schema",
+        limits.max_files,
+        size(limits.max_file_bytes),
+        size(limits.max_total_bytes),
+    )
+}
+
+/// `1.5 MiB`, `512 KiB`, `100 bytes`.
+fn size(bytes: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * 1024;
+    match bytes {
+        _ if bytes >= MIB => format!("{:.1} MiB", bytes as f64 / MIB as f64),
+        _ if bytes >= KIB => format!("{} KiB", bytes / KIB),
+        _ => format!("{bytes} bytes"),
+    }
+}
+
 fn non_empty(text: Option<&str>) -> Option<&str> {
     text.filter(|text| !text.trim().is_empty())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::schema::{CodeBundle, Verdict};
+    use super::{ResponseRecord, size};
+    use crate::model::Answer;
+    use crate::schema::{CodeBundle, ReplySchema, Verdict};
+    use agent_spec::BundleLimits;
 
     fn record(content: Option<&str>, finish_reason: Option<&str>) -> ResponseRecord {
         ResponseRecord {
             content: content.map(str::to_owned),
             finish_reason: finish_reason.map(str::to_owned),
-            refusal: None,
             choices: 1,
+            ..ResponseRecord::default()
         }
+    }
+
+    fn answer<T: ReplySchema>(response: &ResponseRecord) -> Answer<T> {
+        super::answer(response, &BundleLimits::default())
+    }
+
+    #[test]
+    fn a_truncated_answer_is_invalid_with_its_size_and_the_bundle_limits() {
+        let cut = ResponseRecord {
+            truncated: true,
+            received_bytes: Some(8 * 1024 * 1024 + 10),
+            announced_bytes: Some(48_000_000),
+            ..record(Some("{}"), Some("stop"))
+        };
+        let Answer::Invalid(text) = answer::<CodeBundle>(&cut) else {
+            panic!("a cut answer is invalid");
+        };
+        assert!(text.contains("your reply was 45.8 MiB"), "{text}");
+        assert!(text.contains("cut off at 8.0 MiB"), "{text}");
+        assert!(
+            text.contains("at most 64 files of at most 1.0 MiB each, 4.0 MiB in all"),
+            "{text}"
+        );
+        assert!(text.contains("`[bundle]`"), "{text}");
+        let streamed = ResponseRecord {
+            announced_bytes: None,
+            ..cut
+        };
+        let Answer::Invalid(text) = answer::<Verdict>(&streamed) else {
+            panic!("a cut answer is invalid");
+        };
+        assert!(text.contains("grew past 8.0 MiB"), "{text}");
+        assert!(!text.contains("[bundle]"), "{text}");
+        assert_eq!(size(100), "100 bytes");
+        assert_eq!(size(2048), "2 KiB");
     }
 
     #[test]

@@ -62,6 +62,16 @@ pub(crate) struct ResponseRecord {
     /// How many choices the answer held (0 is an answer of its own kind).
     #[serde(default = "one")]
     pub choices: usize,
+    /// The answer grew past the response cap and was cut off there: nothing past the
+    /// cap was read or kept, and `content` is empty.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// With `truncated`: how many bytes had arrived when the answer was cut off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_bytes: Option<u64>,
+    /// With `truncated`: the size the server announced (`Content-Length`), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced_bytes: Option<u64>,
 }
 
 fn one() -> usize {

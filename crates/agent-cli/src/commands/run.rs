@@ -59,7 +59,8 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
             Model::live(&resolved.model, api_key)
                 .map_err(|error| Failure::model(error, key_name))?
         }
-    };
+    }
+    .with_bundle_limits(&resolved.bundle);
 
     let sandbox = Sandbox::connect(env::var(env::DOCKER_HOST).as_deref())
         .await
