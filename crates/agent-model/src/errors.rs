@@ -56,3 +56,16 @@ pub enum ModelError {
         source: std::io::Error,
     },
 }
+
+/// An error and its causes on one line, joined by `: ` (for transcripts and
+/// `report.json`).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(source) = cause {
+        text.push_str(": ");
+        text.push_str(&source.to_string());
+        cause = source.source();
+    }
+    text
+}

@@ -1,13 +1,47 @@
-//! Turning what the endpoint answered (content, refusal, finish reason) into an
-//! [`Answer`]: the one code path for live calls and replay, so a recorded bad reply
-//! replays as the same answer.
+//! A model call's result ([`Reply`], [`Answer`]) and how it is read from what the
+//! endpoint answered (content, refusal, finish reason, a cut at the cap): the one code
+//! path for live calls and replay, so a recorded bad reply replays as the same answer.
+
+use std::time::Duration;
 
 use agent_spec::BundleLimits;
 
-use crate::live::answer_cap;
-use crate::model::Answer;
+use crate::message::Usage;
+use crate::record::ResponseRecord;
 use crate::schema::{CodeBundle, ReplySchema, parse_text};
-use crate::transcript::ResponseRecord;
+
+/// One model call's result.
+#[derive(Debug, Clone)]
+pub struct Reply<T> {
+    pub answer: Answer<T>,
+    pub usage: Usage,
+    pub latency: Duration,
+    /// The reply text as received (for feedback when it does not parse).
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer<T> {
+    Parsed(T),
+    /// The model declined (`refusal` set, or `finish_reason` `content_filter`).
+    Refused(String),
+    /// The reply was cut (`finish_reason` `length`), empty, not JSON, or JSON that
+    /// breaks the schema: the text says which, in words fit to send back.
+    Invalid(String),
+}
+
+/// The least an answer may weigh before it is cut off; a bundle of source files is
+/// far smaller.
+const MIN_ANSWER_CAP_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The most an answer may weigh: twice what a whole bundle may weigh (JSON escaping
+/// and the envelope around the content), and never less than 8 MiB.
+pub(crate) fn answer_cap(limits: &BundleLimits) -> u64 {
+    limits
+        .max_total_bytes
+        .saturating_mul(2)
+        .max(MIN_ANSWER_CAP_BYTES)
+}
 
 /// The answer `response` stands for; `limits` are named when it was cut off at the cap.
 pub(crate) fn answer<T: ReplySchema>(
@@ -100,8 +134,7 @@ fn non_empty(text: Option<&str>) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ResponseRecord, size};
-    use crate::model::Answer;
+    use super::{Answer, ResponseRecord, size};
     use crate::schema::{CodeBundle, ReplySchema, Verdict};
     use agent_spec::BundleLimits;
 
