@@ -4,6 +4,7 @@
 mod hostile;
 mod oversized;
 mod snapshots;
+mod structured;
 mod support;
 
 use std::time::{Duration, Instant};

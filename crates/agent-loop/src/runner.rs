@@ -117,6 +117,7 @@ pub async fn run_spec<M: ModelPort, E: EnginePort>(
     }
 
     let report = Report {
+        structured_output: model.structured_output().map(str::to_owned),
         spec: job.spec.name.clone(),
         spec_path: job.spec.path.display().to_string(),
         run_id: job.run_id.clone(),

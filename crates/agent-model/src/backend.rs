@@ -36,4 +36,10 @@ pub(crate) struct Exchange {
 /// Answers model calls for one spec run.
 pub(crate) trait ModelBackend: Send {
     fn exchange<'a>(&'a mut self, call: Call<'a>) -> BoxFuture<'a, Exchange>;
+
+    /// The structured-output mode that worked (`json_schema`, `json_object_schema`,
+    /// `json_object`, `none`), once one has; `None` in replay.
+    fn structured_output(&self) -> Option<&'static str> {
+        None
+    }
 }

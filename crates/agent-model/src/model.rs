@@ -113,6 +113,16 @@ impl Model {
         }
     }
 
+    /// Which structured output does the endpoint take? Tries the modes as a run would,
+    /// with a request that asks for a few tokens only, and keeps the one that worked
+    /// (for `agent doctor`). `None` in replay.
+    pub async fn probe_structured_output(&self) -> Result<Option<&'static str>, ModelError> {
+        match &*self.source {
+            Source::Live(client) => client.probe_structured_output().await.map(Some),
+            Source::Replay { .. } => Ok(None),
+        }
+    }
+
     /// Starts a session for one spec run; creates (truncates) `transcript`.
     pub fn session(&self, spec: &str, transcript: &Path) -> Result<ModelSession, ModelError> {
         let backend: Box<dyn crate::backend::ModelBackend> = match &*self.source {

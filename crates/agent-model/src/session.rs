@@ -49,6 +49,13 @@ impl ModelSession {
         self.call(Purpose::Judge, iteration, messages).await
     }
 
+    /// The structured-output mode the endpoint took (`json_schema`,
+    /// `json_object_schema`, `json_object`, `none`); `None` in replay or before a
+    /// call was answered.
+    pub fn structured_output(&self) -> Option<&'static str> {
+        self.backend.structured_output()
+    }
+
     async fn call<T: ReplySchema>(
         &mut self,
         purpose: Purpose,

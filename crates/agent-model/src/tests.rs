@@ -1019,3 +1019,111 @@ async fn the_model_and_its_calls_can_move_between_tasks() {
     let verdict = live_run.session.verdict(1, &[]);
     assert_send(&verdict);
 }
+
+/// What llama-cpp-python's server answers to a `json_schema` response format.
+fn llama_cpp_rejection() -> ScriptedReply {
+    ScriptedReply::Raw {
+        status: 500,
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+        body: r#"{"error": {"message": "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\"}]", "type": "internal_server_error"}}"#.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn auto_falls_back_to_json_object_with_the_schema_and_keeps_it_for_every_session() {
+    let server = ScriptedServer::start(vec![
+        llama_cpp_rejection(),
+        ScriptedReply::Content(bundle_json()),
+        ScriptedReply::Content(bundle_json()),
+    ])
+    .await;
+    let model = live(&ModelSettings {
+        structured_output: StructuredOutput::Auto,
+        ..settings(&server.base_url())
+    });
+    let mut run = Run::new(&model, "hello");
+    assert_eq!(run.session.structured_output(), None);
+    let reply = run.bundle().await.unwrap();
+    assert_eq!(reply.answer, Answer::Parsed(sample_bundle()));
+    assert_eq!(run.session.structured_output(), Some("json_object_schema"));
+    let line = &run.transcript()[0];
+    assert_eq!(line["request"]["response_format"], "json_object_schema");
+    assert_eq!(
+        line["attempts"], 2,
+        "the rejected attempt is counted, not retried"
+    );
+
+    // Another spec of the same invocation starts in the mode that worked.
+    let mut other = Run::new(&model, "other");
+    other.bundle().await.unwrap();
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[0].body["response_format"]["type"], "json_schema");
+    for request in &requests[1..] {
+        let body = &request.body;
+        assert_eq!(body["response_format"]["type"], "json_object");
+        assert_eq!(body["response_format"]["schema"], CodeBundle::json_schema());
+        assert_eq!(body["guided_json"], CodeBundle::json_schema());
+        assert!(request.all_text().contains("named `code_bundle`"));
+    }
+}
+
+#[tokio::test]
+async fn auto_ends_with_the_schema_in_the_prompt_when_every_format_is_rejected() {
+    let rejected = || ScriptedReply::Raw {
+        status: 400,
+        headers: Vec::new(),
+        body: r#"{"error": {"message": "Unrecognized request argument: response_format"}}"#
+            .to_owned(),
+    };
+    let server = ScriptedServer::start(vec![
+        rejected(),
+        rejected(),
+        rejected(),
+        ScriptedReply::Content(bundle_json()),
+    ])
+    .await;
+    let model = live(&ModelSettings {
+        structured_output: StructuredOutput::Auto,
+        ..settings(&server.base_url())
+    });
+    assert_eq!(model.probe_structured_output().await.unwrap(), Some("none"));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 4);
+    assert!(requests[3].body.get("response_format").is_none());
+    assert_eq!(
+        requests[3].body["max_tokens"], 16,
+        "the probe asks for little"
+    );
+}
+
+#[tokio::test]
+async fn an_explicit_mode_is_obeyed_and_a_rejection_of_the_request_is_not_retried() {
+    let (server, _run, result) = bundle_call(settings, vec![llama_cpp_rejection()]).await;
+    let error = result.unwrap_err();
+    assert!(
+        matches!(error, ModelError::Status { status: 500, .. }),
+        "{error:?}"
+    );
+    assert_eq!(server.requests().len(), 1, "no fallback, no retry");
+    assert!(
+        error
+            .setting_to_change()
+            .unwrap()
+            .contains("structured_output")
+    );
+
+    let context = ScriptedReply::Raw {
+        status: 400,
+        headers: Vec::new(),
+        body: r#"{"error": {"message": "Requested tokens (9000) exceed context window of 8192"}}"#
+            .to_owned(),
+    };
+    let (server, _run, result) = bundle_call(settings, vec![context]).await;
+    let error = result.unwrap_err();
+    assert_eq!(server.requests().len(), 1);
+    assert!(
+        error.setting_to_change().unwrap().contains("max_tokens"),
+        "{error}"
+    );
+}

@@ -407,8 +407,9 @@ fn parse_structured_output(value: &str) -> Result<StructuredOutput, String> {
         "json_schema" => Ok(StructuredOutput::JsonSchema),
         "json_object" => Ok(StructuredOutput::JsonObject),
         "none" => Ok(StructuredOutput::None),
+        "auto" => Ok(StructuredOutput::Auto),
         _ => Err(format!(
-            "unknown mode `{value}`; expected `json_schema`, `json_object` or `none`"
+            "unknown mode `{value}`; expected `auto`, `json_schema`, `json_object` or `none`"
         )),
     }
 }
@@ -482,6 +483,9 @@ pub struct ModelSettings {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StructuredOutput {
+    /// Find out what the endpoint supports: `json_schema`, else `json_object` with
+    /// the schema attached, else plain `json_object`, else the schema in the prompt.
+    Auto,
     JsonSchema,
     JsonObject,
     None,

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::errors::Rejection;
+
 /// Statuses worth another attempt: rate limits, timeouts, and overloaded servers.
 const RETRIED_STATUSES: [u16; 7] = [408, 409, 429, 500, 502, 503, 504];
 
@@ -36,7 +38,10 @@ pub(crate) enum AttemptError {
 impl AttemptError {
     pub fn is_retryable(&self) -> bool {
         match self {
-            AttemptError::Http(failure) => RETRIED_STATUSES.contains(&failure.status),
+            AttemptError::Http(failure) => {
+                RETRIED_STATUSES.contains(&failure.status)
+                    && Rejection::of(failure.status, &failure.body).is_none()
+            }
             AttemptError::Connection(_) | AttemptError::Timeout => true,
             AttemptError::Malformed(_) | AttemptError::Settings(_) => false,
         }

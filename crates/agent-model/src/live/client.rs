@@ -1,5 +1,6 @@
 //! The client of one endpoint: its settings, credentials and HTTP client.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use agent_spec::{BundleLimits, ModelSettings};
@@ -8,6 +9,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::errors::ModelError;
+use crate::live::negotiation::Negotiation;
 
 /// Connecting never takes longer than this, whatever the request timeout.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -40,6 +42,8 @@ pub(crate) struct LiveClient {
     /// What a bundle may weigh: sets the response cap and is named when a reply
     /// grows past it.
     pub bundle_limits: BundleLimits,
+    /// The structured-output mode, shared by every copy of this client.
+    pub negotiation: Arc<Negotiation>,
 }
 
 impl LiveClient {
@@ -94,6 +98,7 @@ impl LiveClient {
             http,
             backoff: Backoff::default(),
             bundle_limits: BundleLimits::default(),
+            negotiation: Arc::new(Negotiation::new(settings.structured_output)),
         })
     }
 

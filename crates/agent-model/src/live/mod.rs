@@ -4,6 +4,7 @@
 
 mod attempt;
 mod client;
+mod negotiation;
 mod parse;
 mod request;
 mod retry;
@@ -11,13 +12,12 @@ mod transport;
 
 use std::sync::Arc;
 
-use agent_spec::StructuredOutput;
 use async_openai::config::Config;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use crate::backend::{Call, Exchange, ModelBackend};
-use crate::errors::ModelError;
+use crate::errors::{ModelError, Rejection};
 use crate::live::parse::summarize_error_body;
 use crate::live::request::{WireMode, prepare};
 use crate::live::transport::{MAX_ERROR_BODY_BYTES, read_prefix};
@@ -65,30 +65,76 @@ impl LiveClient {
         }
     }
 
-    /// The wire mode for the next request.
-    fn mode(&self) -> WireMode {
-        match self.settings.structured_output {
-            StructuredOutput::JsonSchema => WireMode::JsonSchema,
-            StructuredOutput::JsonObject => WireMode::JsonObject,
-            StructuredOutput::None => WireMode::Prompt,
-        }
+    /// Finds the structured-output mode with a request that asks for a few tokens
+    /// only (for `agent doctor`): the mode is then kept as a run would keep it.
+    pub(crate) async fn probe_structured_output(&self) -> Result<&'static str, ModelError> {
+        let mut client = self.clone();
+        client.settings.max_tokens = Some(16);
+        client.settings.stream = false;
+        client.settings.max_retries = 0;
+        let schema = crate::schema::Verdict::json_schema();
+        let messages = [crate::message::ChatMessage {
+            role: crate::message::Role::User,
+            content: "Answer with {\"pass\": true, \"reason\": \"ok\"}.".to_owned(),
+        }];
+        let exchange = client
+            .exchange(Call {
+                schema_name: crate::schema::Verdict::SCHEMA_NAME,
+                schema: &schema,
+                messages: &messages,
+            })
+            .await;
+        exchange.outcome?;
+        Ok(self.negotiation.current().name())
     }
 
-    async fn exchange(&self, call: Call<'_>) -> Exchange {
-        let request = prepare(&self.settings, self.mode(), &call);
-        let (outcome, attempts) = self.call(&request).await;
-        Exchange {
-            model: self.settings.name.clone(),
-            request: RequestRecord {
-                messages: request.messages,
-                temperature: self.settings.temperature,
-                response_format: request.mode.name().to_owned(),
-                stream: request.stream,
-            },
-            outcome,
-            attempts,
+    /// The structured-output mode that worked, once one has.
+    pub(crate) fn structured_output(&self) -> Option<&'static str> {
+        self.negotiation.settled().map(WireMode::name)
+    }
+
+    /// Sends `call` in the endpoint's structured-output mode; under `auto`, a request
+    /// rejected for its `response_format` is sent again in the next mode at once.
+    pub(crate) async fn exchange(&self, call: Call<'_>) -> Exchange {
+        let mut attempts = 0;
+        loop {
+            let mode = self.negotiation.current();
+            let request = prepare(&self.settings, mode, &call);
+            let (outcome, made) = self.call(&request).await;
+            attempts += made;
+            match &outcome {
+                Ok(_) => self.negotiation.settle(mode),
+                Err(error) if is_format_rejection(error) => {
+                    if let Some(next) = self.negotiation.fall_back(mode) {
+                        tracing::warn!(
+                            "`{}` does not take structured output as `{}`, trying `{}`: {error}",
+                            self.base_url,
+                            mode.name(),
+                            next.name()
+                        );
+                        continue;
+                    }
+                }
+                Err(_) => {}
+            }
+            return Exchange {
+                model: self.settings.name.clone(),
+                request: RequestRecord {
+                    messages: request.messages,
+                    temperature: self.settings.temperature,
+                    response_format: request.mode.name().to_owned(),
+                    stream: request.stream,
+                },
+                outcome,
+                attempts,
+            };
         }
     }
+}
+
+fn is_format_rejection(error: &ModelError) -> bool {
+    matches!(error, ModelError::Status { status, body, .. }
+        if Rejection::of(*status, body) == Some(Rejection::StructuredOutput))
 }
 
 /// A session's view of the shared client.
@@ -97,5 +143,9 @@ pub(crate) struct LiveBackend(pub Arc<LiveClient>);
 impl ModelBackend for LiveBackend {
     fn exchange<'a>(&'a mut self, call: Call<'a>) -> BoxFuture<'a, Exchange> {
         self.0.exchange(call).boxed()
+    }
+
+    fn structured_output(&self) -> Option<&'static str> {
+        self.0.structured_output()
     }
 }

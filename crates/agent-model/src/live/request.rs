@@ -12,6 +12,9 @@ use crate::message::{ChatMessage, Role};
 pub(crate) enum WireMode {
     /// `response_format` `json_schema`, strict (OpenAI, vLLM, Ollama, LiteLLM).
     JsonSchema,
+    /// `response_format` `json_object` with the schema attached where servers read it:
+    /// `response_format.schema` (llama.cpp) and `guided_json` (vLLM); also in the prompt.
+    JsonObjectSchema,
     /// `response_format` `json_object`; the schema in the prompt.
     JsonObject,
     /// No `response_format`; the schema in the prompt.
@@ -19,10 +22,19 @@ pub(crate) enum WireMode {
 }
 
 impl WireMode {
+    /// What `auto` tries, in order: the first the endpoint does not reject is kept.
+    pub const LADDER: [WireMode; 4] = [
+        WireMode::JsonSchema,
+        WireMode::JsonObjectSchema,
+        WireMode::JsonObject,
+        WireMode::Prompt,
+    ];
+
     /// The name in transcripts (`request.response_format`).
     pub fn name(self) -> &'static str {
         match self {
             WireMode::JsonSchema => "json_schema",
+            WireMode::JsonObjectSchema => "json_object_schema",
             WireMode::JsonObject => "json_object",
             WireMode::Prompt => "none",
         }
@@ -74,6 +86,10 @@ pub(crate) fn prepare(
                 "type": "json_schema",
                 "json_schema": {"name": call.schema_name, "schema": call.schema, "strict": true},
             });
+        }
+        WireMode::JsonObjectSchema => {
+            body["response_format"] = json!({"type": "json_object", "schema": call.schema});
+            body["guided_json"] = json!(call.schema);
         }
         WireMode::JsonObject => body["response_format"] = json!({"type": "json_object"}),
         WireMode::Prompt => {}
