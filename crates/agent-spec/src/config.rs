@@ -641,7 +641,7 @@ impl Settings {
                 request_timeout_secs: 180,
                 max_retries: 4,
                 max_retry_after_secs: 60,
-                structured_output: StructuredOutput::JsonSchema,
+                structured_output: StructuredOutput::Auto,
                 stream: false,
                 max_tokens: None,
             },
@@ -773,7 +773,7 @@ mod tests {
                 request_timeout_secs: 180,
                 max_retries: 4,
                 max_retry_after_secs: 60,
-                structured_output: StructuredOutput::JsonSchema,
+                structured_output: StructuredOutput::Auto,
                 stream: false,
                 max_tokens: None,
             }
@@ -1077,7 +1077,7 @@ max_path_bytes = 50
             ),
             (
                 "[model]\nstructured_output = \"xml\"",
-                "`structured_output`: unknown mode `xml`; expected `json_schema`, `json_object` or `none`",
+                "`structured_output`: unknown mode `xml`; expected `auto`, `json_schema`, `json_object` or `none`",
             ),
             ("[model]\nmax_tokens = 0", "`max_tokens` must be at least 1"),
             (
