@@ -4,8 +4,10 @@
 mod floods;
 mod hostile;
 mod locks;
+mod oversized;
 mod preflight;
 mod snapshots;
+mod structured;
 mod support;
 mod travel;
 

@@ -92,6 +92,11 @@ pub fn engine_hint(error: &SandboxError) -> Option<String> {
 }
 
 pub fn model_hint(error: &ModelError, api_key_env: &str) -> Option<String> {
+    if let Some(setting) = error.setting_to_change() {
+        return Some(format!(
+            "the server refused the request itself, so it was not retried: change {setting}"
+        ));
+    }
     match error {
         ModelError::Unreachable { .. } => Some(
             "is the model server running? check `--base-url`, OPENAI_BASE_URL or `[model] base_url` in agent.toml"

@@ -23,6 +23,11 @@ pub trait ModelPort: Send {
         iteration: u32,
         messages: &[ChatMessage],
     ) -> impl Future<Output = Result<Reply<Verdict>, ModelError>> + Send;
+
+    /// The structured-output mode the endpoint took, for `report.json`.
+    fn structured_output(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 pub trait EnginePort: Send + Sync {
@@ -73,6 +78,10 @@ impl ModelPort for ModelSession {
         messages: &[ChatMessage],
     ) -> Result<Reply<Verdict>, ModelError> {
         ModelSession::verdict(self, iteration, messages).await
+    }
+
+    fn structured_output(&self) -> Option<&'static str> {
+        ModelSession::structured_output(self)
     }
 }
 

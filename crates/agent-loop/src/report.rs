@@ -149,6 +149,11 @@ pub struct Report {
     pub duration_secs: f64,
     pub usage: UsageTotals,
     pub model: String,
+    /// How the endpoint was asked for structured output (`json_schema`,
+    /// `json_object_schema`, `json_object`, `none`): the mode that worked; absent in
+    /// replay or when no call was answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structured_output: Option<String>,
     pub base_image: String,
     pub stopped_by: StopReason,
     pub error: Option<String>,

@@ -118,7 +118,9 @@ pub async fn run_spec<M: ModelPort, E: EnginePort>(
     if error.is_some() {
         stopped_by = StopReason::Error;
     }
-    let report = report(job, run.state, stopped_by, error.as_ref(), run.started);
+    let structured_output = run.model.structured_output().map(str::to_owned);
+    let mut report = report(job, run.state, stopped_by, error.as_ref(), run.started);
+    report.structured_output = structured_output;
     if let Err(write_error) = write_json(&job.run_dir.join("report.json"), &report) {
         error.get_or_insert(write_error);
     }
@@ -435,22 +437,11 @@ fn report(
         model: job.settings.model.name.clone(),
         base_image: job.settings.docker.base_image.clone(),
         stopped_by,
-        error: error.map(error_chain),
+        error: error.map(|error| agent_model::error_chain(error)),
         spec_copy,
         inputs: inputs.unwrap_or_default(),
         lock: state.lock,
+        structured_output: None,
         history: state.history,
     }
-}
-
-/// An error and its causes on one line, for `report.json`.
-pub fn error_chain(error: &LoopError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -56,3 +56,77 @@ pub enum ModelError {
         source: std::io::Error,
     },
 }
+
+impl ModelError {
+    /// What to change when the endpoint refused the request itself (a parameter it
+    /// does not take, a prompt past its context): no retry can fix that.
+    pub fn setting_to_change(&self) -> Option<&'static str> {
+        match self {
+            ModelError::Status { status, body, .. } => {
+                Rejection::of(*status, body).map(Rejection::setting)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Why an endpoint refused a request because of the request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    /// `response_format` (or the schema in it) is not supported.
+    StructuredOutput,
+    /// The prompt and the reply do not fit the model's context.
+    ContextLength,
+}
+
+impl Rejection {
+    /// Reads an error status and body. Servers differ in the status (llama.cpp answers
+    /// a `response_format` it does not take with 500), so the body decides; rate
+    /// limits and timeouts never count.
+    pub fn of(status: u16, body: &str) -> Option<Rejection> {
+        if !(400..600).contains(&status) || matches!(status, 408 | 409 | 429) {
+            return None;
+        }
+        let body = body.to_ascii_lowercase();
+        let names = |words: &[&str]| words.iter().any(|word| body.contains(word));
+        if names(&["response_format", "json_schema", "json_object"]) {
+            Some(Rejection::StructuredOutput)
+        } else if names(&[
+            "context length",
+            "context_length",
+            "maximum context",
+            "context window",
+            "n_ctx",
+            "exceeds the context",
+        ]) {
+            Some(Rejection::ContextLength)
+        } else {
+            None
+        }
+    }
+
+    pub fn setting(self) -> &'static str {
+        match self {
+            Rejection::StructuredOutput => {
+                "`[model] structured_output` in agent.toml (`auto` finds what the server supports)"
+            }
+            Rejection::ContextLength => {
+                "`[model] max_tokens` in agent.toml, or the server's context size (llama.cpp \
+                 `--n_ctx`, vLLM `--max-model-len`); a long prompt or large inputs fill it too"
+            }
+        }
+    }
+}
+
+/// An error and its causes on one line, joined by `: ` (for transcripts and
+/// `report.json`).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(source) = cause {
+        text.push_str(": ");
+        text.push_str(&source.to_string());
+        cause = source.source();
+    }
+    text
+}

@@ -1,30 +1,49 @@
-//! The two reply schemas, `code_bundle` and `verdict`, as Rust types and as the JSON
-//! schemas sent with `response_format`, and the lenient reading of a reply's text
-//! into them (fenced blocks, prose around the object, missing optional fields).
+//! The two reply schemas, `code_bundle` and `verdict`, as Rust types; the strict JSON
+//! schemas sent with `response_format`, derived from those types; and the lenient
+//! reading of a reply's text into them (fenced blocks, prose around the object,
+//! missing optional fields, names other formats use).
 
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, Schema};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// The answer to the first request and to every repair.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CodeBundle {
+    /// What this version does, or what it changes.
+    #[serde(default, deserialize_with = "lenient_string")]
     pub summary: String,
-    /// `None` in a repair: unchanged.
+    /// The full Dockerfile; null in a repair keeps it unchanged.
+    #[serde(default, deserialize_with = "nullable_string")]
     pub dockerfile: Option<String>,
+    /// Files to write, each with its full text.
+    #[serde(default, deserialize_with = "files")]
     pub files: Vec<BundleFile>,
+    /// Files of the previous version to remove.
+    #[serde(default, deserialize_with = "strings")]
     pub delete: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BundleFile {
+    /// A relative path inside the build context.
+    // `path` and `name` are what models trained on other formats tend to write.
+    #[serde(alias = "path", alias = "name")]
     pub filename: String,
+    /// The full text of the file.
     pub content: String,
 }
 
 /// The judge's answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Verdict {
+    /// Whether the output meets the conditions.
+    #[serde(deserialize_with = "lenient_bool")]
     pub pass: bool,
+    /// One or two sentences.
+    #[serde(default, deserialize_with = "lenient_string")]
     pub reason: String,
 }
 
@@ -34,42 +53,7 @@ impl CodeBundle {
 
     /// The strict JSON schema: every property required, no others allowed.
     pub fn json_schema() -> Value {
-        json!({
-            "type": "object",
-            "properties": {
-                "summary": {
-                    "type": "string",
-                    "description": "What this version does, or what it changes.",
-                },
-                "dockerfile": {
-                    "type": ["string", "null"],
-                    "description": "The full Dockerfile; null in a repair keeps it unchanged.",
-                },
-                "files": {
-                    "type": "array",
-                    "description": "Files to write, each with its full text.",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "filename": {
-                                "type": "string",
-                                "description": "A relative path inside the build context.",
-                            },
-                            "content": {"type": "string", "description": "The full text of the file."},
-                        },
-                        "required": ["filename", "content"],
-                        "additionalProperties": false,
-                    },
-                },
-                "delete": {
-                    "type": "array",
-                    "description": "Files of the previous version to remove.",
-                    "items": {"type": "string"},
-                },
-            },
-            "required": ["summary", "dockerfile", "files", "delete"],
-            "additionalProperties": false,
-        })
+        strict_schema::<CodeBundle>()
     }
 }
 
@@ -79,27 +63,16 @@ impl Verdict {
 
     /// The strict JSON schema: every property required, no others allowed.
     pub fn json_schema() -> Value {
-        json!({
-            "type": "object",
-            "properties": {
-                "pass": {
-                    "type": "boolean",
-                    "description": "Whether the output meets the conditions.",
-                },
-                "reason": {"type": "string", "description": "One or two sentences."},
-            },
-            "required": ["pass", "reason"],
-            "additionalProperties": false,
-        })
+        strict_schema::<Verdict>()
     }
 }
 
 /// A type a reply is parsed into.
-pub(crate) trait ReplySchema: Sized {
+pub(crate) trait ReplySchema: Sized + serde::de::DeserializeOwned {
     const NAME: &'static str;
     fn json_schema() -> Value;
-    /// Reads the object leniently; the error names the field and what it must be.
-    fn from_object(object: &Map<String, Value>) -> Result<Self, String>;
+    /// What a required field must be, said when it is missing.
+    const REQUIRED: &'static [(&'static str, &'static str)] = &[];
 }
 
 impl ReplySchema for CodeBundle {
@@ -108,116 +81,184 @@ impl ReplySchema for CodeBundle {
     fn json_schema() -> Value {
         CodeBundle::json_schema()
     }
-
-    fn from_object(object: &Map<String, Value>) -> Result<Self, String> {
-        let summary = optional_string(object, "summary", "a string")?.unwrap_or_default();
-        let dockerfile = optional_string(object, "dockerfile", "a string or null")?;
-        let files = match object.get("files") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(index, item)| bundle_file(index, item))
-                .collect::<Result<_, _>>()?,
-            // Some models answer with a map of filename to content; its meaning is clear.
-            Some(Value::Object(map)) => map
-                .iter()
-                .map(|(filename, content)| match content {
-                    Value::String(text) => Ok(BundleFile {
-                        filename: filename.clone(),
-                        content: text.clone(),
-                    }),
-                    _ => Err(format!(
-                        "field `files` must be an array of objects with `filename` and \
-                         `content`; `files.{filename}` is not a string"
-                    )),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => {
-                return Err(
-                    "field `files` must be an array of objects with `filename` and `content`"
-                        .to_owned(),
-                );
-            }
-        };
-        let delete = match object.get("delete") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(index, item)| match item {
-                    Value::String(name) => Ok(name.clone()),
-                    _ => Err(format!("field `delete[{index}]` must be a string")),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err("field `delete` must be an array of strings".to_owned()),
-        };
-        Ok(CodeBundle {
-            summary,
-            dockerfile,
-            files,
-            delete,
-        })
-    }
 }
 
 impl ReplySchema for Verdict {
     const NAME: &'static str = Verdict::SCHEMA_NAME;
+    const REQUIRED: &'static [(&'static str, &'static str)] = &[("pass", "true or false")];
 
     fn json_schema() -> Value {
         Verdict::json_schema()
     }
+}
 
-    fn from_object(object: &Map<String, Value>) -> Result<Self, String> {
-        let pass = match object.get("pass") {
-            Some(Value::Bool(pass)) => *pass,
-            Some(Value::String(text)) if text.eq_ignore_ascii_case("true") => true,
-            Some(Value::String(text)) if text.eq_ignore_ascii_case("false") => false,
-            None | Some(Value::Null) => {
-                return Err("field `pass` is missing: it must be true or false".to_owned());
-            }
-            Some(_) => return Err("field `pass` must be true or false".to_owned()),
-        };
-        let reason = optional_string(object, "reason", "a string")?.unwrap_or_default();
-        Ok(Verdict { pass, reason })
+/// The schema of `T` in the form OpenAI's strict mode accepts (and llama.cpp's and
+/// vLLM's grammars read): sub-schemas inline, every property required, no other
+/// properties allowed, nullable fields as type arrays, no titles or defaults.
+fn strict_schema<T: JsonSchema>() -> Value {
+    let generator = SchemaSettings::draft2020_12()
+        .with(|settings| {
+            settings.inline_subschemas = true;
+            settings.meta_schema = None;
+        })
+        .with_transform(schemars::transform::RecursiveTransform(strict))
+        .into_generator();
+    generator.into_root_schema_for::<T>().to_value()
+}
+
+fn strict(schema: &mut Schema) {
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    object.remove("title");
+    object.remove("default");
+    if let Some(Value::Object(properties)) = object.get("properties") {
+        let required: Vec<Value> = properties.keys().cloned().map(Value::String).collect();
+        object.insert("required".to_owned(), Value::Array(required));
+        object.insert("additionalProperties".to_owned(), Value::Bool(false));
     }
 }
 
-fn optional_string(
-    object: &Map<String, Value>,
-    field: &str,
-    expected: &str,
-) -> Result<Option<String>, String> {
-    match object.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text.clone())),
-        Some(_) => Err(format!("field `{field}` must be {expected}")),
-    }
+/// A string; null reads as empty.
+fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(nullable_string(deserializer)?.unwrap_or_default())
 }
 
-fn bundle_file(index: usize, item: &Value) -> Result<BundleFile, String> {
-    let Value::Object(object) = item else {
-        return Err(format!(
-            "field `files[{index}]` must be an object with `filename` and `content`"
-        ));
-    };
-    // `path` and `name` are what models trained on other formats tend to write.
-    let filename = ["filename", "path", "name"]
-        .iter()
-        .find_map(|key| object.get(*key).filter(|value| !value.is_null()));
-    let filename = match filename {
-        Some(Value::String(name)) => name.clone(),
-        Some(_) => return Err(format!("field `files[{index}].filename` must be a string")),
-        None => return Err(format!("field `files[{index}].filename` is missing")),
-    };
-    let content = match object.get("content") {
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Null) | None => {
-            return Err(format!("field `files[{index}].content` is missing"));
+fn nullable_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    struct Nullable;
+    impl<'de> Visitor<'de> for Nullable {
+        type Value = Option<String>;
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("a string or null")
         }
-        Some(_) => return Err(format!("field `files[{index}].content` must be a string")),
-    };
-    Ok(BundleFile { filename, content })
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            Ok(Some(text.to_owned()))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    deserializer.deserialize_any(Nullable)
+}
+
+/// `true` or `false`, also as strings in any case.
+fn lenient_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    struct Lenient;
+    impl<'de> Visitor<'de> for Lenient {
+        type Value = bool;
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("true or false")
+        }
+        fn visit_bool<E: de::Error>(self, value: bool) -> Result<bool, E> {
+            Ok(value)
+        }
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<bool, E> {
+            match text.to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(E::invalid_value(de::Unexpected::Str(text), &self)),
+            }
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+            Err(E::custom(MISSING))
+        }
+    }
+    deserializer.deserialize_any(Lenient)
+}
+
+/// An array of strings; null reads as empty.
+fn strings<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    deserializer.deserialize_any(List {
+        expecting: "an array of strings",
+        from_entry: None,
+    })
+}
+
+/// An array of files; null reads as empty, and a map of filename to content (some
+/// models answer so) as those files.
+fn files<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<BundleFile>, D::Error> {
+    deserializer.deserialize_any(List {
+        expecting: "an array of objects with `filename` and `content`",
+        from_entry: Some(|filename, content| BundleFile { filename, content }),
+    })
+}
+
+/// Reads an array (null: empty), or a map of strings when `from_entry` is given.
+struct List<T> {
+    expecting: &'static str,
+    from_entry: Option<fn(String, String) -> T>,
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for List<T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str(self.expecting)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Vec<T>, A::Error> {
+        let mut list = Vec::new();
+        while let Some(item) = items.next_element()? {
+            list.push(item);
+        }
+        Ok(list)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Vec<T>, A::Error> {
+        let Some(from_entry) = self.from_entry else {
+            return Err(de::Error::invalid_type(de::Unexpected::Map, &self));
+        };
+        let mut list = Vec::new();
+        while let Some((key, value)) = entries.next_entry()? {
+            list.push(from_entry(key, value));
+        }
+        Ok(list)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Vec<T>, E> {
+        Ok(Vec::new())
+    }
+}
+
+/// The message of a required field that is null.
+const MISSING: &str = "is missing";
+
+/// Reads an object as `T`; the error names the field and what it must be.
+fn from_object<T: ReplySchema>(object: Map<String, Value>) -> Result<T, String> {
+    serde_path_to_error::deserialize::<_, T>(Value::Object(object)).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.inner().to_string();
+        let (field, problem) = match message.strip_prefix("missing field `") {
+            Some(rest) => {
+                let name = rest.trim_end_matches('`');
+                let field = if path == "." {
+                    name.to_owned()
+                } else {
+                    format!("{path}.{name}")
+                };
+                (field, MISSING.to_owned())
+            }
+            None => (path, problem(&message)),
+        };
+        let hint = T::REQUIRED
+            .iter()
+            .find(|(name, _)| *name == field)
+            .filter(|_| problem == MISSING)
+            .map(|(_, expected)| format!(": it must be {expected}"))
+            .unwrap_or_default();
+        format!("field `{field}` {problem}{hint}")
+    })
+}
+
+/// serde's "invalid type: integer `3`, expected a string" as "must be a string".
+fn problem(message: &str) -> String {
+    if message == MISSING {
+        return message.to_owned();
+    }
+    match message.split_once(", expected ") {
+        Some((_, expected)) => format!("must be {expected}"),
+        None => message.to_owned(),
+    }
 }
 
 /// How many `{` a reply may open before the search for its object gives up: bounds
@@ -228,7 +269,7 @@ const MAX_OBJECT_CANDIDATES: usize = 16;
 /// block holding an object, else the first balanced `{…}` that parses.
 pub(crate) fn parse_text<T: ReplySchema>(text: &str) -> Result<T, String> {
     let object = find_object(text, T::NAME)?;
-    T::from_object(&object)
+    from_object(object)
 }
 
 fn find_object(text: &str, schema: &str) -> Result<Map<String, Value>, String> {
@@ -341,6 +382,8 @@ fn balanced_end(text: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn bundle(text: &str) -> Result<CodeBundle, String> {
@@ -438,6 +481,50 @@ mod tests {
                 .collect();
             assert_eq!(properties.len(), required.len());
             assert_eq!(schema["additionalProperties"], false);
+            let text = schema.to_string();
+            for word in ["\"title\"", "\"default\"", "$ref", "$schema"] {
+                assert!(!text.contains(word), "strict mode refuses {word}: {text}");
+            }
         }
+        let bundle = CodeBundle::json_schema();
+        assert_eq!(
+            bundle["properties"]["dockerfile"]["type"],
+            json!(["string", "null"])
+        );
+        let file = &bundle["properties"]["files"]["items"];
+        assert_eq!(file["required"], json!(["content", "filename"]));
+        assert_eq!(file["additionalProperties"], false);
+        assert_eq!(
+            bundle["properties"]["delete"]["items"],
+            json!({"type": "string"})
+        );
+        assert_eq!(
+            Verdict::json_schema()["properties"]["pass"]["type"],
+            "boolean"
+        );
+    }
+
+    #[test]
+    fn other_names_for_a_filename_nulls_and_string_booleans_are_read() {
+        let parsed = bundle(
+            r#"{"summary": null, "files": [{"path": "a.py", "content": "1"}, {"name": "b.py", "content": "2"}], "delete": null}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.summary, "");
+        assert_eq!(parsed.files[0].filename, "a.py");
+        assert_eq!(parsed.files[1].filename, "b.py");
+        assert!(parse_text::<Verdict>(r#"{"pass": "TRUE"}"#).unwrap().pass);
+        assert_eq!(
+            parse_text::<Verdict>(r#"{"pass": null}"#).unwrap_err(),
+            "field `pass` is missing: it must be true or false"
+        );
+        assert_eq!(
+            bundle(r#"{"files": [{"content": "x"}]}"#).unwrap_err(),
+            "field `files[0].filename` is missing"
+        );
+        assert_eq!(
+            bundle(r#"{"delete": ["a", 3]}"#).unwrap_err(),
+            "field `delete[1]` must be a string"
+        );
     }
 }

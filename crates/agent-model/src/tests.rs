@@ -661,20 +661,111 @@ async fn without_a_key_no_authorization_header_is_sent() {
     assert_eq!(only_request(&server).header("authorization"), None);
 }
 
-#[tokio::test]
-async fn an_oversized_answer_is_cut_off() {
-    let huge = "x".repeat(9 * 1024 * 1024);
-    let (_server, _run, result) = bundle_call(settings, vec![ScriptedReply::Content(huge)]).await;
-    match result {
-        Err(ModelError::Status { status, body, .. }) => {
-            assert_eq!(status, 200);
-            assert!(body.contains("exceeded"), "{body}");
-        }
-        other => panic!(
-            "expected an error, got {:?}",
-            other.map(|reply| reply.usage)
+/// A bundle holding one file of `bytes` bytes, written out directly: serializing
+/// tens of megabytes through unoptimized serde takes seconds.
+fn bundle_with_data(bytes: usize) -> String {
+    format!(
+        r#"{{"summary": "data", "dockerfile": null, "files": [{{"filename": "data.txt", "content": "{}"}}], "delete": []}}"#,
+        "x".repeat(bytes)
+    )
+}
+
+/// A plain completion holding `content`, which needs no JSON escaping.
+fn plain_completion(content: &str) -> ScriptedReply {
+    let escaped = content.replace('"', "\\\"");
+    ScriptedReply::Raw {
+        status: 200,
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+        body: format!(
+            r#"{{"id": "x", "object": "chat.completion", "choices": [{{"index": 0, "message": {{"role": "assistant", "content": "{escaped}"}}, "finish_reason": "stop"}}]}}"#
         ),
     }
+}
+
+#[tokio::test]
+async fn an_answer_past_the_cap_is_invalid_cut_off_and_recorded_as_truncated() {
+    const CAP: u64 = 8 * 1024 * 1024;
+    let huge = bundle_with_data(48_000_000);
+    for stream in [false, true] {
+        // The streamed reply goes through the server's own SSE framing; the plain one
+        // is written out whole (see `bundle_with_data`).
+        let scripted = if stream {
+            ScriptedReply::Content(huge.clone())
+        } else {
+            plain_completion(&huge)
+        };
+        let (server, run, result) = bundle_call(
+            |base| ModelSettings {
+                stream,
+                // Building and sending 48 MB takes the unoptimized test server a while.
+                request_timeout_secs: 120,
+                max_retries: 0,
+                ..settings(base)
+            },
+            vec![scripted],
+        )
+        .await;
+        let reply = result.expect("a reply past the cap is the model's fault, not an error");
+        let Answer::Invalid(text) = &reply.answer else {
+            panic!("stream {stream}: expected invalid, got {:?}", reply.answer);
+        };
+        assert!(text.contains("cut off at 8.0 MiB"), "{text}");
+        assert!(
+            text.contains("64 files of at most 1.0 MiB each, 4.0 MiB in all"),
+            "{text}"
+        );
+        if stream {
+            assert!(text.contains("your reply grew past 8.0 MiB"), "{text}");
+        } else {
+            // The plain answer announced its length: the model hears the whole size.
+            assert!(text.contains("your reply was 45.8 MiB"), "{text}");
+            assert!(!text.contains("grew past"), "{text}");
+        }
+        assert_eq!(reply.content, "");
+        assert_eq!(server.requests().len(), 1, "stream {stream}: not retried");
+
+        let transcript = run.transcript_text();
+        assert!(
+            transcript.len() < 16 * 1024,
+            "a small line: {}",
+            transcript.len()
+        );
+        let line = &run.transcript()[0];
+        assert_eq!(line["error"], Value::Null);
+        assert_eq!(line["response"]["truncated"], true);
+        assert_eq!(line["response"]["content"], Value::Null);
+        let received = line["response"]["received_bytes"].as_u64().unwrap();
+        assert!(
+            (CAP..CAP + 1024 * 1024).contains(&received),
+            "stream {stream}: read to the cap and no further: {received}"
+        );
+
+        // The recorded cut replays as the same answer.
+        let replay = Model::replay(&run.transcript_path()).unwrap();
+        let mut replayed = Run::new(&replay, "hello");
+        assert_eq!(replayed.bundle().await.unwrap().answer, reply.answer);
+    }
+}
+
+#[tokio::test]
+async fn the_answer_cap_grows_with_the_bundle_limits() {
+    let limits = agent_spec::BundleLimits {
+        max_total_bytes: 40 * 1024 * 1024,
+        ..agent_spec::BundleLimits::default()
+    };
+    let server = ScriptedServer::start(vec![plain_completion(&bundle_with_data(10_000_000))]).await;
+    let model = live(&ModelSettings {
+        request_timeout_secs: 120,
+        max_retries: 0,
+        ..settings(&server.base_url())
+    })
+    .with_bundle_limits(&limits);
+    let mut run = Run::new(&model, "hello");
+    let reply = run.bundle().await.unwrap();
+    assert!(
+        matches!(&reply.answer, Answer::Parsed(bundle) if bundle.files[0].content.len() == 10_000_000),
+        "80 MiB of room: the whole 10 MB answer is read"
+    );
 }
 
 #[tokio::test]
@@ -927,4 +1018,112 @@ async fn the_model_and_its_calls_can_move_between_tasks() {
     drop(probe);
     let verdict = live_run.session.verdict(1, &[]);
     assert_send(&verdict);
+}
+
+/// What llama-cpp-python's server answers to a `json_schema` response format.
+fn llama_cpp_rejection() -> ScriptedReply {
+    ScriptedReply::Raw {
+        status: 500,
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+        body: r#"{"error": {"message": "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\"}]", "type": "internal_server_error"}}"#.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn auto_falls_back_to_json_object_with_the_schema_and_keeps_it_for_every_session() {
+    let server = ScriptedServer::start(vec![
+        llama_cpp_rejection(),
+        ScriptedReply::Content(bundle_json()),
+        ScriptedReply::Content(bundle_json()),
+    ])
+    .await;
+    let model = live(&ModelSettings {
+        structured_output: StructuredOutput::Auto,
+        ..settings(&server.base_url())
+    });
+    let mut run = Run::new(&model, "hello");
+    assert_eq!(run.session.structured_output(), None);
+    let reply = run.bundle().await.unwrap();
+    assert_eq!(reply.answer, Answer::Parsed(sample_bundle()));
+    assert_eq!(run.session.structured_output(), Some("json_object_schema"));
+    let line = &run.transcript()[0];
+    assert_eq!(line["request"]["response_format"], "json_object_schema");
+    assert_eq!(
+        line["attempts"], 2,
+        "the rejected attempt is counted, not retried"
+    );
+
+    // Another spec of the same invocation starts in the mode that worked.
+    let mut other = Run::new(&model, "other");
+    other.bundle().await.unwrap();
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[0].body["response_format"]["type"], "json_schema");
+    for request in &requests[1..] {
+        let body = &request.body;
+        assert_eq!(body["response_format"]["type"], "json_object");
+        assert_eq!(body["response_format"]["schema"], CodeBundle::json_schema());
+        assert_eq!(body["guided_json"], CodeBundle::json_schema());
+        assert!(request.all_text().contains("named `code_bundle`"));
+    }
+}
+
+#[tokio::test]
+async fn auto_ends_with_the_schema_in_the_prompt_when_every_format_is_rejected() {
+    let rejected = || ScriptedReply::Raw {
+        status: 400,
+        headers: Vec::new(),
+        body: r#"{"error": {"message": "Unrecognized request argument: response_format"}}"#
+            .to_owned(),
+    };
+    let server = ScriptedServer::start(vec![
+        rejected(),
+        rejected(),
+        rejected(),
+        ScriptedReply::Content(bundle_json()),
+    ])
+    .await;
+    let model = live(&ModelSettings {
+        structured_output: StructuredOutput::Auto,
+        ..settings(&server.base_url())
+    });
+    assert_eq!(model.probe_structured_output().await.unwrap(), Some("none"));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 4);
+    assert!(requests[3].body.get("response_format").is_none());
+    assert_eq!(
+        requests[3].body["max_tokens"], 16,
+        "the probe asks for little"
+    );
+}
+
+#[tokio::test]
+async fn an_explicit_mode_is_obeyed_and_a_rejection_of_the_request_is_not_retried() {
+    let (server, _run, result) = bundle_call(settings, vec![llama_cpp_rejection()]).await;
+    let error = result.unwrap_err();
+    assert!(
+        matches!(error, ModelError::Status { status: 500, .. }),
+        "{error:?}"
+    );
+    assert_eq!(server.requests().len(), 1, "no fallback, no retry");
+    assert!(
+        error
+            .setting_to_change()
+            .unwrap()
+            .contains("structured_output")
+    );
+
+    let context = ScriptedReply::Raw {
+        status: 400,
+        headers: Vec::new(),
+        body: r#"{"error": {"message": "Requested tokens (9000) exceed context window of 8192"}}"#
+            .to_owned(),
+    };
+    let (server, _run, result) = bundle_call(settings, vec![context]).await;
+    let error = result.unwrap_err();
+    assert_eq!(server.requests().len(), 1);
+    assert!(
+        error.setting_to_change().unwrap().contains("max_tokens"),
+        "{error}"
+    );
 }

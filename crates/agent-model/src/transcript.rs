@@ -6,67 +6,8 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::errors::ModelError;
-use crate::model::{ChatMessage, Purpose, Usage};
-
-/// One model call as recorded. Only `spec`, `schema` and `response` matter for
-/// replay; the rest is there for people reading the run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Entry {
-    pub spec: String,
-    #[serde(default)]
-    pub iteration: u32,
-    pub purpose: Purpose,
-    pub schema: String,
-    #[serde(default)]
-    pub model: String,
-    pub request: RequestRecord,
-    #[serde(default)]
-    pub response: Option<ResponseRecord>,
-    #[serde(default)]
-    pub usage: Usage,
-    #[serde(default)]
-    pub latency_ms: u64,
-    #[serde(default)]
-    pub attempts: u32,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub started_at: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct RequestRecord {
-    #[serde(default)]
-    pub messages: Vec<ChatMessage>,
-    #[serde(default)]
-    pub temperature: f64,
-    /// `json_schema`, `json_object` or `none`.
-    #[serde(default)]
-    pub response_format: String,
-    #[serde(default)]
-    pub stream: bool,
-}
-
-/// What the endpoint answered: enough to parse the same `Answer` again.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct ResponseRecord {
-    #[serde(default)]
-    pub content: Option<String>,
-    #[serde(default)]
-    pub finish_reason: Option<String>,
-    #[serde(default)]
-    pub refusal: Option<String>,
-    /// How many choices the answer held (0 is an answer of its own kind).
-    #[serde(default = "one")]
-    pub choices: usize,
-}
-
-fn one() -> usize {
-    1
-}
+use crate::record::Entry;
 
 /// Appends entries to a run's transcript, one flushed line each.
 #[derive(Debug)]
@@ -142,6 +83,9 @@ pub(crate) fn calls_for(entries: &[Entry], spec: &str) -> Vec<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::{Purpose, Usage};
+    use crate::record::RequestRecord;
+    use crate::record::ResponseRecord;
 
     fn entry(spec: &str, schema: &str, error: Option<&str>) -> Entry {
         Entry {

@@ -439,7 +439,7 @@ mod tests {
                 request_timeout_secs: 180,
                 max_retries: 4,
                 max_retry_after_secs: 60,
-                structured_output: StructuredOutput::JsonSchema,
+                structured_output: StructuredOutput::Auto,
                 stream: false,
                 max_tokens: None,
             }
@@ -743,7 +743,7 @@ max_path_bytes = 50
             ),
             (
                 "[model]\nstructured_output = \"xml\"",
-                "`structured_output`: unknown mode `xml`; expected `json_schema`, `json_object` or `none`",
+                "`structured_output`: unknown mode `xml`; expected `auto`, `json_schema`, `json_object` or `none`",
             ),
             ("[model]\nmax_tokens = 0", "`max_tokens` must be at least 1"),
             (
@@ -786,19 +786,19 @@ max_path_bytes = 50
     }
 
     #[test]
-    fn structured_output_accepts_auto_and_keeps_json_schema_as_default() {
-        let file = parse("[model]\nstructured_output = \"auto\"\n").unwrap();
+    fn structured_output_defaults_to_auto_and_reads_json_schema() {
+        let file = parse("[model]\nstructured_output = \"json_schema\"\n").unwrap();
         let settings = resolve(
             Some(&file),
             &EnvOverrides::default(),
             &FlagOverrides::default(),
         );
-        assert_eq!(settings.model.structured_output, StructuredOutput::Auto);
-        let settings = resolve(None, &EnvOverrides::default(), &FlagOverrides::default());
         assert_eq!(
             settings.model.structured_output,
             StructuredOutput::JsonSchema
         );
+        let settings = resolve(None, &EnvOverrides::default(), &FlagOverrides::default());
+        assert_eq!(settings.model.structured_output, StructuredOutput::Auto);
     }
 
     #[test]

@@ -102,7 +102,7 @@ impl Default for ModelSettings {
             request_timeout_secs: 180,
             max_retries: 4,
             max_retry_after_secs: 60,
-            structured_output: StructuredOutput::JsonSchema,
+            structured_output: StructuredOutput::Auto,
             stream: false,
             max_tokens: None,
         }

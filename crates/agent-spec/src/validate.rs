@@ -157,7 +157,7 @@ pub(crate) fn structured_output(value: &str) -> Result<StructuredOutput, String>
         "json_object" => Ok(StructuredOutput::JsonObject),
         "none" => Ok(StructuredOutput::None),
         _ => Err(format!(
-            "unknown mode `{value}`; expected `json_schema`, `json_object` or `none`"
+            "unknown mode `{value}`; expected `auto`, `json_schema`, `json_object` or `none`"
         )),
     }
 }

@@ -23,6 +23,9 @@ use tokio::sync::watch;
 const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 /// Characters of content per SSE delta: small, so clients really assemble deltas.
 const CHUNK_CHARS: usize = 6;
+/// At most this many deltas per reply: a reply of many megabytes goes out in larger
+/// pieces instead of millions of tiny events.
+const MAX_DELTAS: usize = 4096;
 /// A fixed `created` timestamp keeps replies reproducible.
 const CREATED: u64 = 1_700_000_000;
 const PROMPT_TOKENS: u64 = 100;
@@ -510,14 +513,7 @@ impl Completion {
             Message::Content(text) => ("content", text),
             Message::Refusal(text) => ("refusal", text),
         };
-        let characters: Vec<char> = text.chars().collect();
-        let mut pieces: Vec<String> = characters
-            .chunks(CHUNK_CHARS)
-            .map(|piece| piece.iter().collect())
-            .collect();
-        if pieces.is_empty() {
-            pieces.push(String::new());
-        }
+        let pieces = pieces(text);
         let mut events = Vec::with_capacity(pieces.len() + 3);
         for (position, piece) in pieces.into_iter().enumerate() {
             let mut delta = serde_json::Map::new();
@@ -527,7 +523,7 @@ impl Completion {
                     delta.insert("content".to_owned(), Value::Null);
                 }
             }
-            delta.insert(field.to_owned(), Value::String(piece));
+            delta.insert(field.to_owned(), Value::String(piece.to_owned()));
             events.push(self.chunk(json!([
                 {"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}
             ])));
@@ -620,6 +616,35 @@ impl Completion {
             response
         }
     }
+}
+
+/// `text` in pieces of [`CHUNK_CHARS`] characters, or larger ones (still cut at
+/// character boundaries) when that would make more than [`MAX_DELTAS`] pieces; at
+/// least one piece, empty for an empty text.
+fn pieces(text: &str) -> Vec<&str> {
+    let piece_bytes = CHUNK_CHARS.max(text.len().div_ceil(MAX_DELTAS));
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = if piece_bytes == CHUNK_CHARS {
+            rest.char_indices()
+                .nth(CHUNK_CHARS)
+                .map_or(rest.len(), |(end, _)| end)
+        } else {
+            let mut end = piece_bytes.min(rest.len());
+            while !rest.is_char_boundary(end) {
+                end += 1;
+            }
+            end
+        };
+        let (piece, after) = rest.split_at(end);
+        pieces.push(piece);
+        rest = after;
+    }
+    if pieces.is_empty() {
+        pieces.push("");
+    }
+    pieces
 }
 
 fn sse_response(events: BoxStream<'static, Result<Bytes, Infallible>>) -> Response {

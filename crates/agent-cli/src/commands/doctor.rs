@@ -47,10 +47,23 @@ pub async fn doctor(args: ConfigArgs) -> Result<u8, Failure> {
     let model = agent_model::Model::live(&resolved.model, api_key)
         .map_err(|error| Failure::model(error, &resolved.model.api_key_env))?;
     match model.probe().await {
-        Ok(()) => println!(
-            "ok    model endpoint {} answers (model `{}`)",
-            resolved.model.base_url, resolved.model.name
-        ),
+        Ok(()) => {
+            println!(
+                "ok    model endpoint {} answers (model `{}`)",
+                resolved.model.base_url, resolved.model.name
+            );
+            match model.probe_structured_output().await {
+                Ok(mode) => println!("ok    structured output: `{}`", mode.unwrap_or("recorded")),
+                // The endpoint answers; a model that cannot answer a chat request
+                // yet is worth a warning, not a failed check.
+                Err(error) => {
+                    println!("warn  structured output: {error}");
+                    if let Some(hint) = model_hint(&error, &resolved.model.api_key_env) {
+                        println!("      hint: {hint}");
+                    }
+                }
+            }
+        }
         Err(error) => {
             healthy = false;
             println!("fail  model endpoint: {error}");

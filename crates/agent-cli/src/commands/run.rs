@@ -47,7 +47,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
             all - specs.len()
         );
     }
-    let model = model_for(&args, &resolved)?;
+    let model = model_for(&args, &resolved)?.with_bundle_limits(&resolved.bundle);
     let sandbox = Sandbox::connect(env::var(env::DOCKER_HOST).as_deref())
         .await
         .map_err(Failure::engine)?;
