@@ -2,6 +2,7 @@
 //! OpenAI-compatible server in the test process.
 
 mod hostile;
+mod report;
 mod snapshots;
 mod support;
 
