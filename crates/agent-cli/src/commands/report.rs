@@ -21,7 +21,8 @@ pub fn report(args: ReportArgs) -> Result<u8, Failure> {
         error: error.into(),
         hint: Some("check that the folder of `-o` exists and is writable".to_string()),
     })?;
-    eprintln!("report: {} runs", dirs.len());
+    let plural = if dirs.len() == 1 { "" } else { "s" };
+    eprintln!("report: {} run{plural} on one page", dirs.len());
     println!("{}", args.output.display());
     Ok(exit::VERIFIED)
 }
