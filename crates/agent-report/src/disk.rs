@@ -257,6 +257,8 @@ pub fn find_run_dirs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ReportError> {
             }
         }
     }
-    found.dedup();
+    // A folder named twice, or inside another one named, is shown once.
+    let mut seen = std::collections::BTreeSet::new();
+    found.retain(|dir| seen.insert(dir.clone()));
     Ok(found)
 }

@@ -108,6 +108,9 @@ fn an_out_dir_gives_every_run_below_it_and_a_filter_for_each_result() {
 
     let dirs = agent_report::find_run_dirs(&[out.path().to_owned()]).unwrap();
     assert_eq!(dirs, [copy, out.path().join("hostile/run-1")]);
+    let named_twice =
+        agent_report::find_run_dirs(&[out.path().to_owned(), out.path().join("hostile")]).unwrap();
+    assert_eq!(named_twice, dirs, "a run named twice is shown once");
     let document = Html::parse_document(&agent_report::render(&dirs).unwrap());
     assert_eq!(count(&document, "tr.run-row"), 2);
     assert_eq!(count(&document, "tr.run-row.verified"), 1);
