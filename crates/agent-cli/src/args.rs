@@ -35,6 +35,8 @@ pub enum Command {
     Doctor(ConfigArgs),
     /// Remove containers and images left by earlier runs (by label).
     Gc(GcArgs),
+    /// Write one self-contained HTML page for many runs.
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +135,18 @@ pub struct GcArgs {
     /// Also remove what running `agent` processes are using.
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run directories, or folders to search for them (such as the `--out` folder of
+    /// `agent run`, which holds `<spec>/<run id>/`).
+    #[arg(required = true, value_name = "RUN_DIR | OUT_DIR")]
+    pub paths: Vec<PathBuf>,
+
+    /// Where the page goes; its path is printed on stdout.
+    #[arg(short, long, value_name = "FILE", default_value = "report.html")]
+    pub output: PathBuf,
 }
 
 #[cfg(test)]

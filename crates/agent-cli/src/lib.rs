@@ -40,6 +40,7 @@ pub fn main() -> ExitCode {
             Command::Verify(args) => commands::verify::verify(args).await,
             Command::Doctor(args) => commands::doctor::doctor(args).await,
             Command::Gc(args) => commands::gc::gc(args).await,
+            Command::Report(args) => commands::report::report(args),
         }
     });
     // Leftover blocking work (a stalled stdin writer, say) must not hold the exit.

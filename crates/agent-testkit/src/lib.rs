@@ -1,7 +1,10 @@
 //! Test support shared by the crates' tests and the CLI's integration tests: a
 //! scripted OpenAI-compatible chat-completions server on 127.0.0.1 that speaks the
 //! real wire format (plain JSON, and SSE when the request asks to stream), records
-//! every request, and answers from a script; plus the names of the local base images.
+//! every request, and answers from a script; the names of the local base images; and
+//! checks on report pages.
+
+pub mod html;
 
 mod server;
 

@@ -3,5 +3,6 @@
 pub mod check;
 pub mod doctor;
 pub mod gc;
+pub mod report;
 pub mod run;
 pub mod verify;

@@ -177,7 +177,11 @@ async fn collect(
                 report,
                 run_dir,
                 error,
+                page_warning,
             }) => {
+                if let Some(warning) = page_warning {
+                    progress.println(&format!("{}: warning: {warning}", report.spec));
+                }
                 if let Some(refusal) = summary::lock_refusal(&report) {
                     progress.println(&format!("{}: {refusal}", report.spec));
                 }
@@ -272,6 +276,8 @@ enum SpecOutcome {
         report: Report,
         run_dir: PathBuf,
         error: Option<agent_loop::LoopError>,
+        /// Why `report.html` could not be written, if it could not.
+        page_warning: Option<String>,
     },
     NotStarted(Spec),
     Failed {
@@ -311,9 +317,24 @@ async fn run_one(
     };
     let result = agent_loop::run_spec(&job, &mut session, sandbox, sink, cancel).await;
     SpecOutcome::Finished {
+        page_warning: write_page(&job.run_dir).await,
         report: result.report,
         run_dir: job.run_dir,
         error: result.error,
+    }
+}
+
+/// Writes the run directory's `report.html`. The page is for people reading the run:
+/// one that cannot be written is a warning, and the run stays what it was.
+async fn write_page(run_dir: &std::path::Path) -> Option<String> {
+    let dir = run_dir.to_owned();
+    match tokio::task::spawn_blocking(move || agent_report::write_run_report(&dir)).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(error)) => Some(format!(
+            "cannot write report.html: {:#}",
+            anyhow::Error::new(error)
+        )),
+        Err(join_error) => Some(format!("cannot write report.html: {join_error}")),
     }
 }
 
