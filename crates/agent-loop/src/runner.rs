@@ -440,6 +440,9 @@ fn report(
         inputs: inputs.unwrap_or_default(),
         lock: state.lock,
         history: state.history,
+        published: None,
+        saved: None,
+        publish_error: None,
     }
 }
 
