@@ -5,6 +5,7 @@ mod floods;
 mod hostile;
 mod locks;
 mod preflight;
+mod publish;
 mod snapshots;
 mod support;
 mod travel;

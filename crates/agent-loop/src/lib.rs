@@ -27,8 +27,7 @@ pub use job::{Job, Provenance, run_labels, run_limits};
 pub use lock::{LockFile, LockMode, LockState, lock_dir};
 pub use ports::{EnginePort, ModelPort};
 pub use report::{
-    IterationRecord, LockReport, Outcome, Published, Report, SavedImage, StopReason,
-    UsageTotals,
+    IterationRecord, LockReport, Outcome, Published, Report, SavedImage, StopReason, UsageTotals,
 };
 pub use runner::{RunResult, error_chain, run_spec};
 pub use templates::{Prompts, render};
