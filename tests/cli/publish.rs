@@ -330,16 +330,33 @@ async fn a_refused_password_keeps_the_spec_verified_exits_3_and_leaks_nowhere() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_saved_image_loads_with_docker_load_and_its_sha256_matches() {
+async fn a_saved_image_loads_with_docker_load_even_when_the_push_beside_it_finds_no_registry() {
     require_engine();
     let server = model_printing("saved").await;
     let workspace = Workspace::new(&server.base_url(), "", "");
     let spec = workspace.spec("saved", &spec_printing("saved"));
     let config = docker_config("{}");
-    let output = run_with(&workspace, &spec, config.path(), &["--save", "images"]).await;
-    output.assert_code(0);
+    let nowhere = "127.0.0.1:9/team";
+    let output = run_with(
+        &workspace,
+        &spec,
+        config.path(),
+        &["--save", "images", "--push", nowhere],
+    )
+    .await;
+    output.assert_code(3);
+    assert!(
+        output
+            .stderr
+            .contains("hint: is the registry `127.0.0.1:9` running"),
+        "{}",
+        output.stderr
+    );
 
     let report = workspace.report("saved");
+    assert_eq!(report["verified"], true);
+    let error = report["publish_error"].as_str().expect("publish_error");
+    assert!(error.contains("connection refused"), "{error}");
     let path = PathBuf::from(report["saved"]["path"].as_str().expect("saved.path"));
     assert_eq!(
         path,
@@ -355,6 +372,7 @@ async fn a_saved_image_loads_with_docker_load_and_its_sha256_matches() {
 
     let image = report["image"].as_str().expect("image").to_owned();
     assert_run_cleaned_up(&report);
+    let _ = docker(&["rmi", &format!("{nowhere}/saved:{}", short_digest(&report))]);
     assert!(!docker(&["image", "inspect", &image]).status.success());
     let loaded = docker_ok(&["load", "-i", path.to_str().unwrap()]);
     assert!(loaded.contains(&image), "{loaded}");
