@@ -168,11 +168,11 @@ impl Shared {
             if let SpecOutcome::Finished {
                 report,
                 run_dir,
-                published,
+                publish_failure,
                 ..
             } = &mut outcome
             {
-                *published = publisher.publish(&sandbox, report, run_dir).await;
+                *publish_failure = publisher.publish(&sandbox, report, run_dir).await;
             }
             outcome
         })
@@ -193,12 +193,12 @@ async fn collect(
                 report,
                 run_dir,
                 error,
-                published,
+                publish_failure,
             }) => {
                 for line in crate::publish::lines(&report) {
                     progress.println(&line);
                 }
-                if let Some(failure) = published {
+                if let Some(failure) = publish_failure {
                     progress.println(&format!("{}: {}", report.spec, failure.render()));
                     infrastructure.get_or_insert(failure);
                 }
@@ -301,7 +301,7 @@ enum SpecOutcome {
         run_dir: PathBuf,
         error: Option<agent_loop::LoopError>,
         /// How pushing or saving the verified image failed.
-        published: Option<Failure>,
+        publish_failure: Option<Failure>,
     },
     NotStarted(Spec),
     Failed {
@@ -344,7 +344,7 @@ async fn run_one(
         report: result.report,
         run_dir: job.run_dir,
         error: result.error,
-        published: None,
+        publish_failure: None,
     }
 }
 
