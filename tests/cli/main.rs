@@ -6,6 +6,7 @@ mod hostile;
 mod locks;
 mod oversized;
 mod preflight;
+mod publish;
 mod report;
 mod snapshots;
 mod structured;

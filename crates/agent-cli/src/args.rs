@@ -101,6 +101,15 @@ pub struct RunArgs {
     /// job matrix.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<crate::shard::Shard>,
+
+    /// Push each verified image as `<REPOSITORY>/<spec>:<12 hex of the bundle digest>`
+    /// (over `[publish] repository`), with credentials as the Docker CLI finds them.
+    #[arg(long, value_name = "REPOSITORY")]
+    pub push: Option<String>,
+
+    /// Write each verified image as `<DIR>/<spec>.tar`, which `docker load` reads.
+    #[arg(long, value_name = "DIR")]
+    pub save: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

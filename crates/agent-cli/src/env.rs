@@ -7,6 +7,12 @@ pub const OPENAI_BASE_URL: &str = "OPENAI_BASE_URL";
 pub const AGENT_MODEL: &str = "AGENT_MODEL";
 /// Where the Docker engine is, as for the Docker CLI.
 pub const DOCKER_HOST: &str = "DOCKER_HOST";
+/// The folder of the Docker CLI's `config.json` (registry credentials); else
+/// `$HOME/.docker`.
+pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
+pub const HOME: &str = "HOME";
+/// Where `docker-credential-<name>` helpers are looked up.
+pub const PATH: &str = "PATH";
 /// Log filter for `tracing` (also `-v`).
 pub const RUST_LOG: &str = "RUST_LOG";
 

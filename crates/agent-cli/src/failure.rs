@@ -46,6 +46,30 @@ impl Failure {
         }
     }
 
+    /// A failure of the machinery around the loop: exit 3.
+    pub fn infrastructure(error: anyhow::Error) -> Failure {
+        Failure {
+            code: exit::INFRASTRUCTURE,
+            error,
+            hint: None,
+        }
+    }
+
+    /// A push or save of a verified image that failed, or credentials that cannot be
+    /// read: exit 3 (exit 2 for a broken `config.json`, found before any model call).
+    pub fn publish(error: SandboxError) -> Failure {
+        let hint = publish_hint(&error);
+        let code = match error {
+            SandboxError::DockerConfig { .. } => exit::USAGE,
+            _ => exit::INFRASTRUCTURE,
+        };
+        Failure {
+            code,
+            error: error.into(),
+            hint,
+        }
+    }
+
     pub fn from_loop(error: LoopError, api_key_env: &str) -> Failure {
         match error {
             LoopError::Model(error) => Failure::model(error, api_key_env),
@@ -60,6 +84,12 @@ impl Failure {
 
     pub fn print(&self) {
         eprintln!("{}", self.render());
+    }
+
+    /// The error and its causes on one line, for `report.json`.
+    pub fn one_line(&self) -> String {
+        let causes: Vec<String> = self.error.chain().map(ToString::to_string).collect();
+        causes.join(": ")
     }
 
     pub fn render(&self) -> String {
@@ -118,4 +148,47 @@ pub fn model_hint(error: &ModelError, api_key_env: &str) -> Option<String> {
         ),
         _ => None,
     }
+}
+
+/// What to do about a failed push or save; the registry is named, never a credential.
+pub fn publish_hint(error: &SandboxError) -> Option<String> {
+    use agent_sandbox::PushRefusal;
+    let hint = match error {
+        SandboxError::Push {
+            reference, refusal, ..
+        } => {
+            let server = agent_sandbox::registry_server(reference);
+            match refusal {
+                PushRefusal::AuthRefused => format!(
+                    "the registry `{server}` refused the credentials: `docker login {server}`, or fix its entry (or credential helper) in config.json; DOCKER_CONFIG selects another folder"
+                ),
+                PushRefusal::Unreachable => format!(
+                    "is the registry `{server}` running and reachable from the Docker engine? check the host and port in `--push` / `[publish] repository` (the engine speaks HTTPS except to 127.0.0.0/8 and its `insecure-registries`)"
+                ),
+                PushRefusal::NameRejected => format!(
+                    "the registry `{server}` rejected the name `{reference}`: check `--push` / `[publish] repository` and that the repository exists and accepts pushes"
+                ),
+                PushRefusal::TimedOut => format!(
+                    "the push to `{server}` did not finish in time: check the network between the engine and the registry"
+                ),
+                PushRefusal::Other => format!(
+                    "the push to `{server}` failed: see the engine's message above; the verified image stays on the engine, `docker push` it once the cause is fixed"
+                ),
+            }
+        }
+        SandboxError::Tag { .. } => {
+            "the engine refused the name: check `--push` / `[publish] repository`".to_string()
+        }
+        SandboxError::Export { .. } | SandboxError::WriteImage { .. } => {
+            "check that the `--save` folder is writable and has room for the image; the verified image stays on the engine".to_string()
+        }
+        SandboxError::DockerConfig { .. } => {
+            "fix the file (it is the Docker CLI's config.json), or point DOCKER_CONFIG at another folder".to_string()
+        }
+        SandboxError::CredentialHelper { helper, server, .. } => format!(
+            "check that `{helper}` is on PATH and answers `echo {server} | {helper} get`, or remove it from config.json's `credsStore` / `credHelpers`"
+        ),
+        other => return engine_hint(other),
+    };
+    Some(hint)
 }

@@ -8,6 +8,7 @@ pub mod exit;
 mod failure;
 mod progress;
 mod provenance;
+mod publish;
 mod settings;
 mod shard;
 mod summary;

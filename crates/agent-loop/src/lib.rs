@@ -26,7 +26,9 @@ pub use events::{Event, EventSink, Phase};
 pub use job::{Job, Provenance, run_labels, run_limits};
 pub use lock::{LockFile, LockMode, LockState, lock_dir};
 pub use ports::{EnginePort, ModelPort};
-pub use report::{IterationRecord, LockReport, Outcome, Report, StopReason, UsageTotals};
+pub use report::{
+    IterationRecord, LockReport, Outcome, Published, Report, SavedImage, StopReason, UsageTotals,
+};
 pub use runner::{RunResult, run_spec};
 pub use templates::{Prompts, render};
 pub use verify::{verify_bundle, verify_image};

@@ -168,6 +168,37 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<LockReport>,
     pub history: Vec<IterationRecord>,
+    /// Where the verified image was pushed (`--push`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<Published>,
+    /// Where the verified image was written (`--save`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved: Option<SavedImage>,
+    /// Why a push or save of the verified image failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_error: Option<String>,
+}
+
+impl Report {
+    /// Writes `report.json` in `run_dir`: the loop does at the end of a run, and a
+    /// caller again when it adds what it did with the verified image.
+    pub fn write(&self, run_dir: &std::path::Path) -> Result<(), crate::errors::LoopError> {
+        crate::artifacts::write_json(&run_dir.join("report.json"), self)
+    }
+}
+
+/// A pushed verified image: the reference and the manifest digest the registry answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub reference: String,
+    pub digest: String,
+}
+
+/// A verified image written as a file `docker load` reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedImage {
+    pub path: String,
+    pub sha256: String,
 }
 
 /// `report.json`'s `lock`: what the run found beside the spec, and whether it wrote a

@@ -443,5 +443,8 @@ fn report(
         lock: state.lock,
         structured_output: None,
         history: state.history,
+        published: None,
+        saved: None,
+        publish_error: None,
     }
 }

@@ -224,6 +224,7 @@ fn settings() -> Settings {
         limits: Limits::default(),
         bundle: BundleLimits::default(),
         prompts: PromptSettings::default(),
+        publish: Default::default(),
         limit_flags: LimitsLayer::default(),
     }
 }

@@ -48,4 +48,34 @@ pub enum SandboxError {
         #[source]
         source: bollard::errors::Error,
     },
+    #[error("cannot push `{reference}`")]
+    Push {
+        reference: String,
+        refusal: crate::publish::PushRefusal,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("cannot export image `{image}` from the engine")]
+    Export {
+        image: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("cannot write the image file `{path}`")]
+    WriteImage {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read registry credentials from `{path}`: {reason}")]
+    DockerConfig {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("credential helper `{helper}` gave no credentials for `{server}`: {reason}")]
+    CredentialHelper {
+        helper: String,
+        server: String,
+        reason: String,
+    },
 }

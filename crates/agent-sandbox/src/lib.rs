@@ -4,7 +4,8 @@
 //!
 //! Modules, bottom up: `labels`, `request`, `outcome`, `errors`, `deadline` and
 //! `context` are leaves of data and small helpers; `cleanup`, `build` and `run` do one
-//! kind of engine work each; `engine` is the `Sandbox` facade over them.
+//! kind of engine work each; `engine` is the `Sandbox` facade over them; `pull` and
+//! `publish` add image transfers to it, `registry_auth` finds registry credentials.
 
 mod build;
 mod cleanup;
@@ -14,7 +15,9 @@ mod engine;
 mod errors;
 mod labels;
 mod outcome;
+mod publish;
 mod pull;
+mod registry_auth;
 mod request;
 mod run;
 
@@ -27,5 +30,9 @@ pub use errors::SandboxError;
 pub use labels::{LABEL_OWNER, LABEL_RUN, LABEL_SPEC, VERIFIED_REPOSITORY_PREFIX};
 pub use outcome::{
     BuildOutcome, BuildProgress, BuildStatus, Captured, CleanupReport, EngineInfo, RunOutcome,
+};
+pub use publish::{PushRefusal, Pushed, Saved};
+pub use registry_auth::{
+    CredentialSource, DOCKER_HUB_SERVER, RegistryCredentials, registry_server, resolve_credentials,
 };
 pub use request::{BuildRequest, RunLimits, RunNetwork, RunRequest};

@@ -25,11 +25,13 @@ use toml::Spanned;
 
 use crate::errors::ConfigError;
 use crate::layer::{
-    BundleLayer, Combine, DockerLayer, LimitsLayer, ModelLayer, PromptsLayer, SettingsLayer,
+    BundleLayer, Combine, DockerLayer, LimitsLayer, ModelLayer, PromptsLayer, PublishLayer,
+    SettingsLayer,
 };
 use crate::position::describe;
 use crate::settings::{
     BundleLimits, DEFAULT_BASE_IMAGE, DockerSettings, Limits, ModelSettings, PromptSettings,
+    PublishSettings,
 };
 use crate::spec::Spec;
 use crate::validate::{self, LimitsOf, LimitsTable, Source, any, at_least};
@@ -77,6 +79,8 @@ struct TomlConfig {
     bundle: TomlBundle,
     #[serde(default)]
     prompts: TomlPrompts,
+    #[serde(default)]
+    publish: TomlPublish,
 }
 
 #[derive(Deserialize, Default)]
@@ -120,6 +124,13 @@ struct TomlPrompts {
     judge: Option<Spanned<String>>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TomlPublish {
+    repository: Option<Spanned<String>>,
+    tags: Option<Vec<Spanned<String>>>,
+}
+
 fn read_file(source: &Source<'_>, toml: TomlConfig) -> Result<SettingsLayer, ConfigError> {
     Ok(SettingsLayer {
         model: read_model(source, toml.model)?,
@@ -127,6 +138,25 @@ fn read_file(source: &Source<'_>, toml: TomlConfig) -> Result<SettingsLayer, Con
         limits: validate::limits(source, toml.limits, LimitsOf::Config)?,
         bundle: read_bundle(source, toml.bundle)?,
         prompts: read_prompts(source, toml.prompts)?,
+        publish: read_publish(source, toml.publish)?,
+    })
+}
+
+fn read_publish(source: &Source<'_>, publish: TomlPublish) -> Result<PublishLayer, ConfigError> {
+    let tags = match publish.tags {
+        Some(tags) => Some(
+            tags.into_iter()
+                .map(|tag| source.text("tags", Some(tag), validate::image_tag))
+                .map(|tag| tag.map(Option::unwrap_or_default))
+                .collect::<Result<Vec<String>, ConfigError>>()?,
+        ),
+        None => None,
+    };
+    Ok(PublishLayer {
+        repository: source
+            .text("repository", publish.repository, validate::repository)?
+            .map(Some),
+        tags,
     })
 }
 
@@ -272,6 +302,8 @@ pub struct FlagOverrides {
     pub base_url: Option<String>,
     pub model: Option<String>,
     pub max_iterations: Option<u32>,
+    /// `--push`, over `[publish] repository`.
+    pub push: Option<String>,
 }
 
 /// A value from the environment or a flag, checked, its problem naming `origin`.
@@ -312,9 +344,15 @@ impl FlagOverrides {
             )?,
             ..LimitsLayer::default()
         };
+        let publish = PublishLayer {
+            repository: overriding(self.push.as_deref(), "flag `--push`", validate::repository)?
+                .map(Some),
+            ..PublishLayer::default()
+        };
         Ok(SettingsLayer {
             model,
             limits,
+            publish,
             ..SettingsLayer::default()
         })
     }
@@ -356,6 +394,7 @@ pub struct Settings {
     pub limits: Limits,
     pub bundle: BundleLimits,
     pub prompts: PromptSettings,
+    pub publish: PublishSettings,
     /// The flags' limits, which sit above each spec's `[limits]`.
     pub limit_flags: LimitsLayer,
 }
@@ -380,6 +419,7 @@ impl Settings {
             limits: below_flags.limits.resolve(Limits::default()),
             bundle: merged.bundle.resolve(BundleLimits::default()),
             prompts: merged.prompts.resolve(PromptSettings::default()),
+            publish: merged.publish.resolve(PublishSettings::default()),
             limit_flags,
         })
     }
@@ -591,6 +631,7 @@ max_path_bytes = 50
             base_url: Some("https://flag/v1".to_owned()),
             model: Some("flag-model".to_owned()),
             max_iterations: Some(2),
+            ..FlagOverrides::default()
         };
         let settings = resolve(Some(&file), &env, &flags);
         assert_eq!(settings.model.base_url, "https://flag/v1");
@@ -690,6 +731,7 @@ max_path_bytes = 50
             base_url: Some("http://ok/v1".to_owned()),
             model: Some("m".to_owned()),
             max_iterations: None,
+            ..FlagOverrides::default()
         };
         let settings = resolve(None, &env, &flags);
         assert_eq!(settings.model.base_url, "http://ok/v1");
@@ -799,6 +841,60 @@ max_path_bytes = 50
         );
         let settings = resolve(None, &EnvOverrides::default(), &FlagOverrides::default());
         assert_eq!(settings.model.structured_output, StructuredOutput::Auto);
+    }
+
+    #[test]
+    fn publish_is_read_from_the_file_and_the_push_flag_wins() {
+        let file =
+            parse("[publish]\nrepository = \"ghcr.io/acme/tools/\"\ntags = [\"latest\", \"v1\"]\n")
+                .unwrap();
+        let settings = resolve(
+            Some(&file),
+            &EnvOverrides::default(),
+            &FlagOverrides::default(),
+        );
+        assert_eq!(
+            settings.publish.repository.as_deref(),
+            Some("ghcr.io/acme/tools")
+        );
+        assert_eq!(settings.publish.tags, ["latest", "v1"]);
+        let flags = FlagOverrides {
+            push: Some("127.0.0.1:5000/team".to_owned()),
+            ..FlagOverrides::default()
+        };
+        let settings = resolve(Some(&file), &EnvOverrides::default(), &flags);
+        assert_eq!(
+            settings.publish.repository.as_deref(),
+            Some("127.0.0.1:5000/team")
+        );
+        assert_eq!(
+            settings.publish.tags,
+            ["latest", "v1"],
+            "tags stay from the file"
+        );
+        assert_eq!(
+            resolve(None, &EnvOverrides::default(), &FlagOverrides::default()).publish,
+            PublishSettings::default()
+        );
+
+        let (line, column, message) = invalid("[publish]\nrepository = \"Acme/Tools\"\n");
+        assert_eq!((line, column), (2, 14));
+        assert!(
+            message.starts_with("`repository`: `Acme/Tools` is not a repository"),
+            "{message}"
+        );
+        let (line, _, message) = invalid("[publish]\ntags = [\"latest\",\n  \".hidden\"]\n");
+        assert_eq!(line, 3);
+        assert!(
+            message.starts_with("`tags`: `.hidden` is not a tag"),
+            "{message}"
+        );
+        let flags = FlagOverrides {
+            push: Some("a b".to_owned()),
+            ..FlagOverrides::default()
+        };
+        let (origin, _) = override_error(&EnvOverrides::default(), &flags);
+        assert_eq!(origin, "flag `--push`");
     }
 
     #[test]

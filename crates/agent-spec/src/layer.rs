@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use crate::settings::{
     BuildNetwork, BundleLimits, DockerSettings, Limits, ModelSettings, NetworkMode, PromptSettings,
-    StructuredOutput,
+    PublishSettings, StructuredOutput,
 };
 
 /// Merging two layers: `a.combine(b)` keeps each value `a` sets and takes `b`'s where
@@ -114,6 +114,14 @@ layer! {
     }
 }
 
+layer! {
+    /// `[publish]`.
+    pub struct PublishLayer => PublishSettings {
+        repository: Option<String>,
+        tags: Vec<String>,
+    }
+}
+
 /// Every table of `agent.toml` as one layer.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SettingsLayer {
@@ -122,6 +130,7 @@ pub struct SettingsLayer {
     pub limits: LimitsLayer,
     pub bundle: BundleLayer,
     pub prompts: PromptsLayer,
+    pub publish: PublishLayer,
 }
 
 impl Combine for SettingsLayer {
@@ -132,6 +141,7 @@ impl Combine for SettingsLayer {
             limits: self.limits.combine(lower.limits),
             bundle: self.bundle.combine(lower.bundle),
             prompts: self.prompts.combine(lower.prompts),
+            publish: self.publish.combine(lower.publish),
         }
     }
 }

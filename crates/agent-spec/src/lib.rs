@@ -21,10 +21,11 @@ pub use check::{Check, CheckResult, Matcher, Observed, excerpt};
 pub use config::{ConfigFile, EnvOverrides, FlagOverrides, Settings};
 pub use errors::{ConfigError, Location, SpecError};
 pub use layer::{
-    BundleLayer, Combine, DockerLayer, LimitsLayer, ModelLayer, PromptsLayer, SettingsLayer,
+    BundleLayer, Combine, DockerLayer, LimitsLayer, ModelLayer, PromptsLayer, PublishLayer,
+    SettingsLayer,
 };
 pub use settings::{
     BuildNetwork, BundleLimits, DockerSettings, Limits, ModelSettings, NetworkMode, PromptSettings,
-    StructuredOutput,
+    PublishSettings, StructuredOutput,
 };
 pub use spec::{RunSpec, Spec, SpecLimits, load_spec, parse_spec};

@@ -89,6 +89,16 @@ pub struct PromptSettings {
     pub judge: Option<PathBuf>,
 }
 
+/// `[publish]`: where verified images are pushed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PublishSettings {
+    /// `host[:port]/path`: images go to `<repository>/<spec>:<12 hex of the bundle
+    /// digest>`; `None`: not pushed.
+    pub repository: Option<String>,
+    /// Moving tags pushed beside the digest tag (e.g. `latest`).
+    pub tags: Vec<String>,
+}
+
 /// What the model is told to build `FROM` unless `[docker] base_image` says otherwise.
 pub(crate) const DEFAULT_BASE_IMAGE: &str = "python:3.10-slim";
 

@@ -162,6 +162,41 @@ pub(crate) fn structured_output(value: &str) -> Result<StructuredOutput, String>
     }
 }
 
+/// A repository as Docker accepts it: an optional `host[:port]/`, then lowercase path
+/// components separated by `/` (a trailing `/` is dropped).
+pub(crate) fn repository(value: &str) -> Result<String, String> {
+    static PATTERN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        let host = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?";
+        let component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+        regex::Regex::new(&format!("^(?:{host}/)?{component}(?:/{component})*$"))
+            .expect("a valid pattern")
+    });
+    let trimmed = value.trim_end_matches('/');
+    if trimmed.len() <= 200 && PATTERN.is_match(trimmed) {
+        Ok(trimmed.to_owned())
+    } else {
+        Err(format!(
+            "`{value}` is not a repository Docker accepts; expected `[host[:port]/]path` in lowercase, e.g. `ghcr.io/acme/tools` or `127.0.0.1:5000/team`"
+        ))
+    }
+}
+
+/// An image tag as Docker accepts it.
+pub(crate) fn image_tag(value: &str) -> Result<String, String> {
+    let mut characters = value.chars();
+    let first_ok = characters
+        .next()
+        .is_some_and(|first| first.is_ascii_alphanumeric() || first == '_');
+    let rest_ok = characters.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if first_ok && rest_ok && value.len() <= 128 {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "`{value}` is not a tag Docker accepts: up to 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`"
+        ))
+    }
+}
+
 pub(crate) fn non_empty(value: &str) -> Result<String, String> {
     if value.trim().is_empty() {
         Err("is empty".to_owned())

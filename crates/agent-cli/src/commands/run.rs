@@ -18,6 +18,7 @@ use crate::env;
 use crate::exit;
 use crate::failure::Failure;
 use crate::progress::Progress;
+use crate::publish::Publisher;
 use crate::settings;
 use crate::summary::{self, SpecSummary};
 
@@ -32,6 +33,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         base_url: args.base_url.clone(),
         model: args.model.clone(),
         max_iterations: args.max_iterations,
+        push: args.push.clone(),
     };
     let resolved = Arc::new(settings::resolve(args.config.config.as_deref(), flags)?);
     let prompts = Arc::new(Prompts::load(&resolved.prompts).map_err(Failure::usage)?);
@@ -52,6 +54,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         .await
         .map_err(Failure::engine)?;
     ensure_base_images(&sandbox, &resolved.docker).await?;
+    let publisher = Arc::new(Publisher::prepare(&resolved.publish, args.save.as_deref()).await?);
 
     let cancel = CancellationToken::new();
     let signal = watch_signals(cancel.clone());
@@ -68,6 +71,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         jobs: Arc::new(Semaphore::new(args.jobs as usize)),
         out: args.out.clone(),
         lock: lock_mode(&args),
+        publisher,
     };
     let tasks: Vec<_> = specs.into_iter().map(|spec| shared.spawn(spec)).collect();
     let (summaries, infrastructure) = collect(tasks, &progress, &resolved.model.api_key_env).await;
@@ -132,6 +136,7 @@ struct Shared {
     jobs: Arc<Semaphore>,
     out: PathBuf,
     lock: LockMode,
+    publisher: Arc<Publisher>,
 }
 
 impl Shared {
@@ -153,12 +158,23 @@ impl Shared {
         };
         let (model, sandbox, sink) = (self.model.clone(), self.sandbox.clone(), self.sink.clone());
         let (cancel, jobs) = (self.cancel.clone(), self.jobs.clone());
+        let publisher = self.publisher.clone();
         tokio::spawn(async move {
             let _permit = tokio::select! {
                 permit = jobs.acquire_owned() => permit.expect("the semaphore is never closed"),
                 () = cancel.cancelled() => return SpecOutcome::NotStarted(job.spec),
             };
-            run_one(job, &model, &sandbox, &sink, &cancel).await
+            let mut outcome = run_one(job, &model, &sandbox, &sink, &cancel).await;
+            if let SpecOutcome::Finished {
+                report,
+                run_dir,
+                publish_failure,
+                ..
+            } = &mut outcome
+            {
+                *publish_failure = publisher.publish(&sandbox, report, run_dir).await;
+            }
+            outcome
         })
     }
 }
@@ -178,9 +194,17 @@ async fn collect(
                 run_dir,
                 error,
                 page_warning,
+                publish_failure,
             }) => {
                 if let Some(warning) = page_warning {
                     progress.println(&format!("{}: warning: {warning}", report.spec));
+                }
+                for line in crate::publish::lines(&report) {
+                    progress.println(&line);
+                }
+                if let Some(failure) = publish_failure {
+                    progress.println(&format!("{}: {}", report.spec, failure.render()));
+                    infrastructure.get_or_insert(failure);
                 }
                 if let Some(refusal) = summary::lock_refusal(&report) {
                     progress.println(&format!("{}: {refusal}", report.spec));
@@ -271,6 +295,10 @@ async fn ensure_base_images(
     Ok(())
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per spec, moved once from its task"
+)]
 enum SpecOutcome {
     Finished {
         report: Report,
@@ -278,6 +306,8 @@ enum SpecOutcome {
         error: Option<agent_loop::LoopError>,
         /// Why `report.html` could not be written, if it could not.
         page_warning: Option<String>,
+        /// How pushing or saving the verified image failed.
+        publish_failure: Option<Failure>,
     },
     NotStarted(Spec),
     Failed {
@@ -321,6 +351,7 @@ async fn run_one(
         report: result.report,
         run_dir: job.run_dir,
         error: result.error,
+        publish_failure: None,
     }
 }
 

@@ -1,0 +1,200 @@
+//! What `agent run` does with each verified image once its spec's run has ended:
+//! pushes it (`--push`, else `[publish] repository`) as
+//! `<repository>/<spec>:<12 hex of the bundle digest>` plus the `[publish] tags`, and
+//! writes it as `<--save DIR>/<spec>.tar`; records both in `report.json`. A push or
+//! save that fails leaves the spec verified, is recorded as `publish_error`, and ends
+//! the run with exit 3. Credentials are found as the Docker CLI finds them, before
+//! the first model call, and never written anywhere.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agent_loop::{Published, Report, SavedImage};
+use agent_sandbox::{CredentialSource, RegistryCredentials, Sandbox};
+use agent_spec::PublishSettings;
+
+use crate::env;
+use crate::failure::Failure;
+
+/// How long one push may take.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(1800);
+/// How long writing one image file may take.
+const SAVE_TIMEOUT: Duration = Duration::from_secs(1800);
+/// How long a `docker-credential-<name>` helper may take to answer.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where verified images go; empty when neither pushing nor saving.
+#[derive(Debug, Default)]
+pub struct Publisher {
+    push: Option<PushTarget>,
+    save: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+struct PushTarget {
+    repository: String,
+    /// Moving tags pushed beside the digest tag.
+    tags: Vec<String>,
+    credentials: Option<RegistryCredentials>,
+}
+
+impl Publisher {
+    /// Finds the registry's credentials and makes the `--save` folder: what can be
+    /// wrong is found before any model call. `settings` were checked when resolved
+    /// (`--push` over `[publish] repository`).
+    pub async fn prepare(
+        settings: &PublishSettings,
+        save: Option<&Path>,
+    ) -> Result<Publisher, Failure> {
+        let push = match &settings.repository {
+            Some(repository) => Some(push_target(repository, &settings.tags).await?),
+            None => None,
+        };
+        let save = match save {
+            Some(dir) => Some(save_dir(dir)?),
+            None => None,
+        };
+        Ok(Publisher { push, save })
+    }
+
+    /// Pushes and saves the verified image of `report`, records what happened in it
+    /// and rewrites `report.json`. Returns the first failure (exit 3).
+    pub async fn publish(
+        &self,
+        sandbox: &Sandbox,
+        report: &mut Report,
+        run_dir: &Path,
+    ) -> Option<Failure> {
+        let image = report.image.clone().filter(|_| report.verified)?;
+        if self.push.is_none() && self.save.is_none() {
+            return None;
+        }
+        let mut failures = Vec::new();
+        if let Some(target) = &self.push {
+            let (published, failure) = push(sandbox, target, &image).await;
+            report.published = published;
+            failures.extend(failure);
+        }
+        if let Some(dir) = &self.save {
+            let path = dir.join(format!("{}.tar", report.spec));
+            match sandbox.save(&image, &path, SAVE_TIMEOUT).await {
+                Ok(saved) => {
+                    report.saved = Some(SavedImage {
+                        path: saved.path.display().to_string(),
+                        sha256: saved.sha256,
+                    });
+                }
+                Err(error) => failures.push(Failure::publish(error)),
+            }
+        }
+        report.publish_error = failures.first().map(|failure| failure.one_line());
+        let mut failure = failures.into_iter().next();
+        if let Err(error) = report.write(run_dir) {
+            failure.get_or_insert(Failure::infrastructure(
+                anyhow::Error::new(error).context("cannot rewrite report.json"),
+            ));
+        }
+        failure
+    }
+}
+
+/// What a report says was published, as lines for people.
+pub fn lines(report: &Report) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(published) = &report.published {
+        lines.push(format!(
+            "{}: pushed {} ({})",
+            report.spec, published.reference, published.digest
+        ));
+    }
+    if let Some(saved) = &report.saved {
+        lines.push(format!("{}: saved {}", report.spec, saved.path));
+    }
+    lines
+}
+
+/// Pushes `image` under the target's repository: the digest tag, then the moving tags.
+/// The digest tag's result stays even when a moving tag fails.
+async fn push(
+    sandbox: &Sandbox,
+    target: &PushTarget,
+    image: &str,
+) -> (Option<Published>, Option<Failure>) {
+    // The loop's tag is `agent/<name>:<12 hex>`: the same name and hex go out.
+    let Some((name, short_digest)) = image
+        .strip_prefix(agent_sandbox::VERIFIED_REPOSITORY_PREFIX)
+        .and_then(|rest| rest.rsplit_once(':'))
+    else {
+        let error =
+            anyhow::anyhow!("the verified image `{image}` has no `agent/<spec>:<digest>` tag");
+        return (None, Some(Failure::infrastructure(error)));
+    };
+    let repository = format!("{}/{name}", target.repository);
+    let credentials = target.credentials.as_ref();
+    let pushed = match sandbox
+        .push(image, &repository, short_digest, credentials, PUSH_TIMEOUT)
+        .await
+    {
+        Ok(pushed) => pushed,
+        Err(error) => return (None, Some(Failure::publish(error))),
+    };
+    let published = Published {
+        reference: pushed.reference,
+        digest: pushed.digest,
+    };
+    for tag in &target.tags {
+        if let Err(error) = sandbox
+            .push(image, &repository, tag, credentials, PUSH_TIMEOUT)
+            .await
+        {
+            return (Some(published), Some(Failure::publish(error)));
+        }
+    }
+    (Some(published), None)
+}
+
+async fn push_target(repository: &str, tags: &[String]) -> Result<PushTarget, Failure> {
+    let source = CredentialSource {
+        config_file: docker_config_file(),
+        helper_path: std::env::var_os(env::PATH),
+        helper_timeout: HELPER_TIMEOUT,
+    };
+    let server = agent_sandbox::registry_server(repository);
+    let credentials = agent_sandbox::resolve_credentials(&source, &server)
+        .await
+        .map_err(Failure::publish)?;
+    tracing::debug!(
+        server,
+        found = credentials.is_some(),
+        "registry credentials"
+    );
+    Ok(PushTarget {
+        repository: repository.to_owned(),
+        tags: tags.to_vec(),
+        credentials,
+    })
+}
+
+/// `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`, as the Docker CLI
+/// looks.
+fn docker_config_file() -> PathBuf {
+    let dir = match (env::var(env::DOCKER_CONFIG), env::var(env::HOME)) {
+        (Some(dir), _) => PathBuf::from(dir),
+        (None, Some(home)) => Path::new(&home).join(".docker"),
+        (None, None) => PathBuf::from(".docker"),
+    };
+    dir.join("config.json")
+}
+
+/// The `--save` folder, made when missing, as an absolute path for the report.
+fn save_dir(dir: &Path) -> Result<PathBuf, Failure> {
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::path::absolute(dir))
+        .map_err(|error| {
+            Failure::usage(anyhow::Error::new(error).context(format!(
+                "cannot make the `--save` folder `{}`",
+                dir.display()
+            )))
+            .with_hint("give a folder that can be created and written")
+        })
+}
