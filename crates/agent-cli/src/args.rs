@@ -133,6 +133,11 @@ pub struct GcArgs {
     /// Also remove what running `agent` processes are using.
     #[arg(long)]
     pub all: bool,
+
+    /// Also remove the build cache: every image kept under `agent-cache/…` (the
+    /// layers later runs would reuse).
+    #[arg(long)]
+    pub cache: bool,
 }
 
 #[cfg(test)]

@@ -107,6 +107,7 @@ async fn build_files(
                 labels: &labels,
                 timeout,
                 network: "none",
+                cache_repository: None,
             },
             &mut |step| steps.push(step),
         )
@@ -864,6 +865,7 @@ async fn gc_removes_what_dead_owners_left_and_keeps_live_ones() {
                 labels: &dead_labels,
                 timeout: Duration::from_secs(60),
                 network: "none",
+                cache_repository: None,
             },
             &mut |_| {},
         )
