@@ -116,11 +116,19 @@ impl Sandbox {
                 tag: reference.to_owned(),
                 source,
             })?;
-        // Removing by id without force: the engine refuses while the image is still
-        // tagged (it was `image` itself, named otherwise), used or a parent.
-        if let Some(previous) =
+        let Some(previous) =
             previous.filter(|previous| !crate::cleanup::same_image(previous, image))
-        {
+        else {
+            return Ok(());
+        };
+        // Only an image left without any tag goes (removing by id would take its last
+        // tag with it); without force, the engine still refuses while a container
+        // uses it or it is a parent.
+        let untagged = match bounded(self.docker.inspect_image(&previous)).await {
+            Ok(inspected) => inspected.repo_tags.unwrap_or_default().is_empty(),
+            Err(_) => false,
+        };
+        if untagged {
             crate::cache::untag_or_remove(&self.docker, &previous).await?;
         }
         Ok(())
