@@ -144,6 +144,11 @@ pub struct GcArgs {
     /// Also remove what running `agent` processes are using.
     #[arg(long)]
     pub all: bool,
+
+    /// Also remove the build cache: every image kept under `agent-cache/…` (the
+    /// layers later runs would reuse).
+    #[arg(long)]
+    pub cache: bool,
 }
 
 #[derive(Debug, Args)]

@@ -58,6 +58,15 @@ impl Job {
         }
     }
 
+    /// Where the spec's build results are kept: `agent-cache/<spec>`.
+    pub(crate) fn cache_repository(&self) -> String {
+        format!(
+            "{}{}",
+            agent_sandbox::CACHE_REPOSITORY_PREFIX,
+            repository_name(&self.spec.name)
+        )
+    }
+
     /// The tag of a verified image: `agent/<spec>:<12 hex of the context digest>`.
     pub(crate) fn verified_tag(&self, context_digest: &str) -> String {
         let short = &context_digest[..12.min(context_digest.len())];

@@ -60,6 +60,13 @@ pub trait EnginePort: Send + Sync {
         &self,
         ids: &[String],
     ) -> impl Future<Output = Result<CleanupReport, SandboxError>> + Send;
+
+    /// Trims the build cache to `max_bytes`, least recently used entries first. An
+    /// engine without a build cache has nothing to trim.
+    fn trim_cache(&self, max_bytes: u64) -> impl Future<Output = Result<(), SandboxError>> + Send {
+        let _ = max_bytes;
+        async { Ok(()) }
+    }
 }
 
 impl ModelPort for ModelSession {
@@ -113,5 +120,9 @@ impl EnginePort for Sandbox {
 
     async fn remove_untagged_images(&self, ids: &[String]) -> Result<CleanupReport, SandboxError> {
         Sandbox::remove_untagged_images(self, ids).await
+    }
+
+    async fn trim_cache(&self, max_bytes: u64) -> Result<(), SandboxError> {
+        Sandbox::trim_cache(self, max_bytes).await.map(|_| ())
     }
 }

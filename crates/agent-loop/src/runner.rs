@@ -41,8 +41,6 @@ struct State {
     current: Option<Bundle>,
     /// The verified image's tag and id.
     verified: Option<(String, String)>,
-    /// Intermediate images the builds printed, removed at the end.
-    layers: BTreeSet<String>,
     /// The run directory's copy of the spec, and the inputs' digests.
     kept_spec: Option<(String, Vec<InputDigest>)>,
     /// The lock as the run found it, and whether it wrote one.
@@ -150,7 +148,6 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
             };
             let mut iteration = Iteration::start(number);
             let attempt = self.attempt(&setup, source, &mut iteration).await;
-            self.state.layers.extend(iteration.layers.drain(..));
             let ending = match attempt {
                 Ok(()) => Ending::passed(),
                 Err(Halt::Ended(ending)) => ending,
@@ -405,14 +402,21 @@ fn finish(
     Ok(ending.feedback)
 }
 
-/// Removes what the run created on the engine, except the verified image.
+/// Removes what the run created on the engine and is its own (its containers, and a
+/// labelled image that did not become the verified one), then trims the build cache
+/// to its cap. The layers its builds made or hit stay under the cache's tags: another
+/// build may stand on them, and the next run reuses them.
 async fn clean_up<E: EnginePort>(job: &Job, engine: &E, state: &State) -> Result<(), LoopError> {
     let keep = state.verified.as_ref().map(|(_, id)| id.as_str());
     engine
         .remove_labelled(agent_sandbox::LABEL_RUN, &job.run_id, keep)
         .await?;
-    let layers: Vec<String> = state.layers.iter().cloned().collect();
-    engine.remove_untagged_images(&layers).await?;
+    let cap_mb = job.settings.docker.cache_max_mb;
+    if cap_mb > 0 {
+        engine
+            .trim_cache(cap_mb.saturating_mul(1024 * 1024))
+            .await?;
+    }
     Ok(())
 }
 

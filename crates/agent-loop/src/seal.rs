@@ -42,6 +42,7 @@ pub(crate) async fn seal<E: EnginePort>(
         labels: &BTreeMap::new(),
         timeout: SEAL_TIMEOUT,
         network: "none",
+        cache_repository: None,
     };
     let built = engine.build(request, &mut |_| {}).await?;
     let image_id = match built.status {
@@ -59,6 +60,8 @@ pub(crate) async fn seal<E: EnginePort>(
             });
         }
     };
+    // A re-run moves the tag from the previous run's image; `tag` removes that image
+    // unless something still uses it.
     engine.tag(&image_id, tag).await?;
     Ok(image_id)
 }

@@ -220,6 +220,7 @@ fn settings() -> Settings {
             base_image: "agent-base/python:3.11".into(),
             allowed_base_images: Vec::new(),
             build_network: BuildNetwork::Default,
+            cache_max_mb: 0,
         },
         limits: Limits::default(),
         bundle: BundleLimits::default(),

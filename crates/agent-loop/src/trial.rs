@@ -6,13 +6,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use agent_sandbox::{
-    BuildContext, BuildProgress, BuildRequest, BuildStatus, RunOutcome, with_label_instruction,
-};
+use agent_sandbox::{BuildProgress, BuildRequest, BuildStatus, RunOutcome};
 use agent_spec::{CheckResult, Matcher, Observed, excerpt};
 
 use crate::artifacts::write_file;
-use crate::bundle::DOCKERFILE;
 use crate::errors::LoopError;
 use crate::events::Phase;
 use crate::feedback;
@@ -59,8 +56,12 @@ impl<E: EnginePort> Trial<'_, E> {
         iteration: &mut Iteration,
     ) -> Result<String, Halt> {
         let record = &mut iteration.record;
-        let (context, built_context, build_labels) = contexts(files, self.labels)?;
-        record.context_digest = Some(context.digest);
+        // The Dockerfile as written, with no labels: a label step would be one more
+        // committed step per build and make every later step unique to the run. The
+        // build's images are kept under the spec's cache tags instead; the verified
+        // image gets the labels once (see `seal`).
+        let context = agent_sandbox::build_context(files)?;
+        let cache_repository = self.job.cache_repository();
         let timeout = self
             .job
             .timeout(self.job.limits.build_timeout_secs, self.started);
@@ -71,13 +72,16 @@ impl<E: EnginePort> Trial<'_, E> {
             }
         };
         let engine_started = Instant::now();
+        let no_labels = BTreeMap::new();
         let request = BuildRequest {
-            context: &built_context,
-            labels: &build_labels,
+            context: &context,
+            labels: &no_labels,
             timeout,
             network: self.job.build_network(),
+            cache_repository: Some(&cache_repository),
         };
         let built = self.engine.build(request, &mut on_progress).await?;
+        record.context_digest = Some(context.digest);
         iteration.waited.engine += engine_started.elapsed();
         record.build_secs = Some(round_secs(built.duration));
         iteration.layers.extend(built.intermediate_images());
@@ -150,29 +154,6 @@ impl<E: EnginePort> Trial<'_, E> {
             Some(folder) => write_file(&folder.join(name), bytes),
             None => Ok(()),
         }
-    }
-}
-
-/// The context of the bundle (its digest names the verified image), and the context
-/// actually built with the labels it needs: a `LABEL` line after each `FROM` where that
-/// is safe (see [`with_label_instruction`]), else the engine's `labels` parameter.
-fn contexts(
-    files: &BTreeMap<String, Vec<u8>>,
-    labels: &BTreeMap<String, String>,
-) -> Result<(BuildContext, BuildContext, BTreeMap<String, String>), LoopError> {
-    let context = agent_sandbox::build_context(files)?;
-    let dockerfile = files
-        .get(DOCKERFILE)
-        .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
-        .unwrap_or_default();
-    match with_label_instruction(&dockerfile, labels) {
-        Some(labelled) => {
-            let mut built = files.clone();
-            built.insert(DOCKERFILE.to_string(), labelled.into_bytes());
-            let built = agent_sandbox::build_context(&built)?;
-            Ok((context, built, BTreeMap::new()))
-        }
-        None => Ok((context.clone(), context, labels.clone())),
     }
 }
 

@@ -10,9 +10,10 @@ use bollard::models::BuildInfo;
 use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt;
 
+use crate::cache::BuildTags;
 use crate::cleanup;
 use crate::errors::SandboxError;
-use crate::outcome::{BuildOutcome, BuildProgress, BuildStatus};
+use crate::outcome::{BuildOutcome, BuildProgress, BuildStatus, is_image_id};
 use crate::request::BuildRequest;
 
 /// The whole log kept per build.
@@ -23,17 +24,69 @@ const STEP_OUTPUT_LIMIT_BYTES: usize = 16 * 1024;
 /// grow the line buffer without bound.
 const LINE_LIMIT_BYTES: usize = 64 * 1024;
 
+/// What the engine says when a step's parent image vanished between its cache hit
+/// and the step's use of it (removed by `gc --cache` or the cache's size cap while
+/// this build ran): the build is tried once more, and then builds that layer anew.
+const VANISHED_PARENT_ERRORS: [&str; 3] = [
+    "unknown parent image id",
+    "no such image: sha256:",
+    "reference does not exist",
+];
+
 pub(crate) async fn build(
     docker: &Docker,
     request: BuildRequest<'_>,
     progress: &mut (dyn FnMut(BuildProgress) + Send),
 ) -> Result<BuildOutcome, SandboxError> {
     let started = Instant::now();
+    let first = build_once(docker, request, progress).await?;
+    let vanished = match &first.status {
+        BuildStatus::Failed { error, .. } => {
+            let error = error.to_ascii_lowercase();
+            VANISHED_PARENT_ERRORS
+                .iter()
+                .any(|known| error.contains(known))
+        }
+        _ => false,
+    };
+    let remaining = request.timeout.saturating_sub(started.elapsed());
+    if !vanished || remaining.is_zero() {
+        return Ok(first);
+    }
+    tracing::info!("a cached layer vanished during the build; building again");
+    let retry = BuildRequest {
+        timeout: remaining,
+        ..request
+    };
+    let mut second = build_once(docker, retry, progress).await?;
+    second.log = format!(
+        "{}\n[a cached layer vanished during the build; built again]\n\n{}",
+        first.log, second.log
+    );
+    second.duration = started.elapsed();
+    Ok(second)
+}
+
+async fn build_once(
+    docker: &Docker,
+    request: BuildRequest<'_>,
+    progress: &mut (dyn FnMut(BuildProgress) + Send),
+) -> Result<BuildOutcome, SandboxError> {
+    let started = Instant::now();
+    let tags = request
+        .cache_repository
+        .map(|repository| BuildTags::new(docker, repository));
     let mut stream = start_build(docker, &request);
     let mut state = BuildState::default();
     let streamed = tokio::time::timeout(request.timeout, async {
         while let Some(item) = stream.next().await {
-            if let Some(end) = state.take(item, progress) {
+            let end = state.take(item, progress);
+            // Each image the build reaches, committed or a cache hit, is tagged at
+            // once: a cleanup elsewhere never removes a tagged image nor its parents.
+            if let (Some(tags), Some(id)) = (&tags, state.new_head.take()) {
+                tags.follow(&id).await;
+            }
+            if let Some(end) = end {
                 return end;
             }
         }
@@ -63,6 +116,10 @@ pub(crate) async fn build(
             None => state.failed("the engine ended the build without an image".to_owned()),
         },
     };
+    if let Some(tags) = &tags {
+        let heads: Vec<String> = state.stage_heads.iter().flatten().cloned().collect();
+        tags.settle(&heads).await;
+    }
     Ok(BuildOutcome {
         status,
         log: state.into_log(),
@@ -113,6 +170,13 @@ struct BuildState {
     image_id: Option<String>,
     /// `---> Running in <id>`: the containers of the steps, for cleanup on timeout.
     running_containers: Vec<String>,
+    /// Whether the current step is a `FROM`: its `---> <id>` is the base image, not
+    /// one this build made.
+    in_from: bool,
+    /// The last image each stage reached (`None` while a stage has only its `FROM`).
+    stage_heads: Vec<Option<String>>,
+    /// An image the build reached since the last look: to be tagged.
+    new_head: Option<String>,
 }
 
 impl BuildState {
@@ -209,6 +273,14 @@ impl BuildState {
     fn take_line(&mut self, line: &str, progress: &mut (dyn FnMut(BuildProgress) + Send)) {
         let line = line.trim_end_matches('\r');
         if let Some(step) = parse_step(line) {
+            let BuildProgress::Step { instruction, .. } = &step;
+            self.in_from = instruction
+                .split_whitespace()
+                .next()
+                .is_some_and(|keyword| keyword.eq_ignore_ascii_case("FROM"));
+            if self.in_from {
+                self.stage_heads.push(None);
+            }
             self.last_step = Some(line.trim().to_owned());
             self.step_output.clear();
             progress(step);
@@ -218,6 +290,12 @@ impl BuildState {
         if let Some(marker) = trimmed.strip_prefix("---> ") {
             if let Some(id) = marker.strip_prefix("Running in ") {
                 self.running_containers.push(id.trim().to_owned());
+            } else if is_image_id(marker.trim()) && !self.in_from {
+                let id = marker.trim().to_owned();
+                if let Some(head) = self.stage_heads.last_mut() {
+                    *head = Some(id.clone());
+                }
+                self.new_head = Some(id);
             }
             // The builder's own bookkeeping is not what the step printed.
             return;

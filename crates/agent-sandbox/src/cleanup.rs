@@ -128,7 +128,7 @@ fn is_verified(image: &ImageSummary) -> bool {
 
 /// Whether `id` (full `sha256:…` or a prefix, with or without the algorithm) names
 /// the image `image_id`.
-fn same_image(image_id: &str, id: &str) -> bool {
+pub(crate) fn same_image(image_id: &str, id: &str) -> bool {
     let image_id = image_id.strip_prefix("sha256:").unwrap_or(image_id);
     let id = id.strip_prefix("sha256:").unwrap_or(id);
     !id.is_empty() && image_id.starts_with(id)

@@ -141,57 +141,6 @@ fn check_path(path: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// `dockerfile` with one `LABEL` instruction carrying `labels` right after each `FROM`.
-///
-/// Two reasons. The classic builder turns each entry of the `labels` build parameter
-/// into a step of its own, and every step commits an image (seconds each on a slow
-/// storage driver): one instruction is one step. And every layer after the label
-/// belongs to this run alone (the run id is in its cache key), so removing a run's
-/// layers can never pull a cached layer from under a concurrent build of another run,
-/// while the cache still holds across the iterations of one run.
-///
-/// `None` when that cannot be done safely: no `FROM`, a file that ends inside a line
-/// continuation, or a key or value with a character that would need escaping.
-pub fn with_label_instruction(
-    dockerfile: &str,
-    labels: &BTreeMap<String, String>,
-) -> Option<String> {
-    let plain = |text: &str| {
-        !text.is_empty()
-            && text
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._/:=+@-".contains(c))
-    };
-    if labels.is_empty() || !labels.iter().all(|(key, value)| plain(key) && plain(value)) {
-        return None;
-    }
-    let mut label_line = String::from("LABEL");
-    for (key, value) in labels {
-        let _ = write!(label_line, " {key}=\"{value}\"");
-    }
-
-    let instructions = dockerfile_instructions(dockerfile);
-    let ends_inside_continuation = instructions.last().is_some_and(|last| !last.complete);
-    let after: BTreeSet<usize> = instructions
-        .iter()
-        .filter(|instruction| instruction.keyword().eq_ignore_ascii_case("FROM"))
-        .map(|instruction| instruction.last_line)
-        .collect();
-    if after.is_empty() || ends_inside_continuation {
-        return None;
-    }
-    let mut text = String::with_capacity(dockerfile.len() + after.len() * (label_line.len() + 1));
-    for (index, line) in dockerfile.lines().enumerate() {
-        text.push_str(line);
-        text.push('\n');
-        if after.contains(&index) {
-            text.push_str(&label_line);
-            text.push('\n');
-        }
-    }
-    Some(text)
-}
-
 /// One instruction of a Dockerfile, its continuation lines joined.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instruction {
@@ -419,60 +368,6 @@ mod tests {
     fn a_file_that_is_also_a_directory_is_refused() {
         let result = build_context(&files(&[("a", "x"), ("a/b", "y")]));
         assert!(matches!(result, Err(SandboxError::Context(_))));
-    }
-
-    fn labels() -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (
-                "dev.agent.run".to_string(),
-                "20261126T010000Z-abc123".to_string(),
-            ),
-            ("dev.agent.spec".to_string(), "fizz_buzz.v2".to_string()),
-        ])
-    }
-
-    const LABEL: &str =
-        "LABEL dev.agent.run=\"20261126T010000Z-abc123\" dev.agent.spec=\"fizz_buzz.v2\"";
-
-    #[test]
-    fn labels_become_one_instruction_after_each_from() {
-        let text = with_label_instruction("FROM x\nCMD [\"y\"]", &labels()).unwrap();
-        assert_eq!(text, format!("FROM x\n{LABEL}\nCMD [\"y\"]\n"));
-
-        let stages = "# comment\nFROM a AS build\nRUN make\nfrom build\nCMD [\"z\"]\n";
-        let text = with_label_instruction(stages, &labels()).unwrap();
-        assert_eq!(
-            text,
-            format!(
-                "# comment\nFROM a AS build\n{LABEL}\nRUN make\nfrom build\n{LABEL}\nCMD [\"z\"]\n"
-            )
-        );
-    }
-
-    #[test]
-    fn a_from_split_over_lines_gets_the_label_after_its_last_line() {
-        let text =
-            with_label_instruction("FROM \\\n  # why\n  x\nRUN a \\\n  b\n", &labels()).unwrap();
-        assert_eq!(
-            text,
-            format!("FROM \\\n  # why\n  x\n{LABEL}\nRUN a \\\n  b\n")
-        );
-        let text =
-            with_label_instruction("# escape=`\nFROM `\n  x\nRUN dir c:\\\n", &labels()).unwrap();
-        assert_eq!(
-            text,
-            format!("# escape=`\nFROM `\n  x\n{LABEL}\nRUN dir c:\\\n")
-        );
-    }
-
-    #[test]
-    fn labels_are_not_injected_where_that_is_unsafe() {
-        let one = BTreeMap::from([("k".to_string(), "v".to_string())]);
-        assert_eq!(with_label_instruction("FROM x\nRUN a \\\n", &one), None);
-        assert_eq!(with_label_instruction("RUN a\n", &one), None);
-        let quoted = BTreeMap::from([("k".to_string(), "a\"b".to_string())]);
-        assert_eq!(with_label_instruction("FROM x\n", &quoted), None);
-        assert_eq!(with_label_instruction("FROM x\n", &BTreeMap::new()), None);
     }
 
     #[test]

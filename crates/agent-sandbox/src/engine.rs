@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::query_parameters::TagImageOptionsBuilder;
 
 use crate::deadline::bounded;
 use crate::errors::SandboxError;
-use crate::outcome::{BuildOutcome, BuildProgress, CleanupReport, EngineInfo, RunOutcome};
+use crate::outcome::{
+    BuildOutcome, BuildProgress, CacheUsage, CleanupReport, EngineInfo, RunOutcome,
+};
 use crate::request::{BuildRequest, RunRequest};
 
 /// How long `connect` waits for the engine to answer before calling it unreachable.
@@ -100,25 +101,53 @@ impl Sandbox {
         crate::run::run(&self.docker, request).await
     }
 
-    /// `image` is an id or reference; `reference` is `repo:tag`.
+    /// `image` is an id or reference; `reference` is `repo:tag`. When the tag moves
+    /// from another image, that image is removed unless something still uses it (a
+    /// container, a child image, another tag), so re-tagging leaves nothing dangling.
     pub async fn tag(&self, image: &str, reference: &str) -> Result<(), SandboxError> {
-        // The tag is what follows the last `:` unless that `:` belongs to a registry
-        // host with a port (`host:5000/repo`).
-        let (repository, tag) = match reference.rsplit_once(':') {
-            Some((repository, tag)) if !tag.contains('/') => (repository, tag),
-            _ => (reference, "latest"),
+        let previous = match bounded(self.docker.inspect_image(reference)).await {
+            Ok(inspected) => inspected.id,
+            Err(_) => None,
         };
-        let options = TagImageOptionsBuilder::default()
-            .repo(repository)
-            .tag(tag)
-            .build();
-        bounded(self.docker.tag_image(image, Some(options)))
+        crate::cache::tag(&self.docker, image, reference)
             .await
             .map_err(|source| SandboxError::Tag {
                 image: image.to_owned(),
                 tag: reference.to_owned(),
                 source,
-            })
+            })?;
+        let Some(previous) =
+            previous.filter(|previous| !crate::cleanup::same_image(previous, image))
+        else {
+            return Ok(());
+        };
+        // Only an image left without any tag goes (removing by id would take its last
+        // tag with it); without force, the engine still refuses while a container
+        // uses it or it is a parent.
+        let untagged = match bounded(self.docker.inspect_image(&previous)).await {
+            Ok(inspected) => inspected.repo_tags.unwrap_or_default().is_empty(),
+            Err(_) => false,
+        };
+        if untagged {
+            crate::cache::untag_or_remove(&self.docker, &previous).await?;
+        }
+        Ok(())
+    }
+
+    /// What the build cache holds.
+    pub async fn cache_usage(&self) -> Result<CacheUsage, SandboxError> {
+        crate::cache::usage(&self.docker).await
+    }
+
+    /// Removes the least recently used cache entries until the cache holds at most
+    /// `max_bytes`; what is left.
+    pub async fn trim_cache(&self, max_bytes: u64) -> Result<CacheUsage, SandboxError> {
+        crate::cache::trim(&self.docker, max_bytes).await
+    }
+
+    /// Removes the whole build cache; the ids of the images removed.
+    pub async fn remove_cache(&self) -> Result<Vec<String>, SandboxError> {
+        crate::cache::remove_all(&self.docker).await
     }
 
     /// Removes every container and image labelled `key=value`, except images tagged

@@ -10,3 +10,7 @@ pub const LABEL_SPEC: &str = "dev.agent.spec";
 pub const LABEL_OWNER: &str = "dev.agent.owner";
 /// Verified images are tagged `agent/<spec>:<hash>`; `gc` keeps images tagged so.
 pub const VERIFIED_REPOSITORY_PREFIX: &str = "agent/";
+/// Build results are kept under `agent-cache/<spec>:<tag>` so the engine's layer cache
+/// holds across runs and specs without a label step on every build; `gc --cache` and
+/// the size cap remove them.
+pub const CACHE_REPOSITORY_PREFIX: &str = "agent-cache/";

@@ -3,11 +3,13 @@
 //! labels on everything, cleanup by label, and `gc`.
 //!
 //! Modules, bottom up: `labels`, `request`, `outcome`, `errors`, `deadline` and
-//! `context` are leaves of data and small helpers; `cleanup`, `build` and `run` do one
-//! kind of engine work each; `engine` is the `Sandbox` facade over them; `pull` and
-//! `publish` add image transfers to it, `registry_auth` finds registry credentials.
+//! `context` are leaves of data and small helpers; `cleanup`, `cache`, `build` and
+//! `run` do one kind of engine work each; `engine` is the `Sandbox` facade over them;
+//! `pull` and `publish` add image transfers to it, `registry_auth` finds registry
+//! credentials.
 
 mod build;
+mod cache;
 mod cleanup;
 mod context;
 mod deadline;
@@ -22,14 +24,15 @@ mod request;
 mod run;
 
 pub use cleanup::owner_id;
-pub use context::{
-    BuildContext, Instruction, build_context, dockerfile_instructions, with_label_instruction,
-};
+pub use context::{BuildContext, Instruction, build_context, dockerfile_instructions};
 pub use engine::Sandbox;
 pub use errors::SandboxError;
-pub use labels::{LABEL_OWNER, LABEL_RUN, LABEL_SPEC, VERIFIED_REPOSITORY_PREFIX};
+pub use labels::{
+    CACHE_REPOSITORY_PREFIX, LABEL_OWNER, LABEL_RUN, LABEL_SPEC, VERIFIED_REPOSITORY_PREFIX,
+};
 pub use outcome::{
-    BuildOutcome, BuildProgress, BuildStatus, Captured, CleanupReport, EngineInfo, RunOutcome,
+    BuildOutcome, BuildProgress, BuildStatus, CacheUsage, Captured, CleanupReport, EngineInfo,
+    RunOutcome,
 };
 pub use publish::{PushRefusal, Pushed, Saved};
 pub use registry_auth::{

@@ -98,6 +98,15 @@ pub struct CleanupReport {
     pub images: Vec<String>,
 }
 
+/// What the build cache (`agent-cache/…` tags) holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheUsage {
+    /// Cache tags.
+    pub entries: usize,
+    /// Bytes of the layers only the cache keeps.
+    pub bytes: u64,
+}
+
 /// The image ids a build printed as `---> <id>`, in order: its intermediate images
 /// (and, last, the built image).
 pub(crate) fn intermediate_images(log: &str) -> Vec<String> {
@@ -107,12 +116,17 @@ pub(crate) fn intermediate_images(log: &str) -> Vec<String> {
             continue;
         };
         let id = marker.trim();
-        let is_id = !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_hexdigit());
-        if is_id && ids.last().is_none_or(|last| last != id) {
+        if is_image_id(id) && ids.last().is_none_or(|last| last != id) {
             ids.push(id.to_owned());
         }
     }
     ids
+}
+
+/// Whether a builder's `---> <text>` marker is an image id (not `Running in …` or
+/// `Using cache`).
+pub(crate) fn is_image_id(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 64 && text.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::context::BuildContext;
 
+#[derive(Clone, Copy)]
 pub struct BuildRequest<'a> {
     pub context: &'a BuildContext,
     /// Put on the image (and, through the engine, on intermediate containers).
@@ -12,6 +13,10 @@ pub struct BuildRequest<'a> {
     pub timeout: Duration,
     /// `"default"`, `"none"` or `"host"`: the network RUN steps get.
     pub network: &'a str,
+    /// The repository (`agent-cache/<spec>`) the build's images are tagged in, so a
+    /// concurrent cleanup never takes a layer this build uses and nothing it made is
+    /// left dangling; `None` leaves the build's images untagged.
+    pub cache_repository: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -107,6 +107,7 @@ async fn build_files(
                 labels: &labels,
                 timeout,
                 network: "none",
+                cache_repository: None,
             },
             &mut |step| steps.push(step),
         )
@@ -864,6 +865,7 @@ async fn gc_removes_what_dead_owners_left_and_keeps_live_ones() {
                 labels: &dead_labels,
                 timeout: Duration::from_secs(60),
                 network: "none",
+                cache_repository: None,
             },
             &mut |_| {},
         )
@@ -1216,5 +1218,92 @@ async fn gc_treats_a_zombie_owner_as_dead() {
         .expect("gc");
     assert_eq!(report.containers, std::slice::from_ref(&container));
     child.wait().expect("reaped");
+    clean_up(&sandbox, &run).await;
+}
+
+fn tags_in(repository: &str) -> Vec<String> {
+    docker(&[
+        "images",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.ID}}",
+        repository,
+    ])
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+#[tokio::test]
+async fn a_build_keeps_every_image_it_reaches_under_cache_tags_and_none_dangling() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("cache-tags");
+    let repository = format!("agent-cache/{run}");
+    let files = BTreeMap::from([(
+        "Dockerfile".to_owned(),
+        format!("FROM {BUSYBOX_IMAGE}\nENV CACHE_TEST={run}\nCMD [\"true\"]\n").into_bytes(),
+    )]);
+    let context = build_context(&files).expect("context");
+    let outcome = sandbox
+        .build(
+            BuildRequest {
+                context: &context,
+                labels: &BTreeMap::new(),
+                timeout: Duration::from_secs(300),
+                network: "none",
+                cache_repository: Some(&repository),
+            },
+            &mut |_| {},
+        )
+        .await
+        .expect("the engine answers");
+    let image = built_image(&outcome);
+    let hex = image.trim_start_matches("sha256:");
+    let tags = tags_in(&repository);
+    assert_eq!(
+        tags,
+        [format!("{repository}:{} {}", &hex[..12], &hex[..12])],
+        "one entry, named by the image, and no progress tag left"
+    );
+    let dangling = docker(&["images", "-q", "--no-trunc", "--filter", "dangling=true"]);
+    for id in outcome.intermediate_images() {
+        assert!(!dangling.contains(&id), "{id} is dangling");
+    }
+    docker(&["rmi", &format!("{repository}:{}", &hex[..12])]);
+}
+
+#[tokio::test]
+async fn moving_a_tag_removes_the_image_it_left_unless_used() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("retag");
+    let reference = format!("agent/{run}:t");
+    let mut images = Vec::new();
+    for value in ["one", "two"] {
+        let (outcome, _) = build(
+            &sandbox,
+            &run,
+            &format!("FROM {BUSYBOX_IMAGE}\nLABEL retag={run}-{value}\n"),
+            Duration::from_secs(300),
+        )
+        .await;
+        images.push(built_image(&outcome));
+    }
+    sandbox.tag(&images[0], &reference).await.expect("tagged");
+    // A second tag keeps the first image when the first tag moves away.
+    let kept = format!("agent/{run}:kept");
+    sandbox.tag(&images[0], &kept).await.expect("tagged");
+    sandbox.tag(&images[1], &reference).await.expect("moved");
+    let inspect = |image: &str| {
+        Command::new("docker")
+            .args(["image", "inspect", image])
+            .output()
+            .expect("docker runs")
+            .status
+            .success()
+    };
+    assert!(inspect(&images[0]), "still tagged, so kept");
+    sandbox.tag(&images[1], &kept).await.expect("moved");
+    assert!(!inspect(&images[0]), "the image both tags left is removed");
+    assert!(inspect(&reference) && inspect(&kept));
+    docker(&["rmi", &reference, &kept]);
     clean_up(&sandbox, &run).await;
 }

@@ -104,6 +104,7 @@ struct TomlDocker {
     base_image: Option<Spanned<String>>,
     allowed_base_images: Option<Spanned<Vec<Spanned<String>>>>,
     build_network: Option<Spanned<String>>,
+    cache_max_mb: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -203,6 +204,7 @@ fn read_docker(source: &Source<'_>, docker: TomlDocker) -> Result<DockerLayer, C
             docker.build_network,
             validate::build_network,
         )?,
+        cache_max_mb: source.number("cache_max_mb", docker.cache_max_mb, any)?,
     })
 }
 
@@ -490,6 +492,7 @@ mod tests {
                 base_image: "python:3.10-slim".to_owned(),
                 allowed_base_images: Vec::new(),
                 build_network: BuildNetwork::Default,
+                cache_max_mb: crate::settings::DEFAULT_CACHE_MAX_MB,
             }
         );
         assert_eq!(settings.limits, Limits::default());
@@ -517,6 +520,7 @@ max_tokens = 4096
 base_image = "agent-base/python:3.11"
 allowed_base_images = ["agent-base/python:3.11", "agent-base/busybox:1"]
 build_network = "none"
+cache_max_mb = 512
 
 [limits]
 max_iterations = 3
@@ -567,6 +571,7 @@ max_path_bytes = 50
                     "agent-base/busybox:1".to_owned()
                 ],
                 build_network: BuildNetwork::None,
+                cache_max_mb: 512,
             }
         );
         assert_eq!(

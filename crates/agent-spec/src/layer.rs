@@ -75,6 +75,7 @@ layer! {
         base_image: String,
         allowed_base_images: Vec<String>,
         build_network: BuildNetwork,
+        cache_max_mb: u64,
     }
 }
 

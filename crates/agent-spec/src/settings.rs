@@ -37,6 +37,9 @@ pub struct DockerSettings {
     /// Empty: any `FROM` is allowed.
     pub allowed_base_images: Vec<String>,
     pub build_network: BuildNetwork,
+    /// The most the build cache (`agent-cache/…` images) may hold, in MiB; past it the
+    /// least recently used entries are removed after each spec's run. 0: no cap.
+    pub cache_max_mb: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +104,8 @@ pub struct PublishSettings {
 
 /// What the model is told to build `FROM` unless `[docker] base_image` says otherwise.
 pub(crate) const DEFAULT_BASE_IMAGE: &str = "python:3.10-slim";
+/// The build cache's default cap: room for the dependency layers of many specs.
+pub(crate) const DEFAULT_CACHE_MAX_MB: u64 = 4096;
 
 impl Default for ModelSettings {
     fn default() -> Self {
@@ -125,6 +130,7 @@ impl Default for DockerSettings {
             base_image: DEFAULT_BASE_IMAGE.to_owned(),
             allowed_base_images: Vec::new(),
             build_network: BuildNetwork::Default,
+            cache_max_mb: DEFAULT_CACHE_MAX_MB,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `agent gc`: removes containers and images that earlier runs left, by label.
+//! `agent gc`: removes containers and images that earlier runs left, by label, and
+//! with `--cache` the build cache kept under `agent-cache/…` tags.
 
 use crate::args::GcArgs;
 use crate::env;
@@ -21,5 +22,21 @@ pub async fn gc(args: GcArgs) -> Result<u8, Failure> {
         report.containers.len(),
         report.images.len()
     );
+    if args.cache {
+        let removed = sandbox.remove_cache().await.map_err(Failure::engine)?;
+        for image in &removed {
+            println!("removed image {image}");
+        }
+        eprintln!("gc: removed the build cache ({} images)", removed.len());
+    } else {
+        let usage = sandbox.cache_usage().await.map_err(Failure::engine)?;
+        if usage.entries > 0 {
+            eprintln!(
+                "gc: the build cache keeps {} entries, {:.1} MiB (`agent gc --cache` removes it)",
+                usage.entries,
+                usage.bytes as f64 / (1024.0 * 1024.0)
+            );
+        }
+    }
     Ok(exit::VERIFIED)
 }
