@@ -51,7 +51,7 @@ pub enum SandboxError {
     #[error("cannot push `{reference}`")]
     Push {
         reference: String,
-        refusal: crate::publish::PushRefusal,
+        refusal: crate::outcome::PushRefusal,
         #[source]
         source: bollard::errors::Error,
     },

@@ -32,9 +32,9 @@ pub use labels::{
 };
 pub use outcome::{
     BuildOutcome, BuildProgress, BuildStatus, CacheUsage, Captured, CleanupReport, EngineInfo,
-    RunOutcome,
+    PushRefusal, RunOutcome,
 };
-pub use publish::{PushRefusal, Pushed, Saved};
+pub use publish::{Pushed, Saved};
 pub use registry_auth::{
     CredentialSource, DOCKER_HUB_SERVER, RegistryCredentials, registry_server, resolve_credentials,
 };

@@ -160,3 +160,58 @@ mod tests {
         assert_eq!(intermediate_images(log), ["1a2b", "3c4d"]);
     }
 }
+
+/// Why a registry refused a push, for the hint the user gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushRefusal {
+    /// Missing or wrong credentials, or no right to push there.
+    AuthRefused,
+    /// The registry did not answer (connection refused, no such host, TLS).
+    Unreachable,
+    /// The reference is not a valid name, or the registry does not accept it.
+    NameRejected,
+    /// The push did not finish in time.
+    TimedOut,
+    Other,
+}
+
+impl PushRefusal {
+    /// Sorts the engine's words for a failed push.
+    pub fn classify(message: &str) -> PushRefusal {
+        let message = message.to_ascii_lowercase();
+        let any = |words: &[&str]| words.iter().any(|word| message.contains(word));
+        if any(&[
+            "unauthorized",
+            "authentication required",
+            "no basic auth credentials",
+            "incorrect username or password",
+            "denied",
+            "forbidden",
+        ]) {
+            PushRefusal::AuthRefused
+        } else if any(&[
+            "invalid reference format",
+            "name unknown",
+            "name invalid",
+            "repository name must",
+            "invalid repository name",
+            "does not exist locally",
+        ]) {
+            PushRefusal::NameRejected
+        } else if any(&[
+            "dial tcp",
+            "connection refused",
+            "no such host",
+            "i/o timeout",
+            "network is unreachable",
+            "no route to host",
+            "http response to https client",
+            "x509",
+            "tls:",
+        ]) {
+            PushRefusal::Unreachable
+        } else {
+            PushRefusal::Other
+        }
+    }
+}
