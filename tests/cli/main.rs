@@ -530,6 +530,7 @@ async fn a_recorded_transcript_replays_to_the_same_outcome() {
             spec.to_str().unwrap(),
             "--replay",
             transcript.to_str().unwrap(),
+            "--no-lock",
             "--base-url",
             "http://127.0.0.1:9/v1",
         ],
