@@ -127,7 +127,7 @@ async fn the_fixtures_run_against_a_real_model_with_the_default_settings() {
         .iter()
         .map(|name| fixture(name).display().to_string())
         .collect();
-    let mut args = vec!["run", "--json"];
+    let mut args = vec!["run", "--json", "--no-lock"];
     args.extend(specs.iter().map(String::as_str));
     let output = agent(&workspace, &args).await;
     assert!(

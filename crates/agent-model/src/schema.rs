@@ -273,7 +273,8 @@ pub(crate) fn parse_text<T: ReplySchema>(text: &str) -> Result<T, String> {
 }
 
 fn find_object(text: &str, schema: &str) -> Result<Map<String, Value>, String> {
-    let trimmed = text.trim().trim_start_matches('\u{feff}');
+    let escaped = escape_controls_in_strings(text.trim().trim_start_matches('\u{feff}'));
+    let trimmed = escaped.as_str();
     match serde_json::from_str::<Value>(trimmed) {
         Ok(Value::Object(object)) => return Ok(object),
         Ok(other) if !matches!(other, Value::String(_)) => {
@@ -316,6 +317,41 @@ fn find_object(text: &str, schema: &str) -> Result<Map<String, Value>, String> {
              the `{schema}` schema, without prose around it"
         ),
     })
+}
+
+/// `text` with raw control characters inside JSON strings escaped. Small models under
+/// a grammar write a file's line breaks as raw newlines inside the `content` string,
+/// which JSON forbids; escaping them can only turn such text into valid JSON, and
+/// leaves valid JSON as it is (outside strings they are whitespace and stay).
+fn escape_controls_in_strings(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            '\n' if in_string => {
+                out.push_str("\\n");
+                continue;
+            }
+            '\r' if in_string => {
+                out.push_str("\\r");
+                continue;
+            }
+            '\t' if in_string => {
+                out.push_str("\\t");
+                continue;
+            }
+            c if in_string && c.is_control() && (c as u32) < 0x20 => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -525,6 +561,19 @@ mod tests {
         assert_eq!(
             bundle(r#"{"delete": ["a", 3]}"#).unwrap_err(),
             "field `delete[1]` must be a string"
+        );
+    }
+
+    #[test]
+    fn raw_line_breaks_inside_strings_are_read_as_escaped() {
+        let text = "{\"summary\": \"s\", \"dockerfile\": \"FROM x\nCMD [\\\"y\\\"]\", \"files\": [{\"filename\": \"a.py\", \"content\": \"print(1)\n\tprint(2)\\n\"}], \"delete\": []}";
+        let bundle: CodeBundle = parse_text(text).expect("read leniently");
+        assert_eq!(bundle.dockerfile.as_deref(), Some("FROM x\nCMD [\"y\"]"));
+        assert_eq!(bundle.files[0].content, "print(1)\n\tprint(2)\n");
+        assert_eq!(
+            super::escape_controls_in_strings("{\"a\": 1,\n \"b\": \"x\"}"),
+            "{\"a\": 1,\n \"b\": \"x\"}",
+            "whitespace between tokens stays"
         );
     }
 }
