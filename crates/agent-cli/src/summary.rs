@@ -67,6 +67,14 @@ impl SpecSummary {
         }
     }
 
+    /// The verified image's tag, else the run directory.
+    fn place(&self) -> String {
+        self.image
+            .clone()
+            .or_else(|| self.run_dir.as_ref().map(|dir| dir.display().to_string()))
+            .unwrap_or_default()
+    }
+
     fn result_word(&self) -> &'static str {
         match (self.verified, self.stopped_by) {
             (true, _) => "verified",
@@ -110,16 +118,7 @@ pub fn print_table(summaries: &[SpecSummary]) {
             "IMAGE / RUN DIRECTORY",
         ]);
     for summary in summaries {
-        let place = summary
-            .image
-            .clone()
-            .or_else(|| {
-                summary
-                    .run_dir
-                    .as_ref()
-                    .map(|dir| dir.display().to_string())
-            })
-            .unwrap_or_default();
+        let place = summary.place();
         table.add_row([
             summary.spec.clone(),
             summary.result_word().to_string(),
@@ -195,16 +194,7 @@ pub fn append_step_summary(path: &Path, summaries: &[SpecSummary]) -> std::io::R
         summaries.len()
     );
     for summary in summaries {
-        let place = summary
-            .image
-            .clone()
-            .or_else(|| {
-                summary
-                    .run_dir
-                    .as_ref()
-                    .map(|dir| dir.display().to_string())
-            })
-            .unwrap_or_default();
+        let place = summary.place();
         text.push_str(&format!(
             "| {} | {} | {} | {:.1} s | `{}` |\n",
             cell(&summary.spec),

@@ -18,14 +18,7 @@ pub async fn verify_image<E: EnginePort>(
     engine: &E,
 ) -> Result<IterationRecord, LoopError> {
     let labels = job.labels();
-    let trial = Trial {
-        job,
-        engine,
-        labels: &labels,
-        started: Instant::now(),
-        artifacts: None,
-        phase: &|_| {},
-    };
+    let trial = quiet_trial(job, engine, &labels);
     let mut iteration = Iteration::start(1);
     iteration.record.summary = format!("verify {image}");
     iteration.record.image_id = Some(image.to_string());
@@ -54,6 +47,22 @@ fn settle<T>(
     Ok(record)
 }
 
+/// A trial with no progress events and no files kept: verify prints its own result.
+fn quiet_trial<'a, E>(
+    job: &'a Job,
+    engine: &'a E,
+    labels: &'a std::collections::BTreeMap<String, String>,
+) -> Trial<'a, E> {
+    Trial {
+        job,
+        engine,
+        labels,
+        started: Instant::now(),
+        artifacts: None,
+        phase: &|_| {},
+    }
+}
+
 /// Builds, runs and checks `files` once; the record says how it went. What the run
 /// created on the engine is removed, whatever the outcome.
 pub async fn verify_bundle<E: EnginePort>(
@@ -62,14 +71,7 @@ pub async fn verify_bundle<E: EnginePort>(
     engine: &E,
 ) -> Result<IterationRecord, LoopError> {
     let labels = job.labels();
-    let trial = Trial {
-        job,
-        engine,
-        labels: &labels,
-        started: Instant::now(),
-        artifacts: None,
-        phase: &|_| {},
-    };
+    let trial = quiet_trial(job, engine, &labels);
     let mut iteration = Iteration::start(1);
     iteration.record.summary = "verify".to_string();
     let attempt = trial.attempt(files, &mut iteration).await;
