@@ -107,14 +107,15 @@ async fn a_verified_spec_carries_its_provenance_and_its_lock_reverifies_without_
     output.assert_code(0);
     assert_run_cleaned_up(&report);
 
-    // CI: --locked, no key, no reachable endpoint: verified from the lock alone.
+    // CI: --locked, no key, an endpoint that would need one: verified from the lock
+    // alone.
     let mut command = agent_command(
         &workspace,
         &[
             "run",
             "--locked",
             "--base-url",
-            "http://127.0.0.1:9/v1",
+            "https://api.openai.com/v1",
             spec_arg,
             "--out",
             "locked",

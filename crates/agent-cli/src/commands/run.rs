@@ -107,12 +107,12 @@ fn model_for(args: &RunArgs, resolved: &agent_spec::Settings) -> Result<Model, F
     }
     let key_name = &resolved.model.api_key_env;
     let api_key = env::var(key_name).map(SecretString::from);
-    if api_key.is_none()
+    let needs_key = !args.locked
         && resolved
             .model
             .base_url
-            .starts_with("https://api.openai.com")
-    {
+            .starts_with("https://api.openai.com");
+    if api_key.is_none() && needs_key {
         return Err(Failure::usage(anyhow::anyhow!(
             "no API key: the environment variable `{key_name}` is not set"
         ))
