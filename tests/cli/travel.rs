@@ -59,17 +59,18 @@ async fn a_moved_run_directory_verifies_from_anywhere_without_the_original_spec(
     std::fs::remove_dir_all(workspace.path().join("specs")).unwrap();
     let stranger = tempfile::tempdir().unwrap();
     let config = workspace.path().join("agent.toml");
-    let mut command = agent_command(
-        &workspace,
-        &[
+    let verify_from_elsewhere = || async {
+        let arguments = [
             "verify",
             moved.to_str().unwrap(),
             "--config",
             config.to_str().unwrap(),
-        ],
-    );
-    command.current_dir(stranger.path());
-    let output = run_agent(&mut command).await;
+        ];
+        let mut command = agent_command(&workspace, &arguments);
+        command.current_dir(stranger.path());
+        run_agent(&mut command).await
+    };
+    let output = verify_from_elsewhere().await;
     output.assert_code(0);
     assert!(
         output.stderr.contains("verified again"),
@@ -79,17 +80,7 @@ async fn a_moved_run_directory_verifies_from_anywhere_without_the_original_spec(
 
     // An input changed inside the run directory is refused before anything is built.
     std::fs::write(moved.join("spec/data/words.txt"), "gamma\n").unwrap();
-    let mut command = agent_command(
-        &workspace,
-        &[
-            "verify",
-            moved.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-    );
-    command.current_dir(stranger.path());
-    let output = run_agent(&mut command).await;
+    let output = verify_from_elsewhere().await;
     output.assert_code(2);
     assert!(
         output
