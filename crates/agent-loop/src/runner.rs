@@ -251,23 +251,23 @@ fn prepare(job: &Job, state: &mut State) -> Result<Setup, LoopError> {
     let inputs = artifacts::read_inputs(&job.spec)?;
     state.kept_spec = Some(artifacts::keep_spec(&job.spec, &inputs, &job.run_dir)?);
     let spec_digest = lock::spec_digest(&job.spec, &inputs);
-    let found = match job.lock {
-        LockMode::Off => None,
-        LockMode::Use | LockMode::Locked => Some(lock::read(&job.spec)?),
+    let reads_lock = job.lock != LockMode::Off;
+    let found = if reads_lock {
+        lock::read(&job.spec)?
+    } else {
+        None
     };
-    let lock = found.clone().flatten().map(|lock| {
+    let lock = found.map(|lock| {
         let fresh = lock.file.spec_digest == spec_digest
             && lock.file.base_image == job.settings.docker.base_image;
-        (
-            lock,
-            if fresh {
-                LockState::Fresh
-            } else {
-                LockState::Stale
-            },
-        )
+        let state = if fresh {
+            LockState::Fresh
+        } else {
+            LockState::Stale
+        };
+        (lock, state)
     });
-    state.lock = found.map(|_| LockReport {
+    state.lock = reads_lock.then(|| LockReport {
         path: lock::lock_dir(&job.spec).display().to_string(),
         found: lock
             .as_ref()
