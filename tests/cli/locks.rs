@@ -5,15 +5,6 @@ use agent_testkit::{ScriptedReply, ScriptedServer};
 
 use crate::support::*;
 
-const SPEC: &str = r#"
-prompt = "Write a Python program that prints hello."
-conditions = "It prints exactly hello."
-
-[[check]]
-name = "greeting"
-stdout_equals = "hello"
-"#;
-
 const CHANGED_SPEC: &str = r#"
 prompt = "Write a Python program that prints hello world."
 conditions = "It prints exactly hello world."
@@ -46,7 +37,7 @@ async fn a_verified_spec_carries_its_provenance_and_its_lock_reverifies_without_
     ])
     .await;
     let workspace = Workspace::new(&server.base_url(), "", "");
-    let spec = workspace.spec("hello", SPEC);
+    let spec = workspace.spec("locked", HELLO_SPEC);
     let spec_arg = spec.to_str().unwrap();
     let step_summary = workspace.path().join("step-summary.md");
     let mut command = agent_command(&workspace, &["run", spec_arg, "--out", "first"]);
@@ -60,7 +51,7 @@ async fn a_verified_spec_carries_its_provenance_and_its_lock_reverifies_without_
     let tag = report["image"].as_str().unwrap().to_string();
 
     // The lock beside the spec, as built.
-    let lock_dir = workspace.path().join("hello.lock");
+    let lock_dir = workspace.path().join("locked.lock");
     assert_eq!(
         std::fs::read_to_string(lock_dir.join("main.py")).unwrap(),
         "print('hello')"
@@ -82,7 +73,7 @@ async fn a_verified_spec_carries_its_provenance_and_its_lock_reverifies_without_
 
     // Provenance on the image, as `docker inspect` shows it.
     let labels = image_labels(&tag);
-    assert_eq!(labels["org.opencontainers.image.title"], "hello");
+    assert_eq!(labels["org.opencontainers.image.title"], "locked");
     assert_eq!(labels["org.opencontainers.image.revision"], "0123abcd");
     assert_eq!(
         labels["org.opencontainers.image.source"],
@@ -100,7 +91,7 @@ async fn a_verified_spec_carries_its_provenance_and_its_lock_reverifies_without_
     assert_eq!(labels["dev.agent.iterations"], "1");
     assert_eq!(labels["dev.agent.checks"], "greeting");
     let summary = std::fs::read_to_string(&step_summary).unwrap();
-    assert!(summary.contains("| hello | verified | 1 |"), "{summary}");
+    assert!(summary.contains("| locked | verified | 1 |"), "{summary}");
 
     // The image itself re-checks against the spec, with no build.
     let output = agent(&workspace, &["verify", "--image", &tag, spec_arg]).await;
@@ -169,9 +160,9 @@ async fn a_verified_spec_carries_its_provenance_and_its_lock_reverifies_without_
     assert!(output.stderr.contains("no lock at"), "{}", output.stderr);
 }
 
-/// The report of the single run below `<workspace>/<out>/hello/`.
+/// The report of the single run below `<workspace>/<out>/locked/`.
 fn read_report(workspace: &Workspace, out: &str) -> serde_json::Value {
-    let folder = workspace.path().join(out).join("hello");
+    let folder = workspace.path().join(out).join("locked");
     let run = std::fs::read_dir(&folder)
         .unwrap()
         .next()

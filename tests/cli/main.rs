@@ -19,15 +19,6 @@ use std::time::{Duration, Instant};
 use agent_testkit::{ScriptedReply, ScriptedServer};
 use support::*;
 
-const HELLO_SPEC: &str = r#"
-prompt = "Write a Python program that prints hello."
-conditions = "It prints exactly hello."
-
-[[check]]
-name = "greeting"
-stdout_equals = "hello"
-"#;
-
 fn content(text: String) -> ScriptedReply {
     ScriptedReply::Content(text)
 }

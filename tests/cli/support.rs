@@ -8,6 +8,16 @@ use std::time::Duration;
 use agent_testkit::{PYTHON_IMAGE, ScriptedServer};
 use serde_json::Value;
 
+/// A spec whose one check wants `hello` on stdout.
+pub const HELLO_SPEC: &str = r#"
+prompt = "Write a Python program that prints hello."
+conditions = "It prints exactly hello."
+
+[[check]]
+name = "greeting"
+stdout_equals = "hello"
+"#;
+
 /// The key the tests hand to `agent`; it must never appear in what `agent` writes.
 pub const API_KEY: &str = "sk-test-0123456789-SECRET-abcdef";
 
