@@ -2,6 +2,7 @@
 //! `agent_model::ModelSession` and `agent_sandbox::Sandbox`; the loop's unit tests use
 //! scripted ones.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use agent_model::{ChatMessage, CodeBundle, ModelError, ModelSession, Purpose, Reply, Verdict};
@@ -47,6 +48,13 @@ pub trait EnginePort: Send + Sync {
         image: &str,
         reference: &str,
     ) -> impl Future<Output = Result<(), SandboxError>> + Send;
+
+    /// A new image: `image` with `labels` added, over the same layers; its id.
+    fn relabel(
+        &self,
+        image: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<String, SandboxError>> + Send;
 
     fn remove_labelled(
         &self,
@@ -107,6 +115,14 @@ impl EnginePort for Sandbox {
 
     async fn tag(&self, image: &str, reference: &str) -> Result<(), SandboxError> {
         Sandbox::tag(self, image, reference).await
+    }
+
+    async fn relabel(
+        &self,
+        image: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, SandboxError> {
+        Sandbox::relabel(self, image, labels).await
     }
 
     async fn remove_labelled(

@@ -1,6 +1,6 @@
 //! The loop's logic against a scripted model and a scripted engine.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -79,8 +79,8 @@ struct ScriptedEngine {
     hang_runs: bool,
     run_delay: Duration,
     tags: Mutex<Vec<(String, String)>>,
-    /// The build contexts of label steps on verified images, as text.
-    seals: Mutex<Vec<String>>,
+    /// The verified images relabelled, with their labels.
+    seals: Mutex<Vec<(String, BTreeMap<String, String>)>>,
     removed: Mutex<Vec<(String, Option<String>)>>,
     contexts: Mutex<Vec<String>>,
 }
@@ -91,20 +91,6 @@ impl EnginePort for ScriptedEngine {
         request: BuildRequest<'_>,
         progress: &mut (dyn FnMut(BuildProgress) + Send),
     ) -> Result<BuildOutcome, SandboxError> {
-        let bytes = &request.context.bytes;
-        let needle = b"dev.agent.spec-digest";
-        if bytes.windows(needle.len()).any(|window| window == needle) {
-            // The label step on a verified image: its Dockerfile is kept for the tests.
-            let text = String::from_utf8_lossy(bytes).into_owned();
-            self.seals.lock().unwrap().push(text);
-            return Ok(BuildOutcome {
-                status: BuildStatus::Built {
-                    image_id: SEALED.into(),
-                },
-                log: String::new(),
-                duration: Duration::from_millis(1),
-            });
-        }
         self.contexts
             .lock()
             .unwrap()
@@ -133,6 +119,18 @@ impl EnginePort for ScriptedEngine {
         }
         tokio::time::sleep(self.run_delay).await;
         Ok(self.runs.lock().unwrap().pop_front().expect("a run left"))
+    }
+
+    async fn relabel(
+        &self,
+        image: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, SandboxError> {
+        self.seals
+            .lock()
+            .unwrap()
+            .push((image.to_string(), labels.clone()));
+        Ok(SEALED.into())
     }
 
     async fn tag(&self, image: &str, reference: &str) -> Result<(), SandboxError> {
@@ -331,15 +329,22 @@ async fn passes_at_first_try_tags_writes_final_and_cleans_up() {
     );
     let seals = engine.seals.lock().unwrap();
     assert_eq!(seals.len(), 1, "the verified image is labelled once");
-    for label in [
-        "FROM sha256:feed",
-        "\"org.opencontainers.image.title\"=\"hello\"",
-        "\"dev.agent.model\"=\"scripted\"",
-        "\"dev.agent.iterations\"=\"1\"",
-        "\"dev.agent.checks\"=\"greeting\"",
-        "\"dev.agent.run\"=\"run-1\"",
+    assert_eq!(
+        seals[0].0, "sha256:feed",
+        "the built image is the one labelled"
+    );
+    for (key, value) in [
+        ("org.opencontainers.image.title", "hello"),
+        ("dev.agent.model", "scripted"),
+        ("dev.agent.iterations", "1"),
+        ("dev.agent.checks", "greeting"),
+        ("dev.agent.run", "run-1"),
     ] {
-        assert!(seals[0].contains(label), "{label} in {}", seals[0]);
+        assert_eq!(
+            seals[0].1.get(key).map(String::as_str),
+            Some(value),
+            "{key}"
+        );
     }
     let run_dir = &harness.job.run_dir;
     assert_eq!(

@@ -38,6 +38,8 @@ pub enum SandboxError {
         #[source]
         source: bollard::errors::Error,
     },
+    #[error("cannot label image `{image}`: {reason}")]
+    Relabel { image: String, reason: String },
     #[error("base image `{image}` is not on the engine and cannot be pulled: {reason}")]
     Pull { image: String, reason: String },
     #[error("cannot list what runs left on the engine")]

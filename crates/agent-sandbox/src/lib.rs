@@ -5,7 +5,7 @@
 //! Modules, bottom up: `labels`, `request`, `outcome`, `errors`, `deadline` and
 //! `context` are leaves of data and small helpers; `cleanup`, `cache`, `build` and
 //! `run` do one kind of engine work each; `engine` is the `Sandbox` facade over them;
-//! `pull` and `publish` add image transfers to it, `registry_auth` finds registry
+//! `pull` and `publish` add image transfers to it, `relabel` labels without a build, `registry_auth` finds registry
 //! credentials.
 
 mod build;
@@ -20,6 +20,7 @@ mod outcome;
 mod publish;
 mod pull;
 mod registry_auth;
+mod relabel;
 mod request;
 mod run;
 

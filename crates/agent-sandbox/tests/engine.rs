@@ -1307,3 +1307,60 @@ async fn moving_a_tag_removes_the_image_it_left_unless_used() {
     docker(&["rmi", &reference, &kept]);
     clean_up(&sandbox, &run).await;
 }
+
+#[tokio::test]
+async fn relabel_adds_labels_over_the_same_layers_without_a_build() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("relabel");
+    let (outcome, _) = build(
+        &sandbox,
+        &run,
+        &format!(
+            "FROM {BUSYBOX_IMAGE}\nRUN echo {run} > /marker\nLABEL kept=yes\nCMD [\"cat\", \"/marker\"]\n"
+        ),
+        Duration::from_secs(60),
+    )
+    .await;
+    let built = built_image(&outcome);
+    let hostile = "x\"y\\z $HOME\nRUN rm -rf /".to_owned();
+    let mut added = labels(&run);
+    added.insert("dev.agent.checks".into(), hostile.clone());
+    let relabelled = sandbox.relabel(&built, &added).await.expect("relabel");
+    assert_ne!(relabelled, built, "a new image, not the same one");
+
+    let inspect =
+        |image: &str, format: &str| docker(&["image", "inspect", "--format", format, image]);
+    assert_eq!(
+        inspect(&relabelled, "{{json .RootFS.Layers}}"),
+        inspect(&built, "{{json .RootFS.Layers}}"),
+        "the same layers"
+    );
+    let labels: BTreeMap<String, String> =
+        serde_json::from_str(&inspect(&relabelled, "{{json .Config.Labels}}")).expect("labels");
+    assert_eq!(labels.get("kept").map(String::as_str), Some("yes"));
+    assert_eq!(
+        labels.get("dev.agent.checks"),
+        Some(&hostile),
+        "values kept as they are"
+    );
+    assert_eq!(labels.get(LABEL_RUN), Some(&run));
+    assert_eq!(
+        inspect(&relabelled, "{{json .Config.Cmd}}"),
+        inspect(&built, "{{json .Config.Cmd}}")
+    );
+    let history = docker(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}",
+        &relabelled,
+    ]);
+    assert!(history.contains(&format!("echo {run}")), "{history}");
+
+    // It runs as the built image does, and stands alone once the built image is gone.
+    docker(&["rmi", &built]);
+    let printed = docker(&["run", "--rm", "--network", "none", &relabelled]);
+    assert_eq!(printed.trim(), run);
+    clean_up(&sandbox, &run).await;
+    assert!(!sandbox.image_present(&relabelled).await.expect("inspect"));
+}
