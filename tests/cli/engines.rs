@@ -22,15 +22,15 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/second-engine")
 }
 
-/// Runs `scripts/second-engine <action> <number>`; its stdout.
-fn second_engine_script(action: &str, number: &str) -> String {
+/// Runs `scripts/second-engine <args>`; its stdout.
+fn second_engine_script(args: &[&str]) -> String {
     let output = std::process::Command::new(script())
-        .args([action, number])
+        .args(args)
         .output()
         .expect("scripts/second-engine runs");
     assert!(
         output.status.success(),
-        "scripts/second-engine {action} {number}: {}",
+        "scripts/second-engine {args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).trim().to_string()
@@ -163,7 +163,7 @@ async fn specs_spread_over_two_engines_and_each_is_cleaned() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_engine_lost_mid_run_hands_its_iteration_to_the_other_with_no_new_model_call() {
-    let doomed = second_engine_script("start", "3");
+    let doomed = second_engine_script(&["start", "3"]);
     with_base_image(&doomed).await;
     let server = ScriptedServer::start(
         (0..4)
@@ -187,7 +187,7 @@ async fn an_engine_lost_mid_run_hands_its_iteration_to_the_other_with_no_new_mod
                 let running =
                     docker_lines(&["-H", &doomed, "ps", "-q", "--filter", "label=dev.agent.run"]);
                 if !running.is_empty() {
-                    second_engine_script("kill", "3");
+                    second_engine_script(&["kill", "3"]);
                     return true;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -229,7 +229,7 @@ async fn an_engine_lost_mid_run_hands_its_iteration_to_the_other_with_no_new_mod
         "at least one iteration was retried: {reports:?}"
     );
     assert_eq!(server.requests().len(), 4, "no new model call for a retry");
-    second_engine_script("stop", "3");
+    second_engine_script(&["stop", "3"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -337,4 +337,161 @@ async fn doctor_lists_every_engine_with_slots_driver_and_base_images() {
         "{}",
         output.stdout
     );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as `dockerd
+/// --tlsverify` and the Docker CLI's `DOCKER_CERT_PATH` want them.
+fn tls_files(dir: &std::path::Path) {
+    let steps: [&[&str]; 9] = [
+        &["genrsa", "-out", "ca-key.pem", "2048"],
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca-key.pem",
+            "-sha256",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=agent-test-ca",
+            "-out",
+            "ca.pem",
+        ],
+        &["genrsa", "-out", "server-key.pem", "2048"],
+        &[
+            "req",
+            "-new",
+            "-key",
+            "server-key.pem",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-out",
+            "server.csr",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-sha256",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server-cert.pem",
+        ],
+        &["genrsa", "-out", "key.pem", "2048"],
+        &[
+            "req",
+            "-new",
+            "-key",
+            "key.pem",
+            "-subj",
+            "/CN=agent-test-client",
+            "-out",
+            "client.csr",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-sha256",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "cert.pem",
+        ],
+        &["verify", "-CAfile", "ca.pem", "cert.pem"],
+    ];
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for step in steps {
+        let output = std::process::Command::new("openssl")
+            .args(step)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            output.status.success(),
+            "openssl {step:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_engine_over_tcp_with_tls_is_reached_as_the_docker_cli_reaches_it() {
+    let certificates = tempfile::tempdir().unwrap();
+    tls_files(certificates.path());
+    let folder = certificates.path().to_str().unwrap();
+    let url = second_engine_script(&["start", "4", "--tls", folder]);
+    assert!(url.starts_with("tcp://127.0.0.1:"), "{url}");
+    with_base_image("unix:///var/run/agent-engine-4.sock").await;
+    // `doctor` asks the model once itself: its own server.
+    let silent = ScriptedServer::start(vec![]).await;
+    let doctor_workspace = busybox_workspace(&silent, "[]");
+    let server = ScriptedServer::start(vec![busybox_reply("echo hello")]).await;
+    let workspace = busybox_workspace(&server, "[]");
+
+    // Without DOCKER_TLS_VERIFY the engine refuses a plain client.
+    let plain = agent(&doctor_workspace, &["doctor", "--engine", &url]).await;
+    plain.assert_code(3);
+    assert!(
+        plain.stdout.contains(&format!("fail  engine {url}:")),
+        "{}",
+        plain.stdout
+    );
+
+    let with_tls = |workspace: &Workspace, args: &[&str]| {
+        let mut command = agent_command(workspace, args);
+        command
+            .env("DOCKER_TLS_VERIFY", "1")
+            .env("DOCKER_CERT_PATH", certificates.path());
+        command
+    };
+    let doctor = run_agent(&mut with_tls(
+        &doctor_workspace,
+        &["doctor", "--engine", &url],
+    ))
+    .await;
+    doctor.assert_code(0);
+    assert!(
+        doctor
+            .stdout
+            .lines()
+            .any(|line| line.starts_with("ok    engine ") && line.contains(&url)),
+        "{}",
+        doctor.stdout
+    );
+
+    let spec = workspace.spec("tls-1", HELLO_SPEC);
+    let run = run_agent(&mut with_tls(
+        &workspace,
+        &["run", "--engine", &url, spec.to_str().unwrap()],
+    ))
+    .await;
+    run.assert_code(0);
+    let report = workspace.report("tls-1");
+    assert_eq!(report["verified"], true, "{report}");
+    assert_eq!(report["history"][0]["engine"], url.as_str());
+    second_engine_script(&["stop", "4"]);
 }

@@ -92,7 +92,10 @@ pub async fn pool(settings: &Settings, images: &[&String]) -> Result<Pool, Failu
     let mut first_failure = None;
     for (url, error) in failed {
         if several {
-            eprintln!("agent: engine `{url}` does not answer; it is left out: {error}");
+            eprintln!(
+                "agent: engine `{url}` does not answer; it is left out: {}",
+                agent_model::error_chain(&error)
+            );
         }
         first_failure.get_or_insert(error);
     }
@@ -103,8 +106,9 @@ pub async fn pool(settings: &Settings, images: &[&String]) -> Result<Pool, Failu
             Err(error) => {
                 if several {
                     eprintln!(
-                        "agent: engine `{}` lacks a base image; it is left out: {error}",
-                        sandbox.engine().host
+                        "agent: engine `{}` lacks a base image; it is left out: {}",
+                        sandbox.engine().host,
+                        agent_model::error_chain(&error)
                     );
                 }
                 first_failure.get_or_insert(error);

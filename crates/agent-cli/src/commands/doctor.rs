@@ -25,7 +25,7 @@ pub async fn doctor(args: DoctorArgs) -> Result<u8, Failure> {
     }
     for (host, error) in &failed {
         healthy = false;
-        println!("fail  engine {host}: {error}");
+        println!("fail  engine {host}: {}", agent_model::error_chain(error));
         if let Some(hint) = engine_hint(error) {
             println!("      hint: {hint}");
         }
