@@ -68,6 +68,8 @@ pub enum SandboxError {
         #[source]
         source: bollard::errors::Error,
     },
+    #[error("the engine at `{host}` stopped answering during a build")]
+    EngineLost { host: String },
     #[error("no engine is left to take the work: {lost}")]
     NoEngine { lost: String },
     #[error("cannot write the image file `{path}`")]

@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::Sandbox;
 use crate::errors::SandboxError;
-use crate::outcome::{BuildOutcome, BuildProgress, CleanupReport, RunOutcome};
+use crate::outcome::{BuildOutcome, BuildProgress, BuildStatus, CleanupReport, RunOutcome};
 use crate::request::{BuildRequest, RunRequest};
 
 /// Engines that answered, with their slots. Cheap to clone.
@@ -128,15 +128,18 @@ impl Pool {
         if let Some(index) = leaving {
             sessions[index] = sessions[index].saturating_sub(1);
         }
-        let chosen = (0..self.inner.members.len())
-            .filter(|&index| !self.is_down(index))
-            .min_by(|&a, &b| {
-                let (a_slots, b_slots) = (self.member(a).slots, self.member(b).slots);
-                (sessions[a] * b_slots).cmp(&(sessions[b] * a_slots))
+        let engines: Vec<(usize, usize, bool)> = (0..self.inner.members.len())
+            .map(|index| {
+                (
+                    sessions[index],
+                    self.member(index).slots,
+                    self.is_down(index),
+                )
             })
-            .ok_or_else(|| SandboxError::NoEngine {
-                lost: self.lost().join(", "),
-            })?;
+            .collect();
+        let chosen = least_loaded(&engines).ok_or_else(|| SandboxError::NoEngine {
+            lost: self.lost().join(", "),
+        })?;
         sessions[chosen] += 1;
         Ok(chosen)
     }
@@ -145,6 +148,17 @@ impl Pool {
         let mut sessions = self.inner.sessions.lock().expect("pool lock");
         sessions[index] = sessions[index].saturating_sub(1);
     }
+}
+
+/// Of `(sessions, slots, down)` per engine, the live one with the fewest sessions per
+/// slot; the first on a tie.
+fn least_loaded(engines: &[(usize, usize, bool)]) -> Option<usize> {
+    (0..engines.len())
+        .filter(|&index| !engines[index].2)
+        .min_by(|&a, &b| {
+            let ((a_sessions, a_slots, _), (b_sessions, b_slots, _)) = (engines[a], engines[b]);
+            (a_sessions * b_slots).cmp(&(b_sessions * a_slots))
+        })
 }
 
 /// One spec's way into the pool: the engine it stays on, and every engine it used
@@ -195,14 +209,22 @@ impl PoolSession {
             .map(|index| self.pool.member(index).sandbox.clone())
     }
 
-    /// Builds on the session's engine, holding one of its slots.
+    /// Builds on the session's engine, holding one of its slots. A build that failed
+    /// because its engine went away (the stream may just end) is that engine's
+    /// failure, not the bundle's.
     pub async fn build(
         &self,
         request: BuildRequest<'_>,
         progress: &mut (dyn FnMut(BuildProgress) + Send),
     ) -> Result<BuildOutcome, SandboxError> {
         let (sandbox, _slot) = self.slot().await?;
-        sandbox.build(request, progress).await
+        let built = sandbox.build(request, progress).await?;
+        if matches!(built.status, BuildStatus::Failed { .. }) && !sandbox.answers().await {
+            return Err(SandboxError::EngineLost {
+                host: sandbox.engine().host.clone(),
+            });
+        }
+        Ok(built)
     }
 
     /// Runs on the session's engine (where its images are), holding one of its slots.
@@ -290,5 +312,21 @@ impl Drop for PoolSession {
         if let Ok(Some(index)) = current {
             self.pool.leave(index);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::least_loaded;
+
+    #[test]
+    fn a_new_spec_goes_to_the_live_engine_with_the_fewest_specs_per_slot() {
+        assert_eq!(least_loaded(&[(0, 2, false), (0, 2, false)]), Some(0));
+        assert_eq!(least_loaded(&[(1, 2, false), (0, 2, false)]), Some(1));
+        assert_eq!(least_loaded(&[(1, 2, false), (1, 2, false)]), Some(0));
+        // 2 specs on 8 slots are a lighter load than 1 on 2.
+        assert_eq!(least_loaded(&[(1, 2, false), (2, 8, false)]), Some(1));
+        assert_eq!(least_loaded(&[(0, 2, true), (5, 2, false)]), Some(1));
+        assert_eq!(least_loaded(&[(0, 2, true), (0, 2, true)]), None);
     }
 }
