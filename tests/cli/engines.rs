@@ -495,3 +495,51 @@ async fn an_engine_over_tcp_with_tls_is_reached_as_the_docker_cli_reaches_it() {
     assert_eq!(report["history"][0]["engine"], url.as_str());
     second_engine_script(&["stop", "4"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_engine_with_one_slot_runs_one_container_at_a_time() {
+    let server = ScriptedServer::start(
+        (0..3)
+            .map(|_| busybox_reply("sleep 1; echo hello"))
+            .collect(),
+    )
+    .await;
+    let engines = format!("[{{ url = \"{MAIN_ENGINE}\", slots = 1 }}]");
+    let workspace = busybox_workspace(&server, &engines);
+    let specs = hello_specs(&workspace, "one-slot", 3);
+    let mut args = vec!["run"];
+    args.extend(specs.iter().map(String::as_str));
+    let mut command = agent_command(&workspace, &args);
+
+    // The most of these specs' containers seen running at once (with 3 slots: 3).
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = tokio::spawn({
+        let done = done.clone();
+        async move {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let running: usize = (1..=3)
+                    .map(|number| {
+                        let label = format!("label=dev.agent.spec=one-slot-{number}");
+                        docker_lines(&["ps", "-q", "--filter", &label]).len()
+                    })
+                    .sum();
+                most = most.max(running);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            most
+        }
+    });
+    let output = run_agent(&mut command).await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    output.assert_code(0);
+    assert_eq!(
+        watch.await.unwrap(),
+        1,
+        "one container at a time, and one seen"
+    );
+    for report in reports(&workspace, &specs) {
+        assert_eq!(report["verified"], true, "{report}");
+        docker_lines(&["rmi", report["image"].as_str().unwrap()]);
+    }
+}
