@@ -543,3 +543,36 @@ async fn an_engine_with_one_slot_runs_one_container_at_a_time() {
         docker_lines(&["rmi", report["image"].as_str().unwrap()]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_engine_without_a_base_image_is_left_out() {
+    let second = second_engine().await;
+    let python = agent_testkit::PYTHON_IMAGE;
+    let other = Sandbox::connect(Some(&second)).await.expect("answers");
+    assert!(
+        !other.image_present(python).await.expect("inspect"),
+        "the second engine only ever gets {BUSYBOX_IMAGE}"
+    );
+    let server = ScriptedServer::start(vec![busybox_reply("echo hello")]).await;
+    let workspace = busybox_workspace(&server, &format!("[\"{MAIN_ENGINE}\", \"{second}\"]"));
+    // The model may build FROM either image, so both must be on every engine used.
+    let config = workspace.path().join("agent.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[docker]\n",
+        &format!("[docker]\nallowed_base_images = [\"{BUSYBOX_IMAGE}\", \"{python}\"]\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let specs = hello_specs(&workspace, "lacking", 1);
+    let output = agent(&workspace, &["run", &specs[0]]).await;
+    output.assert_code(0);
+    assert!(
+        output.stderr.contains(&format!(
+            "agent: engine `{second}` lacks a base image; it is left out: base image `{python}`"
+        )),
+        "{}",
+        output.stderr
+    );
+    let report = workspace.report("lacking-1");
+    assert_eq!(report["history"][0]["engine"], MAIN_ENGINE);
+    docker_lines(&["rmi", report["image"].as_str().unwrap()]);
+}
