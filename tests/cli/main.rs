@@ -2,6 +2,7 @@
 //! OpenAI-compatible server in the test process.
 
 mod economy;
+mod engines;
 mod floods;
 mod hostile;
 mod locks;

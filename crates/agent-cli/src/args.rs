@@ -31,8 +31,8 @@ pub enum Command {
     /// Rebuild and re-run a run's final bundle and re-check it, or run an image
     /// against a spec (`--image REF SPEC`); no model.
     Verify(VerifyArgs),
-    /// Check the engine, the base image and the model endpoint.
-    Doctor(ConfigArgs),
+    /// Check every engine, the base images and the model endpoint.
+    Doctor(DoctorArgs),
     /// Remove containers and images left by earlier runs (by label).
     Gc(GcArgs),
     /// Write one self-contained HTML page for many runs.
@@ -47,6 +47,23 @@ pub struct ConfigArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// A Docker engine to use (`unix://…`, `tcp://host:2376`); repeat for several.
+    /// Over `[docker] engines` and DOCKER_HOST.
+    #[arg(long = "engine", value_name = "URL")]
+    pub engines: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct RunArgs {
     /// Spec files.
     #[arg(required = true, value_name = "SPEC")]
@@ -55,13 +72,17 @@ pub struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
 
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
     /// Where run directories go.
     #[arg(long, value_name = "DIR", default_value = "runs")]
     pub out: PathBuf,
 
-    /// Specs run concurrently.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub jobs: u32,
+    /// Specs in flight at once (default: twice the engines' slots, so builds and runs
+    /// keep every slot busy while other specs wait for the model).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: Option<u32>,
 
     /// Overrides every spec's max_iterations.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -134,6 +155,9 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
 
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -149,6 +173,12 @@ pub struct GcArgs {
     /// layers later runs would reuse).
     #[arg(long)]
     pub cache: bool,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 #[derive(Debug, Args)]

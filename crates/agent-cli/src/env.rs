@@ -5,8 +5,14 @@
 pub const OPENAI_BASE_URL: &str = "OPENAI_BASE_URL";
 /// Overrides `[model] name`.
 pub const AGENT_MODEL: &str = "AGENT_MODEL";
-/// Where the Docker engine is, as for the Docker CLI.
+/// Where the Docker engine is, as for the Docker CLI (below `--engine` and
+/// `[docker] engines`).
 pub const DOCKER_HOST: &str = "DOCKER_HOST";
+/// Set: `tcp://` engines are reached over TLS with the client certificates of
+/// `DOCKER_CERT_PATH`, as the Docker CLI does.
+pub const DOCKER_TLS_VERIFY: &str = "DOCKER_TLS_VERIFY";
+/// The folder of `ca.pem`, `cert.pem` and `key.pem`; else `$HOME/.docker`.
+pub const DOCKER_CERT_PATH: &str = "DOCKER_CERT_PATH";
 /// The folder of the Docker CLI's `config.json` (registry credentials); else
 /// `$HOME/.docker`.
 pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";

@@ -106,8 +106,16 @@ impl Failure {
 
 pub fn engine_hint(error: &SandboxError) -> Option<String> {
     match error {
+        SandboxError::Connect { host, .. } if host.starts_with("ssh://") => Some(
+            "`ssh://` engines are not supported: use `tcp://` with TLS (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH), or an ssh tunnel to the engine's socket (`ssh -nNT -L /tmp/engine.sock:/var/run/docker.sock host`, then `unix:///tmp/engine.sock`)"
+                .to_string(),
+        ),
         SandboxError::Connect { .. } => Some(
             "is the Docker engine running? try `docker info` (DOCKER_HOST selects another engine)"
+                .to_string(),
+        ),
+        SandboxError::NoEngine { .. } => Some(
+            "every engine was lost during the run: check `agent doctor` and the engines' logs"
                 .to_string(),
         ),
         SandboxError::Pull { .. } => Some(

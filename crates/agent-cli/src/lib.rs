@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod engines;
 mod env;
 pub mod exit;
 mod failure;

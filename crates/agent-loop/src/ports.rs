@@ -1,14 +1,14 @@
 //! The two seams of the loop: the model and the engine. The real implementations are
-//! `agent_model::ModelSession` and `agent_sandbox::Sandbox`; the loop's unit tests use
-//! scripted ones.
+//! `agent_model::ModelSession` and `agent_sandbox::Sandbox` or, over several engines,
+//! `agent_sandbox::PoolSession`; the loop's unit tests use scripted ones.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 
 use agent_model::{ChatMessage, CodeBundle, ModelError, ModelSession, Purpose, Reply, Verdict};
 use agent_sandbox::{
-    BuildOutcome, BuildProgress, BuildRequest, CleanupReport, RunOutcome, RunRequest, Sandbox,
-    SandboxError,
+    BuildOutcome, BuildProgress, BuildRequest, CleanupReport, PoolSession, RunOutcome, RunRequest,
+    Sandbox, SandboxError,
 };
 
 pub trait ModelPort: Send {
@@ -75,6 +75,19 @@ pub trait EnginePort: Send + Sync {
         let _ = max_bytes;
         async { Ok(()) }
     }
+
+    /// The address of the engine the next build or run goes to, for the report; `None`
+    /// when there is only one engine to speak of.
+    fn engine_host(&self) -> Option<String> {
+        None
+    }
+
+    /// Called after an engine error: when the engine that failed no longer answers and
+    /// another can take its work, the address of the one lost. The iteration is then
+    /// built and run again, with the same bundle, on the other engine.
+    fn lose_engine(&self) -> impl Future<Output = Option<String>> + Send {
+        async { None }
+    }
 }
 
 impl ModelPort for ModelSession {
@@ -140,5 +153,56 @@ impl EnginePort for Sandbox {
 
     async fn trim_cache(&self, max_bytes: u64) -> Result<(), SandboxError> {
         Sandbox::trim_cache(self, max_bytes).await.map(|_| ())
+    }
+}
+
+impl EnginePort for PoolSession {
+    async fn build(
+        &self,
+        request: BuildRequest<'_>,
+        progress: &mut (dyn FnMut(BuildProgress) + Send),
+    ) -> Result<BuildOutcome, SandboxError> {
+        PoolSession::build(self, request, progress).await
+    }
+
+    async fn run(&self, request: RunRequest<'_>) -> Result<RunOutcome, SandboxError> {
+        PoolSession::run(self, request).await
+    }
+
+    async fn tag(&self, image: &str, reference: &str) -> Result<(), SandboxError> {
+        PoolSession::tag(self, image, reference).await
+    }
+
+    async fn relabel(
+        &self,
+        image: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, SandboxError> {
+        PoolSession::relabel(self, image, labels).await
+    }
+
+    async fn remove_labelled(
+        &self,
+        key: &str,
+        value: &str,
+        keep: Option<&str>,
+    ) -> Result<CleanupReport, SandboxError> {
+        PoolSession::remove_labelled(self, key, value, keep).await
+    }
+
+    async fn remove_untagged_images(&self, ids: &[String]) -> Result<CleanupReport, SandboxError> {
+        PoolSession::remove_untagged_images(self, ids).await
+    }
+
+    async fn trim_cache(&self, max_bytes: u64) -> Result<(), SandboxError> {
+        PoolSession::trim_cache(self, max_bytes).await
+    }
+
+    fn engine_host(&self) -> Option<String> {
+        self.engine().map(|sandbox| sandbox.engine().host.clone())
+    }
+
+    async fn lose_engine(&self) -> Option<String> {
+        PoolSession::lose_engine(self).await
     }
 }

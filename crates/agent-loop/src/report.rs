@@ -92,6 +92,13 @@ pub struct IterationRecord {
     /// Milliseconds of the orchestrator's own work in this iteration: everything but
     /// the model's answers and the engine's build and run.
     pub overhead_ms: f64,
+    /// The engine that built and ran it (its address), when the run had a pool of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// Engines lost during this iteration, in order: each time, the same bundle was
+    /// built and run again on another engine, with no new model call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retried_after_lost: Vec<String>,
 }
 
 impl IterationRecord {
@@ -115,6 +122,8 @@ impl IterationRecord {
             image_id: None,
             model_ms: 0,
             overhead_ms: 0.0,
+            engine: None,
+            retried_after_lost: Vec::new(),
         }
     }
 

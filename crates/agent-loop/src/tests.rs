@@ -83,6 +83,10 @@ struct ScriptedEngine {
     seals: Mutex<Vec<(String, BTreeMap<String, String>)>>,
     removed: Mutex<Vec<(String, Option<String>)>>,
     contexts: Mutex<Vec<String>>,
+    /// Runs that fail as an engine that went away does.
+    failing_runs: Mutex<u32>,
+    /// What `lose_engine` answers, in turn; `None` once empty.
+    lost: Mutex<VecDeque<String>>,
 }
 
 impl EnginePort for ScriptedEngine {
@@ -118,6 +122,15 @@ impl EnginePort for ScriptedEngine {
             std::future::pending::<()>().await;
         }
         tokio::time::sleep(self.run_delay).await;
+        {
+            let mut failing = self.failing_runs.lock().unwrap();
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(SandboxError::NoEngine {
+                    lost: "the engine went away".into(),
+                });
+            }
+        }
         Ok(self.runs.lock().unwrap().pop_front().expect("a run left"))
     }
 
@@ -131,6 +144,10 @@ impl EnginePort for ScriptedEngine {
             .unwrap()
             .push((image.to_string(), labels.clone()));
         Ok(SEALED.into())
+    }
+
+    async fn lose_engine(&self) -> Option<String> {
+        self.lost.lock().unwrap().pop_front()
     }
 
     async fn tag(&self, image: &str, reference: &str) -> Result<(), SandboxError> {
@@ -219,6 +236,7 @@ fn settings() -> Settings {
             allowed_base_images: Vec::new(),
             build_network: BuildNetwork::Default,
             cache_max_mb: 0,
+            engines: Vec::new(),
         },
         limits: Limits::default(),
         bundle: BundleLimits::default(),
@@ -372,6 +390,53 @@ async fn passes_at_first_try_tags_writes_final_and_cleans_up() {
             .iter()
             .any(|event| matches!(event, Event::Finished { verified: true, .. }))
     );
+}
+
+#[tokio::test]
+async fn an_engine_lost_mid_run_builds_and_runs_the_same_bundle_again_without_a_model_call() {
+    let harness = harness(stdout_equals("hello"), false, Limits::default());
+    let mut model = ScriptedModel {
+        bundles: VecDeque::from([bundle(Some(DOCKERFILE), "print('hello')")]),
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine {
+        builds: Mutex::new(VecDeque::from([built(), built()])),
+        runs: Mutex::new(VecDeque::from([ran(0, "hello\n", "")])),
+        failing_runs: Mutex::new(1),
+        lost: Mutex::new(VecDeque::from(["tcp://builder-2:2376".to_string()])),
+        ..ScriptedEngine::default()
+    };
+    let result = harness.run(&mut model, &engine).await;
+    assert!(result.error.is_none(), "{:?}", result.error);
+    let report = result.report;
+    assert!(report.verified);
+    assert_eq!(report.iterations, 1);
+    assert_eq!(
+        report.history[0].retried_after_lost,
+        vec!["tcp://builder-2:2376".to_string()]
+    );
+    assert_eq!(model.calls.len(), 1, "no new model call for the retry");
+    let contexts = engine.contexts.lock().unwrap();
+    assert_eq!(contexts.len(), 2, "built again");
+    assert_eq!(contexts[0], contexts[1], "the same bundle");
+}
+
+#[tokio::test]
+async fn an_engine_error_with_no_engine_to_move_to_stops_the_run() {
+    let harness = harness(stdout_equals("hello"), false, Limits::default());
+    let mut model = ScriptedModel {
+        bundles: VecDeque::from([bundle(Some(DOCKERFILE), "print('hello')")]),
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine {
+        builds: Mutex::new(VecDeque::from([built()])),
+        failing_runs: Mutex::new(1),
+        ..ScriptedEngine::default()
+    };
+    let result = harness.run(&mut model, &engine).await;
+    assert!(result.error.is_some());
+    assert_eq!(result.report.stopped_by, StopReason::Error);
+    assert!(!result.report.verified);
 }
 
 #[tokio::test]

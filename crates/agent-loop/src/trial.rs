@@ -40,14 +40,27 @@ pub(crate) struct Trial<'a, E> {
 }
 
 impl<E: EnginePort> Trial<'_, E> {
-    /// Builds `files`, runs the image and checks what it did.
+    /// Builds `files`, runs the image and checks what it did. When the engine is lost
+    /// on the way, the same files go to another engine (no new model call).
     pub async fn attempt(
         &self,
         files: &BTreeMap<String, Vec<u8>>,
         iteration: &mut Iteration,
     ) -> Result<Checked, Halt> {
-        let image_id = self.build(files, iteration).await?;
-        self.run_and_check(image_id, iteration).await
+        loop {
+            let attempt = match self.build(files, iteration).await {
+                Ok(image_id) => self.run_and_check(image_id, iteration).await,
+                Err(halt) => Err(halt),
+            };
+            if let Err(Halt::Failed(LoopError::Engine(error))) = &attempt {
+                if let Some(lost) = self.engine.lose_engine().await {
+                    tracing::warn!(engine = %lost, "the engine was lost ({error}); building again on another");
+                    iteration.record.retried_after_lost.push(lost);
+                    continue;
+                }
+            }
+            return attempt;
+        }
     }
 
     async fn build(
@@ -80,7 +93,9 @@ impl<E: EnginePort> Trial<'_, E> {
             network: self.job.build_network(),
             cache_repository: Some(&cache_repository),
         };
-        let built = self.engine.build(request, &mut on_progress).await?;
+        let built = self.engine.build(request, &mut on_progress).await;
+        record.engine = self.engine.engine_host();
+        let built = built?;
         record.context_digest = Some(context.digest);
         iteration.waited.engine += engine_started.elapsed();
         record.build_secs = Some(round_secs(built.duration));
@@ -119,6 +134,7 @@ impl<E: EnginePort> Trial<'_, E> {
             .engine
             .run(self.job.run_request(&image_id, self.labels, timeout))
             .await?;
+        record.engine = self.engine.engine_host().or(record.engine.take());
         iteration.waited.engine += engine_started.elapsed();
         self.keep("stdout.txt", &ran.stdout.bytes)?;
         self.keep("stderr.txt", &ran.stderr.bytes)?;

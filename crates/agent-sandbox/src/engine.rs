@@ -1,6 +1,7 @@
 //! The `Sandbox` facade: the connection to the engine, and builds, runs, tags and
 //! cleanup through the modules that do each.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +20,47 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// call carries a shorter deadline of ours ([`crate::deadline`]) and streams (build,
 /// attach, wait) their own timeouts, so this one never decides.
 const REQUEST_TIMEOUT_SECS: u64 = 120;
-const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
+/// How long [`Sandbox::answers`] waits for a ping.
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
+/// The engine the Docker CLI uses when `DOCKER_HOST` is unset.
+pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
+
+/// Where an engine is, as the Docker CLI names it (`unix://`, `tcp://`), and the
+/// client certificates for a `tcp://` engine that wants TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineAddress {
+    pub url: String,
+    pub tls: Option<TlsFiles>,
+}
+
+/// `ca.pem`, `cert.pem` and `key.pem` of a folder, as the Docker CLI reads them from
+/// `DOCKER_CERT_PATH` when `DOCKER_TLS_VERIFY` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    pub fn in_folder(folder: &std::path::Path) -> TlsFiles {
+        TlsFiles {
+            ca: folder.join("ca.pem"),
+            cert: folder.join("cert.pem"),
+            key: folder.join("key.pem"),
+        }
+    }
+}
+
+impl EngineAddress {
+    /// `url` without TLS.
+    pub fn plain(url: &str) -> EngineAddress {
+        EngineAddress {
+            url: url.to_owned(),
+            tls: None,
+        }
+    }
+}
 
 /// A connected engine. Cheap to clone.
 #[derive(Clone)]
@@ -41,33 +82,55 @@ impl Sandbox {
     /// Connects as the Docker CLI does: `docker_host` (the caller passes `DOCKER_HOST`)
     /// else the local socket; negotiates the API version and pings the engine.
     pub async fn connect(docker_host: Option<&str>) -> Result<Sandbox, SandboxError> {
-        let host = docker_host.unwrap_or(DEFAULT_SOCKET);
+        Sandbox::connect_to(&EngineAddress::plain(docker_host.unwrap_or(DEFAULT_SOCKET))).await
+    }
+
+    /// Connects to `address`, negotiates the API version and asks the engine who it is
+    /// (`/version` and `/info`: its CPU count and storage driver).
+    pub async fn connect_to(address: &EngineAddress) -> Result<Sandbox, SandboxError> {
+        let host = address.url.as_str();
         let connect_error = |source| SandboxError::Connect {
             host: host.to_owned(),
             source,
         };
-        let docker = client_for(host).map_err(connect_error)?;
+        let docker = client_for(address).map_err(connect_error)?;
         let answered = tokio::time::timeout(CONNECT_TIMEOUT, async {
             let docker = docker.negotiate_version().await?;
             let version = docker.version().await?;
-            Ok::<_, bollard::errors::Error>((docker, version))
+            let info = docker.info().await?;
+            Ok::<_, bollard::errors::Error>((docker, version, info))
         })
         .await;
-        let (docker, version) = match answered {
+        let (docker, version, info) = match answered {
             Ok(result) => result.map_err(connect_error)?,
             Err(_elapsed) => {
                 return Err(connect_error(bollard::errors::Error::RequestTimeoutError));
             }
         };
         let engine = EngineInfo {
+            host: host.to_owned(),
             version: version.version.unwrap_or_default(),
             api_version: version.api_version.unwrap_or_default(),
+            cpus: info
+                .ncpu
+                .and_then(|count| usize::try_from(count).ok())
+                .unwrap_or(1)
+                .max(1),
+            storage_driver: info.driver.unwrap_or_default(),
         };
         tracing::debug!(host, ?engine, "connected to the Docker engine");
         Ok(Sandbox {
             docker,
             engine: Arc::new(engine),
         })
+    }
+
+    /// Whether the engine still answers a ping within a few seconds.
+    pub async fn answers(&self) -> bool {
+        matches!(
+            tokio::time::timeout(PING_TIMEOUT, self.docker.ping()).await,
+            Ok(Ok(_))
+        )
     }
 
     pub fn engine(&self) -> &EngineInfo {
@@ -191,17 +254,27 @@ impl Sandbox {
     }
 }
 
-/// A client for `host` as the Docker CLI reads `DOCKER_HOST`: `unix://` (or a bare
-/// socket path), `tcp://` and `http://`.
-fn client_for(host: &str) -> Result<Docker, bollard::errors::Error> {
+/// A client for `address` as the Docker CLI reads `DOCKER_HOST`: `unix://` (or a bare
+/// socket path), `tcp://` and `http://`, and `tcp://` or `https://` with TLS.
+fn client_for(address: &EngineAddress) -> Result<Docker, bollard::errors::Error> {
+    let host = address.url.as_str();
     let version = bollard::API_DEFAULT_VERSION;
-    if host.starts_with("unix://") || host.starts_with('/') {
-        Docker::connect_with_socket(host, REQUEST_TIMEOUT_SECS, version)
-    } else if host.starts_with("tcp://") || host.starts_with("http://") {
-        Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, version)
-    } else {
-        Err(bollard::errors::Error::UnsupportedURISchemeError {
+    let tcp = host.starts_with("tcp://") || host.starts_with("http://");
+    match &address.tls {
+        _ if host.starts_with("unix://") || host.starts_with('/') => {
+            Docker::connect_with_socket(host, REQUEST_TIMEOUT_SECS, version)
+        }
+        Some(tls) if tcp || host.starts_with("https://") => Docker::connect_with_ssl(
+            host,
+            &tls.key,
+            &tls.cert,
+            &tls.ca,
+            REQUEST_TIMEOUT_SECS,
+            version,
+        ),
+        None if tcp => Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, version),
+        _ => Err(bollard::errors::Error::UnsupportedURISchemeError {
             uri: host.to_owned(),
-        })
+        }),
     }
 }

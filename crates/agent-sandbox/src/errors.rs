@@ -63,6 +63,17 @@ pub enum SandboxError {
         #[source]
         source: bollard::errors::Error,
     },
+    #[error("cannot copy image `{image}` to the engine at `{target}`")]
+    CopyImage {
+        image: String,
+        target: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("the engine at `{host}` stopped answering during a build")]
+    EngineLost { host: String },
+    #[error("no engine is left to take the work: {lost}")]
+    NoEngine { lost: String },
     #[error("cannot write the image file `{path}`")]
     WriteImage {
         path: std::path::PathBuf,

@@ -5,8 +5,9 @@
 //! Modules, bottom up: `labels`, `request`, `outcome`, `errors`, `deadline` and
 //! `context` are leaves of data and small helpers; `cleanup`, `cache`, `build` and
 //! `run` do one kind of engine work each; `engine` is the `Sandbox` facade over them;
-//! `pull` and `publish` add image transfers to it, `relabel` labels without a build, `registry_auth` finds registry
-//! credentials.
+//! `pull`, `publish` and `transfer` add image transfers to it, `relabel` labels an
+//! image without a build, `registry_auth` finds registry credentials; `pool` spreads
+//! work over several engines' slots.
 
 mod build;
 mod cache;
@@ -17,16 +18,18 @@ mod engine;
 mod errors;
 mod labels;
 mod outcome;
+mod pool;
 mod publish;
 mod pull;
 mod registry_auth;
 mod relabel;
 mod request;
 mod run;
+mod transfer;
 
 pub use cleanup::owner_id;
 pub use context::{BuildContext, Instruction, build_context, dockerfile_instructions};
-pub use engine::Sandbox;
+pub use engine::{DEFAULT_SOCKET, EngineAddress, Sandbox, TlsFiles};
 pub use errors::SandboxError;
 pub use labels::{
     CACHE_REPOSITORY_PREFIX, LABEL_OWNER, LABEL_RUN, LABEL_SPEC, VERIFIED_REPOSITORY_PREFIX,
@@ -35,6 +38,7 @@ pub use outcome::{
     BuildOutcome, BuildProgress, BuildStatus, CacheUsage, Captured, CleanupReport, EngineInfo,
     PushRefusal, RunOutcome,
 };
+pub use pool::{Pool, PoolSession};
 pub use publish::{Pushed, Saved};
 pub use registry_auth::{
     CredentialSource, DOCKER_HUB_SERVER, RegistryCredentials, registry_server, resolve_credentials,

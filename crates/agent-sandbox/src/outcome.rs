@@ -5,8 +5,14 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineInfo {
+    /// The address it was reached at (`unix://…`, `tcp://…`).
+    pub host: String,
     pub version: String,
     pub api_version: String,
+    /// `NCPU` of `/info`: the default number of builds and runs it takes at once.
+    pub cpus: usize,
+    /// `Driver` of `/info` (`overlay2`, `fuse-overlayfs`, …).
+    pub storage_driver: String,
 }
 
 /// Reported while a build goes on.

@@ -17,6 +17,10 @@
 //! column; an environment value is checked only when no flag replaces it (a flag
 //! given to work around a broken variable must not fail because of that variable),
 //! and its error names the variable or flag. Base URLs lose a trailing `/`.
+//!
+//! The engines are the one exception to the order: `--engine` over `[docker] engines`
+//! over `DOCKER_HOST` (which the caller applies when both are silent), since
+//! `DOCKER_HOST` is often set for the Docker CLI alone, not for a project.
 
 use std::path::{Path, PathBuf};
 
@@ -30,8 +34,8 @@ use crate::layer::{
 };
 use crate::position::describe;
 use crate::settings::{
-    BundleLimits, DEFAULT_BASE_IMAGE, DockerSettings, Limits, ModelSettings, PromptSettings,
-    PublishSettings,
+    BundleLimits, DEFAULT_BASE_IMAGE, DockerSettings, EngineSetting, Limits, ModelSettings,
+    PromptSettings, PublishSettings,
 };
 use crate::spec::Spec;
 use crate::validate::{self, LimitsOf, LimitsTable, Source, any, at_least};
@@ -105,6 +109,7 @@ struct TomlDocker {
     allowed_base_images: Option<Spanned<Vec<Spanned<String>>>>,
     build_network: Option<Spanned<String>>,
     cache_max_mb: Option<Spanned<u64>>,
+    engines: Option<Spanned<Vec<Spanned<toml::Value>>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -205,6 +210,10 @@ fn read_docker(source: &Source<'_>, docker: TomlDocker) -> Result<DockerLayer, C
             validate::build_network,
         )?,
         cache_max_mb: source.number("cache_max_mb", docker.cache_max_mb, any)?,
+        engines: docker
+            .engines
+            .map(|list| crate::engines::read(source, list))
+            .transpose()?,
     })
 }
 
@@ -306,6 +315,8 @@ pub struct FlagOverrides {
     pub max_iterations: Option<u32>,
     /// `--push`, over `[publish] repository`.
     pub push: Option<String>,
+    /// `--engine`, repeated; over `[docker] engines` when given.
+    pub engines: Vec<String>,
 }
 
 /// A value from the environment or a flag, checked, its problem naming `origin`.
@@ -351,8 +362,28 @@ impl FlagOverrides {
                 .map(Some),
             ..PublishLayer::default()
         };
+        let engines = self
+            .engines
+            .iter()
+            .map(|url| {
+                overriding(
+                    Some(url.as_str()),
+                    "flag `--engine`",
+                    crate::engines::engine_url,
+                )
+                .map(|url| EngineSetting {
+                    url: url.unwrap_or_default(),
+                    slots: None,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let docker = DockerLayer {
+            engines: (!engines.is_empty()).then_some(engines),
+            ..DockerLayer::default()
+        };
         Ok(SettingsLayer {
             model,
+            docker,
             limits,
             publish,
             ..SettingsLayer::default()
@@ -469,6 +500,53 @@ mod tests {
     }
 
     #[test]
+    fn engines_are_addresses_or_tables_and_the_flags_replace_them() {
+        let text = "[docker]\nengines = [\"unix:///var/run/docker.sock\", { url = \"tcp://b2:2376\", slots = 3 }]\n";
+        let file = parse(text).unwrap();
+        let settings = resolve(
+            Some(&file),
+            &EnvOverrides::default(),
+            &FlagOverrides::default(),
+        );
+        assert_eq!(
+            settings.docker.engines,
+            vec![
+                EngineSetting {
+                    url: "unix:///var/run/docker.sock".to_owned(),
+                    slots: None
+                },
+                EngineSetting {
+                    url: "tcp://b2:2376".to_owned(),
+                    slots: Some(3)
+                },
+            ]
+        );
+        let flags = FlagOverrides {
+            engines: vec!["unix:///tmp/other.sock".to_owned()],
+            ..FlagOverrides::default()
+        };
+        let settings = resolve(Some(&file), &EnvOverrides::default(), &flags);
+        assert_eq!(settings.docker.engines.len(), 1);
+        assert_eq!(settings.docker.engines[0].url, "unix:///tmp/other.sock");
+
+        let (line, column, message) =
+            invalid("[docker]\nengines = [{ url = \"tcp://b2:2376\", slot = 3 }]\n");
+        assert_eq!((line, column), (2, 12), "{message}");
+        assert!(message.contains("unknown key `slot`"), "{message}");
+        let (_, _, message) = invalid("[docker]\nengines = [\"ssh://b2\"]\n");
+        assert!(message.contains("ssh tunnel"), "{message}");
+        let (origin, message) = override_error(
+            &EnvOverrides::default(),
+            &FlagOverrides {
+                engines: vec!["b2:2376".to_owned()],
+                ..FlagOverrides::default()
+            },
+        );
+        assert_eq!(origin, "flag `--engine`");
+        assert!(message.contains("not an engine address"), "{message}");
+    }
+
+    #[test]
     fn built_in_defaults() {
         let settings = resolve(None, &EnvOverrides::default(), &FlagOverrides::default());
         assert_eq!(
@@ -493,6 +571,7 @@ mod tests {
                 allowed_base_images: Vec::new(),
                 build_network: BuildNetwork::Default,
                 cache_max_mb: crate::settings::DEFAULT_CACHE_MAX_MB,
+                engines: Vec::new(),
             }
         );
         assert_eq!(settings.limits, Limits::default());
@@ -572,6 +651,7 @@ max_path_bytes = 50
                 ],
                 build_network: BuildNetwork::None,
                 cache_max_mb: 512,
+                engines: Vec::new(),
             }
         );
         assert_eq!(

@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use crate::settings::{
-    BuildNetwork, BundleLimits, DockerSettings, Limits, ModelSettings, NetworkMode, PromptSettings,
-    PublishSettings, StructuredOutput,
+    BuildNetwork, BundleLimits, DockerSettings, EngineSetting, Limits, ModelSettings, NetworkMode,
+    PromptSettings, PublishSettings, StructuredOutput,
 };
 
 /// Merging two layers: `a.combine(b)` keeps each value `a` sets and takes `b`'s where
@@ -76,6 +76,7 @@ layer! {
         allowed_base_images: Vec<String>,
         build_network: BuildNetwork,
         cache_max_mb: u64,
+        engines: Vec<EngineSetting>,
     }
 }
 

@@ -6,10 +6,11 @@
 //!
 //! Modules, leaves first: `errors`, `settings` (resolved types), `position`, `layer`
 //! (optional layers and their merge), `validate` (the shared checks), `check`,
-//! `spec`, and `config`, the facade that merges every source into [`Settings`].
+//! `spec`, `engines` (`[docker] engines`), and `config`, the facade that merges every source into [`Settings`].
 
 mod check;
 mod config;
+mod engines;
 mod errors;
 mod layer;
 mod position;
@@ -19,13 +20,14 @@ mod validate;
 
 pub use check::{Check, CheckResult, Matcher, Observed, excerpt};
 pub use config::{ConfigFile, EnvOverrides, FlagOverrides, Settings};
+pub use engines::engine_url;
 pub use errors::{ConfigError, Location, SpecError};
 pub use layer::{
     BundleLayer, Combine, DockerLayer, LimitsLayer, ModelLayer, PromptsLayer, PublishLayer,
     SettingsLayer,
 };
 pub use settings::{
-    BuildNetwork, BundleLimits, DockerSettings, Limits, ModelSettings, NetworkMode, PromptSettings,
-    PublishSettings, StructuredOutput,
+    BuildNetwork, BundleLimits, DockerSettings, EngineSetting, Limits, ModelSettings, NetworkMode,
+    PromptSettings, PublishSettings, StructuredOutput,
 };
 pub use spec::{RunSpec, Spec, SpecLimits, load_spec, parse_spec};

@@ -40,6 +40,17 @@ pub struct DockerSettings {
     /// The most the build cache (`agent-cache/…` images) may hold, in MiB; past it the
     /// least recently used entries are removed after each spec's run. 0: no cap.
     pub cache_max_mb: u64,
+    /// `[docker] engines` or `--engine`: where builds and runs go. Empty: the engine
+    /// the Docker CLI would use (`DOCKER_HOST`, else the local socket).
+    pub engines: Vec<EngineSetting>,
+}
+
+/// One engine of `[docker] engines`: its address and how many builds and runs it
+/// takes at once (`None`: its CPU count).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineSetting {
+    pub url: String,
+    pub slots: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +142,7 @@ impl Default for DockerSettings {
             allowed_base_images: Vec::new(),
             build_network: BuildNetwork::Default,
             cache_max_mb: DEFAULT_CACHE_MAX_MB,
+            engines: Vec::new(),
         }
     }
 }

@@ -1,46 +1,33 @@
-//! `agent doctor`: is the engine reachable, which API version, is the base image
-//! there, does the model endpoint answer.
+//! `agent doctor`: is every engine reachable, which version and API version, how many
+//! slots, which storage driver, is each base image there; does the model endpoint
+//! answer.
 
 use agent_spec::FlagOverrides;
 use secrecy::SecretString;
 
-use crate::args::ConfigArgs;
+use crate::args::DoctorArgs;
+use crate::engines;
 use crate::env;
 use crate::exit;
 use crate::failure::{Failure, engine_hint, model_hint};
 use crate::settings;
 
-pub async fn doctor(args: ConfigArgs) -> Result<u8, Failure> {
-    let resolved = settings::resolve(args.config.as_deref(), FlagOverrides::default())?;
+pub async fn doctor(args: DoctorArgs) -> Result<u8, Failure> {
+    let flags = FlagOverrides {
+        engines: args.engine.engines,
+        ..FlagOverrides::default()
+    };
+    let resolved = settings::resolve(args.config.config.as_deref(), flags)?;
     let mut healthy = true;
-    match agent_sandbox::Sandbox::connect(env::var(env::DOCKER_HOST).as_deref()).await {
-        Ok(sandbox) => {
-            let engine = sandbox.engine();
-            println!(
-                "ok    engine {} (API {})",
-                engine.version, engine.api_version
-            );
-            match sandbox.image_present(&resolved.docker.base_image).await {
-                Ok(true) => println!(
-                    "ok    base image `{}` is present",
-                    resolved.docker.base_image
-                ),
-                Ok(false) => println!(
-                    "warn  base image `{}` is not present: builds will try to pull it",
-                    resolved.docker.base_image
-                ),
-                Err(error) => {
-                    healthy = false;
-                    println!("fail  base image: {error}");
-                }
-            }
-        }
-        Err(error) => {
-            healthy = false;
-            println!("fail  engine: {error}");
-            if let Some(hint) = engine_hint(&error) {
-                println!("      hint: {hint}");
-            }
+    let (answered, failed) = engines::connect(engines::targets(&resolved)).await;
+    for (sandbox, slots) in &answered {
+        healthy &= report_engine(sandbox, *slots, &resolved.docker).await;
+    }
+    for (host, error) in &failed {
+        healthy = false;
+        println!("fail  engine {host}: {}", agent_model::error_chain(error));
+        if let Some(hint) = engine_hint(error) {
+            println!("      hint: {hint}");
         }
     }
     let api_key = env::var(&resolved.model.api_key_env).map(SecretString::from);
@@ -77,4 +64,33 @@ pub async fn doctor(args: ConfigArgs) -> Result<u8, Failure> {
     } else {
         exit::INFRASTRUCTURE
     })
+}
+
+/// One engine's lines: who it is, and each base image. Whether nothing failed.
+async fn report_engine(
+    sandbox: &agent_sandbox::Sandbox,
+    slots: Option<usize>,
+    docker: &agent_spec::DockerSettings,
+) -> bool {
+    let engine = sandbox.engine();
+    let slots = slots.unwrap_or(engine.cpus);
+    println!(
+        "ok    engine {} (API {}) at {}: {slots} slots, storage driver {}",
+        engine.version, engine.api_version, engine.host, engine.storage_driver
+    );
+    let mut healthy = true;
+    for image in engines::base_images(docker) {
+        match sandbox.image_present(image).await {
+            Ok(true) => println!("ok    base image `{image}` is present on {}", engine.host),
+            Ok(false) => println!(
+                "warn  base image `{image}` is not present on {}: builds will try to pull it",
+                engine.host
+            ),
+            Err(error) => {
+                healthy = false;
+                println!("fail  base image `{image}` on {}: {error}", engine.host);
+            }
+        }
+    }
+    healthy
 }

@@ -1,15 +1,25 @@
 //! `agent gc`: removes containers and images that earlier runs left, by label, and
-//! with `--cache` the build cache kept under `agent-cache/…` tags.
+//! with `--cache` the build cache kept under `agent-cache/…` tags; on every engine.
 
 use crate::args::GcArgs;
-use crate::env;
 use crate::exit;
 use crate::failure::Failure;
 
 pub async fn gc(args: GcArgs) -> Result<u8, Failure> {
-    let sandbox = agent_sandbox::Sandbox::connect(env::var(env::DOCKER_HOST).as_deref())
-        .await
-        .map_err(Failure::engine)?;
+    let flags = agent_spec::FlagOverrides {
+        engines: args.engine.engines.clone(),
+        ..agent_spec::FlagOverrides::default()
+    };
+    let resolved = crate::settings::resolve(args.config.config.as_deref(), flags)?;
+    let pool = crate::engines::pool(&resolved, &[]).await?;
+    for (sandbox, _) in pool.engines() {
+        gc_engine(&args, &sandbox).await?;
+    }
+    Ok(exit::VERIFIED)
+}
+
+/// What earlier runs left on one engine.
+async fn gc_engine(args: &GcArgs, sandbox: &agent_sandbox::Sandbox) -> Result<(), Failure> {
     let report = sandbox.gc(args.all).await.map_err(Failure::engine)?;
     for container in &report.containers {
         println!("removed container {container}");
@@ -38,5 +48,5 @@ pub async fn gc(args: GcArgs) -> Result<u8, Failure> {
             );
         }
     }
-    Ok(exit::VERIFIED)
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agent_loop::{Job, LockMode, Prompts, Report};
 use agent_model::Model;
-use agent_sandbox::Sandbox;
+use agent_sandbox::Pool;
 use agent_spec::{FlagOverrides, Spec};
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
@@ -24,8 +24,9 @@ use crate::summary::{self, SpecSummary};
 
 /// How long cleanup may take after a signal before the process exits anyway.
 const CLEANUP_GRACE: Duration = Duration::from_secs(30);
-/// How long a missing base image may take to pull before the run gives up.
-const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+/// Specs in flight per engine slot by default: one building or running, one waiting
+/// for the model.
+const JOBS_PER_SLOT: usize = 2;
 
 pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     // Everything that can be wrong with the input is found before any model call.
@@ -34,6 +35,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         model: args.model.clone(),
         max_iterations: args.max_iterations,
         push: args.push.clone(),
+        engines: args.engine.engines.clone(),
     };
     let resolved = Arc::new(settings::resolve(args.config.config.as_deref(), flags)?);
     let prompts = Arc::new(Prompts::load(&resolved.prompts).map_err(Failure::usage)?);
@@ -50,10 +52,11 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         );
     }
     let model = model_for(&args, &resolved)?.with_bundle_limits(&resolved.bundle);
-    let sandbox = Sandbox::connect(env::var(env::DOCKER_HOST).as_deref())
-        .await
-        .map_err(Failure::engine)?;
-    ensure_base_images(&sandbox, &resolved.docker).await?;
+    let pool =
+        crate::engines::pool(&resolved, &crate::engines::base_images(&resolved.docker)).await?;
+    let jobs = args
+        .jobs
+        .map_or(pool.total_slots() * JOBS_PER_SLOT, |jobs| jobs as usize);
     let publisher = Arc::new(Publisher::prepare(&resolved.publish, args.save.as_deref()).await?);
 
     let cancel = CancellationToken::new();
@@ -64,11 +67,11 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         settings: resolved.clone(),
         prompts,
         model,
-        sandbox: sandbox.clone(),
+        pool: pool.clone(),
         sink: progress.sink(),
         cancel,
         owner: owner.clone(),
-        jobs: Arc::new(Semaphore::new(args.jobs as usize)),
+        jobs: Arc::new(Semaphore::new(jobs)),
         out: args.out.clone(),
         lock: lock_mode(&args),
         publisher,
@@ -77,12 +80,20 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     let (summaries, infrastructure) = collect(tasks, &progress, &resolved.model.api_key_env).await;
     progress.finish();
 
-    // Whatever this process made and did not keep goes, whatever path got us here.
-    if let Err(error) = sandbox
-        .remove_labelled(agent_sandbox::LABEL_OWNER, &owner, None)
-        .await
-    {
-        tracing::warn!("final cleanup failed: {error}");
+    // Whatever this process made and did not keep goes, on every engine still there,
+    // whatever path got us here.
+    for sandbox in pool.live() {
+        if let Err(error) = sandbox
+            .remove_labelled(agent_sandbox::LABEL_OWNER, &owner, None)
+            .await
+        {
+            tracing::warn!("final cleanup failed: {error}");
+        }
+    }
+    for host in pool.lost() {
+        progress.println(&format!(
+            "agent: engine `{host}` was lost during the run; its iterations went to the others"
+        ));
     }
     finish(&args, &summaries, infrastructure, signal.received())
 }
@@ -128,7 +139,7 @@ struct Shared {
     settings: Arc<agent_spec::Settings>,
     prompts: Arc<Prompts>,
     model: Model,
-    sandbox: Sandbox,
+    pool: Pool,
     sink: agent_loop::EventSink,
     cancel: CancellationToken,
     owner: String,
@@ -156,7 +167,7 @@ impl Shared {
             lock: self.lock,
             provenance,
         };
-        let (model, sandbox, sink) = (self.model.clone(), self.sandbox.clone(), self.sink.clone());
+        let (model, pool, sink) = (self.model.clone(), self.pool.clone(), self.sink.clone());
         let (cancel, jobs) = (self.cancel.clone(), self.jobs.clone());
         let publisher = self.publisher.clone();
         tokio::spawn(async move {
@@ -164,7 +175,8 @@ impl Shared {
                 permit = jobs.acquire_owned() => permit.expect("the semaphore is never closed"),
                 () = cancel.cancelled() => return SpecOutcome::NotStarted(job.spec),
             };
-            let mut outcome = run_one(job, &model, &sandbox, &sink, &cancel).await;
+            let engine = pool.session();
+            let mut outcome = run_one(job, &model, &engine, &sink, &cancel).await;
             if let SpecOutcome::Finished {
                 report,
                 run_dir,
@@ -172,7 +184,10 @@ impl Shared {
                 ..
             } = &mut outcome
             {
-                *publish_failure = publisher.publish(&sandbox, report, run_dir).await;
+                // The verified image is on the engine the spec ended on.
+                if let Some(sandbox) = engine.engine() {
+                    *publish_failure = publisher.publish(&sandbox, report, run_dir).await;
+                }
             }
             outcome
         })
@@ -273,28 +288,6 @@ fn finish(
     }
 }
 
-/// Every base image the model will be told about is on the engine before the first
-/// model call (pulled when it is not and a registry can give it): a model cannot
-/// repair a missing base image.
-async fn ensure_base_images(
-    sandbox: &Sandbox,
-    docker: &agent_spec::DockerSettings,
-) -> Result<(), Failure> {
-    let mut images = vec![&docker.base_image];
-    images.extend(&docker.allowed_base_images);
-    images.dedup();
-    for image in images {
-        if !sandbox
-            .ensure_image(image, PULL_TIMEOUT)
-            .await
-            .map_err(Failure::engine)?
-        {
-            eprintln!("agent: pulled base image `{image}`");
-        }
-    }
-    Ok(())
-}
-
 #[expect(
     clippy::large_enum_variant,
     reason = "one per spec, moved once from its task"
@@ -319,7 +312,7 @@ enum SpecOutcome {
 async fn run_one(
     job: Job,
     model: &Model,
-    sandbox: &Sandbox,
+    engine: &agent_sandbox::PoolSession,
     sink: &agent_loop::EventSink,
     cancel: &CancellationToken,
 ) -> SpecOutcome {
@@ -345,7 +338,7 @@ async fn run_one(
             };
         }
     };
-    let result = agent_loop::run_spec(&job, &mut session, sandbox, sink, cancel).await;
+    let result = agent_loop::run_spec(&job, &mut session, engine, sink, cancel).await;
     SpecOutcome::Finished {
         page_warning: write_page(&job.run_dir).await,
         report: result.report,

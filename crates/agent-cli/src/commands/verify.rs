@@ -9,21 +9,21 @@ use agent_loop::{Job, Outcome, Prompts};
 use agent_spec::FlagOverrides;
 
 use crate::args::VerifyArgs;
-use crate::env;
 use crate::exit;
 use crate::failure::Failure;
 use crate::settings;
 
 pub async fn verify(args: VerifyArgs) -> Result<u8, Failure> {
-    let resolved = Arc::new(settings::resolve(
-        args.config.config.as_deref(),
-        FlagOverrides::default(),
-    )?);
+    let flags = FlagOverrides {
+        engines: args.engine.engines.clone(),
+        ..FlagOverrides::default()
+    };
+    let resolved = Arc::new(settings::resolve(args.config.config.as_deref(), flags)?);
     if let Some(image) = &args.image {
         let spec = agent_spec::load_spec(&args.run_dir).map_err(Failure::usage)?;
-        let sandbox = connect().await?;
+        let pool = crate::engines::pool(&resolved, &[]).await?;
         let job = job(spec, resolved, format!("verify-{}", std::process::id()));
-        let record = agent_loop::verify_image(&job, image, &sandbox)
+        let record = agent_loop::verify_image(&job, image, &pool.session())
             .await
             .map_err(|error| Failure::from_loop(error, &job.settings.model.api_key_env))?;
         return Ok(print_result(&job.spec.name, &record, args.json));
@@ -40,18 +40,12 @@ pub async fn verify(args: VerifyArgs) -> Result<u8, Failure> {
     let files = read_tree(&final_dir).map_err(|error| {
         Failure::usage(error.context(format!("cannot read `{}`", final_dir.display())))
     })?;
-    let sandbox = connect().await?;
+    let pool = crate::engines::pool(&resolved, &[]).await?;
     let job = job(spec, resolved, format!("verify-{}", report.run_id));
-    let record = agent_loop::verify_bundle(&job, &files, &sandbox)
+    let record = agent_loop::verify_bundle(&job, &files, &pool.session())
         .await
         .map_err(|error| Failure::from_loop(error, &job.settings.model.api_key_env))?;
     Ok(print_result(&job.spec.name, &record, args.json))
-}
-
-async fn connect() -> Result<agent_sandbox::Sandbox, Failure> {
-    agent_sandbox::Sandbox::connect(env::var(env::DOCKER_HOST).as_deref())
-        .await
-        .map_err(Failure::engine)
 }
 
 /// A job that only builds, runs and checks: no model, no lock.

@@ -1,0 +1,159 @@
+//! The engines a command uses: `--engine` (repeated) over `[docker] engines` over
+//! `DOCKER_HOST`, else the local socket. `tcp://` engines use TLS the way the Docker
+//! CLI does: when `DOCKER_TLS_VERIFY` is set, with `ca.pem`, `cert.pem` and `key.pem`
+//! from `DOCKER_CERT_PATH` (default `~/.docker`). Every engine is connected at start;
+//! one that does not answer, or lacks a base image no registry can give, is reported
+//! and left out, and only when none is left does the command fail.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agent_sandbox::{DEFAULT_SOCKET, EngineAddress, Pool, Sandbox, SandboxError, TlsFiles};
+use agent_spec::{EngineSetting, Settings};
+
+use crate::env;
+use crate::failure::Failure;
+
+/// How long a missing base image may take to pull before the engine is left out.
+const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// An engine to connect to, with its configured slots.
+pub struct Target {
+    pub address: EngineAddress,
+    pub slots: Option<usize>,
+}
+
+/// The engines the settings name, else the one the Docker CLI would use.
+pub fn targets(settings: &Settings) -> Vec<Target> {
+    let listed = if settings.docker.engines.is_empty() {
+        vec![EngineSetting {
+            url: env::var(env::DOCKER_HOST).unwrap_or_else(|| DEFAULT_SOCKET.to_owned()),
+            slots: None,
+        }]
+    } else {
+        settings.docker.engines.clone()
+    };
+    let tls = tls_files();
+    listed
+        .into_iter()
+        .map(|engine| {
+            let networked = !engine.url.starts_with("unix://") && !engine.url.starts_with('/');
+            Target {
+                address: EngineAddress {
+                    tls: tls.clone().filter(|_| networked),
+                    url: engine.url,
+                },
+                slots: engine.slots,
+            }
+        })
+        .collect()
+}
+
+/// The client certificates when `DOCKER_TLS_VERIFY` asks for TLS.
+fn tls_files() -> Option<TlsFiles> {
+    env::var(env::DOCKER_TLS_VERIFY)?;
+    let folder = env::var(env::DOCKER_CERT_PATH)
+        .map(PathBuf::from)
+        .or_else(|| env::var(env::HOME).map(|home| PathBuf::from(home).join(".docker")))?;
+    Some(TlsFiles::in_folder(&folder))
+}
+
+/// Connects to every target at once: those that answered, with their slots, and
+/// the failures, in the order of the targets.
+pub async fn connect(
+    targets: Vec<Target>,
+) -> (Vec<(Sandbox, Option<usize>)>, Vec<(String, SandboxError)>) {
+    let tasks: Vec<_> = targets
+        .into_iter()
+        .map(|target| {
+            tokio::spawn(async move {
+                let connected = Sandbox::connect_to(&target.address).await;
+                (target.address.url, target.slots, connected)
+            })
+        })
+        .collect();
+    let (mut answered, mut failed) = (Vec::new(), Vec::new());
+    for task in tasks {
+        match task.await {
+            Ok((_, slots, Ok(sandbox))) => answered.push((sandbox, slots)),
+            Ok((url, _, Err(error))) => failed.push((url, error)),
+            Err(join_error) => tracing::warn!("an engine connection task failed: {join_error}"),
+        }
+    }
+    (answered, failed)
+}
+
+/// The pool of engines that answer and hold `images` (pulled where a registry can
+/// give them). With one engine, its failure is the command's, as it always was; with
+/// several, each that fails is reported on stderr and left out.
+pub async fn pool(settings: &Settings, images: &[&String]) -> Result<Pool, Failure> {
+    let (answered, failed) = connect(targets(settings)).await;
+    let several = answered.len() + failed.len() > 1;
+    let mut first_failure = None;
+    for (url, error) in failed {
+        if several {
+            eprintln!(
+                "agent: engine `{url}` does not answer; it is left out: {}",
+                agent_model::error_chain(&error)
+            );
+        }
+        first_failure.get_or_insert(error);
+    }
+    let mut usable = Vec::new();
+    for (sandbox, slots) in answered {
+        match ensure_images(&sandbox, images).await {
+            Ok(()) => usable.push((sandbox, slots)),
+            Err(error) => {
+                if several {
+                    eprintln!(
+                        "agent: engine `{}` lacks a base image; it is left out: {}",
+                        sandbox.engine().host,
+                        agent_model::error_chain(&error)
+                    );
+                }
+                first_failure.get_or_insert(error);
+            }
+        }
+    }
+    if usable.is_empty() {
+        let error = first_failure.expect("an engine was named");
+        let failure = Failure::engine(error);
+        return Err(if several {
+            Failure {
+                error: failure
+                    .error
+                    .context("no engine answers with the base images"),
+                ..failure
+            }
+        } else {
+            failure
+        });
+    }
+    Ok(Pool::new(usable))
+}
+
+/// Every base image the model will be told about is on the engine before the first
+/// model call (pulled when it is not and a registry can give it): a model cannot
+/// repair a missing base image.
+async fn ensure_images(sandbox: &Sandbox, images: &[&String]) -> Result<(), SandboxError> {
+    for image in images {
+        if !sandbox.ensure_image(image, PULL_TIMEOUT).await? {
+            eprintln!(
+                "agent: pulled base image `{image}` on `{}`",
+                sandbox.engine().host
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The base image and the allowed ones, each once.
+pub fn base_images(docker: &agent_spec::DockerSettings) -> Vec<&String> {
+    let mut images = vec![&docker.base_image];
+    for image in &docker.allowed_base_images {
+        if !images.contains(&image) {
+            images.push(image);
+        }
+    }
+    images
+}
