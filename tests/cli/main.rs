@@ -1,10 +1,12 @@
 //! The `agent` binary end to end: real engine, real model client, a scripted
 //! OpenAI-compatible server in the test process.
 
+mod candidates;
 mod economy;
 mod floods;
 mod hostile;
 mod locks;
+mod model_limits;
 mod oversized;
 mod preflight;
 mod publish;

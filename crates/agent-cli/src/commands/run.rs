@@ -34,6 +34,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         model: args.model.clone(),
         max_iterations: args.max_iterations,
         push: args.push.clone(),
+        candidates: args.candidates,
     };
     let resolved = Arc::new(settings::resolve(args.config.config.as_deref(), flags)?);
     let prompts = Arc::new(Prompts::load(&resolved.prompts).map_err(Failure::usage)?);
