@@ -82,6 +82,13 @@ async fn requests_in_flight_never_exceed_max_concurrent_requests_across_specs() 
         queued.iter().filter(|waited| **waited >= 300).count() >= 4,
         "four requests waited for a place, and the transcript says how long: {queued:?}"
     );
+    let reported = (0..6)
+        .filter(|index| {
+            let report = workspace.report(&format!("limited-{index}"));
+            report["history"][0]["queued_ms"].as_u64().unwrap_or(0) >= 300
+        })
+        .count();
+    assert!(reported >= 4, "report.json says so too");
 }
 
 #[tokio::test(flavor = "multi_thread")]

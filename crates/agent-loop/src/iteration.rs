@@ -90,5 +90,8 @@ pub(crate) fn end<T>(
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Waited {
     pub model: Duration,
+    /// The part of `model` spent at the endpoint's gate, behind other specs' requests
+    /// or a rate-limit pause.
+    pub queued: Duration,
     pub engine: Duration,
 }

@@ -89,6 +89,10 @@ pub struct IterationRecord {
     pub image_id: Option<String>,
     /// Milliseconds spent waiting for the model in this iteration.
     pub model_ms: u64,
+    /// The part of `model_ms` its requests waited before they were sent: for a place
+    /// among the requests in flight (`max_concurrent_requests`) or a rate-limit pause.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub queued_ms: u64,
     /// Milliseconds of the orchestrator's own work in this iteration: everything but
     /// the model's answers and the engine's build and run.
     pub overhead_ms: f64,
@@ -114,6 +118,7 @@ impl IterationRecord {
             context_digest: None,
             image_id: None,
             model_ms: 0,
+            queued_ms: 0,
             overhead_ms: 0.0,
         }
     }
@@ -128,6 +133,10 @@ impl IterationRecord {
         self.stdout_truncated = ran.stdout.truncated;
         self.stderr_truncated = ran.stderr.truncated;
     }
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// Seconds to the millisecond, as reports show them.

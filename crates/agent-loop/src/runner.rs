@@ -460,6 +460,7 @@ fn finish(
     record.detail = ending.detail;
     record.overhead_ms = overhead_ms;
     record.model_ms = u64::try_from(iteration.waited.model.as_millis()).unwrap_or(u64::MAX);
+    record.queued_ms = u64::try_from(iteration.waited.queued.as_millis()).unwrap_or(u64::MAX);
     let path = iteration_dir(&job.run_dir, record.iteration).join("result.json");
     write_json(&path, &record)?;
     events(Event::IterationFinished {

@@ -24,6 +24,7 @@ fn account<T>(usage: &mut UsageTotals, iteration: &mut Iteration, reply: &Reply<
         totals.calls += 1;
     }
     iteration.waited.model += reply.latency;
+    iteration.waited.queued += reply.queued;
 }
 
 /// Asks for a bundle; a reply that cannot be used is sent back once, with why,
@@ -94,6 +95,7 @@ pub(crate) fn locked(bundle: &CodeBundle) -> Reply<CodeBundle> {
         answer: Answer::Parsed(bundle.clone()),
         usage: Default::default(),
         latency: std::time::Duration::ZERO,
+        queued: std::time::Duration::ZERO,
         content: String::new(),
     }
 }

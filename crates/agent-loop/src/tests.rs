@@ -40,6 +40,7 @@ fn reply<T>(answer: Answer<T>, tokens: u64) -> Reply<T> {
             completion_tokens: tokens,
         },
         latency: Duration::from_millis(1),
+        queued: Duration::ZERO,
     }
 }
 

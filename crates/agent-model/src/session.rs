@@ -146,6 +146,7 @@ impl ModelSession {
             answer: answer::<T>(&response, &self.bundle_limits),
             usage: answered.usage,
             latency,
+            queued: waited,
             content: response
                 .content
                 .filter(|content| !content.is_empty())
