@@ -994,3 +994,51 @@ async fn with_no_candidate_passing_the_repair_starts_from_the_furthest() {
         "{lines:?}"
     );
 }
+
+#[tokio::test]
+async fn with_a_judge_the_candidates_that_ran_are_judged_in_turn_until_one_passes() {
+    let harness = with_candidates(harness(Vec::new(), true, Limits::default()), 2);
+    let mut model = ScriptedModel {
+        bundles: VecDeque::from([
+            bundle(Some(DOCKERFILE), "print('hello')"),
+            bundle(Some(DOCKERFILE), "print('hello!')"),
+        ]),
+        verdicts: VecDeque::from([
+            Answer::Parsed(Verdict {
+                pass: false,
+                reason: "no exclamation mark".into(),
+            }),
+            Answer::Parsed(Verdict {
+                pass: true,
+                reason: "fine".into(),
+            }),
+        ]),
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine {
+        builds: Mutex::new(VecDeque::from([built(), built()])),
+        runs: Mutex::new(VecDeque::from([ran(0, "hello", ""), ran(0, "hello!", "")])),
+        ..ScriptedEngine::default()
+    };
+    let result = harness.run(&mut model, &engine).await;
+    assert!(result.error.is_none(), "{:?}", result.error);
+    let report = result.report;
+    assert!(report.verified);
+    assert_eq!(report.history.len(), 1);
+    assert_eq!(report.usage.calls, 4, "two bundles and two verdicts");
+    let outcomes: Vec<(Outcome, bool)> = report
+        .candidates
+        .iter()
+        .map(|record| (record.outcome, record.chosen))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [(Outcome::ChecksFailed, false), (Outcome::Passed, true)]
+    );
+    assert_eq!(
+        report.candidates[0].detail,
+        "check `judge` failed: no exclamation mark"
+    );
+    assert_eq!(report.history[0].checks[0].name, "judge");
+    assert!(report.history[0].checks[0].passed);
+}
