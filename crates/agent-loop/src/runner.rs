@@ -2,6 +2,8 @@
 //! failure feed the evidence back and repair, until the checks pass or the budget
 //! (iterations, tokens, wall time) is spent. Each step hands its result to the next
 //! or ends the iteration ([`Halt`]); [`finish`] is the one place an iteration ends.
+//! A first generation that asks for several candidates goes through
+//! [`crate::candidates`] and ends as the chosen candidate's iteration.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
