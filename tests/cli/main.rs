@@ -1,11 +1,13 @@
 //! The `agent` binary end to end: real engine, real model client, a scripted
 //! OpenAI-compatible server in the test process.
 
+mod candidates;
 mod economy;
 mod engines;
 mod floods;
 mod hostile;
 mod locks;
+mod model_limits;
 mod oversized;
 mod preflight;
 mod publish;

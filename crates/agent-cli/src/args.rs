@@ -84,6 +84,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: Option<u32>,
 
+    /// Bundles asked for in each spec's first generation, built and run side by side;
+    /// the first to pass wins (over `[model] candidates`; default 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub candidates: Option<u32>,
+
     /// Overrides every spec's max_iterations.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_iterations: Option<u32>,

@@ -107,6 +107,23 @@ fn plain_line(event: &Event) -> Option<String> {
                 outcome.as_str()
             )
         }),
+        Event::CandidatesFinished {
+            spec,
+            iteration,
+            candidates,
+        } => {
+            let each: Vec<String> = candidates
+                .iter()
+                .map(|(number, outcome, chosen)| {
+                    let kept = if *chosen { " (kept)" } else { "" };
+                    format!("{number} {}{kept}", outcome.as_str())
+                })
+                .collect();
+            Some(format!(
+                "{spec}: iteration {iteration}: candidates: {}",
+                each.join(", ")
+            ))
+        }
         Event::Finished {
             spec,
             verified,
@@ -153,7 +170,7 @@ impl Bars {
                     ));
                 }
             }
-            Event::IterationFinished { .. } => {
+            Event::IterationFinished { .. } | Event::CandidatesFinished { .. } => {
                 if let Some(line) = plain_line(event) {
                     let _ = self.multi.println(line);
                 }

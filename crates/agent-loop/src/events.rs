@@ -30,6 +30,13 @@ pub enum Event {
         outcome: Outcome,
         detail: String,
     },
+    /// The candidates of a first generation that asked for several, before their
+    /// iteration finishes as the chosen one's: `(candidate, outcome, chosen)`.
+    CandidatesFinished {
+        spec: String,
+        iteration: u32,
+        candidates: Vec<(u32, Outcome, bool)>,
+    },
     Finished {
         spec: String,
         verified: bool,

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::errors::LoopError;
-use crate::report::{IterationRecord, Outcome};
+use crate::report::{IterationRecord, Outcome, UsageTotals};
 
 /// One iteration in progress: its record, and what it spent and left behind.
 pub(crate) struct Iteration {
@@ -13,6 +13,8 @@ pub(crate) struct Iteration {
     pub waited: Waited,
     /// Images its builds committed, removed when the run ends.
     pub layers: Vec<String>,
+    /// The model calls made for it.
+    pub usage: UsageTotals,
 }
 
 impl Iteration {
@@ -22,6 +24,7 @@ impl Iteration {
             started: Instant::now(),
             waited: Waited::default(),
             layers: Vec::new(),
+            usage: UsageTotals::default(),
         }
     }
 
@@ -87,5 +90,8 @@ pub(crate) fn end<T>(
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Waited {
     pub model: Duration,
+    /// The part of `model` spent at the endpoint's gate, behind other specs' requests
+    /// or a rate-limit pause.
+    pub queued: Duration,
     pub engine: Duration,
 }

@@ -4,6 +4,7 @@
 
 mod artifacts;
 pub mod bundle;
+mod candidates;
 mod errors;
 mod events;
 pub mod feedback;
@@ -27,7 +28,8 @@ pub use job::{Job, Provenance, run_labels, run_limits};
 pub use lock::{LockFile, LockMode, LockState, lock_dir};
 pub use ports::{EnginePort, ModelPort};
 pub use report::{
-    IterationRecord, LockReport, Outcome, Published, Report, SavedImage, StopReason, UsageTotals,
+    CandidateRecord, IterationRecord, LockReport, Outcome, Published, Report, SavedImage,
+    StopReason, UsageTotals,
 };
 pub use runner::{RunResult, run_spec};
 pub use templates::{Prompts, render};

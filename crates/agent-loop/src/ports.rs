@@ -25,6 +25,24 @@ pub trait ModelPort: Send {
         messages: &[ChatMessage],
     ) -> impl Future<Output = Result<Reply<Verdict>, ModelError>> + Send;
 
+    /// `count` bundles for the same messages (best-of-N candidates): one result per
+    /// candidate, in order. One call after the other unless the port can do better.
+    fn code_bundles(
+        &mut self,
+        purpose: Purpose,
+        iteration: u32,
+        messages: &[ChatMessage],
+        count: u32,
+    ) -> impl Future<Output = Vec<Result<Reply<CodeBundle>, ModelError>>> + Send {
+        async move {
+            let mut replies = Vec::new();
+            for _ in 0..count {
+                replies.push(self.code_bundle(purpose, iteration, messages).await);
+            }
+            replies
+        }
+    }
+
     /// The structured-output mode the endpoint took, for `report.json`.
     fn structured_output(&self) -> Option<&'static str> {
         None
@@ -106,6 +124,16 @@ impl ModelPort for ModelSession {
         messages: &[ChatMessage],
     ) -> Result<Reply<Verdict>, ModelError> {
         ModelSession::verdict(self, iteration, messages).await
+    }
+
+    async fn code_bundles(
+        &mut self,
+        purpose: Purpose,
+        iteration: u32,
+        messages: &[ChatMessage],
+        count: u32,
+    ) -> Vec<Result<Reply<CodeBundle>, ModelError>> {
+        ModelSession::code_bundles(self, purpose, iteration, messages, count).await
     }
 
     fn structured_output(&self) -> Option<&'static str> {

@@ -89,6 +89,10 @@ pub struct IterationRecord {
     pub image_id: Option<String>,
     /// Milliseconds spent waiting for the model in this iteration.
     pub model_ms: u64,
+    /// The part of `model_ms` its requests waited before they were sent: for a place
+    /// among the requests in flight (`max_concurrent_requests`) or a rate-limit pause.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub queued_ms: u64,
     /// Milliseconds of the orchestrator's own work in this iteration: everything but
     /// the model's answers and the engine's build and run.
     pub overhead_ms: f64,
@@ -121,6 +125,7 @@ impl IterationRecord {
             context_digest: None,
             image_id: None,
             model_ms: 0,
+            queued_ms: 0,
             overhead_ms: 0.0,
             engine: None,
             retried_after_lost: Vec::new(),
@@ -137,6 +142,10 @@ impl IterationRecord {
         self.stdout_truncated = ran.stdout.truncated;
         self.stderr_truncated = ran.stderr.truncated;
     }
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// Seconds to the millisecond, as reports show them.
@@ -177,6 +186,10 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<LockReport>,
     pub history: Vec<IterationRecord>,
+    /// Every candidate of the first generation when it asked for more than one
+    /// (`--candidates`); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<CandidateRecord>,
     /// Where the verified image was pushed (`--push`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published: Option<Published>,
@@ -194,6 +207,33 @@ impl Report {
     pub fn write(&self, run_dir: &std::path::Path) -> Result<(), crate::errors::LoopError> {
         crate::artifacts::write_json(&run_dir.join("report.json"), self)
     }
+}
+
+/// One candidate of a first generation that asked for several bundles: how far it
+/// got, what it cost, and whether the run went on from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateRecord {
+    /// 1-based, in the order the bundles were asked for.
+    pub candidate: u32,
+    pub outcome: Outcome,
+    /// What went wrong, in a sentence (empty when passed).
+    pub detail: String,
+    /// The run went on from this one: the winner, or (when none passed) the one that
+    /// got furthest, which the repair starts from. Its iteration is `history[0]`.
+    pub chosen: bool,
+    /// SHA-256 of its build context, when it was built.
+    pub context_digest: Option<String>,
+    pub image_id: Option<String>,
+    pub build_secs: Option<f64>,
+    pub run_secs: Option<f64>,
+    /// Checks it passed, of those evaluated.
+    pub checks_passed: u32,
+    /// Milliseconds waiting for its model calls.
+    pub model_ms: u64,
+    /// Seconds from the request for the bundles to this candidate's outcome.
+    pub finished_secs: f64,
+    /// Its model calls (the request, and a reformat when its reply was unusable).
+    pub usage: UsageTotals,
 }
 
 /// A pushed verified image: the reference and the manifest digest the registry answered.

@@ -2,6 +2,8 @@
 //! failure feed the evidence back and repair, until the checks pass or the budget
 //! (iterations, tokens, wall time) is spent. Each step hands its result to the next
 //! or ends the iteration ([`Halt`]); [`finish`] is the one place an iteration ends.
+//! A first generation that asks for several candidates goes through
+//! [`crate::candidates`] and ends as the chosen candidate's iteration.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -11,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::artifacts::{self, InputDigest, iteration_dir, write_json, write_tree};
 use crate::bundle::{Bundle, Rules};
+use crate::candidates::Generation;
 use crate::errors::LoopError;
 use crate::events::{Event, EventSink, Phase};
 use crate::iteration::{Ending, Halt, Iteration};
@@ -19,11 +22,12 @@ use crate::lock::{self, Lock, LockFile, LockMode, LockState};
 use crate::ports::{EnginePort, ModelPort};
 use crate::prompts::{self, message};
 use crate::report::{
-    IterationRecord, LockReport, Outcome, Report, StopReason, UsageTotals, round_secs,
+    CandidateRecord, IterationRecord, LockReport, Outcome, Report, StopReason, UsageTotals,
+    round_secs,
 };
 use crate::seal::{Verification, seal};
 use crate::steps;
-use crate::trial::Trial;
+use crate::trial::{Checked, Trial};
 
 /// A finished run: the report (always written when possible) and the failure that
 /// stopped it early, if any.
@@ -45,6 +49,8 @@ struct State {
     kept_spec: Option<(String, Vec<InputDigest>)>,
     /// The lock as the run found it, and whether it wrote one.
     lock: Option<LockReport>,
+    /// The first generation's candidates, when it asked for several.
+    candidates: Vec<CandidateRecord>,
 }
 
 /// What every iteration of a run shares.
@@ -147,7 +153,11 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
                 _ => Source::Model(feedback.as_deref()),
             };
             let mut iteration = Iteration::start(number);
-            let attempt = self.attempt(&setup, source, &mut iteration).await;
+            let candidates = self.job.settings.model.candidates;
+            let attempt = match source {
+                Source::Model(None) if candidates > 1 => self.best_of(&setup, &mut iteration).await,
+                source => self.attempt(&setup, source, &mut iteration).await,
+            };
             let ending = match attempt {
                 Ok(()) => Ending::passed(),
                 Err(Halt::Ended(ending)) => ending,
@@ -178,38 +188,27 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
         source: Source<'_>,
         iteration: &mut Iteration,
     ) -> Result<(), Halt> {
-        let (job, state) = (self.job, &mut self.state);
-        let number = iteration.record.iteration;
-        let events = self.events;
-        let phase = |phase| {
-            events(Event::Phase {
-                spec: job.spec.name.clone(),
-                iteration: number,
-                phase,
-            })
-        };
+        let (job, number) = (self.job, iteration.record.iteration);
+        let phase = phases(job, self.events, number);
         let reply = match source {
             Source::Lock(bundle) => steps::locked(bundle),
             Source::Model(feedback) => {
-                let (purpose, messages) = request(job, setup, state, feedback);
+                let (purpose, messages) = request(job, setup, &self.state, feedback);
                 phase(match purpose {
                     Purpose::Generate => Phase::Generating,
                     _ => Phase::Repairing,
                 });
-                steps::generate(self.model, purpose, messages, &mut state.usage, iteration).await?
+                let usage = &mut self.state.usage;
+                steps::generate(self.model, purpose, messages, usage, iteration).await?
             }
         };
         let folder = iteration_dir(&job.run_dir, number);
         artifacts::create_dir(&folder)?;
-        let rules = Rules {
-            limits: &job.settings.bundle,
-            inputs: &setup.input_names,
-            allowed_base_images: &job.settings.docker.allowed_base_images,
-        };
-        let bundle = steps::validate(&reply, state.current.as_ref(), &rules, iteration)?;
+        let current = self.state.current.as_ref();
+        let bundle = steps::validate(&reply, current, &rules(job, setup), iteration)?;
         let files = bundle.context_files(&setup.inputs);
         write_tree(&folder.join("bundle"), &files)?;
-        state.current = Some(bundle);
+        self.state.current = Some(bundle);
 
         let trial = Trial {
             job,
@@ -222,8 +221,57 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
         let checked = trial.attempt(&files, iteration).await?;
         if job.spec.judge {
             phase(Phase::Judging);
-            steps::judge(job, self.model, &checked, &mut state.usage, iteration).await?;
+            let usage = &mut self.state.usage;
+            steps::judge(job, self.model, &checked, usage, iteration).await?;
         }
+        self.accept(setup, &checked, &files, iteration).await
+    }
+
+    /// A first generation of several candidates (`[model] candidates`): the run goes
+    /// on from the first to pass, or else from the one that got furthest.
+    async fn best_of(&mut self, setup: &Setup, iteration: &mut Iteration) -> Result<(), Halt> {
+        let (job, number) = (self.job, iteration.record.iteration);
+        let phase = phases(job, self.events, number);
+        let (_, messages) = request(job, setup, &self.state, None);
+        phase(Phase::Generating);
+        let generation = Generation {
+            job,
+            model: &mut *self.model,
+            engine: self.engine,
+            labels: &setup.labels,
+            inputs: &setup.inputs,
+            rules: rules(job, setup),
+            started: self.started,
+            phase: &phase,
+            usage: &mut self.state.usage,
+        };
+        let count = job.settings.model.candidates;
+        let chosen = generation.best_of(messages, number, count).await?;
+        *iteration = chosen.iteration;
+        (self.events)(Event::CandidatesFinished {
+            spec: job.spec.name.clone(),
+            iteration: number,
+            candidates: chosen
+                .records
+                .iter()
+                .map(|record| (record.candidate, record.outcome, record.chosen))
+                .collect(),
+        });
+        self.state.candidates = chosen.records;
+        self.state.current = chosen.bundle;
+        let checked = chosen.result.map_err(Halt::Ended)?;
+        self.accept(setup, &checked, &chosen.files, iteration).await
+    }
+
+    /// Seals the image that passed, keeps its bundle as `final/` and writes the lock.
+    async fn accept(
+        &mut self,
+        setup: &Setup,
+        checked: &Checked,
+        files: &BTreeMap<String, Vec<u8>>,
+        iteration: &Iteration,
+    ) -> Result<(), Halt> {
+        let (job, state) = (self.job, &mut self.state);
         let digest = iteration.record.context_digest.clone().unwrap_or_default();
         let verification = Verification {
             image_id: &checked.image_id,
@@ -234,13 +282,37 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
         };
         let tag = job.verified_tag(&digest);
         let image_id = seal(job, self.engine, &verification, &tag).await?;
-        write_tree(&job.run_dir.join("final"), &files)?;
+        write_tree(&job.run_dir.join("final"), files)?;
         state.verified = Some((tag, image_id));
         if let Some(lock) = &mut state.lock {
             let bundle = state.current.as_ref().expect("a verified bundle");
             lock.written = keep_lock(job, setup, bundle, &digest)?;
         }
         Ok(())
+    }
+}
+
+/// Sends an iteration's phases as events.
+fn phases<'a>(
+    job: &'a Job,
+    events: &'a EventSink,
+    iteration: u32,
+) -> impl Fn(Phase) + Send + Sync + 'a {
+    move |phase| {
+        events(Event::Phase {
+            spec: job.spec.name.clone(),
+            iteration,
+            phase,
+        })
+    }
+}
+
+/// What a bundle must obey.
+fn rules<'a>(job: &'a Job, setup: &'a Setup) -> Rules<'a> {
+    Rules {
+        limits: &job.settings.bundle,
+        inputs: &setup.input_names,
+        allowed_base_images: &job.settings.docker.allowed_base_images,
     }
 }
 
@@ -390,6 +462,7 @@ fn finish(
     record.detail = ending.detail;
     record.overhead_ms = overhead_ms;
     record.model_ms = u64::try_from(iteration.waited.model.as_millis()).unwrap_or(u64::MAX);
+    record.queued_ms = u64::try_from(iteration.waited.queued.as_millis()).unwrap_or(u64::MAX);
     let path = iteration_dir(&job.run_dir, record.iteration).join("result.json");
     write_json(&path, &record)?;
     events(Event::IterationFinished {
@@ -447,6 +520,7 @@ fn report(
         lock: state.lock,
         structured_output: None,
         history: state.history,
+        candidates: state.candidates,
         published: None,
         saved: None,
         publish_error: None,

@@ -15,12 +15,16 @@ use crate::trial::Checked;
 /// The longest model reply quoted back as the assistant turn of a reformat request.
 const ASSISTANT_ECHO_BYTES: usize = 64 * 1024;
 
-/// Adds a call's tokens to the run's totals and its latency to the iteration's wait.
+/// Adds a call's tokens to the run's totals, and its tokens and latency to the
+/// iteration's own.
 fn account<T>(usage: &mut UsageTotals, iteration: &mut Iteration, reply: &Reply<T>) {
-    usage.prompt_tokens += reply.usage.prompt_tokens;
-    usage.completion_tokens += reply.usage.completion_tokens;
-    usage.calls += 1;
+    for totals in [&mut *usage, &mut iteration.usage] {
+        totals.prompt_tokens += reply.usage.prompt_tokens;
+        totals.completion_tokens += reply.usage.completion_tokens;
+        totals.calls += 1;
+    }
     iteration.waited.model += reply.latency;
+    iteration.waited.queued += reply.queued;
 }
 
 /// Asks for a bundle; a reply that cannot be used is sent back once, with why,
@@ -28,13 +32,47 @@ fn account<T>(usage: &mut UsageTotals, iteration: &mut Iteration, reply: &Reply<
 pub(crate) async fn generate<M: ModelPort>(
     model: &mut M,
     purpose: Purpose,
-    mut messages: Vec<ChatMessage>,
+    messages: Vec<ChatMessage>,
     usage: &mut UsageTotals,
     iteration: &mut Iteration,
 ) -> Result<Reply<CodeBundle>, Halt> {
     let number = iteration.record.iteration;
     let reply = model.code_bundle(purpose, number, &messages).await?;
     account(usage, iteration, &reply);
+    reformat_unusable(model, messages, reply, usage, iteration).await
+}
+
+/// `count` bundles for the same request, asked for side by side; each candidate's
+/// tokens and wait go to its own iteration, and to the run's totals.
+pub(crate) async fn generate_candidates<M: ModelPort>(
+    model: &mut M,
+    messages: &[ChatMessage],
+    usage: &mut UsageTotals,
+    iterations: &mut [Iteration],
+) -> Result<Vec<Reply<CodeBundle>>, Halt> {
+    let count = u32::try_from(iterations.len()).unwrap_or(u32::MAX);
+    let number = iterations.first().map_or(1, |first| first.record.iteration);
+    let answers = model
+        .code_bundles(Purpose::Generate, number, messages, count)
+        .await;
+    let mut replies = Vec::new();
+    for (answer, iteration) in answers.into_iter().zip(iterations.iter_mut()) {
+        let reply = answer?;
+        account(usage, iteration, &reply);
+        replies.push(reply);
+    }
+    Ok(replies)
+}
+
+/// A reply that cannot be used is sent back once, with why; the second reply counts
+/// whatever it is.
+pub(crate) async fn reformat_unusable<M: ModelPort>(
+    model: &mut M,
+    mut messages: Vec<ChatMessage>,
+    reply: Reply<CodeBundle>,
+    usage: &mut UsageTotals,
+    iteration: &mut Iteration,
+) -> Result<Reply<CodeBundle>, Halt> {
     let Answer::Invalid(why) = &reply.answer else {
         return Ok(reply);
     };
@@ -43,6 +81,7 @@ pub(crate) async fn generate<M: ModelPort>(
         excerpt(&reply.content, ASSISTANT_ECHO_BYTES),
     ));
     messages.push(message(Role::User, prompts::reformat(why)));
+    let number = iteration.record.iteration;
     let reply = model
         .code_bundle(Purpose::Reformat, number, &messages)
         .await?;
@@ -56,6 +95,7 @@ pub(crate) fn locked(bundle: &CodeBundle) -> Reply<CodeBundle> {
         answer: Answer::Parsed(bundle.clone()),
         usage: Default::default(),
         latency: std::time::Duration::ZERO,
+        queued: std::time::Duration::ZERO,
         content: String::new(),
     }
 }

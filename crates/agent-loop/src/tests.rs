@@ -40,6 +40,7 @@ fn reply<T>(answer: Answer<T>, tokens: u64) -> Reply<T> {
             completion_tokens: tokens,
         },
         latency: Duration::from_millis(1),
+        queued: Duration::ZERO,
     }
 }
 
@@ -230,6 +231,8 @@ fn settings() -> Settings {
             structured_output: StructuredOutput::JsonSchema,
             stream: false,
             max_tokens: None,
+            max_concurrent_requests: 4,
+            candidates: 1,
         },
         docker: DockerSettings {
             base_image: "agent-base/python:3.11".into(),
@@ -905,4 +908,207 @@ mod locks {
         assert_eq!(result.report.history.len(), 1);
         assert!(model.calls.is_empty(), "--locked never calls the model");
     }
+}
+
+/// A harness whose first generation asks for `count` candidates.
+fn with_candidates(mut harness: Harness, count: u32) -> Harness {
+    let mut settings = settings();
+    settings.model.candidates = count;
+    harness.job.settings = Arc::new(settings);
+    harness
+}
+
+fn build_failed() -> BuildStatus {
+    BuildStatus::Failed {
+        error: "The command '/bin/sh -c exit 3' returned a non-zero code: 3".into(),
+        failing_step: Some("Step 2/2 : RUN exit 3".into()),
+        step_output: String::new(),
+        missing_image: None,
+    }
+}
+
+#[tokio::test]
+async fn the_first_candidate_to_pass_is_sealed_and_every_candidate_is_reported() {
+    let harness = with_candidates(harness(stdout_equals("hello"), false, Limits::default()), 3);
+    let mut model = ScriptedModel {
+        bundles: VecDeque::from([
+            bundle(Some(DOCKERFILE), "print('goodbye')"),
+            bundle(Some(DOCKERFILE), "print('hello')"),
+            bundle(
+                Some("FROM agent-base/python:3.11\nRUN exit 3\n"),
+                "print(1)",
+            ),
+        ]),
+        tokens_per_call: 10,
+        ..ScriptedModel::default()
+    };
+    // Candidates 1 and 2 build in order; candidate 3's build fails.
+    let engine = ScriptedEngine {
+        builds: Mutex::new(VecDeque::from([built(), built(), build_failed()])),
+        runs: Mutex::new(VecDeque::from([
+            ran(0, "goodbye\n", ""),
+            ran(0, "hello\n", ""),
+        ])),
+        ..ScriptedEngine::default()
+    };
+    let result = harness.run(&mut model, &engine).await;
+    assert!(result.error.is_none(), "{:?}", result.error);
+    let report = result.report;
+    assert!(report.verified);
+    assert_eq!(report.history.len(), 1);
+    assert_eq!(report.usage.calls, 3);
+    assert_eq!(
+        report.usage.total_tokens(),
+        60,
+        "every candidate's tokens count"
+    );
+    let outcomes: Vec<(u32, Outcome, bool)> = report
+        .candidates
+        .iter()
+        .map(|record| (record.candidate, record.outcome, record.chosen))
+        .collect();
+    assert_eq!(outcomes.len(), 3);
+    assert!(
+        outcomes.contains(&(3, Outcome::BuildFailed, false)),
+        "{outcomes:?}"
+    );
+    let passed: Vec<&(u32, Outcome, bool)> = outcomes
+        .iter()
+        .filter(|(_, outcome, _)| *outcome == Outcome::Passed)
+        .collect();
+    assert_eq!(passed.len(), 1, "one candidate printed hello: {outcomes:?}");
+    assert!(passed[0].2, "the passing candidate is chosen");
+    assert_eq!(
+        engine.seals.lock().unwrap().len(),
+        1,
+        "only the winner is sealed"
+    );
+    assert_eq!(
+        engine.tags.lock().unwrap().len(),
+        1,
+        "only the winner is tagged"
+    );
+    let run_dir = &harness.job.run_dir;
+    for number in 1..=3 {
+        assert!(
+            run_dir
+                .join(format!(
+                    "iterations/1/candidates/{number}/bundle/Dockerfile"
+                ))
+                .is_file()
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("iterations/1/stdout.txt")).unwrap(),
+        "hello\n"
+    );
+}
+
+#[tokio::test]
+async fn with_no_candidate_passing_the_repair_starts_from_the_furthest() {
+    let limits = Limits {
+        max_iterations: 2,
+        ..Limits::default()
+    };
+    let harness = with_candidates(harness(stdout_equals("hello"), false, limits), 3);
+    let mut model = ScriptedModel {
+        bundles: VecDeque::from([
+            bundle(
+                Some("FROM agent-base/python:3.11\nRUN exit 3\n"),
+                "print(1)",
+            ),
+            bundle(Some(DOCKERFILE), "print('goodbye')"),
+            Answer::Refused("no".into()),
+            bundle(None, "print('hello')"),
+        ]),
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine {
+        builds: Mutex::new(VecDeque::from([build_failed(), built(), built()])),
+        runs: Mutex::new(VecDeque::from([
+            ran(0, "goodbye\n", ""),
+            ran(0, "hello\n", ""),
+        ])),
+        ..ScriptedEngine::default()
+    };
+    let result = harness.run(&mut model, &engine).await;
+    assert!(result.error.is_none(), "{:?}", result.error);
+    let report = result.report;
+    assert!(report.verified);
+    assert_eq!(report.history[0].outcome, Outcome::ChecksFailed);
+    let chosen: Vec<u32> = report
+        .candidates
+        .iter()
+        .filter(|record| record.chosen)
+        .map(|record| record.candidate)
+        .collect();
+    assert_eq!(chosen, [2], "the one that ran is the furthest");
+    let (purpose, messages) = &model.calls[3];
+    assert_eq!(*purpose, Purpose::Repair);
+    let repair = &messages.last().unwrap().content;
+    assert!(
+        repair.contains("print('goodbye')"),
+        "the furthest bundle: {repair}"
+    );
+    let lines: Vec<&str> = repair
+        .lines()
+        .filter(|line| line.starts_with("- candidate "))
+        .collect();
+    assert_eq!(lines.len(), 2, "{repair}");
+    assert!(
+        lines[0].starts_with("- candidate 1: build_failed — build failed"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("- candidate 3: invalid_bundle — the model refused"),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_a_judge_the_candidates_that_ran_are_judged_in_turn_until_one_passes() {
+    let harness = with_candidates(harness(Vec::new(), true, Limits::default()), 2);
+    let mut model = ScriptedModel {
+        bundles: VecDeque::from([
+            bundle(Some(DOCKERFILE), "print('hello')"),
+            bundle(Some(DOCKERFILE), "print('hello!')"),
+        ]),
+        verdicts: VecDeque::from([
+            Answer::Parsed(Verdict {
+                pass: false,
+                reason: "no exclamation mark".into(),
+            }),
+            Answer::Parsed(Verdict {
+                pass: true,
+                reason: "fine".into(),
+            }),
+        ]),
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine {
+        builds: Mutex::new(VecDeque::from([built(), built()])),
+        runs: Mutex::new(VecDeque::from([ran(0, "hello", ""), ran(0, "hello!", "")])),
+        ..ScriptedEngine::default()
+    };
+    let result = harness.run(&mut model, &engine).await;
+    assert!(result.error.is_none(), "{:?}", result.error);
+    let report = result.report;
+    assert!(report.verified);
+    assert_eq!(report.history.len(), 1);
+    assert_eq!(report.usage.calls, 4, "two bundles and two verdicts");
+    let outcomes: Vec<(Outcome, bool)> = report
+        .candidates
+        .iter()
+        .map(|record| (record.outcome, record.chosen))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [(Outcome::ChecksFailed, false), (Outcome::Passed, true)]
+    );
+    assert_eq!(
+        report.candidates[0].detail,
+        "check `judge` failed: no exclamation mark"
+    );
+    assert_eq!(report.history[0].checks[0].name, "judge");
+    assert!(report.history[0].checks[0].passed);
 }

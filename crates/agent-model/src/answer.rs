@@ -16,6 +16,9 @@ pub struct Reply<T> {
     pub answer: Answer<T>,
     pub usage: Usage,
     pub latency: Duration,
+    /// The part of `latency` spent waiting at the endpoint's gate (requests in flight,
+    /// rate-limit pause) rather than for the model.
+    pub queued: Duration,
     /// The reply text as received (for feedback when it does not parse).
     pub content: String,
 }

@@ -29,6 +29,18 @@ pub(crate) struct Entry {
     pub error: Option<String>,
     #[serde(default)]
     pub started_at: String,
+    /// Which of a first generation's candidates this call asked for (1-based);
+    /// absent when one bundle was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<u32>,
+    /// Milliseconds the call waited at the endpoint's gate before it was sent: for a
+    /// place among the requests in flight, or for a rate-limit pause to pass.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub queued_ms: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -56,6 +56,7 @@ impl ReplayBackend {
             },
             outcome,
             attempts: 0,
+            waited: std::time::Duration::ZERO,
         }
     }
 }

@@ -2,12 +2,12 @@
 //! replay). Every call becomes one transcript line, built in one place, and its
 //! response is read into a [`Reply`] by the same code for both backends.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agent_spec::BundleLimits;
 
 use crate::answer::{Reply, answer};
-use crate::backend::{Call, Exchange, ModelBackend};
+use crate::backend::{Call, Exchange, ModelBackend, Timed};
 use crate::errors::{ModelError, error_chain};
 use crate::message::{ChatMessage, Purpose};
 use crate::record::Entry;
@@ -56,28 +56,65 @@ impl ModelSession {
         self.backend.structured_output()
     }
 
+    /// `count` bundles for the same messages, asked for side by side (the endpoint's
+    /// gate bounds how many are in flight): one result per candidate, in order, each
+    /// recorded in the transcript with its candidate number.
+    pub async fn code_bundles(
+        &mut self,
+        purpose: Purpose,
+        iteration: u32,
+        messages: &[ChatMessage],
+        count: u32,
+    ) -> Vec<Result<Reply<CodeBundle>, ModelError>> {
+        let schema = CodeBundle::json_schema();
+        let call = Call {
+            schema_name: CodeBundle::NAME,
+            schema: &schema,
+            messages,
+        };
+        let answers = self.backend.exchanges(call, count).await;
+        let mut replies = Vec::new();
+        for (candidate, timed) in (1..).zip(answers) {
+            replies.push(self.record(purpose, iteration, Some(candidate), timed));
+        }
+        replies
+    }
+
     async fn call<T: ReplySchema>(
         &mut self,
         purpose: Purpose,
         iteration: u32,
         messages: &[ChatMessage],
     ) -> Result<Reply<T>, ModelError> {
-        let started_at = now_rfc3339();
-        let clock = Instant::now();
         let schema = T::json_schema();
-        let exchange = self
-            .backend
-            .exchange(Call {
-                schema_name: T::NAME,
-                schema: &schema,
-                messages,
-            })
-            .await;
+        let call = Call {
+            schema_name: T::NAME,
+            schema: &schema,
+            messages,
+        };
+        let timed = Timed::of(self.backend.exchange(call)).await;
+        self.record(purpose, iteration, None, timed)
+    }
+
+    /// Writes the exchange's transcript line and reads its answer.
+    fn record<T: ReplySchema>(
+        &mut self,
+        purpose: Purpose,
+        iteration: u32,
+        candidate: Option<u32>,
+        timed: Timed,
+    ) -> Result<Reply<T>, ModelError> {
+        let Timed {
+            exchange,
+            started_at,
+            latency,
+        } = timed;
         let Exchange {
             model,
             request,
             outcome,
             attempts,
+            waited,
         } = exchange;
         let entry = Entry {
             spec: self.spec.clone(),
@@ -94,10 +131,12 @@ impl ModelSession {
                 .as_ref()
                 .map(|answered| answered.usage)
                 .unwrap_or_default(),
-            latency_ms: millis(clock.elapsed()),
+            latency_ms: millis(latency),
             attempts,
             error: outcome.as_ref().err().map(|error| error_chain(error)),
             started_at,
+            candidate,
+            queued_ms: millis(waited),
         };
         let written = self.transcript.append(&entry);
         let answered = outcome?;
@@ -106,7 +145,8 @@ impl ModelSession {
         Ok(Reply {
             answer: answer::<T>(&response, &self.bundle_limits),
             usage: answered.usage,
-            latency: clock.elapsed(),
+            latency,
+            queued: waited,
             content: response
                 .content
                 .filter(|content| !content.is_empty())
@@ -118,10 +158,4 @@ impl ModelSession {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

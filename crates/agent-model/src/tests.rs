@@ -29,6 +29,8 @@ fn settings(base_url: &str) -> ModelSettings {
         structured_output: StructuredOutput::JsonSchema,
         stream: false,
         max_tokens: None,
+        max_concurrent_requests: 4,
+        candidates: 1,
     }
 }
 

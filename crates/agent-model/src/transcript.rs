@@ -106,6 +106,8 @@ mod tests {
             attempts: 1,
             error: error.map(str::to_owned),
             started_at: String::new(),
+            candidate: None,
+            queued_ms: 0,
         }
     }
 

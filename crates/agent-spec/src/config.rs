@@ -100,6 +100,8 @@ struct TomlModel {
     structured_output: Option<Spanned<String>>,
     stream: Option<Spanned<bool>>,
     max_tokens: Option<Spanned<u32>>,
+    max_concurrent_requests: Option<Spanned<u32>>,
+    candidates: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -192,6 +194,12 @@ fn read_model(source: &Source<'_>, model: TomlModel) -> Result<ModelLayer, Confi
         max_tokens: source
             .number("max_tokens", model.max_tokens, at_least(1))?
             .map(Some),
+        max_concurrent_requests: source.number(
+            "max_concurrent_requests",
+            model.max_concurrent_requests,
+            at_least(1),
+        )?,
+        candidates: source.number("candidates", model.candidates, validate::candidates)?,
     })
 }
 
@@ -317,6 +325,8 @@ pub struct FlagOverrides {
     pub push: Option<String>,
     /// `--engine`, repeated; over `[docker] engines` when given.
     pub engines: Vec<String>,
+    /// `--candidates`, over `[model] candidates`.
+    pub candidates: Option<u32>,
 }
 
 /// A value from the environment or a flag, checked, its problem naming `origin`.
@@ -347,6 +357,7 @@ impl FlagOverrides {
                 "flag `--model`",
                 validate::model_name,
             )?,
+            candidates: overriding(self.candidates, "flag `--candidates`", validate::candidates)?,
             ..ModelLayer::default()
         };
         let limits = LimitsLayer {
@@ -562,6 +573,8 @@ mod tests {
                 structured_output: StructuredOutput::Auto,
                 stream: false,
                 max_tokens: None,
+                max_concurrent_requests: 4,
+                candidates: 1,
             }
         );
         assert_eq!(
@@ -594,6 +607,8 @@ max_retry_after_secs = 5
 structured_output = "json_object"
 stream = true
 max_tokens = 4096
+max_concurrent_requests = 2
+candidates = 3
 
 [docker]
 base_image = "agent-base/python:3.11"
@@ -639,6 +654,8 @@ max_path_bytes = 50
                 structured_output: StructuredOutput::JsonObject,
                 stream: true,
                 max_tokens: Some(4096),
+                max_concurrent_requests: 2,
+                candidates: 3,
             }
         );
         assert_eq!(
@@ -873,6 +890,14 @@ max_path_bytes = 50
                 "`structured_output`: unknown mode `xml`; expected `auto`, `json_schema`, `json_object` or `none`",
             ),
             ("[model]\nmax_tokens = 0", "`max_tokens` must be at least 1"),
+            (
+                "[model]\nmax_concurrent_requests = 0",
+                "`max_concurrent_requests` must be at least 1",
+            ),
+            (
+                "[model]\ncandidates = 17",
+                "`candidates` must be between 1 and 16",
+            ),
             (
                 "[model]\napi_key_env = \"\"",
                 "`api_key_env`: must name an environment variable: non-empty, without `=` or NUL",

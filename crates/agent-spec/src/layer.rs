@@ -66,6 +66,8 @@ layer! {
         /// `Some(None)` would mean "leave it to the server" explicitly; no source says
         /// that today, so a set value is always `Some(Some(_))`.
         max_tokens: Option<u32>,
+        max_concurrent_requests: u32,
+        candidates: u32,
     }
 }
 

@@ -20,6 +20,10 @@ pub struct ModelSettings {
     pub stream: bool,
     /// `max_tokens` sent with each request; `None` leaves it to the server.
     pub max_tokens: Option<u32>,
+    /// Requests to the endpoint in flight at once, across every spec of a run.
+    pub max_concurrent_requests: u32,
+    /// Bundles asked for in a spec's first generation, built and run side by side.
+    pub candidates: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +135,8 @@ impl Default for ModelSettings {
             structured_output: StructuredOutput::Auto,
             stream: false,
             max_tokens: None,
+            max_concurrent_requests: 4,
+            candidates: 1,
         }
     }
 }

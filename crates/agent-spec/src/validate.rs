@@ -111,6 +111,18 @@ pub(crate) fn any<T>(value: T) -> Result<T, String> {
     Ok(value)
 }
 
+/// The most bundles a first generation may ask for: each is a model call, a build and
+/// a run.
+pub(crate) const MAX_CANDIDATES: u32 = 16;
+
+pub(crate) fn candidates(value: u32) -> Result<u32, String> {
+    if (1..=MAX_CANDIDATES).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("must be between 1 and {MAX_CANDIDATES}"))
+    }
+}
+
 pub(crate) fn cpus(value: f64) -> Result<f64, String> {
     if value.is_finite() && value > 0.0 {
         Ok(value)

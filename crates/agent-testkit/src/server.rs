@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -37,6 +37,8 @@ pub struct RecordedRequest {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: serde_json::Value,
+    /// When the server had read the request, by the test process's clock.
+    pub received_at: Instant,
 }
 
 impl RecordedRequest {
@@ -162,6 +164,9 @@ struct Shared {
     completions: AtomicUsize,
     requests: Mutex<Vec<RecordedRequest>>,
     panics: Mutex<Vec<String>>,
+    /// Chat-completion requests being answered now, and the most there ever were.
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
     /// Becomes `true` (or closes) when the server is dropped; ends stalls and hangs.
     shutdown: watch::Receiver<bool>,
 }
@@ -214,6 +219,8 @@ impl ScriptedServer {
             completions: AtomicUsize::new(0),
             requests: Mutex::new(Vec::new()),
             panics: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
+            most_in_flight: AtomicUsize::new(0),
             shutdown: shutdown_receiver.clone(),
         });
         let app = Router::new()
@@ -258,6 +265,12 @@ impl ScriptedServer {
     /// Every request received so far, in order (chat completions and others).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// The most chat-completion requests the server was answering at once: from
+    /// reading a request until its response (for SSE, the response head) was ready.
+    pub fn most_in_flight(&self) -> usize {
+        self.shared.most_in_flight.load(Ordering::SeqCst)
     }
 
     /// Messages of responder panics (assertion failures inside the script).
@@ -309,6 +322,7 @@ fn record(
             serde_json::from_slice(body)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
         },
+        received_at: Instant::now(),
     };
     lock(&shared.requests).push(recorded.clone());
     recorded
@@ -320,6 +334,7 @@ async fn chat_completions(
     body: Bytes,
 ) -> Response {
     let request = record(&shared, "/v1/chat/completions".to_owned(), &headers, &body);
+    let _flight = Flight::enter(&shared);
     let index = shared.completions.fetch_add(1, Ordering::SeqCst);
     let outcome =
         std::panic::catch_unwind(AssertUnwindSafe(|| (shared.responder)(index, &request)));
@@ -339,6 +354,23 @@ async fn chat_completions(
                 )),
             )
         }
+    }
+}
+
+/// One chat-completion request being answered, counted while it lives.
+struct Flight<'a>(&'a Shared);
+
+impl Flight<'_> {
+    fn enter(shared: &Shared) -> Flight<'_> {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        Flight(shared)
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -36,6 +36,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         max_iterations: args.max_iterations,
         push: args.push.clone(),
         engines: args.engine.engines.clone(),
+        candidates: args.candidates,
     };
     let resolved = Arc::new(settings::resolve(args.config.config.as_deref(), flags)?);
     let prompts = Arc::new(Prompts::load(&resolved.prompts).map_err(Failure::usage)?);

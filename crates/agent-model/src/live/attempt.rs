@@ -47,6 +47,11 @@ impl AttemptError {
         }
     }
 
+    /// An HTTP 429: the endpoint asks every request to slow down.
+    pub fn is_rate_limit(&self) -> bool {
+        matches!(self, AttemptError::Http(failure) if failure.status == 429)
+    }
+
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             AttemptError::Http(failure) => failure.retry_after,

@@ -9,6 +9,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::errors::ModelError;
+use crate::live::gate::Gate;
 use crate::live::negotiation::Negotiation;
 
 /// Connecting never takes longer than this, whatever the request timeout.
@@ -44,6 +45,8 @@ pub(crate) struct LiveClient {
     pub bundle_limits: BundleLimits,
     /// The structured-output mode, shared by every copy of this client.
     pub negotiation: Arc<Negotiation>,
+    /// Requests in flight and the rate-limit pause, shared by every copy.
+    pub gate: Arc<Gate>,
 }
 
 impl LiveClient {
@@ -99,6 +102,7 @@ impl LiveClient {
             backoff: Backoff::default(),
             bundle_limits: BundleLimits::default(),
             negotiation: Arc::new(Negotiation::new(settings.structured_output)),
+            gate: Arc::new(Gate::new(settings.max_concurrent_requests)),
         })
     }
 

@@ -1,9 +1,11 @@
 //! The live endpoint: one client per endpoint, shared by every spec of an invocation.
 //! A call is prepared (`request`), sent with retries (`retry`) as attempts over HTTP
-//! (`transport`), and its answer read leniently (`parse`).
+//! (`transport`) that each pass the endpoint's `gate` (requests in flight, rate-limit
+//! pause), and its answer read leniently (`parse`).
 
 mod attempt;
 mod client;
+mod gate;
 mod negotiation;
 mod parse;
 mod request;
@@ -16,7 +18,7 @@ use async_openai::config::Config;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
-use crate::backend::{Call, Exchange, ModelBackend};
+use crate::backend::{Call, Exchange, ModelBackend, Timed};
 use crate::errors::{ModelError, Rejection};
 use crate::live::parse::summarize_error_body;
 use crate::live::request::{WireMode, prepare};
@@ -96,12 +98,14 @@ impl LiveClient {
     /// Sends `call` in the endpoint's structured-output mode; under `auto`, a request
     /// rejected for its `response_format` is sent again in the next mode at once.
     pub(crate) async fn exchange(&self, call: Call<'_>) -> Exchange {
-        let mut attempts = 0;
+        let (mut attempts, mut waited) = (0, std::time::Duration::ZERO);
         loop {
             let mode = self.negotiation.current();
             let request = prepare(&self.settings, mode, &call);
-            let (outcome, made) = self.call(&request).await;
-            attempts += made;
+            let sent = self.call(&request).await;
+            let outcome = sent.outcome;
+            attempts += sent.attempts;
+            waited += sent.waited;
             match &outcome {
                 Ok(_) => self.negotiation.settle(mode),
                 Err(error) if is_format_rejection(error) => {
@@ -127,6 +131,7 @@ impl LiveClient {
                 },
                 outcome,
                 attempts,
+                waited,
             };
         }
     }
@@ -143,6 +148,13 @@ pub(crate) struct LiveBackend(pub Arc<LiveClient>);
 impl ModelBackend for LiveBackend {
     fn exchange<'a>(&'a mut self, call: Call<'a>) -> BoxFuture<'a, Exchange> {
         self.0.exchange(call).boxed()
+    }
+
+    /// Side by side: the endpoint's gate bounds how many are in flight.
+    fn exchanges<'a>(&'a mut self, call: Call<'a>, count: u32) -> BoxFuture<'a, Vec<Timed>> {
+        let client = &self.0;
+        futures_util::future::join_all((0..count).map(move |_| Timed::of(client.exchange(call))))
+            .boxed()
     }
 
     fn structured_output(&self) -> Option<&'static str> {

@@ -1,0 +1,378 @@
+//! Best of N: a first generation that asks for several bundles at once
+//! (`[model] candidates`), builds, runs and checks them side by side, and keeps the
+//! first to pass. When none passes, the run goes on from the one that got furthest
+//! (built, then ran, then passed more checks), and its feedback names in one line
+//! what each other candidate got wrong.
+//!
+//! Every candidate's files go to `iterations/1/candidates/<k>/`; the chosen one's are
+//! copied to `iterations/1/`, where a single first iteration puts its own, so the
+//! rest of the run (repair, report page, verify) reads it like any iteration. All
+//! candidates are let finish, so each has an outcome in `report.json` and nothing of
+//! theirs is left half-built on the engine.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use agent_model::{ChatMessage, CodeBundle, Reply};
+
+use crate::artifacts::{self, iteration_dir, write_tree};
+use crate::bundle::{Bundle, Rules};
+use crate::errors::LoopError;
+use crate::events::Phase;
+use crate::iteration::{Ending, Halt, Iteration};
+use crate::job::Job;
+use crate::ports::{EnginePort, ModelPort};
+use crate::report::{CandidateRecord, Outcome, UsageTotals, round_secs};
+use crate::steps;
+use crate::trial::{Checked, Trial};
+
+/// The files of a built iteration, copied from the chosen candidate's folder.
+const ITERATION_FILES: [&str; 3] = ["build.log", "stdout.txt", "stderr.txt"];
+
+/// What a best-of-N generation needs from its run.
+pub(crate) struct Generation<'a, M, E> {
+    pub job: &'a Job,
+    pub model: &'a mut M,
+    pub engine: &'a E,
+    pub labels: &'a BTreeMap<String, String>,
+    pub inputs: &'a BTreeMap<String, Vec<u8>>,
+    pub rules: Rules<'a>,
+    /// When the spec's run started.
+    pub started: Instant,
+    pub phase: &'a (dyn Fn(Phase) + Send + Sync),
+    pub usage: &'a mut UsageTotals,
+}
+
+/// The candidate the run goes on from, and every candidate's record.
+pub(crate) struct Chosen {
+    pub iteration: Iteration,
+    pub bundle: Option<Bundle>,
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// Passed (to be sealed), or how it ended, with the others' lines in the feedback.
+    pub result: Result<Checked, Ending>,
+    pub records: Vec<CandidateRecord>,
+}
+
+/// One candidate in progress.
+struct Candidate {
+    number: u32,
+    iteration: Iteration,
+    bundle: Option<Bundle>,
+    files: BTreeMap<String, Vec<u8>>,
+    result: Option<Result<Checked, Ending>>,
+    /// When its outcome was known, from the request for the bundles.
+    finished: Option<Instant>,
+}
+
+impl Candidate {
+    fn folder(&self, job: &Job) -> PathBuf {
+        candidate_dir(&job.run_dir, self.iteration.record.iteration, self.number)
+    }
+
+    fn passed(&self) -> bool {
+        matches!(self.result, Some(Ok(_)))
+    }
+
+    fn outcome(&self) -> Outcome {
+        match &self.result {
+            Some(Ok(_)) => Outcome::Passed,
+            Some(Err(ending)) => ending.outcome,
+            None => Outcome::InvalidBundle,
+        }
+    }
+
+    /// How far it got: built, then ran, then passed more checks.
+    fn progress(&self) -> (u8, usize) {
+        let stage = match self.outcome() {
+            Outcome::InvalidBundle => 0,
+            Outcome::BuildFailed | Outcome::BuildTimeout => 1,
+            Outcome::RunFailed | Outcome::RunTimeout => 2,
+            Outcome::ChecksFailed => 3,
+            Outcome::Passed => 4,
+        };
+        (stage, checks_passed(&self.iteration))
+    }
+}
+
+impl<M: ModelPort, E: EnginePort> Generation<'_, M, E> {
+    /// Asks for `count` bundles with `messages`, tries them all, and chooses one.
+    pub async fn best_of(
+        mut self,
+        messages: Vec<ChatMessage>,
+        number: u32,
+        count: u32,
+    ) -> Result<Chosen, Halt> {
+        let asked = Instant::now();
+        let mut iterations: Vec<Iteration> = (0..count).map(|_| Iteration::start(number)).collect();
+        let replies =
+            steps::generate_candidates(self.model, &messages, self.usage, &mut iterations).await?;
+        let mut candidates = Vec::new();
+        for ((number, iteration), reply) in (1..).zip(iterations).zip(replies) {
+            candidates.push(self.prepare(&messages, number, iteration, reply).await?);
+        }
+        let trials = Trials {
+            job: self.job,
+            engine: self.engine,
+            labels: self.labels,
+            started: self.started,
+            phase: self.phase,
+        };
+        trials.try_all(&mut candidates).await?;
+        self.judge_in_turn(&mut candidates).await?;
+        let index = chosen_index(&candidates);
+        let records = records(&candidates, candidates[index].number, asked);
+        let chosen = candidates.swap_remove(index);
+        copy_up(self.job, &chosen)?;
+        let Candidate {
+            iteration,
+            bundle,
+            files,
+            result,
+            ..
+        } = chosen;
+        let result = match result {
+            Some(Ok(checked)) => Ok(checked),
+            Some(Err(mut ending)) => {
+                let own = ending.feedback.trim_end();
+                ending.feedback = format!("{own}{}", others_lines(&records));
+                Err(ending)
+            }
+            None => unreachable!("every candidate has an outcome once judged"),
+        };
+        Ok(Chosen {
+            iteration,
+            bundle,
+            files,
+            result,
+            records,
+        })
+    }
+
+    /// A reply made usable (asked once more if not), validated and written to the
+    /// candidate's folder.
+    async fn prepare(
+        &mut self,
+        messages: &[ChatMessage],
+        number: u32,
+        mut iteration: Iteration,
+        reply: Reply<CodeBundle>,
+    ) -> Result<Candidate, Halt> {
+        let reply = steps::reformat_unusable(
+            self.model,
+            messages.to_vec(),
+            reply,
+            self.usage,
+            &mut iteration,
+        )
+        .await?;
+        let mut candidate = Candidate {
+            number,
+            iteration,
+            bundle: None,
+            files: BTreeMap::new(),
+            result: None,
+            finished: None,
+        };
+        let folder = candidate.folder(self.job);
+        artifacts::create_dir(&folder)?;
+        match steps::validate(&reply, None, &self.rules, &mut candidate.iteration) {
+            Ok(bundle) => {
+                candidate.files = bundle.context_files(self.inputs);
+                write_tree(&folder.join("bundle"), &candidate.files)?;
+                candidate.bundle = Some(bundle);
+            }
+            Err(Halt::Ended(ending)) => {
+                candidate.result = Some(Err(ending));
+                candidate.finished = Some(Instant::now());
+            }
+            Err(Halt::Failed(error)) => return Err(Halt::Failed(error)),
+        }
+        Ok(candidate)
+    }
+
+    /// With a judge, asks it about the candidates that met the checks, in the order
+    /// they did, until one passes; those after it are not asked.
+    async fn judge_in_turn(&mut self, candidates: &mut [Candidate]) -> Result<(), Halt> {
+        if !self.job.spec.judge {
+            return Ok(());
+        }
+        let mut order: Vec<usize> = (0..candidates.len())
+            .filter(|index| candidates[*index].passed())
+            .collect();
+        order.sort_by_key(|index| candidates[*index].finished);
+        for index in order {
+            let candidate = &mut candidates[index];
+            let Some(Ok(checked)) = &candidate.result else {
+                continue;
+            };
+            (self.phase)(Phase::Judging);
+            let judged = steps::judge(
+                self.job,
+                self.model,
+                checked,
+                self.usage,
+                &mut candidate.iteration,
+            )
+            .await;
+            match judged {
+                Ok(()) => return Ok(()),
+                Err(Halt::Ended(ending)) => candidate.result = Some(Err(ending)),
+                Err(Halt::Failed(error)) => return Err(Halt::Failed(error)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What every candidate's trial shares. Apart from [`Generation`], which holds the
+/// model: the trials run side by side and share only what may be shared.
+struct Trials<'a, E> {
+    job: &'a Job,
+    engine: &'a E,
+    labels: &'a BTreeMap<String, String>,
+    started: Instant,
+    phase: &'a (dyn Fn(Phase) + Send + Sync),
+}
+
+impl<E: EnginePort> Trials<'_, E> {
+    /// Builds, runs and checks every valid candidate side by side; the engine's slots
+    /// bound how many build or run at once. An engine failure stops the run once all
+    /// have ended.
+    async fn try_all(&self, candidates: &mut [Candidate]) -> Result<(), LoopError> {
+        let trials = candidates
+            .iter_mut()
+            .filter(|candidate| candidate.bundle.is_some())
+            .map(|candidate| async move {
+                let folder = candidate.folder(self.job);
+                let trial = Trial {
+                    job: self.job,
+                    engine: self.engine,
+                    labels: self.labels,
+                    started: self.started,
+                    artifacts: Some(&folder),
+                    phase: self.phase,
+                };
+                let tried = trial
+                    .attempt(&candidate.files, &mut candidate.iteration)
+                    .await;
+                candidate.finished = Some(Instant::now());
+                match tried {
+                    Ok(checked) => candidate.result = Some(Ok(checked)),
+                    Err(Halt::Ended(ending)) => candidate.result = Some(Err(ending)),
+                    Err(Halt::Failed(error)) => return Err(error),
+                }
+                Ok(())
+            });
+        let tried = futures_util::future::join_all(trials).await;
+        tried.into_iter().collect()
+    }
+}
+
+/// `iterations/<n>/candidates/<k>/`.
+fn candidate_dir(run_dir: &Path, iteration: u32, candidate: u32) -> PathBuf {
+    iteration_dir(run_dir, iteration)
+        .join("candidates")
+        .join(candidate.to_string())
+}
+
+/// The first to pass; when none did, the one that got furthest (the first of equals).
+fn chosen_index(candidates: &[Candidate]) -> usize {
+    let winner = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, candidate)| candidate.passed())
+        .min_by_key(|(_, candidate)| candidate.finished)
+        .map(|(index, _)| index);
+    winner.unwrap_or_else(|| {
+        candidates
+            .iter()
+            .enumerate()
+            .max_by_key(|(index, candidate)| (candidate.progress(), std::cmp::Reverse(*index)))
+            .map_or(0, |(index, _)| index)
+    })
+}
+
+/// The chosen candidate's files, where a single first iteration puts its own.
+fn copy_up(job: &Job, chosen: &Candidate) -> Result<(), LoopError> {
+    let target = iteration_dir(&job.run_dir, chosen.iteration.record.iteration);
+    if chosen.bundle.is_some() {
+        write_tree(&target.join("bundle"), &chosen.files)?;
+    }
+    let folder = chosen.folder(job);
+    for name in ITERATION_FILES {
+        if let Ok(bytes) = std::fs::read(folder.join(name)) {
+            artifacts::write_file(&target.join(name), &bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every candidate's record, `chosen` marked.
+fn records(candidates: &[Candidate], chosen: u32, asked: Instant) -> Vec<CandidateRecord> {
+    candidates
+        .iter()
+        .map(|candidate| {
+            let record = &candidate.iteration.record;
+            let detail = match &candidate.result {
+                Some(Err(ending)) => ending.detail.clone(),
+                _ => String::new(),
+            };
+            CandidateRecord {
+                candidate: candidate.number,
+                outcome: candidate.outcome(),
+                detail,
+                chosen: chosen == candidate.number,
+                context_digest: record.context_digest.clone(),
+                image_id: record.image_id.clone(),
+                build_secs: record.build_secs,
+                run_secs: record.run_secs,
+                checks_passed: u32::try_from(checks_passed(&candidate.iteration))
+                    .unwrap_or(u32::MAX),
+                model_ms: u64::try_from(candidate.iteration.waited.model.as_millis())
+                    .unwrap_or(u64::MAX),
+                finished_secs: candidate
+                    .finished
+                    .map_or(0.0, |finished| round_secs(finished - asked)),
+                usage: candidate.iteration.usage,
+            }
+        })
+        .collect()
+}
+
+/// What the other candidates got wrong, one line each, for the chosen one's feedback.
+fn others_lines(records: &[CandidateRecord]) -> String {
+    let lines: Vec<String> = records
+        .iter()
+        .filter(|record| !record.chosen)
+        .map(|record| {
+            format!(
+                "- candidate {}: {}{}",
+                record.candidate,
+                record.outcome.as_str(),
+                if record.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", record.detail.replace('\n', " "))
+                }
+            )
+        })
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\n\nThis was the furthest of {} versions written side by side; the others failed too:\n{}",
+        records.len(),
+        lines.join("\n")
+    )
+}
+
+fn checks_passed(iteration: &Iteration) -> usize {
+    iteration
+        .record
+        .checks
+        .iter()
+        .filter(|check| check.passed)
+        .count()
+}
