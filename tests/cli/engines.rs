@@ -576,3 +576,89 @@ async fn an_engine_without_a_base_image_is_left_out() {
     assert_eq!(report["history"][0]["engine"], MAIN_ENGINE);
     docker_lines(&["rmi", report["image"].as_str().unwrap()]);
 }
+
+/// The cache tags on the engine at `url` under `agent-cache/<spec>`.
+fn cache_tags(url: &str, spec: &str) -> Vec<String> {
+    docker_lines(&["-H", url, "images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .into_iter()
+        .filter(|reference| reference.starts_with(&format!("agent-cache/{spec}:")))
+        .collect()
+}
+
+/// A trim and `gc --cache` act on a whole engine's cache, so this test has an engine
+/// of its own (engine 6) and disturbs no other test's cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_build_cache_is_trimmed_to_its_cap_once_a_run_ends_and_gc_cache_empties_it() {
+    let url = second_engine_script(&["start", "6"]);
+    with_base_image(&url).await;
+    // Each build makes a 3 MB layer of its own, over a cap of 1 MB.
+    let server = ScriptedServer::start_with(|_, request| {
+        let text = request.all_text();
+        let marker = if text.contains("(uncapped)") { "uncapped" } else { "capped" };
+        let dockerfile = format!(
+            "FROM {BUSYBOX_IMAGE}\nRUN head -c 3000000 /dev/urandom > /blob-{marker}\nCMD [\"echo\", \"hello\"]\n"
+        );
+        ScriptedReply::Content(bundle(Some(&dockerfile), &[]))
+    })
+    .await;
+    let workspace = busybox_workspace(&server, &format!("[\"{url}\"]"));
+    let config = workspace.path().join("agent.toml");
+    let capped = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[docker]\n", "[docker]\ncache_max_mb = 1\n");
+    std::fs::write(&config, &capped).unwrap();
+    let spec = |name: &str| {
+        let text = HELLO_SPEC.replace("prints hello.", &format!("prints hello ({name})."));
+        workspace.spec(name, &text).to_str().unwrap().to_string()
+    };
+    let (first, second) = (spec("capped"), spec("uncapped"));
+
+    agent(&workspace, &["run", "--no-lock", &first])
+        .await
+        .assert_code(0);
+    let report = workspace.report("capped");
+    assert_eq!(report["verified"], true, "{report}");
+    assert_eq!(
+        cache_tags(&url, "capped"),
+        Vec::<String>::new(),
+        "trimmed to the cap"
+    );
+    // The verified image is not part of the cache: it stays, and runs.
+    let tag = report["image"].as_str().unwrap();
+    assert_eq!(
+        docker_lines(&["-H", &url, "run", "--rm", "--network", "none", tag]),
+        ["hello"]
+    );
+
+    // With no cap the cache keeps the build's result, until `gc --cache`.
+    std::fs::write(
+        &config,
+        capped.replace("cache_max_mb = 1", "cache_max_mb = 0"),
+    )
+    .unwrap();
+    agent(&workspace, &["run", "--no-lock", &second])
+        .await
+        .assert_code(0);
+    assert_eq!(
+        cache_tags(&url, "uncapped").len(),
+        1,
+        "the build's result is kept"
+    );
+    agent(&workspace, &["gc", "--cache", "--engine", &url])
+        .await
+        .assert_code(0);
+    assert_eq!(
+        cache_tags(&url, "uncapped"),
+        Vec::<String>::new(),
+        "gc --cache empties it"
+    );
+    for name in ["capped", "uncapped"] {
+        let tag = workspace.report(name)["image"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        docker_lines(&["-H", &url, "image", "inspect", "--format", "{{.Id}}", &tag]);
+        docker_lines(&["-H", &url, "rmi", &tag]);
+    }
+    second_engine_script(&["stop", "6"]);
+}

@@ -87,12 +87,12 @@ pub trait EnginePort: Send + Sync {
         ids: &[String],
     ) -> impl Future<Output = Result<CleanupReport, SandboxError>> + Send;
 
-    /// Trims the build cache to `max_bytes`, least recently used entries first. An
-    /// engine without a build cache has nothing to trim.
-    fn trim_cache(&self, max_bytes: u64) -> impl Future<Output = Result<(), SandboxError>> + Send {
-        let _ = max_bytes;
-        async { Ok(()) }
-    }
+    /// Removes the run's containers (`key=value`) and lists no image.
+    fn remove_labelled_containers(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<CleanupReport, SandboxError>> + Send;
 
     /// The address of the engine the next build or run goes to, for the report; `None`
     /// when there is only one engine to speak of.
@@ -179,8 +179,12 @@ impl EnginePort for Sandbox {
         Sandbox::remove_untagged_images(self, ids).await
     }
 
-    async fn trim_cache(&self, max_bytes: u64) -> Result<(), SandboxError> {
-        Sandbox::trim_cache(self, max_bytes).await.map(|_| ())
+    async fn remove_labelled_containers(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<CleanupReport, SandboxError> {
+        Sandbox::remove_labelled_containers(self, key, value).await
     }
 }
 
@@ -222,8 +226,12 @@ impl EnginePort for PoolSession {
         PoolSession::remove_untagged_images(self, ids).await
     }
 
-    async fn trim_cache(&self, max_bytes: u64) -> Result<(), SandboxError> {
-        PoolSession::trim_cache(self, max_bytes).await
+    async fn remove_labelled_containers(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<CleanupReport, SandboxError> {
+        PoolSession::remove_labelled_containers(self, key, value).await
     }
 
     fn engine_host(&self) -> Option<String> {

@@ -113,7 +113,7 @@ pub async fn run_spec<M: ModelPort, E: EnginePort>(
         Ok(reason) => (reason, None),
         Err(error) => (StopReason::Error, Some(error)),
     };
-    if let Err(cleanup_error) = clean_up(job, engine, &run.state).await {
+    if let Err(cleanup_error) = clean_up(job, engine).await {
         tracing::warn!(spec = %job.spec.name, "cleanup failed: {cleanup_error}");
         if error.is_none() && stopped_by != StopReason::Error {
             error = Some(cleanup_error);
@@ -475,21 +475,15 @@ fn finish(
     Ok(ending.feedback)
 }
 
-/// Removes what the run created on the engine and is its own (its containers, and a
-/// labelled image that did not become the verified one), then trims the build cache
-/// to its cap. The layers its builds made or hit stay under the cache's tags: another
-/// build may stand on them, and the next run reuses them.
-async fn clean_up<E: EnginePort>(job: &Job, engine: &E, state: &State) -> Result<(), LoopError> {
-    let keep = state.verified.as_ref().map(|(_, id)| id.as_str());
+/// Removes what the run created on the engine and is its own: its containers, if
+/// any outlived their runs. Its only labelled image is the verified one (`seal` removes
+/// one it could not tag); the layers its builds made or hit stay under the cache's
+/// tags, for the next build to stand on, and the cache is trimmed to its cap once at
+/// the end of the whole `agent run`, not per spec: each trim lists every image.
+async fn clean_up<E: EnginePort>(job: &Job, engine: &E) -> Result<(), LoopError> {
     engine
-        .remove_labelled(agent_sandbox::LABEL_RUN, &job.run_id, keep)
+        .remove_labelled_containers(agent_sandbox::LABEL_RUN, &job.run_id)
         .await?;
-    let cap_mb = job.settings.docker.cache_max_mb;
-    if cap_mb > 0 {
-        engine
-            .trim_cache(cap_mb.saturating_mul(1024 * 1024))
-            .await?;
-    }
     Ok(())
 }
 

@@ -32,8 +32,13 @@ pub(crate) async fn seal<E: EnginePort>(
             reason: agent_model::error_chain(&error),
         })?;
     // A re-run moves the tag from the previous run's image; `tag` removes that image
-    // unless something still uses it.
-    engine.tag(&image_id, tag).await?;
+    // unless something still uses it. An image that could not be tagged goes at once.
+    if let Err(error) = engine.tag(&image_id, tag).await {
+        let _ = engine
+            .remove_untagged_images(std::slice::from_ref(&image_id))
+            .await;
+        return Err(error.into());
+    }
     Ok(image_id)
 }
 

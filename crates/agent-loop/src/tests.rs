@@ -172,6 +172,15 @@ impl EnginePort for ScriptedEngine {
         Ok(CleanupReport::default())
     }
 
+    async fn remove_labelled_containers(
+        &self,
+        _key: &str,
+        value: &str,
+    ) -> Result<CleanupReport, SandboxError> {
+        self.removed.lock().unwrap().push((value.to_string(), None));
+        Ok(CleanupReport::default())
+    }
+
     async fn remove_untagged_images(&self, _ids: &[String]) -> Result<CleanupReport, SandboxError> {
         Ok(CleanupReport::default())
     }
@@ -346,7 +355,8 @@ async fn passes_at_first_try_tags_writes_final_and_cleans_up() {
     assert_eq!(engine.tags.lock().unwrap()[0], (SEALED.to_string(), tag));
     assert_eq!(
         engine.removed.lock().unwrap()[0],
-        ("run-1".to_string(), Some(SEALED.to_string()))
+        ("run-1".to_string(), None),
+        "the run's containers are swept; its images are not listed"
     );
     let seals = engine.seals.lock().unwrap();
     assert_eq!(seals.len(), 1, "the verified image is labelled once");

@@ -10,7 +10,6 @@ use bollard::models::BuildInfo;
 use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt;
 
-use crate::cache::BuildTags;
 use crate::cleanup;
 use crate::errors::SandboxError;
 use crate::outcome::{BuildOutcome, BuildProgress, BuildStatus, is_image_id};
@@ -73,20 +72,11 @@ async fn build_once(
     progress: &mut (dyn FnMut(BuildProgress) + Send),
 ) -> Result<BuildOutcome, SandboxError> {
     let started = Instant::now();
-    let tags = request
-        .cache_repository
-        .map(|repository| BuildTags::new(docker, repository));
     let mut stream = start_build(docker, &request);
     let mut state = BuildState::default();
     let streamed = tokio::time::timeout(request.timeout, async {
         while let Some(item) = stream.next().await {
-            let end = state.take(item, progress);
-            // Each image the build reaches, committed or a cache hit, is tagged at
-            // once: a cleanup elsewhere never removes a tagged image nor its parents.
-            if let (Some(tags), Some(id)) = (&tags, state.new_head.take()) {
-                tags.follow(&id).await;
-            }
-            if let Some(end) = end {
+            if let Some(end) = state.take(item, progress) {
                 return end;
             }
         }
@@ -116,9 +106,9 @@ async fn build_once(
             None => state.failed("the engine ended the build without an image".to_owned()),
         },
     };
-    if let Some(tags) = &tags {
+    if let Some(repository) = request.cache_repository {
         let heads: Vec<String> = state.stage_heads.iter().flatten().cloned().collect();
-        tags.settle(&heads).await;
+        crate::cache::keep_heads(docker, repository, &heads).await;
     }
     Ok(BuildOutcome {
         status,
@@ -175,8 +165,6 @@ struct BuildState {
     in_from: bool,
     /// The last image each stage reached (`None` while a stage has only its `FROM`).
     stage_heads: Vec<Option<String>>,
-    /// An image the build reached since the last look: to be tagged.
-    new_head: Option<String>,
 }
 
 impl BuildState {
@@ -291,11 +279,9 @@ impl BuildState {
             if let Some(id) = marker.strip_prefix("Running in ") {
                 self.running_containers.push(id.trim().to_owned());
             } else if is_image_id(marker.trim()) && !self.in_from {
-                let id = marker.trim().to_owned();
                 if let Some(head) = self.stage_heads.last_mut() {
-                    *head = Some(id.clone());
+                    *head = Some(marker.trim().to_owned());
                 }
-                self.new_head = Some(id);
             }
             // The builder's own bookkeeping is not what the step printed.
             return;

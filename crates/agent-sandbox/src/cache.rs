@@ -1,12 +1,13 @@
-//! The build cache kept under tags: every image a build reaches is tagged in
-//! `agent-cache/<spec>` as the build goes, so the engine's layer cache serves every
-//! unchanged step across iterations, runs and specs, a cleanup elsewhere never removes
-//! a layer a build stands on (the engine removes neither a tagged image nor its
-//! parents), and nothing a build made is left dangling. The cache is trimmed to a size
-//! cap, oldest use first, and removed whole by `gc --cache`.
+//! The build cache kept under tags: the image each build ends on is tagged in
+//! `agent-cache/<spec>`, so the engine's layer cache serves every unchanged step across
+//! iterations, runs and specs, no cleanup removes a layer a later build can stand on
+//! (the engine removes neither a tagged image nor its parents), and nothing a build
+//! made is left dangling. One tag per build, at its end: a tag costs the engine a
+//! rewrite of its tag store, so the steps in between are not tagged. The cache is
+//! trimmed to a size cap, oldest use first, and removed whole by `gc --cache`; a build
+//! whose cached parent that removes while it runs is built again (see `build`).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bollard::Docker;
 use bollard::models::ImageSummary;
@@ -19,14 +20,6 @@ use crate::deadline::bounded;
 use crate::errors::SandboxError;
 use crate::labels::CACHE_REPOSITORY_PREFIX;
 use crate::outcome::CacheUsage;
-
-/// The tag a build in progress moves along the images it reaches. Cache entries
-/// whose tag starts so belong to a build that may still run: the size cap leaves them.
-const PROGRESS_TAG_PREFIX: &str = "building-";
-
-/// Builds of this process so far: with the pid and the clock, a progress tag no other
-/// build shares.
-static BUILDS: AtomicU64 = AtomicU64::new(0);
 
 /// Tags `image` as `reference` (`repo:tag`, or `repo` for `latest`).
 pub(crate) async fn tag(
@@ -69,52 +62,13 @@ pub(crate) async fn untag_or_remove(
     }
 }
 
-/// The tags one build puts on the images it reaches.
-pub(crate) struct BuildTags<'a> {
-    docker: &'a Docker,
-    repository: &'a str,
-    progress: String,
-}
-
-impl<'a> BuildTags<'a> {
-    pub fn new(docker: &'a Docker, repository: &'a str) -> BuildTags<'a> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|elapsed| elapsed.subsec_nanos())
-            .unwrap_or_default();
-        let count = BUILDS.fetch_add(1, Ordering::Relaxed);
-        let progress = format!(
-            "{repository}:{PROGRESS_TAG_PREFIX}{}-{count}-{nanos}",
-            std::process::id()
-        );
-        BuildTags {
-            docker,
-            repository,
-            progress,
-        }
-    }
-
-    /// Moves the build's progress tag to `image`, the image it just reached. The image
-    /// it leaves is `image`'s parent, kept by it.
-    pub async fn follow(&self, image: &str) {
-        if let Err(error) = tag(self.docker, image, &self.progress).await {
-            tracing::warn!(image, %error, "cannot tag a build's image in the cache");
-        }
-    }
-
-    /// Tags the image each stage ended on as a cache entry (`<repository>:<12 hex of
-    /// its id>`, shared by every build that ends on it), then drops the progress tag.
-    pub async fn settle(&self, heads: &[String]) {
-        for head in heads {
-            let reference = entry_reference(self.repository, head);
-            if let Err(error) = tag(self.docker, head, &reference).await {
-                // The progress tag stays: it keeps the image until `gc --cache`.
-                tracing::warn!(image = %head, %error, "cannot tag a build result in the cache");
-                return;
-            }
-        }
-        if let Err(error) = untag_or_remove(self.docker, &self.progress).await {
-            tracing::warn!(%error, "cannot drop a build's progress tag");
+/// Tags the image each stage of a build ended on as a cache entry
+/// (`<repository>:<12 hex of its id>`, shared by every build that ends on it).
+pub(crate) async fn keep_heads(docker: &Docker, repository: &str, heads: &[String]) {
+    for head in heads {
+        let reference = entry_reference(repository, head);
+        if let Err(error) = tag(docker, head, &reference).await {
+            tracing::warn!(image = %head, %error, "cannot tag a build result in the cache");
         }
     }
 }
@@ -180,7 +134,7 @@ pub(crate) async fn usage(docker: &Docker) -> Result<CacheUsage, SandboxError> {
 }
 
 /// Removes cache entries, the least recently used first, until the cache holds at
-/// most `max_bytes`. Entries of builds that may still run are left.
+/// most `max_bytes`.
 pub(crate) async fn trim(docker: &Docker, max_bytes: u64) -> Result<CacheUsage, SandboxError> {
     let images = all_images(docker).await?;
     let mut usage = usage_of(&images);
@@ -189,10 +143,6 @@ pub(crate) async fn trim(docker: &Docker, max_bytes: u64) -> Result<CacheUsage, 
     }
     let mut candidates: Vec<(String, String)> = Vec::new();
     for reference in images.iter().flat_map(cache_references) {
-        let tag = reference.rsplit_once(':').map_or("", |(_, tag)| tag);
-        if tag.starts_with(PROGRESS_TAG_PREFIX) {
-            continue;
-        }
         let inspected = bounded(docker.inspect_image(reference)).await;
         let last_used = inspected
             .ok()
@@ -213,7 +163,7 @@ pub(crate) async fn trim(docker: &Docker, max_bytes: u64) -> Result<CacheUsage, 
     Ok(usage)
 }
 
-/// Removes every cache entry (and progress tag); returns the ids of images removed.
+/// Removes every cache entry; returns the ids of images removed.
 pub(crate) async fn remove_all(docker: &Docker) -> Result<Vec<String>, SandboxError> {
     let before: HashSet<String> = all_images(docker)
         .await?

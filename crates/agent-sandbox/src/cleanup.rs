@@ -169,14 +169,8 @@ pub(crate) async fn remove_labelled(
     keep: Option<&str>,
 ) -> Result<CleanupReport, SandboxError> {
     let labels = [format!("{key}={value}")];
-    let mut report = CleanupReport::default();
     // Containers first: an image still used by one cannot go.
-    for container in list_containers(docker, &labels).await? {
-        let Some(id) = container.id else { continue };
-        if remove_container(docker, &id).await? {
-            report.containers.push(id);
-        }
-    }
+    let mut report = remove_labelled_containers(docker, key, value).await?;
     for image in list_images(docker, &labels).await? {
         let kept = keep.is_some_and(|keep| same_image(&image.id, keep));
         if kept || is_verified(&image) {
@@ -184,6 +178,24 @@ pub(crate) async fn remove_labelled(
         }
         if remove_image(docker, &image.id, true).await? {
             report.images.push(image.id);
+        }
+    }
+    Ok(report)
+}
+
+/// Removes every container labelled `key=value`: the one listing a spec's end needs,
+/// since its images are kept (the verified one, the build cache) or removed by id.
+pub(crate) async fn remove_labelled_containers(
+    docker: &Docker,
+    key: &str,
+    value: &str,
+) -> Result<CleanupReport, SandboxError> {
+    let labels = [format!("{key}={value}")];
+    let mut report = CleanupReport::default();
+    for container in list_containers(docker, &labels).await? {
+        let Some(id) = container.id else { continue };
+        if remove_container(docker, &id).await? {
+            report.containers.push(id);
         }
     }
     Ok(report)

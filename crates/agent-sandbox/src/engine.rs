@@ -224,6 +224,15 @@ impl Sandbox {
         crate::cleanup::remove_labelled(&self.docker, key, value, keep).await
     }
 
+    /// Removes every container labelled `key=value`; lists no image.
+    pub async fn remove_labelled_containers(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<CleanupReport, SandboxError> {
+        crate::cleanup::remove_labelled_containers(&self.docker, key, value).await
+    }
+
     /// Removes build leftovers by id (the intermediate images a build printed as
     /// `---> <id>`): each only when it has no tag and no child image; others, and ids
     /// already gone, are skipped.

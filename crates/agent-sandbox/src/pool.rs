@@ -308,12 +308,18 @@ impl PoolSession {
         Ok(report)
     }
 
-    /// [`Sandbox::trim_cache`] on every live engine the session used.
-    pub async fn trim_cache(&self, max_bytes: u64) -> Result<(), SandboxError> {
+    /// [`Sandbox::remove_labelled_containers`] on every live engine the session used.
+    pub async fn remove_labelled_containers(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<CleanupReport, SandboxError> {
+        let mut report = CleanupReport::default();
         for sandbox in self.used() {
-            sandbox.trim_cache(max_bytes).await?;
+            let removed = sandbox.remove_labelled_containers(key, value).await?;
+            report.containers.extend(removed.containers);
         }
-        Ok(())
+        Ok(report)
     }
 }
 

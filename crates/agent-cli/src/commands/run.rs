@@ -82,13 +82,19 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     progress.finish();
 
     // Whatever this process made and did not keep goes, on every engine still there,
-    // whatever path got us here.
+    // whatever path got us here; then each build cache is trimmed to its cap, once.
+    let cap_bytes = resolved.docker.cache_max_mb.saturating_mul(1024 * 1024);
     for sandbox in pool.live() {
         if let Err(error) = sandbox
             .remove_labelled(agent_sandbox::LABEL_OWNER, &owner, None)
             .await
         {
             tracing::warn!("final cleanup failed: {error}");
+        }
+        if cap_bytes > 0
+            && let Err(error) = sandbox.trim_cache(cap_bytes).await
+        {
+            tracing::warn!("cannot trim the build cache: {error}");
         }
     }
     for host in pool.lost() {
