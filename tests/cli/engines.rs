@@ -14,6 +14,8 @@ use serde_json::Value;
 
 use crate::support::*;
 
+mod ssh;
+
 const MAIN_ENGINE: &str = "unix:///var/run/docker.sock";
 /// Never started: an engine that does not answer.
 const ABSENT_ENGINE: &str = "unix:///var/run/agent-engine-9.sock";

@@ -1,7 +1,8 @@
 //! The engines a command uses: `--engine` (repeated) over `[docker] engines` over
 //! `DOCKER_HOST`, else the local socket. `tcp://` engines use TLS the way the Docker
 //! CLI does: when `DOCKER_TLS_VERIFY` is set, with `ca.pem`, `cert.pem` and `key.pem`
-//! from `DOCKER_CERT_PATH` (default `~/.docker`). Every engine is connected at start;
+//! from `DOCKER_CERT_PATH` (default `~/.docker`). `ssh://` engines log in with the
+//! system `ssh` as the Docker CLI does. Every engine is connected at start;
 //! one that does not answer, or lacks a base image no registry can give, is reported
 //! and left out, and only when none is left does the command fail.
 
@@ -29,6 +30,7 @@ pub fn targets(settings: &Settings) -> Vec<Target> {
         vec![EngineSetting {
             url: env::var(env::DOCKER_HOST).unwrap_or_else(|| DEFAULT_SOCKET.to_owned()),
             slots: None,
+            identity: None,
         }]
     } else {
         settings.docker.engines.clone()
@@ -37,16 +39,28 @@ pub fn targets(settings: &Settings) -> Vec<Target> {
     listed
         .into_iter()
         .map(|engine| {
-            let networked = !engine.url.starts_with("unix://") && !engine.url.starts_with('/');
+            let networked = ["tcp://", "http://", "https://"]
+                .iter()
+                .any(|scheme| engine.url.starts_with(scheme));
             Target {
                 address: EngineAddress {
                     tls: tls.clone().filter(|_| networked),
+                    identity: engine.identity.as_deref().map(key_path),
                     url: engine.url,
                 },
                 slots: engine.slots,
             }
         })
         .collect()
+}
+
+/// An `identity` as written: `~/` is the home folder; other paths are taken as they
+/// are (a relative one from the folder `agent` runs in).
+fn key_path(written: &str) -> PathBuf {
+    match (written.strip_prefix("~/"), env::var(env::HOME)) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(written),
+    }
 }
 
 /// The client certificates when `DOCKER_TLS_VERIFY` asks for TLS.

@@ -106,10 +106,9 @@ impl Failure {
 
 pub fn engine_hint(error: &SandboxError) -> Option<String> {
     match error {
-        SandboxError::Connect { host, .. } if host.starts_with("ssh://") => Some(
-            "`ssh://` engines are not supported: use `tcp://` with TLS (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH), or an ssh tunnel to the engine's socket (`ssh -nNT -L /tmp/engine.sock:/var/run/docker.sock host`, then `unix:///tmp/engine.sock`)"
-                .to_string(),
-        ),
+        SandboxError::Connect { host, .. } if host.starts_with("ssh://") => Some(format!(
+            "check that `ssh {host} docker info` works without a prompt: the key in ssh-agent, ~/.ssh/config or the engine's `identity`, the host in known_hosts, `docker` on the remote PATH and allowed to use the engine"
+        )),
         SandboxError::Connect { .. } => Some(
             "is the Docker engine running? try `docker info` (DOCKER_HOST selects another engine)"
                 .to_string(),

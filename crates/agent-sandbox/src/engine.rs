@@ -16,6 +16,9 @@ use crate::request::{BuildRequest, RunRequest};
 
 /// How long `connect` waits for the engine to answer before calling it unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The same for an `ssh://` engine, whose first answer also waits for the ssh login
+/// and the remote `docker system dial-stdio`.
+const SSH_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// bollard's bound on the wait for response headers of every request (seconds). Every
 /// call carries a shorter deadline of ours ([`crate::deadline`]) and streams (build,
 /// attach, wait) their own timeouts, so this one never decides.
@@ -25,12 +28,15 @@ const PING_TIMEOUT: Duration = Duration::from_secs(3);
 /// The engine the Docker CLI uses when `DOCKER_HOST` is unset.
 pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 
-/// Where an engine is, as the Docker CLI names it (`unix://`, `tcp://`), and the
-/// client certificates for a `tcp://` engine that wants TLS.
+/// Where an engine is, as the Docker CLI names it (`unix://`, `tcp://`, `ssh://`),
+/// the client certificates for a `tcp://` engine that wants TLS, and the private key
+/// for an `ssh://` engine (`None`: what `ssh` finds itself: the agent, `~/.ssh/config`,
+/// the default identities).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineAddress {
     pub url: String,
     pub tls: Option<TlsFiles>,
+    pub identity: Option<PathBuf>,
 }
 
 /// `ca.pem`, `cert.pem` and `key.pem` of a folder, as the Docker CLI reads them from
@@ -58,6 +64,7 @@ impl EngineAddress {
         EngineAddress {
             url: url.to_owned(),
             tls: None,
+            identity: None,
         }
     }
 }
@@ -94,7 +101,12 @@ impl Sandbox {
             source,
         };
         let docker = client_for(address).map_err(connect_error)?;
-        let answered = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let patience = if host.starts_with("ssh://") {
+            SSH_CONNECT_TIMEOUT
+        } else {
+            CONNECT_TIMEOUT
+        };
+        let answered = tokio::time::timeout(patience, async {
             let docker = docker.negotiate_version().await?;
             let version = docker.version().await?;
             let info = docker.info().await?;
@@ -264,7 +276,9 @@ impl Sandbox {
 }
 
 /// A client for `address` as the Docker CLI reads `DOCKER_HOST`: `unix://` (or a bare
-/// socket path), `tcp://` and `http://`, and `tcp://` or `https://` with TLS.
+/// socket path), `tcp://` and `http://`, `tcp://` or `https://` with TLS, and
+/// `ssh://`: the system `ssh` logs in (with its own configuration, keys and known
+/// hosts, never asking) and runs `docker system dial-stdio` on the remote host.
 fn client_for(address: &EngineAddress) -> Result<Docker, bollard::errors::Error> {
     let host = address.url.as_str();
     let version = bollard::API_DEFAULT_VERSION;
@@ -273,6 +287,15 @@ fn client_for(address: &EngineAddress) -> Result<Docker, bollard::errors::Error>
         _ if host.starts_with("unix://") || host.starts_with('/') => {
             Docker::connect_with_socket(host, REQUEST_TIMEOUT_SECS, version)
         }
+        _ if host.starts_with("ssh://") => Docker::connect_with_ssh(
+            host,
+            REQUEST_TIMEOUT_SECS,
+            version,
+            address
+                .identity
+                .as_ref()
+                .map(|path| path.to_string_lossy().into_owned()),
+        ),
         Some(tls) if tcp || host.starts_with("https://") => Docker::connect_with_ssl(
             host,
             &tls.key,

@@ -385,6 +385,7 @@ impl FlagOverrides {
                 .map(|url| EngineSetting {
                     url: url.unwrap_or_default(),
                     slots: None,
+                    identity: None,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -524,11 +525,13 @@ mod tests {
             vec![
                 EngineSetting {
                     url: "unix:///var/run/docker.sock".to_owned(),
-                    slots: None
+                    slots: None,
+                    identity: None,
                 },
                 EngineSetting {
                     url: "tcp://b2:2376".to_owned(),
-                    slots: Some(3)
+                    slots: Some(3),
+                    identity: None,
                 },
             ]
         );
@@ -544,8 +547,19 @@ mod tests {
             invalid("[docker]\nengines = [{ url = \"tcp://b2:2376\", slot = 3 }]\n");
         assert_eq!((line, column), (2, 12), "{message}");
         assert!(message.contains("unknown key `slot`"), "{message}");
-        let (_, _, message) = invalid("[docker]\nengines = [\"ssh://b2\"]\n");
-        assert!(message.contains("ssh tunnel"), "{message}");
+        let text = "[docker]\nengines = [{ url = \"ssh://ci@b3\", identity = \"keys/b3\" }]\n";
+        let settings = resolve(
+            Some(&parse(text).unwrap()),
+            &EnvOverrides::default(),
+            &FlagOverrides::default(),
+        );
+        assert_eq!(
+            settings.docker.engines[0].identity.as_deref(),
+            Some("keys/b3")
+        );
+        let (_, _, message) =
+            invalid("[docker]\nengines = [{ url = \"tcp://b2:2376\", identity = \"k\" }]\n");
+        assert!(message.contains("not one"), "{message}");
         let (origin, message) = override_error(
             &EnvOverrides::default(),
             &FlagOverrides {

@@ -5,6 +5,9 @@
 //! [docker]
 //! engines = ["unix:///var/run/docker.sock", { url = "tcp://builder-2:2376", slots = 8 }]
 //! ```
+//!
+//! An `ssh://user@host` engine may name the private key to log in with:
+//! `{ url = "ssh://ci@builder-3", identity = "~/.ssh/builder_ed25519" }`.
 
 use toml::Spanned;
 
@@ -13,29 +16,48 @@ use crate::settings::EngineSetting;
 use crate::validate::Source;
 
 /// An engine address `agent` can reach: `unix://` (or a socket path), `tcp://`,
-/// `http://` or `https://`. `ssh://` is refused with what to use instead.
+/// `http://`, `https://` or `ssh://[user@]host`.
 pub fn engine_url(value: &str) -> Result<String, String> {
     let value = value.trim();
-    if value.starts_with("ssh://") {
-        return Err(format!(
-            "`{value}`: `ssh://` engines are not supported (the Docker client library is built \
-             without ssh); use `tcp://` with TLS (`DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`), or an \
-             ssh tunnel to the engine's socket: `ssh -nNT -L /tmp/engine.sock:/var/run/docker.sock \
-             host` and `unix:///tmp/engine.sock`"
-        ));
-    }
-    let known = ["unix://", "tcp://", "http://", "https://", "/"];
+    let known = ["unix://", "tcp://", "http://", "https://", "ssh://", "/"];
     if !known.iter().any(|scheme| value.starts_with(scheme)) {
         return Err(format!(
-            "`{value}` is not an engine address; expected `unix:///path/to/docker.sock` or \
-             `tcp://host:port`"
+            "`{value}` is not an engine address; expected `unix:///path/to/docker.sock`, \
+             `tcp://host:port` or `ssh://user@host`"
         ));
+    }
+    if let Some(rest) = value.strip_prefix("ssh://") {
+        return ssh_url(value, rest);
     }
     let address = value.split_once("://").map_or(value, |(_, rest)| rest);
     if address.trim_matches('/').is_empty() {
         return Err(format!("`{value}` names no socket or host"));
     }
     Ok(value.to_owned())
+}
+
+/// `ssh://[user@]host`: a host, and neither a path (the remote `docker` reaches its
+/// own default engine) nor a port (bollard 0.21.1 hands `ssh` the host with the port
+/// glued on, which `ssh` cannot resolve; `~/.ssh/config` gives the port instead).
+fn ssh_url(value: &str, rest: &str) -> Result<String, String> {
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    if host.is_empty() || host.starts_with(':') {
+        return Err(format!("`{value}` names no host"));
+    }
+    if let Some((name, port)) = host.trim_end_matches('/').rsplit_once(':') {
+        return Err(format!(
+            "`{value}`: the Docker client library passes no port to `ssh` (bollard 0.21); \
+             set it in `~/.ssh/config` (`Host {name}` with `Port {port}`) and leave it out of \
+             the address"
+        ));
+    }
+    if host.contains('/') && !host.ends_with('/') {
+        return Err(format!(
+            "`{value}`: an `ssh://` engine is `ssh://user@host`, without a path (the \
+             remote `docker` uses its own default engine)"
+        ));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
 }
 
 /// The `engines` array of `agent.toml`'s `[docker]`.
@@ -47,7 +69,11 @@ pub(crate) fn read(
     for entry in list.into_inner() {
         let span = entry.span();
         let engine = match entry.into_inner() {
-            toml::Value::String(url) => EngineSetting { url, slots: None },
+            toml::Value::String(url) => EngineSetting {
+                url,
+                slots: None,
+                identity: None,
+            },
             toml::Value::Table(table) => from_table(table).map_err(|problem| {
                 source.invalid::<ConfigError>(span.clone(), format!("`engines`: {problem}"))
             })?,
@@ -55,7 +81,8 @@ pub(crate) fn read(
                 return Err(source.invalid(
                     span,
                     "`engines` entries are addresses (\"tcp://host:2376\") or tables \
-                     ({ url = \"tcp://host:2376\", slots = 4 })"
+                     ({ url = \"tcp://host:2376\", slots = 4 }, or \
+                     { url = \"ssh://user@host\", identity = \"~/.ssh/key\" })"
                         .to_owned(),
                 ));
             }
@@ -74,6 +101,7 @@ pub(crate) fn read(
 fn from_table(table: toml::Table) -> Result<EngineSetting, String> {
     let mut url = None;
     let mut slots = None;
+    let mut identity = None;
     for (key, value) in table {
         match (key.as_str(), value) {
             ("url", toml::Value::String(text)) => url = Some(text),
@@ -82,15 +110,28 @@ fn from_table(table: toml::Table) -> Result<EngineSetting, String> {
             }
             ("slots", _) => return Err("`slots` must be a whole number of at least 1".to_owned()),
             ("url", _) => return Err("`url` must be a string".to_owned()),
+            ("identity", toml::Value::String(path)) if !path.trim().is_empty() => {
+                identity = Some(path);
+            }
+            ("identity", _) => return Err("`identity` must be the path of a key".to_owned()),
             (other, _) => {
                 return Err(format!(
-                    "unknown key `{other}` in an engine; expected `url` or `slots`"
+                    "unknown key `{other}` in an engine; expected `url`, `slots` or `identity`"
                 ));
             }
         }
     }
-    let url = url.ok_or("an engine table needs `url`")?;
-    Ok(EngineSetting { url, slots })
+    let url: String = url.ok_or("an engine table needs `url`")?;
+    if identity.is_some() && !url.trim().starts_with("ssh://") {
+        return Err(format!(
+            "`identity` is the key of an `ssh://` engine; `{url}` is not one"
+        ));
+    }
+    Ok(EngineSetting {
+        url,
+        slots,
+        identity,
+    })
 }
 
 #[cfg(test)]
@@ -101,10 +142,22 @@ mod tests {
     fn engine_addresses_as_the_docker_cli_writes_them() {
         assert!(engine_url("unix:///var/run/docker.sock").is_ok());
         assert!(engine_url("tcp://builder-2:2376").is_ok());
+        assert_eq!(engine_url("ssh://ci@builder").unwrap(), "ssh://ci@builder");
         assert!(
-            engine_url("ssh://builder")
+            engine_url("ssh://ci@builder:2222")
                 .unwrap_err()
-                .contains("ssh tunnel")
+                .contains("`Host builder` with `Port 2222`")
+        );
+        assert_eq!(engine_url("ssh://builder/").unwrap(), "ssh://builder");
+        assert!(
+            engine_url("ssh://ci@")
+                .unwrap_err()
+                .contains("names no host")
+        );
+        assert!(
+            engine_url("ssh://builder/var/run/docker.sock")
+                .unwrap_err()
+                .contains("without a path")
         );
         assert!(
             engine_url("builder:2376")

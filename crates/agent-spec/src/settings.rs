@@ -49,12 +49,14 @@ pub struct DockerSettings {
     pub engines: Vec<EngineSetting>,
 }
 
-/// One engine of `[docker] engines`: its address and how many builds and runs it
-/// takes at once (`None`: its CPU count).
+/// One engine of `[docker] engines`: its address, how many builds and runs it
+/// takes at once (`None`: its CPU count), and for an `ssh://` engine the private key
+/// to log in with (`None`: what `ssh` itself would use).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineSetting {
     pub url: String,
     pub slots: Option<usize>,
+    pub identity: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
