@@ -79,8 +79,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR", default_value = "runs")]
     pub out: PathBuf,
 
-    /// Specs in flight at once (default: twice the engines' slots, so builds and runs
-    /// keep every slot busy while other specs wait for the model).
+    /// Specs in flight at once (default: four per engine slot, so builds and runs keep
+    /// every slot busy while other specs wait for the model).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: Option<u32>,
 

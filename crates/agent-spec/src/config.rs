@@ -587,7 +587,7 @@ mod tests {
                 structured_output: StructuredOutput::Auto,
                 stream: false,
                 max_tokens: None,
-                max_concurrent_requests: 4,
+                max_concurrent_requests: 8,
                 candidates: 1,
             }
         );

@@ -137,7 +137,7 @@ impl Default for ModelSettings {
             structured_output: StructuredOutput::Auto,
             stream: false,
             max_tokens: None,
-            max_concurrent_requests: 4,
+            max_concurrent_requests: 8,
             candidates: 1,
         }
     }

@@ -24,9 +24,11 @@ use crate::summary::{self, SpecSummary};
 
 /// How long cleanup may take after a signal before the process exits anyway.
 const CLEANUP_GRACE: Duration = Duration::from_secs(30);
-/// Specs in flight per engine slot by default: one building or running, one waiting
-/// for the model.
-const JOBS_PER_SLOT: usize = 2;
+/// Specs in flight per engine slot by default: a spec spends most of its time waiting
+/// for the model (two answers of a few seconds against about a second of build and
+/// run), so one slot is kept busy by about four specs. Measured with `scripts/bench
+/// scale`: two per slot left the engine 55 % busy, four 81 %.
+const JOBS_PER_SLOT: usize = 4;
 
 pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     // Everything that can be wrong with the input is found before any model call.
