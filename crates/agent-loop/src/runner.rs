@@ -224,7 +224,7 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
             let usage = &mut self.state.usage;
             steps::judge(job, self.model, &checked, usage, iteration).await?;
         }
-        self.accept(setup, &checked, &files, iteration).await
+        self.accept(setup, checked, &files, iteration).await
     }
 
     /// A first generation of several candidates (`[model] candidates`): the run goes
@@ -260,28 +260,53 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
         self.state.candidates = chosen.records;
         self.state.current = chosen.bundle;
         let checked = chosen.result.map_err(Halt::Ended)?;
-        self.accept(setup, &checked, &chosen.files, iteration).await
+        self.accept(setup, checked, &chosen.files, iteration).await
     }
 
     /// Seals the image that passed, keeps its bundle as `final/` and writes the lock.
+    /// An engine lost while sealing sends the same files through build, run and check
+    /// on another engine, and the image that passed there is sealed.
     async fn accept(
         &mut self,
         setup: &Setup,
-        checked: &Checked,
+        mut checked: Checked,
         files: &BTreeMap<String, Vec<u8>>,
-        iteration: &Iteration,
+        iteration: &mut Iteration,
     ) -> Result<(), Halt> {
-        let (job, state) = (self.job, &mut self.state);
+        let job = self.job;
         let digest = iteration.record.context_digest.clone().unwrap_or_default();
-        let verification = Verification {
-            image_id: &checked.image_id,
-            spec_digest: &setup.spec_digest,
-            bundle_digest: &digest,
-            iterations: built_iterations(&state.history) + 1,
-            checks: passed_checks(&iteration.record),
-        };
         let tag = job.verified_tag(&digest);
-        let image_id = seal(job, self.engine, &verification, &tag).await?;
+        let image_id = loop {
+            let verification = Verification {
+                image_id: &checked.image_id,
+                spec_digest: &setup.spec_digest,
+                bundle_digest: &digest,
+                iterations: built_iterations(&self.state.history) + 1,
+                checks: passed_checks(&iteration.record),
+            };
+            let error = match seal(job, self.engine, &verification, &tag).await {
+                Ok(image_id) => break image_id,
+                Err(error) => error,
+            };
+            let Some(lost) = self.engine.lose_engine().await else {
+                return Err(error.into());
+            };
+            tracing::warn!(engine = %lost, "the engine was lost while sealing ({error}); building again on another");
+            iteration.record.retried_after_lost.push(lost);
+            let number = iteration.record.iteration;
+            let phase = phases(job, self.events, number);
+            let folder = iteration_dir(&job.run_dir, number);
+            let trial = Trial {
+                job,
+                engine: self.engine,
+                labels: &setup.labels,
+                started: self.started,
+                artifacts: Some(&folder),
+                phase: &phase,
+            };
+            checked = trial.attempt(files, iteration).await?;
+        };
+        let state = &mut self.state;
         write_tree(&job.run_dir.join("final"), files)?;
         state.verified = Some((tag, image_id));
         if let Some(lock) = &mut state.lock {

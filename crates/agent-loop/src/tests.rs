@@ -86,6 +86,8 @@ struct ScriptedEngine {
     contexts: Mutex<Vec<String>>,
     /// Runs that fail as an engine that went away does.
     failing_runs: Mutex<u32>,
+    /// Relabels that fail as an engine that went away does.
+    failing_relabels: Mutex<u32>,
     /// What `lose_engine` answers, in turn; `None` once empty.
     lost: Mutex<VecDeque<String>>,
 }
@@ -140,6 +142,15 @@ impl EnginePort for ScriptedEngine {
         image: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<String, SandboxError> {
+        {
+            let mut failing = self.failing_relabels.lock().unwrap();
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(SandboxError::NoEngine {
+                    lost: "the engine went away".into(),
+                });
+            }
+        }
         self.seals
             .lock()
             .unwrap()
@@ -432,6 +443,42 @@ async fn an_engine_lost_mid_run_builds_and_runs_the_same_bundle_again_without_a_
     let contexts = engine.contexts.lock().unwrap();
     assert_eq!(contexts.len(), 2, "built again");
     assert_eq!(contexts[0], contexts[1], "the same bundle");
+}
+
+#[tokio::test]
+async fn an_engine_lost_while_sealing_builds_runs_and_seals_again_elsewhere() {
+    let harness = harness(stdout_equals("hello"), false, Limits::default());
+    let mut model = ScriptedModel {
+        bundles: VecDeque::from([bundle(Some(DOCKERFILE), "print('hello')")]),
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine {
+        builds: Mutex::new(VecDeque::from([built(), built()])),
+        runs: Mutex::new(VecDeque::from([
+            ran(0, "hello\n", ""),
+            ran(0, "hello\n", ""),
+        ])),
+        failing_relabels: Mutex::new(1),
+        lost: Mutex::new(VecDeque::from(["tcp://builder-2:2376".to_string()])),
+        ..ScriptedEngine::default()
+    };
+    let result = harness.run(&mut model, &engine).await;
+    assert!(result.error.is_none(), "{:?}", result.error);
+    let report = result.report;
+    assert!(report.verified);
+    assert_eq!(report.iterations, 1);
+    assert_eq!(
+        report.history[0].retried_after_lost,
+        vec!["tcp://builder-2:2376".to_string()]
+    );
+    assert_eq!(model.calls.len(), 1, "no new model call for the retry");
+    assert_eq!(engine.contexts.lock().unwrap().len(), 2, "built again");
+    assert!(engine.runs.lock().unwrap().is_empty(), "run again");
+    assert_eq!(
+        engine.seals.lock().unwrap().len(),
+        1,
+        "sealed once, on the new engine"
+    );
 }
 
 #[tokio::test]
