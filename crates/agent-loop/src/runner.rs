@@ -6,6 +6,7 @@
 //! [`crate::candidates`] and ends as the chosen candidate's iteration.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::Instant;
 
 use agent_model::{ChatMessage, CodeBundle, Purpose, Role};
@@ -210,15 +211,10 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
         write_tree(&folder.join("bundle"), &files)?;
         self.state.current = Some(bundle);
 
-        let trial = Trial {
-            job,
-            engine: self.engine,
-            labels: &setup.labels,
-            started: self.started,
-            artifacts: Some(&folder),
-            phase: &phase,
-        };
-        let checked = trial.attempt(&files, iteration).await?;
+        let checked = self
+            .trial(setup, &folder, &phase)
+            .attempt(&files, iteration)
+            .await?;
         if job.spec.judge {
             phase(Phase::Judging);
             let usage = &mut self.state.usage;
@@ -264,6 +260,23 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
     }
 
     /// Seals the image that passed, keeps its bundle as `final/` and writes the lock.
+    /// The engine side of an iteration whose artifacts go to `folder`.
+    fn trial<'t>(
+        &'t self,
+        setup: &'t Setup,
+        folder: &'t Path,
+        phase: &'t (dyn Fn(Phase) + Send + Sync),
+    ) -> Trial<'t, E> {
+        Trial {
+            job: self.job,
+            engine: self.engine,
+            labels: &setup.labels,
+            started: self.started,
+            artifacts: Some(folder),
+            phase,
+        }
+    }
+
     /// An engine lost while sealing sends the same files through build, run and check
     /// on another engine, and the image that passed there is sealed.
     async fn accept(
@@ -296,15 +309,10 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
             let number = iteration.record.iteration;
             let phase = phases(job, self.events, number);
             let folder = iteration_dir(&job.run_dir, number);
-            let trial = Trial {
-                job,
-                engine: self.engine,
-                labels: &setup.labels,
-                started: self.started,
-                artifacts: Some(&folder),
-                phase: &phase,
-            };
-            checked = trial.attempt(files, iteration).await?;
+            checked = self
+                .trial(setup, &folder, &phase)
+                .attempt(files, iteration)
+                .await?;
         };
         let state = &mut self.state;
         write_tree(&job.run_dir.join("final"), files)?;
