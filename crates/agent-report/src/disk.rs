@@ -28,6 +28,21 @@ pub struct RunReport {
     pub stopped_by: String,
     pub error: Option<String>,
     pub history: Vec<IterationRecord>,
+    /// The first generation's candidates, with `--candidates N`.
+    pub candidates: Vec<CandidateRecord>,
+}
+
+/// One entry of `candidates`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CandidateRecord {
+    pub candidate: u32,
+    pub outcome: String,
+    pub detail: String,
+    pub chosen: bool,
+    pub build_secs: Option<f64>,
+    pub run_secs: Option<f64>,
+    pub checks_passed: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -56,6 +71,10 @@ pub struct IterationRecord {
     pub stderr_truncated: bool,
     pub checks: Vec<CheckResult>,
     pub model_ms: u64,
+    /// The engine that built and ran it, with several engines.
+    pub engine: Option<String>,
+    /// Engines lost on the way, in order.
+    pub retried_after_lost: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -3,7 +3,7 @@
 //! (see `text`); the templates then only escape and lay out.
 
 use crate::diff::{self, FileDiff};
-use crate::disk::{BundleFiles, IterationOnDisk, ModelCall, RunOnDisk};
+use crate::disk::{BundleFiles, CandidateRecord, IterationOnDisk, ModelCall, RunOnDisk};
 use crate::text::{self, Tail};
 
 /// How much of stdout, stderr and the failing build step's output the page shows.
@@ -112,6 +112,7 @@ pub struct RunView {
     /// The longest iteration, which the timeline's bars are scaled to.
     pub scale: String,
     pub timeline: Vec<TimelineEntry>,
+    pub candidates: Vec<CandidateView>,
     pub details: Vec<IterationView>,
 }
 
@@ -140,6 +141,9 @@ pub struct IterationView {
     pub number: u32,
     pub outcome: OutcomeView,
     pub detail: String,
+    /// Where it was built and run, and the engines lost on the way.
+    pub engine: Option<String>,
+    pub lost_engines: Vec<String>,
     pub summary: String,
     pub exit: Option<String>,
     pub diff: Option<DiffView>,
@@ -245,8 +249,32 @@ fn run_view(index: usize, run: &RunOnDisk) -> RunView {
         base_image: text::one_line(&report.base_image),
         scale: seconds(scale),
         timeline,
+        candidates: report.candidates.iter().map(candidate_view).collect(),
         details,
         anchor,
+    }
+}
+
+/// One of the first generation's candidates.
+pub struct CandidateView {
+    pub number: u32,
+    pub outcome: OutcomeView,
+    pub chosen: bool,
+    pub detail: String,
+    pub build: String,
+    pub run: String,
+    pub checks_passed: u32,
+}
+
+fn candidate_view(candidate: &CandidateRecord) -> CandidateView {
+    CandidateView {
+        number: candidate.candidate,
+        outcome: OutcomeView::of(&candidate.outcome),
+        chosen: candidate.chosen,
+        detail: text::one_line(&candidate.detail),
+        build: candidate.build_secs.map_or("–".to_owned(), seconds),
+        run: candidate.run_secs.map_or("–".to_owned(), seconds),
+        checks_passed: candidate.checks_passed,
     }
 }
 
@@ -328,6 +356,12 @@ fn iteration_views(run_anchor: &str, run: &RunOnDisk) -> Vec<IterationView> {
             number: record.iteration,
             outcome: OutcomeView::of(&record.outcome),
             detail: text::multi_line(&record.detail),
+            engine: record.engine.as_deref().map(text::one_line),
+            lost_engines: record
+                .retried_after_lost
+                .iter()
+                .map(|host| text::one_line(host))
+                .collect(),
             summary: text::multi_line(&record.summary),
             exit: exit_words(iteration),
             diff,

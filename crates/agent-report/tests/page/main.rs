@@ -191,3 +191,44 @@ fn chromium_runs_nothing_from_a_hostile_page() {
     );
     assert_only_report_markup(&rendered.dom);
 }
+
+#[test]
+fn candidates_and_engines_are_shown_as_text() {
+    let root = tempfile::tempdir().unwrap();
+    let run = hostile_run(root.path());
+    let html = agent_report::render(&[run]).unwrap();
+    assert_only_report_markup(&html);
+    let document = Html::parse_document(&html);
+
+    let rows = texts(&document, "#run-1 table.candidates tbody tr");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows[0].starts_with('1') && rows[0].contains("build failed"),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows[0].contains(PAYLOADS[1]),
+        "the detail is shown as text: {}",
+        rows[0]
+    );
+    assert!(
+        rows[1].contains("chosen") && rows[1].contains("checks failed"),
+        "{}",
+        rows[1]
+    );
+    assert!(!rows[0].contains("chosen"), "{}", rows[0]);
+
+    let engines = texts(&document, "#run-1-iteration-1 p.engine");
+    assert_eq!(engines.len(), 1);
+    assert!(
+        engines[0].contains(&format!("tcp://{}", payload_text())),
+        "{}",
+        engines[0]
+    );
+    assert!(
+        engines[0].contains(&format!("after losing {}", PAYLOADS[2])),
+        "{}",
+        engines[0]
+    );
+}

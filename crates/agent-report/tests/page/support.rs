@@ -81,6 +81,7 @@ pub fn hostile_run(root: &Path) -> PathBuf {
             "exit_code": 3, "oom_killed": false, "stdout_bytes": 4096, "stderr_bytes": 10,
             "stdout_truncated": true, "stderr_truncated": false, "model_ms": 1500,
             "checks": [{"name": text, "passed": false, "detail": format!("expected: {text}\nactual: {control}")}],
+            "engine": format!("tcp://{text}"), "retried_after_lost": [PAYLOADS[2]],
             "an_added_field": {"nested": [1, 2]},
         })
     };
@@ -91,6 +92,12 @@ pub fn hostile_run(root: &Path) -> PathBuf {
         "base_image": PAYLOADS[3], "stopped_by": PAYLOADS[4], "error": format!("{text} {control}"),
         "usage": {"prompt_tokens": 1000, "completion_tokens": 234, "calls": 3},
         "history": (1..=3).map(|number| record(number, outcomes[number as usize - 1])).collect::<Vec<_>>(),
+        "candidates": [
+            {"candidate": 1, "outcome": "build_failed", "detail": format!("{text} {control}"), "chosen": false,
+             "build_secs": 1.5, "run_secs": null, "checks_passed": 0},
+            {"candidate": 2, "outcome": "checks_failed", "detail": text, "chosen": true,
+             "build_secs": 2.0, "run_secs": 0.25, "checks_passed": 1},
+        ],
         "a_field_from_a_newer_agent": true,
     });
     write(&dir.join("report.json"), report.to_string().as_bytes());
