@@ -74,11 +74,11 @@ pub trait EnginePort: Send + Sync {
         labels: &BTreeMap<String, String>,
     ) -> impl Future<Output = Result<String, SandboxError>> + Send;
 
+    /// Removes every container and image labelled `key=value` but verified images.
     fn remove_labelled(
         &self,
         key: &str,
         value: &str,
-        keep: Option<&str>,
     ) -> impl Future<Output = Result<CleanupReport, SandboxError>> + Send;
 
     /// Removes build leftovers by id: images with no tag and no children.
@@ -166,13 +166,8 @@ impl EnginePort for Sandbox {
         Sandbox::relabel(self, image, labels).await
     }
 
-    async fn remove_labelled(
-        &self,
-        key: &str,
-        value: &str,
-        keep: Option<&str>,
-    ) -> Result<CleanupReport, SandboxError> {
-        Sandbox::remove_labelled(self, key, value, keep).await
+    async fn remove_labelled(&self, key: &str, value: &str) -> Result<CleanupReport, SandboxError> {
+        Sandbox::remove_labelled(self, key, value, None).await
     }
 
     async fn remove_untagged_images(&self, ids: &[String]) -> Result<CleanupReport, SandboxError> {
@@ -213,13 +208,8 @@ impl EnginePort for PoolSession {
         PoolSession::relabel(self, image, labels).await
     }
 
-    async fn remove_labelled(
-        &self,
-        key: &str,
-        value: &str,
-        keep: Option<&str>,
-    ) -> Result<CleanupReport, SandboxError> {
-        PoolSession::remove_labelled(self, key, value, keep).await
+    async fn remove_labelled(&self, key: &str, value: &str) -> Result<CleanupReport, SandboxError> {
+        PoolSession::remove_labelled(self, key, value).await
     }
 
     async fn remove_untagged_images(&self, ids: &[String]) -> Result<CleanupReport, SandboxError> {

@@ -82,7 +82,8 @@ struct ScriptedEngine {
     tags: Mutex<Vec<(String, String)>>,
     /// The verified images relabelled, with their labels.
     seals: Mutex<Vec<(String, BTreeMap<String, String>)>>,
-    removed: Mutex<Vec<(String, Option<String>)>>,
+    /// Each sweep by label: what it removed (`everything` or `containers`) and the run.
+    removed: Mutex<Vec<(&'static str, String)>>,
     contexts: Mutex<Vec<String>>,
     /// Runs that fail as an engine that went away does.
     failing_runs: Mutex<u32>,
@@ -174,12 +175,9 @@ impl EnginePort for ScriptedEngine {
         &self,
         _key: &str,
         value: &str,
-        keep: Option<&str>,
     ) -> Result<CleanupReport, SandboxError> {
-        self.removed
-            .lock()
-            .unwrap()
-            .push((value.to_string(), keep.map(str::to_string)));
+        let sweep = ("everything", value.to_string());
+        self.removed.lock().unwrap().push(sweep);
         Ok(CleanupReport::default())
     }
 
@@ -188,7 +186,8 @@ impl EnginePort for ScriptedEngine {
         _key: &str,
         value: &str,
     ) -> Result<CleanupReport, SandboxError> {
-        self.removed.lock().unwrap().push((value.to_string(), None));
+        let sweep = ("containers", value.to_string());
+        self.removed.lock().unwrap().push(sweep);
         Ok(CleanupReport::default())
     }
 
@@ -366,7 +365,7 @@ async fn passes_at_first_try_tags_writes_final_and_cleans_up() {
     assert_eq!(engine.tags.lock().unwrap()[0], (SEALED.to_string(), tag));
     assert_eq!(
         engine.removed.lock().unwrap()[0],
-        ("run-1".to_string(), None),
+        ("containers", "run-1".to_string()),
         "the run's containers are swept; its images are not listed"
     );
     let seals = engine.seals.lock().unwrap();

@@ -24,7 +24,7 @@ pub async fn verify_image<E: EnginePort>(
     iteration.record.image_id = Some(image.to_string());
     let attempt = trial.run_and_check(image.to_string(), &mut iteration).await;
     let cleanup = engine
-        .remove_labelled(agent_sandbox::LABEL_RUN, &job.run_id, None)
+        .remove_labelled(agent_sandbox::LABEL_RUN, &job.run_id)
         .await;
     let record = settle(iteration.record, attempt)?;
     cleanup?;
@@ -77,7 +77,7 @@ pub async fn verify_bundle<E: EnginePort>(
     let attempt = trial.attempt(files, &mut iteration).await;
     let cleanup = async {
         engine
-            .remove_labelled(agent_sandbox::LABEL_RUN, &job.run_id, None)
+            .remove_labelled(agent_sandbox::LABEL_RUN, &job.run_id)
             .await?;
         engine.remove_untagged_images(&iteration.layers).await
     }

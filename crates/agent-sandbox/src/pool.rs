@@ -277,20 +277,32 @@ impl PoolSession {
             .collect()
     }
 
-    /// [`Sandbox::remove_labelled`] on every live engine the session used.
-    pub async fn remove_labelled(
+    /// `work` on every live engine the session used, what each removed together.
+    async fn on_each_used<Work>(
         &self,
-        key: &str,
-        value: &str,
-        keep: Option<&str>,
-    ) -> Result<CleanupReport, SandboxError> {
+        work: impl Fn(Sandbox) -> Work,
+    ) -> Result<CleanupReport, SandboxError>
+    where
+        Work: Future<Output = Result<CleanupReport, SandboxError>>,
+    {
         let mut report = CleanupReport::default();
         for sandbox in self.used() {
-            let removed = sandbox.remove_labelled(key, value, keep).await?;
+            let removed = work(sandbox).await?;
             report.containers.extend(removed.containers);
             report.images.extend(removed.images);
         }
         Ok(report)
+    }
+
+    /// [`Sandbox::remove_labelled`], keeping nothing but verified images, on every
+    /// live engine the session used.
+    pub async fn remove_labelled(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<CleanupReport, SandboxError> {
+        self.on_each_used(|sandbox| async move { sandbox.remove_labelled(key, value, None).await })
+            .await
     }
 
     /// [`Sandbox::remove_untagged_images`] on every live engine the session used; an
@@ -299,13 +311,8 @@ impl PoolSession {
         &self,
         ids: &[String],
     ) -> Result<CleanupReport, SandboxError> {
-        let mut report = CleanupReport::default();
-        for sandbox in self.used() {
-            let removed = sandbox.remove_untagged_images(ids).await?;
-            report.containers.extend(removed.containers);
-            report.images.extend(removed.images);
-        }
-        Ok(report)
+        self.on_each_used(|sandbox| async move { sandbox.remove_untagged_images(ids).await })
+            .await
     }
 
     /// [`Sandbox::remove_labelled_containers`] on every live engine the session used.
@@ -314,12 +321,10 @@ impl PoolSession {
         key: &str,
         value: &str,
     ) -> Result<CleanupReport, SandboxError> {
-        let mut report = CleanupReport::default();
-        for sandbox in self.used() {
-            let removed = sandbox.remove_labelled_containers(key, value).await?;
-            report.containers.extend(removed.containers);
-        }
-        Ok(report)
+        self.on_each_used(
+            |sandbox| async move { sandbox.remove_labelled_containers(key, value).await },
+        )
+        .await
     }
 }
 
