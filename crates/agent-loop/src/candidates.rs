@@ -91,7 +91,7 @@ impl Candidate {
             Outcome::ChecksFailed => 3,
             Outcome::Passed => 4,
         };
-        (stage, checks_passed(&self.iteration))
+        (stage, self.iteration.record.passed_checks().count())
     }
 }
 
@@ -327,8 +327,7 @@ fn records(candidates: &[Candidate], chosen: u32, asked: Instant) -> Vec<Candida
                 image_id: record.image_id.clone(),
                 build_secs: record.build_secs,
                 run_secs: record.run_secs,
-                checks_passed: u32::try_from(checks_passed(&candidate.iteration))
-                    .unwrap_or(u32::MAX),
+                checks_passed: u32::try_from(record.passed_checks().count()).unwrap_or(u32::MAX),
                 model_ms: u64::try_from(candidate.iteration.waited.model.as_millis())
                     .unwrap_or(u64::MAX),
                 finished_secs: candidate
@@ -366,13 +365,4 @@ fn others_lines(records: &[CandidateRecord]) -> String {
         records.len(),
         lines.join("\n")
     )
-}
-
-fn checks_passed(iteration: &Iteration) -> usize {
-    iteration
-        .record
-        .checks
-        .iter()
-        .filter(|check| check.passed)
-        .count()
 }

@@ -106,6 +106,14 @@ pub struct IterationRecord {
 }
 
 impl IterationRecord {
+    /// The names of the checks it passed.
+    pub fn passed_checks(&self) -> impl Iterator<Item = &str> {
+        self.checks
+            .iter()
+            .filter(|check| check.passed)
+            .map(|check| check.name.as_str())
+    }
+
     /// An iteration that has not got anywhere yet.
     pub fn new(iteration: u32) -> IterationRecord {
         IterationRecord {

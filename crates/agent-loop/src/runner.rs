@@ -295,7 +295,7 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
                 spec_digest: &setup.spec_digest,
                 bundle_digest: &digest,
                 iterations: built_iterations(&self.state.history) + 1,
-                checks: passed_checks(&iteration.record),
+                checks: iteration.record.passed_checks().collect(),
             };
             let error = match seal(job, self.engine, &verification, &tag).await {
                 Ok(image_id) => break image_id,
@@ -434,15 +434,6 @@ fn built_iterations(history: &[IterationRecord]) -> u32 {
 }
 
 /// The names of the checks an iteration passed.
-fn passed_checks(record: &IterationRecord) -> Vec<&str> {
-    record
-        .checks
-        .iter()
-        .filter(|check| check.passed)
-        .map(|check| check.name.as_str())
-        .collect()
-}
-
 /// The next request: the task alone, or the task and a repair carrying the feedback.
 /// A repair shows the current bundle once, in full, in its own text; the earlier reply
 /// is not sent again as an assistant turn, since the bundle says all of it that holds.
