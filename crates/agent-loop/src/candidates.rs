@@ -111,14 +111,17 @@ impl<M: ModelPort, E: EnginePort> Generation<'_, M, E> {
         for ((number, iteration), reply) in (1..).zip(iterations).zip(replies) {
             candidates.push(self.prepare(&messages, number, iteration, reply).await?);
         }
-        let trials = Trials {
+        // The model stays with the generation: the trials run side by side and share
+        // only what may be shared.
+        let shared = Trial {
             job: self.job,
             engine: self.engine,
             labels: self.labels,
             started: self.started,
+            artifacts: None,
             phase: self.phase,
         };
-        trials.try_all(&mut candidates).await?;
+        try_all(&shared, &mut candidates).await?;
         self.judge_in_turn(&mut candidates).await?;
         let index = chosen_index(&candidates);
         let records = records(&candidates, candidates[index].number, asked);
@@ -225,48 +228,35 @@ impl<M: ModelPort, E: EnginePort> Generation<'_, M, E> {
     }
 }
 
-/// What every candidate's trial shares. Apart from [`Generation`], which holds the
-/// model: the trials run side by side and share only what may be shared.
-struct Trials<'a, E> {
-    job: &'a Job,
-    engine: &'a E,
-    labels: &'a BTreeMap<String, String>,
-    started: Instant,
-    phase: &'a (dyn Fn(Phase) + Send + Sync),
-}
-
-impl<E: EnginePort> Trials<'_, E> {
-    /// Builds, runs and checks every valid candidate side by side; the engine's slots
-    /// bound how many build or run at once. An engine failure stops the run once all
-    /// have ended.
-    async fn try_all(&self, candidates: &mut [Candidate]) -> Result<(), LoopError> {
-        let trials = candidates
-            .iter_mut()
-            .filter(|candidate| candidate.bundle.is_some())
-            .map(|candidate| async move {
-                let folder = candidate.folder(self.job);
-                let trial = Trial {
-                    job: self.job,
-                    engine: self.engine,
-                    labels: self.labels,
-                    started: self.started,
-                    artifacts: Some(&folder),
-                    phase: self.phase,
-                };
-                let tried = trial
-                    .attempt(&candidate.files, &mut candidate.iteration)
-                    .await;
-                candidate.finished = Some(Instant::now());
-                match tried {
-                    Ok(checked) => candidate.result = Some(Ok(checked)),
-                    Err(Halt::Ended(ending)) => candidate.result = Some(Err(ending)),
-                    Err(Halt::Failed(error)) => return Err(error),
-                }
-                Ok(())
-            });
-        let tried = futures_util::future::join_all(trials).await;
-        tried.into_iter().collect()
-    }
+/// Builds, runs and checks every valid candidate side by side, each with `shared` and
+/// its own folder; the engine's slots bound how many build or run at once. An engine
+/// failure stops the run once all have ended.
+async fn try_all<E: EnginePort>(
+    shared: &Trial<'_, E>,
+    candidates: &mut [Candidate],
+) -> Result<(), LoopError> {
+    let trials = candidates
+        .iter_mut()
+        .filter(|candidate| candidate.bundle.is_some())
+        .map(|candidate| async move {
+            let folder = candidate.folder(shared.job);
+            let trial = Trial {
+                artifacts: Some(&folder),
+                ..*shared
+            };
+            let tried = trial
+                .attempt(&candidate.files, &mut candidate.iteration)
+                .await;
+            candidate.finished = Some(Instant::now());
+            match tried {
+                Ok(checked) => candidate.result = Some(Ok(checked)),
+                Err(Halt::Ended(ending)) => candidate.result = Some(Err(ending)),
+                Err(Halt::Failed(error)) => return Err(error),
+            }
+            Ok(())
+        });
+    let tried = futures_util::future::join_all(trials).await;
+    tried.into_iter().collect()
 }
 
 /// `iterations/<n>/candidates/<k>/`.
