@@ -2,7 +2,7 @@
 //! cannot be used), validate it against the rules, and ask the judge.
 
 use agent_model::{Answer, ChatMessage, CodeBundle, Purpose, Reply, Role};
-use agent_spec::{CheckResult, excerpt};
+use agent_spec::{CheckResult, DEFAULT_CASE, excerpt};
 
 use crate::bundle::{Bundle, Rules};
 use crate::feedback;
@@ -144,6 +144,7 @@ pub(crate) async fn judge<M: ModelPort>(
     let question = prompts::judge(job, &checked.ran, &checked.stdout, &checked.stderr);
     let mut messages = vec![message(Role::User, question)];
     let mut verdict = CheckResult {
+        group: DEFAULT_CASE.to_string(),
         name: "judge".to_string(),
         passed: false,
         detail: String::new(),

@@ -287,6 +287,10 @@ fn harness(checks: Vec<Check>, judge: bool, limits: Limits) -> Harness {
         limits: SpecLimits::default(),
         run: RunSpec::default(),
         checks,
+        cases: Vec::new(),
+        image: None,
+        files: Vec::new(),
+        structure_tests: Vec::new(),
     };
     Harness {
         job: Job {

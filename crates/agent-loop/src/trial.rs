@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use agent_sandbox::{BuildProgress, BuildRequest, BuildStatus, RunOutcome};
-use agent_spec::{CheckResult, Matcher, Observed, excerpt};
+use agent_spec::{CheckResult, DEFAULT_CASE, Matcher, Observed, excerpt};
 
 use crate::artifacts::write_file;
 use crate::errors::LoopError;
@@ -197,7 +197,7 @@ fn evaluate(
         .spec
         .checks
         .iter()
-        .map(|check| check.evaluate(&observed))
+        .map(|check| check.evaluate(DEFAULT_CASE, &observed))
         .collect();
     let asks_for_exit_code = job
         .spec

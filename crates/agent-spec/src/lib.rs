@@ -16,9 +16,13 @@ mod layer;
 mod position;
 mod settings;
 mod spec;
+mod structure;
 mod validate;
 
-pub use check::{Check, CheckResult, Matcher, Observed, excerpt};
+pub use check::{
+    Check, CheckResult, ContentMatcher, FILE_GROUP, FileCheck, FileEntry, FileFacts, IMAGE_GROUP,
+    ImageChecks, ImageFacts, Matcher, Observed, excerpt, ls_mode,
+};
 pub use config::{ConfigFile, EnvOverrides, FlagOverrides, Settings};
 pub use engines::engine_url;
 pub use errors::{ConfigError, Location, SpecError};
@@ -30,4 +34,5 @@ pub use settings::{
     BuildNetwork, BundleLimits, DockerSettings, EngineSetting, Limits, ModelSettings, NetworkMode,
     PromptSettings, PublishSettings, StructuredOutput,
 };
-pub use spec::{RunSpec, Spec, SpecLimits, load_spec, parse_spec};
+pub use spec::{Case, DEFAULT_CASE, RunSpec, Spec, SpecLimits, load_spec, parse_spec};
+pub use structure::{CommandTest, FileContentTest, FileExistenceTest, MetadataTest, StructureFile};

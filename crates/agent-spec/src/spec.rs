@@ -14,11 +14,16 @@ use serde::Deserialize;
 use toml::Spanned;
 use walkdir::WalkDir;
 
-use crate::check::{Check, Matcher};
+use crate::check::{Check, FileCheck, ImageChecks, Matcher};
 use crate::errors::SpecError;
 use crate::layer::LimitsLayer;
 use crate::position::describe;
+use crate::structure::StructureFile;
 use crate::validate::{self, LimitsOf, LimitsTable, Source};
+
+mod cases;
+
+pub use cases::{Case, DEFAULT_CASE};
 
 /// A parsed and validated spec. Everything here has been checked: names match
 /// `[a-z0-9][a-z0-9_.-]*`, regexes compile, each check has exactly one matcher, inputs
@@ -38,7 +43,17 @@ pub struct Spec {
     pub inputs: Vec<(String, PathBuf)>,
     pub limits: SpecLimits,
     pub run: RunSpec,
+    /// The top-level `[[check]]`s; with cases they hold for every case.
     pub checks: Vec<Check>,
+    /// `[[case]]` as written, each merged with `[run]` and the top-level checks;
+    /// empty: none (see [`Spec::cases_to_run`]).
+    pub cases: Vec<Case>,
+    /// `[image]`.
+    pub image: Option<ImageChecks>,
+    /// `[[file]]`.
+    pub files: Vec<FileCheck>,
+    /// `structure_tests = [...]`, each read and parsed.
+    pub structure_tests: Vec<StructureFile>,
 }
 
 /// A spec's `[limits]`: each set one overrides `agent.toml`'s `[limits]`. A spec sets
@@ -98,6 +113,10 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
         limits,
         run,
         checks,
+        cases: Vec::new(),
+        image: None,
+        files: Vec::new(),
+        structure_tests: Vec::new(),
     })
 }
 
@@ -1007,8 +1026,16 @@ exit_code = 0
     fn regexes_are_multi_line() {
         let text = format!("{MINIMAL}[[check]]\nstdout_matches = '^b$'\n");
         let spec = parse(&text).unwrap();
-        assert!(spec.checks[0].evaluate(&observed("a\nb\nc\n")).passed);
-        assert!(!spec.checks[0].evaluate(&observed("a\nbb\nc\n")).passed);
+        assert!(
+            spec.checks[0]
+                .evaluate("run", &observed("a\nb\nc\n"))
+                .passed
+        );
+        assert!(
+            !spec.checks[0]
+                .evaluate("run", &observed("a\nbb\nc\n"))
+                .passed
+        );
     }
 
     #[test]
