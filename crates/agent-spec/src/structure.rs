@@ -9,11 +9,14 @@ mod command;
 mod file_content;
 mod file_existence;
 mod metadata;
+mod parse;
+mod yaml;
 
 pub use command::CommandTest;
 pub use file_content::FileContentTest;
 pub use file_existence::FileExistenceTest;
 pub use metadata::MetadataTest;
+pub(crate) use parse::parse_structure;
 
 use regex::Regex;
 
@@ -24,6 +27,8 @@ use crate::check::text::clip;
 pub struct StructureFile {
     /// As written in the spec; the group of every result from this file.
     pub path: String,
+    /// The file's text as read, for the spec's digest.
+    pub contents: String,
     /// `globalEnvVars`: (key, value) as written; values are expanded against the
     /// image's environment when applied ([`StructureFile::environment`]).
     pub global_env: Vec<(String, String)>,

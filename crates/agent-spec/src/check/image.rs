@@ -32,7 +32,7 @@ pub struct ImageFacts {
 pub struct ImageChecks {
     /// `USER` is set and is neither `root` nor `0` (a `uid:gid` form is judged by its
     /// user part).
-    pub non_root: Option<bool>,
+    pub non_root: bool,
     pub user: Option<String>,
     pub workdir: Option<String>,
     /// Each as "8080/tcp" or "53/udp": a bare number in the spec means tcp.
@@ -55,7 +55,7 @@ impl ImageChecks {
         let mut push = |name: String, (passed, detail): (bool, String)| {
             results.push(CheckResult::new(IMAGE_GROUP, name, passed, detail));
         };
-        if self.non_root == Some(true) {
+        if self.non_root {
             push("non_root".to_owned(), non_root(&facts.user));
         }
         if let Some(user) = &self.user {

@@ -20,6 +20,9 @@ pub struct CommandTest {
     pub args: Vec<String>,
     /// `envVars`: (key, value) as written.
     pub env: Vec<(String, String)>,
+    /// `containerRunOptions.user` of the file: the user setup and test commands run
+    /// as; `None`, the image's.
+    pub user: Option<String>,
     pub(crate) group: String,
     pub(crate) expected_output: Vec<Regex>,
     pub(crate) excluded_output: Vec<Regex>,
@@ -64,8 +67,13 @@ impl CommandTest {
     }
 
     /// `KEY=value` for the test command's container. Surprising but the tool's: here
-    /// `envVars` are passed as written, never expanded, unlike for setup.
+    /// `envVars` are passed as written, never expanded, unlike for setup; and when the
+    /// file sets `containerRunOptions`, the tool replaces them with the options' own
+    /// (none here), so the test command gets none of them.
     pub fn run_env(&self) -> Vec<String> {
+        if self.user.is_some() {
+            return Vec::new();
+        }
         self.env
             .iter()
             .map(|(key, value)| format!("{key}={value}"))

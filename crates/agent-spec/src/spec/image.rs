@@ -1,0 +1,128 @@
+//! `[image]`: what the built image's configuration must say.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::check::ImageChecks;
+use crate::errors::SpecError;
+use crate::spec::run::{build_env, build_list};
+use crate::validate::Source;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawImage {
+    non_root: Option<Spanned<bool>>,
+    user: Option<Spanned<String>>,
+    workdir: Option<Spanned<String>>,
+    #[serde(default)]
+    exposed_ports: Vec<Spanned<toml::Value>>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    entrypoint: Option<Vec<Spanned<String>>>,
+    cmd: Option<Vec<Spanned<String>>>,
+    max_size_mb: Option<Spanned<u64>>,
+}
+
+pub(crate) fn build_image(
+    source: &Source<'_>,
+    table: &Spanned<RawImage>,
+) -> Result<ImageChecks, SpecError> {
+    let raw = table.get_ref();
+    let non_root = match &raw.non_root {
+        Some(value) if !*value.get_ref() => {
+            return Err(source.invalid(
+                value.span(),
+                "`non_root = false` checks nothing; remove it (the image may then run as \
+                 any user)"
+                    .to_owned(),
+            ));
+        }
+        value => value.is_some(),
+    };
+    let workdir = raw.workdir.as_ref().map(|workdir| {
+        if workdir.get_ref().starts_with('/') {
+            Ok(workdir.get_ref().clone())
+        } else {
+            Err(source.invalid(
+                workdir.span(),
+                format!(
+                    "`workdir` `{}` is not absolute; write it as WORKDIR leaves it, e.g. \"/app\"",
+                    workdir.get_ref()
+                ),
+            ))
+        }
+    });
+    let mut exposed_ports = Vec::with_capacity(raw.exposed_ports.len());
+    for port in &raw.exposed_ports {
+        let normalized = exposed_port(port.get_ref()).map_err(|problem| {
+            source.invalid(port.span(), format!("`exposed_ports`: {problem}"))
+        })?;
+        exposed_ports.push(normalized);
+    }
+    let max_size_mb = source.number("max_size_mb", raw.max_size_mb.clone(), |size| {
+        if size == 0 {
+            Err("must be at least 1".to_owned())
+        } else {
+            Ok(size)
+        }
+    })?;
+    let list = |key, value: &Option<Vec<Spanned<String>>>| {
+        value
+            .as_ref()
+            .map(|items| build_list(source, key, items))
+            .transpose()
+    };
+    let image = ImageChecks {
+        non_root,
+        user: raw.user.as_ref().map(|user| user.get_ref().clone()),
+        workdir: workdir.transpose()?,
+        exposed_ports,
+        env: build_env(source, &raw.env)?,
+        labels: raw.labels.clone(),
+        entrypoint: list("entrypoint", &raw.entrypoint)?,
+        cmd: list("cmd", &raw.cmd)?,
+        max_size_mb,
+    };
+    if image == ImageChecks::default() {
+        return Err(source.invalid(
+            table.span(),
+            "[image] asks for nothing; give it a key such as `non_root = true`, or remove it"
+                .to_owned(),
+        ));
+    }
+    Ok(image)
+}
+
+/// A port as the image's config lists it: `8080` is `8080/tcp`; a text may name the
+/// protocol (`53/udp`).
+fn exposed_port(value: &toml::Value) -> Result<String, String> {
+    let (number, protocol) = match value {
+        toml::Value::Integer(number) => (*number, "tcp"),
+        toml::Value::String(text) => {
+            let (number, protocol) = text.split_once('/').unwrap_or((text, "tcp"));
+            let number = number
+                .parse::<i64>()
+                .map_err(|_| format!("`{text}` is no port; write 8080 or \"8080/udp\""))?;
+            (number, protocol)
+        }
+        other => {
+            return Err(format!(
+                "{} is no port; write 8080 or \"8080/udp\"",
+                other.type_str()
+            ));
+        }
+    };
+    if !(1..=65535).contains(&number) {
+        return Err(format!("port {number} is outside 1..65535"));
+    }
+    if !matches!(protocol, "tcp" | "udp" | "sctp") {
+        return Err(format!(
+            "protocol `{protocol}` is not one of tcp, udp, sctp"
+        ));
+    }
+    Ok(format!("{number}/{protocol}"))
+}

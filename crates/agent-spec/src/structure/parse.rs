@@ -1,0 +1,642 @@
+//! Reading a structure-test file: YAML into [`StructureFile`], as strictly as the
+//! real tool reads it (`yaml.UnmarshalStrict`: unknown and repeated keys refused),
+//! and refusing at once what the tool would only report as a failed test (a test
+//! without a name or command, an empty setup command, an unknown `isExecutableBy`,
+//! a regex that does not compile) or what is not supported here.
+
+use std::path::Path;
+
+use regex::{Regex, RegexBuilder};
+
+use crate::errors::{Location, SpecError};
+use crate::structure::file_existence::ExecutableBy;
+use crate::structure::metadata::ValueMatcher;
+use crate::structure::yaml::{self, Node, Value};
+use crate::structure::{
+    CommandTest, FileContentTest, FileExistenceTest, MetadataTest, StructureFile,
+};
+
+/// The one schema this reads; the tool's 1.0.0 is older and differs.
+const SCHEMA_VERSION: &str = "2.0.0";
+
+/// Regexes come from the user, but still get a size limit, as the spec's do.
+const REGEX_SIZE_LIMIT: usize = 10 * 1024 * 1024;
+
+/// Parses a structure-test file: `written` is its path as the spec names it (the
+/// group of its results), `path` where it was read from (for errors).
+pub(crate) fn parse_structure(
+    written: &str,
+    path: &Path,
+    text: &str,
+) -> Result<StructureFile, SpecError> {
+    let decoder = Decoder {
+        path,
+        group: written,
+    };
+    let root = yaml::parse(text)
+        .map_err(|error| {
+            decoder.at(
+                error.line,
+                error.column,
+                format!("YAML syntax error: {}", error.message),
+            )
+        })?
+        .ok_or_else(|| {
+            decoder.at(
+                1,
+                1,
+                "the file is empty; it needs `schemaVersion: \"2.0.0\"` and tests".to_owned(),
+            )
+        })?;
+    decoder.file(&root, text)
+}
+
+struct Decoder<'a> {
+    path: &'a Path,
+    group: &'a str,
+}
+
+/// Top-level keys the tool knows that are not supported here, with why.
+const UNSUPPORTED: [(&str, &str); 1] = [(
+    "licenseTests",
+    "license tests are not supported; remove them (Debian images keep licenses in /usr/share/doc, a `fileExistenceTests` entry can check one)",
+)];
+
+impl Decoder<'_> {
+    fn at(&self, line: usize, column: usize, message: String) -> SpecError {
+        SpecError::Invalid {
+            location: Location {
+                path: self.path.to_path_buf(),
+                line,
+                column,
+            },
+            message,
+        }
+    }
+
+    fn fail(&self, node: &Node, message: String) -> SpecError {
+        self.at(node.line, node.column, message)
+    }
+
+    fn file(&self, root: &Node, text: &str) -> Result<StructureFile, SpecError> {
+        let keys = [
+            "schemaVersion",
+            "globalEnvVars",
+            "commandTests",
+            "fileExistenceTests",
+            "fileContentTests",
+            "metadataTest",
+            "containerRunOptions",
+            "licenseTests",
+        ];
+        let fields = self.fields(root, "the file", &keys)?;
+        let mut file = StructureFile {
+            path: self.group.to_owned(),
+            contents: text.to_owned(),
+            global_env: Vec::new(),
+            command_tests: Vec::new(),
+            file_existence_tests: Vec::new(),
+            file_content_tests: Vec::new(),
+            metadata_test: None,
+        };
+        let mut version = None;
+        let mut run_user = None;
+        for (key, value) in fields {
+            match key.as_str() {
+                "schemaVersion" => version = Some((self.string(value, "schemaVersion")?, value)),
+                "globalEnvVars" => file.global_env = self.env_vars(value, "globalEnvVars", true)?,
+                "commandTests" => {
+                    for test in self.items(value, "commandTests")? {
+                        file.command_tests.push(self.command_test(test)?);
+                    }
+                }
+                "fileExistenceTests" => {
+                    for test in self.items(value, "fileExistenceTests")? {
+                        file.file_existence_tests
+                            .push(self.file_existence_test(test)?);
+                    }
+                }
+                "fileContentTests" => {
+                    for test in self.items(value, "fileContentTests")? {
+                        file.file_content_tests.push(self.file_content_test(test)?);
+                    }
+                }
+                "metadataTest" => file.metadata_test = self.metadata_test(value)?,
+                "containerRunOptions" => run_user = self.run_options(value)?,
+                _ => {
+                    let why = UNSUPPORTED
+                        .iter()
+                        .find(|(name, _)| *name == key)
+                        .map_or("", |(_, why)| *why);
+                    return Err(self.fail(&key_node(root, &key), format!("`{key}`: {why}")));
+                }
+            }
+        }
+        match version {
+            None => Err(self.at(
+                root.line,
+                root.column,
+                format!("`schemaVersion` is missing; add `schemaVersion: \"{SCHEMA_VERSION}\"`"),
+            )),
+            Some((version, _)) if version == SCHEMA_VERSION => {
+                if file.command_tests.is_empty()
+                    && file.file_existence_tests.is_empty()
+                    && file.file_content_tests.is_empty()
+                    && file.metadata_test.is_none()
+                {
+                    // The tool fails a run that has no test at all.
+                    return Err(self.at(root.line, root.column, "the file has no tests; add `commandTests`, `fileExistenceTests`, `fileContentTests` or `metadataTest`".to_owned()));
+                }
+                for test in &mut file.command_tests {
+                    test.user.clone_from(&run_user);
+                }
+                Ok(file)
+            }
+            Some((version, node)) => Err(self.fail(
+                node,
+                format!("schema version `{version}` is not supported; use `{SCHEMA_VERSION}`"),
+            )),
+        }
+    }
+
+    /// `containerRunOptions`: only `user` is supported; the others reach outside the
+    /// container (host env vars, env files, mounts, privileges).
+    fn run_options(&self, node: &Node) -> Result<Option<String>, SpecError> {
+        let fields = self.fields(node, "containerRunOptions", &["user"])?;
+        let mut user = None;
+        for (_, value) in fields {
+            let text = self.string(value, "user")?;
+            user = (!text.is_empty()).then_some(text);
+        }
+        Ok(user)
+    }
+
+    fn command_test(&self, node: &Node) -> Result<CommandTest, SpecError> {
+        let keys = [
+            "name",
+            "setup",
+            "teardown",
+            "command",
+            "args",
+            "envVars",
+            "expectedOutput",
+            "excludedOutput",
+            "expectedError",
+            "excludedError",
+            "exitCode",
+        ];
+        let fields = self.fields(node, "a command test", &keys)?;
+        let mut test = CommandTest {
+            name: String::new(),
+            setup: Vec::new(),
+            teardown: Vec::new(),
+            command: String::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            group: self.group.to_owned(),
+            user: None,
+            expected_output: Vec::new(),
+            excluded_output: Vec::new(),
+            expected_error: Vec::new(),
+            excluded_error: Vec::new(),
+            exit_code: 0,
+        };
+        for (key, value) in fields {
+            match key.as_str() {
+                "name" => test.name = self.string(value, "name")?,
+                "setup" => test.setup = self.commands(value, "setup")?,
+                "teardown" => test.teardown = self.commands(value, "teardown")?,
+                "command" => test.command = self.string(value, "command")?,
+                "args" => test.args = self.strings(value, "args")?,
+                "envVars" => test.env = self.env_vars(value, "envVars", true)?,
+                "expectedOutput" => test.expected_output = self.regexes(value, "expectedOutput")?,
+                "excludedOutput" => test.excluded_output = self.regexes(value, "excludedOutput")?,
+                "expectedError" => test.expected_error = self.regexes(value, "expectedError")?,
+                "excludedError" => test.excluded_error = self.regexes(value, "excludedError")?,
+                _ => test.exit_code = self.integer(value, "exitCode")?,
+            }
+        }
+        self.named(node, &test.name, "command test")?;
+        if test.command.is_empty() {
+            return Err(self.fail(
+                node,
+                format!("command test `{}` has no `command`", test.name),
+            ));
+        }
+        Ok(test)
+    }
+
+    fn file_existence_test(&self, node: &Node) -> Result<FileExistenceTest, SpecError> {
+        let keys = [
+            "name",
+            "path",
+            "shouldExist",
+            "permissions",
+            "uid",
+            "gid",
+            "isExecutableBy",
+        ];
+        let fields = self.fields(node, "a file existence test", &keys)?;
+        let mut test = FileExistenceTest {
+            name: String::new(),
+            group: self.group.to_owned(),
+            path: String::new(),
+            should_exist: true,
+            permissions: None,
+            uid: None,
+            gid: None,
+            executable_by: None,
+        };
+        for (key, value) in fields {
+            match key.as_str() {
+                "name" => test.name = self.string(value, "name")?,
+                "path" => test.path = self.string(value, "path")?,
+                "shouldExist" => test.should_exist = self.boolean(value, "shouldExist")?,
+                "permissions" => {
+                    let text = self.string(value, "permissions")?;
+                    test.permissions = (!text.is_empty()).then_some(text);
+                }
+                "uid" => test.uid = self.owner(value, "uid")?,
+                "gid" => test.gid = self.owner(value, "gid")?,
+                _ => test.executable_by = self.executable_by(value)?,
+            }
+        }
+        self.named(node, &test.name, "file existence test")?;
+        self.has_path(node, &test.path, &test.name)?;
+        Ok(test)
+    }
+
+    fn file_content_test(&self, node: &Node) -> Result<FileContentTest, SpecError> {
+        let keys = ["name", "path", "expectedContents", "excludedContents"];
+        let fields = self.fields(node, "a file content test", &keys)?;
+        let mut test = FileContentTest {
+            name: String::new(),
+            group: self.group.to_owned(),
+            path: String::new(),
+            expected_contents: Vec::new(),
+            excluded_contents: Vec::new(),
+        };
+        for (key, value) in fields {
+            match key.as_str() {
+                "name" => test.name = self.string(value, "name")?,
+                "path" => test.path = self.string(value, "path")?,
+                "expectedContents" => {
+                    test.expected_contents = self.regexes(value, "expectedContents")?
+                }
+                _ => test.excluded_contents = self.regexes(value, "excludedContents")?,
+            }
+        }
+        self.named(node, &test.name, "file content test")?;
+        self.has_path(node, &test.path, &test.name)?;
+        Ok(test)
+    }
+}
+
+impl Decoder<'_> {
+    /// `None` for an empty `metadataTest`, which the tool skips.
+    fn metadata_test(&self, node: &Node) -> Result<Option<MetadataTest>, SpecError> {
+        let keys = [
+            "envVars",
+            "unboundEnvVars",
+            "exposedPorts",
+            "unexposedPorts",
+            "entrypoint",
+            "cmd",
+            "workdir",
+            "volumes",
+            "unmountedVolumes",
+            "labels",
+            "user",
+        ];
+        let fields = self.fields(node, "metadataTest", &keys)?;
+        let mut test = MetadataTest {
+            group: self.group.to_owned(),
+            env: Vec::new(),
+            unbound_env: Vec::new(),
+            labels: Vec::new(),
+            exposed_ports: Vec::new(),
+            unexposed_ports: Vec::new(),
+            volumes: Vec::new(),
+            unmounted_volumes: Vec::new(),
+            entrypoint: None,
+            cmd: None,
+            workdir: None,
+            user: None,
+        };
+        let nonempty = |text: String| (!text.is_empty()).then_some(text);
+        for (key, value) in fields {
+            match key.as_str() {
+                "envVars" => test.env = self.matched_pairs(value, "envVars")?,
+                "unboundEnvVars" => {
+                    test.unbound_env = self
+                        .env_vars(value, "unboundEnvVars", false)?
+                        .into_iter()
+                        .map(|(key, _)| key)
+                        .collect();
+                }
+                "labels" => test.labels = self.matched_pairs(value, "labels")?,
+                "exposedPorts" => {
+                    test.exposed_ports = self.nonempty_strings(value, "exposedPorts")?
+                }
+                "unexposedPorts" => test.unexposed_ports = self.strings(value, "unexposedPorts")?,
+                "volumes" => test.volumes = self.nonempty_strings(value, "volumes")?,
+                "unmountedVolumes" => {
+                    test.unmounted_volumes = self.strings(value, "unmountedVolumes")?
+                }
+                // A pointer in the tool: absent or null checks nothing, `[]` asks for none.
+                "entrypoint" if !value.is_null() => {
+                    test.entrypoint = Some(self.strings(value, "entrypoint")?)
+                }
+                "cmd" if !value.is_null() => test.cmd = Some(self.strings(value, "cmd")?),
+                "workdir" => test.workdir = nonempty(self.string(value, "workdir")?),
+                "user" => test.user = nonempty(self.string(value, "user")?),
+                _ => {}
+            }
+        }
+        let empty = test.env.is_empty()
+            && test.unbound_env.is_empty()
+            && test.labels.is_empty()
+            && test.exposed_ports.is_empty()
+            && test.unexposed_ports.is_empty()
+            && test.volumes.is_empty()
+            && test.unmounted_volumes.is_empty()
+            && test.entrypoint.is_none()
+            && test.cmd.is_none()
+            && test.workdir.is_none()
+            && test.user.is_none();
+        Ok((!empty).then_some(test))
+    }
+
+    /// The keys of a mapping with their values, in order; null is an empty mapping.
+    /// A key outside `allowed`, or written twice, is refused.
+    fn fields<'n>(
+        &self,
+        node: &'n Node,
+        what: &str,
+        allowed: &[&str],
+    ) -> Result<Vec<(String, &'n Node)>, SpecError> {
+        let entries: &[(Node, Node)] = match &node.value {
+            Value::Mapping(entries) => entries,
+            _ if node.is_null() => &[],
+            _ => {
+                return Err(self.fail(
+                    node,
+                    format!("{what} must be a mapping, not {}", node.kind()),
+                ));
+            }
+        };
+        let mut fields: Vec<(String, &Node)> = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            let Value::Scalar { text, .. } = &key.value else {
+                return Err(self.fail(key, format!("a key in {what} must be a plain name")));
+            };
+            if fields.iter().any(|(seen, _)| seen == text) {
+                return Err(self.fail(key, format!("`{text}` is set twice in {what}")));
+            }
+            if !allowed.contains(&text.as_str()) {
+                let listed: Vec<String> = allowed.iter().map(|key| format!("`{key}`")).collect();
+                return Err(self.fail(
+                    key,
+                    format!(
+                        "unknown key `{text}` in {what}; expected one of {}",
+                        listed.join(", ")
+                    ),
+                ));
+            }
+            fields.push((text.clone(), value));
+        }
+        Ok(fields)
+    }
+
+    /// A list's items; null is an empty list.
+    fn items<'n>(&self, node: &'n Node, key: &str) -> Result<&'n [Node], SpecError> {
+        match &node.value {
+            Value::Sequence(items) => Ok(items),
+            _ if node.is_null() => Ok(&[]),
+            _ => Err(self.fail(node, format!("`{key}` must be a list, not {}", node.kind()))),
+        }
+    }
+
+    /// Any scalar as its text, as `yaml.v2` decodes into a Go string (`8080` is
+    /// "8080"); null is "".
+    fn string(&self, node: &Node, key: &str) -> Result<String, SpecError> {
+        match &node.value {
+            _ if node.is_null() => Ok(String::new()),
+            Value::Scalar { text, .. } => Ok(text.clone()),
+            _ => Err(self.fail(
+                node,
+                format!("`{key}` must be a string, not {}", node.kind()),
+            )),
+        }
+    }
+
+    fn strings(&self, node: &Node, key: &str) -> Result<Vec<String>, SpecError> {
+        self.items(node, key)?
+            .iter()
+            .map(|item| self.string(item, key))
+            .collect()
+    }
+
+    /// Strings of which none may be empty: the tool refuses empty ports and volumes.
+    fn nonempty_strings(&self, node: &Node, key: &str) -> Result<Vec<String>, SpecError> {
+        let items = self.items(node, key)?;
+        let mut values = Vec::with_capacity(items.len());
+        for item in items {
+            let value = self.string(item, key)?;
+            if value.is_empty() {
+                return Err(self.fail(item, format!("an entry of `{key}` is empty")));
+            }
+            values.push(value);
+        }
+        Ok(values)
+    }
+
+    /// `setup` and `teardown`: lists of commands, each a non-empty list of strings.
+    fn commands(&self, node: &Node, key: &str) -> Result<Vec<Vec<String>>, SpecError> {
+        let mut commands = Vec::new();
+        for item in self.items(node, key)? {
+            let command = self.strings(item, key)?;
+            if command.is_empty() {
+                return Err(self.fail(item, format!("a command in `{key}` is empty; write it as a list such as [\"touch\", \"/tmp/ready\"]")));
+            }
+            commands.push(command);
+        }
+        Ok(commands)
+    }
+
+    fn integer(&self, node: &Node, key: &str) -> Result<i64, SpecError> {
+        match &node.value {
+            _ if node.is_null() => Ok(0),
+            Value::Scalar { text, plain: true } => yaml::integer(text).ok_or_else(|| {
+                self.fail(node, format!("`{key}` must be an integer, not `{text}`"))
+            }),
+            _ => Err(self.fail(node, format!("`{key}` must be an unquoted integer"))),
+        }
+    }
+
+    /// A uid or gid: the tool's -1 (or null) checks nothing.
+    fn owner(&self, node: &Node, key: &str) -> Result<Option<u64>, SpecError> {
+        if node.is_null() {
+            return Ok(None);
+        }
+        match self.integer(node, key)? {
+            -1 => Ok(None),
+            id => u64::try_from(id)
+                .map(Some)
+                .map_err(|_| self.fail(node, format!("`{key}` must be 0 or more"))),
+        }
+    }
+
+    fn boolean(&self, node: &Node, key: &str) -> Result<bool, SpecError> {
+        match &node.value {
+            _ if node.is_null() => Ok(false),
+            Value::Scalar { text, plain: true } => yaml::boolean(text).ok_or_else(|| {
+                self.fail(node, format!("`{key}` must be true or false, not `{text}`"))
+            }),
+            _ => Err(self.fail(node, format!("`{key}` must be an unquoted true or false"))),
+        }
+    }
+
+    fn executable_by(&self, node: &Node) -> Result<Option<ExecutableBy>, SpecError> {
+        match self.string(node, "isExecutableBy")?.as_str() {
+            "" => Ok(None),
+            "any" => Ok(Some(ExecutableBy::Any)),
+            "owner" => Ok(Some(ExecutableBy::Owner)),
+            "group" => Ok(Some(ExecutableBy::Group)),
+            "other" => Ok(Some(ExecutableBy::Other)),
+            other => Err(self.fail(
+                node,
+                format!("`isExecutableBy: {other}` is not one of `any`, `owner`, `group`, `other`"),
+            )),
+        }
+    }
+
+    /// A list of `{key, value, isRegex}`: (key, value) pairs. The tool refuses an
+    /// empty key, and for command and global env an empty value too.
+    fn env_vars(
+        &self,
+        node: &Node,
+        key: &str,
+        value_required: bool,
+    ) -> Result<Vec<(String, String)>, SpecError> {
+        Ok(self
+            .pairs(node, key, value_required)?
+            .into_iter()
+            .map(|(name, value, _)| (name, value))
+            .collect())
+    }
+
+    /// `envVars` and `labels` of the metadata test: each value equal, or a regex.
+    fn matched_pairs(
+        &self,
+        node: &Node,
+        key: &str,
+    ) -> Result<Vec<(String, ValueMatcher)>, SpecError> {
+        let mut pairs = Vec::new();
+        for (item, (name, value, is_regex)) in self
+            .items(node, key)?
+            .iter()
+            .zip(self.pairs(node, key, false)?)
+        {
+            let matcher = if is_regex {
+                ValueMatcher::Matches(self.compile(item, key, &value)?)
+            } else {
+                ValueMatcher::Equals(value)
+            };
+            pairs.push((name, matcher));
+        }
+        Ok(pairs)
+    }
+
+    fn pairs(
+        &self,
+        node: &Node,
+        key: &str,
+        value_required: bool,
+    ) -> Result<Vec<(String, String, bool)>, SpecError> {
+        let mut pairs = Vec::new();
+        for item in self.items(node, key)? {
+            let (mut name, mut value, mut is_regex) = (String::new(), String::new(), false);
+            for (field, field_value) in self.fields(
+                item,
+                &format!("an entry of `{key}`"),
+                &["key", "value", "isRegex"],
+            )? {
+                match field.as_str() {
+                    "key" => name = self.string(field_value, "key")?,
+                    "value" => value = self.string(field_value, "value")?,
+                    _ => is_regex = self.boolean(field_value, "isRegex")?,
+                }
+            }
+            if name.is_empty() {
+                return Err(self.fail(item, format!("an entry of `{key}` has no `key`")));
+            }
+            if value_required && value.is_empty() {
+                return Err(self.fail(
+                    item,
+                    format!("`{name}` in `{key}` has no `value`; the tool refuses empty values"),
+                ));
+            }
+            pairs.push((name, value, is_regex));
+        }
+        Ok(pairs)
+    }
+
+    fn regexes(&self, node: &Node, key: &str) -> Result<Vec<Regex>, SpecError> {
+        let mut regexes = Vec::new();
+        for item in self.items(node, key)? {
+            regexes.push(self.compile(item, key, &self.string(item, key)?)?);
+        }
+        Ok(regexes)
+    }
+
+    /// As Go's `regexp.Compile`: not multi-line, so `^`/`$` are the text's ends unless
+    /// the pattern says `(?m)`.
+    fn compile(&self, node: &Node, key: &str, pattern: &str) -> Result<Regex, SpecError> {
+        RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|error| {
+                let text = error.to_string();
+                let reason = text
+                    .lines()
+                    .rev()
+                    .map(str::trim)
+                    .find(|line| !line.is_empty())
+                    .unwrap_or("invalid")
+                    .trim_start_matches("error: ")
+                    .to_owned();
+                self.fail(node, format!("bad regex in `{key}`: {reason}"))
+            })
+    }
+
+    fn named(&self, node: &Node, name: &str, what: &str) -> Result<(), SpecError> {
+        if name.is_empty() {
+            return Err(self.fail(
+                node,
+                format!("a {what} has no `name`; every test needs one"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn has_path(&self, node: &Node, path: &str, name: &str) -> Result<(), SpecError> {
+        if path.is_empty() {
+            return Err(self.fail(node, format!("test `{name}` has no `path`")));
+        }
+        Ok(())
+    }
+}
+
+/// The key node named `key` in a mapping, for pointing at it.
+fn key_node(mapping: &Node, key: &str) -> Node {
+    if let Value::Mapping(entries) = &mapping.value {
+        if let Some((found, _)) = entries
+            .iter()
+            .find(|(found, _)| matches!(&found.value, Value::Scalar { text, .. } if text == key))
+        {
+            return found.clone();
+        }
+    }
+    mapping.clone()
+}
