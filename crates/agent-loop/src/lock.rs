@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use agent_model::{BundleFile, CodeBundle};
-use agent_spec::{Matcher, Spec};
+use agent_spec::{Case, Check, ContentMatcher, FileCheck, ImageChecks, Matcher, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::{sha256_hex, write_json, write_tree};
@@ -136,31 +136,106 @@ pub fn write(spec: &Spec, bundle: &Bundle, file: &LockFile) -> Result<PathBuf, L
     Ok(dir)
 }
 
-/// The digest of what the spec asks: prompt, conditions, judging, checks, run settings
-/// and the inputs' contents. Limits are left out: a lock stays fresh when only the
-/// budget changes.
+/// The digest of what the spec asks: prompt, conditions, judging, checks, run settings,
+/// cases, image and file checks, the structure-test files' contents and the inputs'
+/// contents. Limits are left out: a lock stays fresh when only the budget changes.
+/// Each newer part enters only when the spec has it, so the digest of a spec without
+/// them is what it always was.
 pub fn spec_digest(spec: &Spec, inputs: &BTreeMap<String, Vec<u8>>) -> String {
-    let checks: Vec<serde_json::Value> = spec
-        .checks
+    let inputs: BTreeMap<&String, String> = inputs
+        .iter()
+        .map(|(path, bytes)| (path, sha256_hex(bytes)))
+        .collect();
+    let mut canonical = serde_json::json!({
+        "prompt": spec.prompt,
+        "conditions": spec.conditions,
+        "judge": spec.judge,
+        "checks": checks_json(&spec.checks),
+        "run": {"stdin": spec.run.stdin, "env": spec.run.env, "args": spec.run.args},
+        "inputs": inputs,
+    });
+    let parts = [
+        (
+            "cases",
+            (!spec.cases.is_empty()).then(|| cases_json(&spec.cases)),
+        ),
+        ("image", spec.image.as_ref().map(image_json)),
+        (
+            "files",
+            (!spec.files.is_empty()).then(|| files_json(&spec.files)),
+        ),
+        (
+            "structure_tests",
+            (!spec.structure_tests.is_empty()).then(|| {
+                let files: Vec<serde_json::Value> = spec
+                    .structure_tests
+                    .iter()
+                    .map(|file| {
+                        serde_json::json!([file.path, sha256_hex(file.contents.as_bytes())])
+                    })
+                    .collect();
+                serde_json::Value::from(files)
+            }),
+        ),
+    ];
+    for (key, value) in parts {
+        if let Some(value) = value {
+            canonical[key] = value;
+        }
+    }
+    sha256_hex(canonical.to_string().as_bytes())
+}
+
+fn checks_json(checks: &[Check]) -> serde_json::Value {
+    checks
         .iter()
         .map(|check| {
             let (kind, value) = matcher_key(&check.matcher);
             serde_json::json!({"name": check.name, kind: value})
         })
-        .collect();
-    let inputs: BTreeMap<&String, String> = inputs
+        .collect()
+}
+
+fn cases_json(cases: &[Case]) -> serde_json::Value {
+    cases
         .iter()
-        .map(|(path, bytes)| (path, sha256_hex(bytes)))
-        .collect();
-    let canonical = serde_json::json!({
-        "prompt": spec.prompt,
-        "conditions": spec.conditions,
-        "judge": spec.judge,
-        "checks": checks,
-        "run": {"stdin": spec.run.stdin, "env": spec.run.env, "args": spec.run.args},
-        "inputs": inputs,
-    });
-    sha256_hex(canonical.to_string().as_bytes())
+        .map(|case| {
+            serde_json::json!({
+                "name": case.name, "stdin": case.stdin, "args": case.args, "env": case.env,
+                "entrypoint": case.entrypoint, "command": case.command,
+                "timeout_secs": case.timeout_secs, "checks": checks_json(&case.checks),
+            })
+        })
+        .collect()
+}
+
+fn image_json(image: &ImageChecks) -> serde_json::Value {
+    serde_json::json!({
+        "non_root": image.non_root, "user": image.user, "workdir": image.workdir,
+        "exposed_ports": image.exposed_ports, "env": image.env, "labels": image.labels,
+        "entrypoint": image.entrypoint, "cmd": image.cmd, "max_size_mb": image.max_size_mb,
+    })
+}
+
+fn files_json(files: &[FileCheck]) -> serde_json::Value {
+    files
+        .iter()
+        .map(|file| {
+            let content = file.content.as_ref().map(|content| {
+                let text = match content {
+                    ContentMatcher::Contains(text) | ContentMatcher::NotContains(text) => {
+                        text.as_str()
+                    }
+                    ContentMatcher::Matches(regex) => regex.as_str(),
+                };
+                serde_json::json!({content.key(): text})
+            });
+            serde_json::json!({
+                "path": file.path, "exists": file.exists, "mode": file.mode, "uid": file.uid,
+                "gid": file.gid, "executable": file.executable, "content": content,
+            })
+        })
+        .collect()
 }
 
 /// A matcher as the key and value it was written with in the spec.
@@ -174,5 +249,75 @@ fn matcher_key(matcher: &Matcher) -> (&'static str, serde_json::Value) {
         Matcher::StderrContains(text) => ("stderr_contains", text.as_str().into()),
         Matcher::StderrNotContains(text) => ("stderr_not_contains", text.as_str().into()),
         Matcher::StderrMatches(regex) => ("stderr_matches", regex.as_str().into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::spec_digest;
+
+    const BASE: &str = "prompt = \"Add two numbers.\"\nconditions = \"Prints the sum.\"\n\
+        [[check]]\nexit_code = 0\n";
+
+    fn digest_of(folder: &Path, text: &str) -> String {
+        let path = folder.join("adder.toml");
+        std::fs::write(&path, text).unwrap();
+        let spec = agent_spec::load_spec(&path).unwrap();
+        spec_digest(&spec, &BTreeMap::new())
+    }
+
+    #[test]
+    fn a_spec_without_the_newer_parts_keeps_the_digest_it_had() {
+        let folder = tempfile::tempdir().unwrap();
+        // The digest of BASE before cases, image, file and structure checks existed:
+        // SHA-256 of its canonical JSON with sorted keys, computed apart from this code.
+        assert_eq!(
+            digest_of(folder.path(), BASE),
+            "2a74529464865f7a2b320086c8a2235bfe2a96c7545c6cd0dfa830a7c62c2740"
+        );
+    }
+
+    #[test]
+    fn each_newer_part_changes_the_digest() {
+        let folder = tempfile::tempdir().unwrap();
+        let structure =
+            |text: &str| std::fs::write(folder.path().join("structure.yaml"), text).unwrap();
+        structure("schemaVersion: \"2.0.0\"\nmetadataTest:\n  user: app\n");
+        let base = digest_of(folder.path(), BASE);
+        let case =
+            "[[case]]\nname = \"sum\"\nstdin = \"3 4\\n\"\n[[case.check]]\nstdout_equals = \"7\"\n";
+        let variants = [
+            case.to_owned(),
+            case.replace("3 4", "3 5"),
+            case.replace("\"7\"", "\"8\""),
+            format!("{case}[[case]]\nname = \"help\"\nargs = [\"--help\"]\n"),
+            "[image]\nnon_root = true\n".to_owned(),
+            "[image]\nexposed_ports = [8080]\n".to_owned(),
+            "[image]\nexposed_ports = [\"8080/udp\"]\n".to_owned(),
+            "[[file]]\npath = \"/app/main.py\"\n".to_owned(),
+            "[[file]]\npath = \"/app/main.py\"\nmode = \"-rw-r--r--\"\n".to_owned(),
+            "[[file]]\npath = \"/app/main.py\"\ncontains = \"def main\"\n".to_owned(),
+        ];
+        let mut seen = vec![base.clone()];
+        for variant in &variants {
+            let digest = digest_of(folder.path(), &format!("{BASE}{variant}"));
+            assert!(
+                !seen.contains(&digest),
+                "{variant} did not change the digest"
+            );
+            seen.push(digest);
+        }
+        let with_tests = format!("structure_tests = [\"structure.yaml\"]\n{BASE}");
+        let first = digest_of(folder.path(), &with_tests);
+        assert!(!seen.contains(&first));
+        structure("schemaVersion: \"2.0.0\"\nmetadataTest:\n  user: web\n");
+        let changed = digest_of(folder.path(), &with_tests);
+        assert_ne!(
+            first, changed,
+            "the structure file's contents feed the digest"
+        );
     }
 }
