@@ -309,3 +309,180 @@ fn judge_content(matcher: &ContentMatcher, path: &str, entry: &FileEntry) -> (bo
         ContentMatcher::Matches(regex) => matches(regex, stream),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn regular(mode: u32, content: &str) -> FileFacts {
+        FileFacts {
+            path: "/app/main.py".to_owned(),
+            entry: Some(FileEntry {
+                mode: REGULAR | mode,
+                uid: 1000,
+                gid: 1000,
+                link_target: None,
+                content: Some(content.as_bytes().to_vec()),
+                content_truncated: false,
+            }),
+        }
+    }
+
+    fn check(content: Option<ContentMatcher>) -> FileCheck {
+        FileCheck {
+            path: "/app/main.py".to_owned(),
+            exists: true,
+            mode: Some(REGULAR | 0o644),
+            uid: Some(1000),
+            gid: Some(1000),
+            executable: Some(false),
+            content,
+        }
+    }
+
+    fn verdicts(results: &[CheckResult]) -> Vec<(&str, bool)> {
+        results
+            .iter()
+            .map(|result| (result.name.as_str(), result.passed))
+            .collect()
+    }
+
+    #[test]
+    fn a_matching_file_passes_each_aspect_in_the_file_group() {
+        let results = check(Some(ContentMatcher::Contains("def main".to_owned())))
+            .judge(&regular(0o644, "def main():\n    pass\n"));
+        assert_eq!(
+            verdicts(&results),
+            [
+                ("/app/main.py exists", true),
+                ("/app/main.py mode", true),
+                ("/app/main.py uid", true),
+                ("/app/main.py gid", true),
+                ("/app/main.py executable", true),
+                ("/app/main.py contains", true),
+            ]
+        );
+        assert!(results.iter().all(|result| result.group == "file"));
+    }
+
+    #[test]
+    fn mismatches_say_expected_against_actual() {
+        let mut facts = regular(0o755, "print(1)\n");
+        if let Some(entry) = &mut facts.entry {
+            entry.uid = 0;
+        }
+        let results = check(Some(ContentMatcher::Contains("def main".to_owned()))).judge(&facts);
+        let details: Vec<&str> = results
+            .iter()
+            .filter(|r| !r.passed)
+            .map(|r| r.detail.as_str())
+            .collect();
+        assert_eq!(details[0], "expected mode -rw-r--r--, found -rwxr-xr-x");
+        assert_eq!(details[1], "expected uid 1000, found 0");
+        assert_eq!(
+            details[2],
+            "expected not executable, but mode is -rwxr-xr-x"
+        );
+        assert!(
+            details[3].starts_with("`/app/main.py` does not contain \"def main\""),
+            "{}",
+            details[3]
+        );
+        assert!(details[3].contains("print(1)"), "{}", details[3]);
+    }
+
+    #[test]
+    fn a_missing_file_fails_every_aspect_and_an_unwanted_one_fails_absent() {
+        let absent = FileFacts {
+            path: "/app/main.py".to_owned(),
+            entry: None,
+        };
+        let results = check(None).judge(&absent);
+        assert_eq!(results.len(), 5);
+        assert!(results.iter().all(|result| !result.passed));
+        assert_eq!(
+            results[0].detail,
+            "`/app/main.py` does not exist in the image"
+        );
+        let unwanted = FileCheck {
+            exists: false,
+            mode: None,
+            uid: None,
+            gid: None,
+            executable: None,
+            ..check(None)
+        };
+        assert_eq!(
+            verdicts(&unwanted.judge(&absent)),
+            [("/app/main.py absent", true)]
+        );
+        let results = unwanted.judge(&regular(0o644, ""));
+        assert_eq!(verdicts(&results), [("/app/main.py absent", false)]);
+        assert_eq!(
+            results[0].detail,
+            "`/app/main.py` exists (a regular file) but must not"
+        );
+    }
+
+    #[test]
+    fn content_matchers_pass_and_fail() {
+        let judge = |matcher: ContentMatcher, facts: &FileFacts| {
+            let check = FileCheck {
+                mode: None,
+                uid: None,
+                gid: None,
+                executable: None,
+                ..check(Some(matcher))
+            };
+            check.judge(facts).pop().unwrap()
+        };
+        let facts = regular(0o644, "import os\ndef main():\n");
+        assert!(judge(ContentMatcher::NotContains("eval(".to_owned()), &facts).passed);
+        assert!(!judge(ContentMatcher::NotContains("import".to_owned()), &facts).passed);
+        let regex = regex::RegexBuilder::new("^def main")
+            .multi_line(true)
+            .build()
+            .unwrap();
+        assert!(judge(ContentMatcher::Matches(regex.clone()), &facts).passed);
+        assert!(!judge(ContentMatcher::Matches(regex), &regular(0o644, "main()\n")).passed);
+        let mut cut = regular(0o644, "import os\n");
+        if let Some(entry) = &mut cut.entry {
+            entry.content_truncated = true;
+        }
+        let result = judge(ContentMatcher::NotContains("eval(".to_owned()), &cut);
+        assert!(!result.passed, "absence in a cut file cannot be proven");
+        let directory = FileFacts {
+            path: "/app/main.py".to_owned(),
+            entry: Some(FileEntry {
+                mode: DIRECTORY | 0o755,
+                uid: 0,
+                gid: 0,
+                link_target: None,
+                content: None,
+                content_truncated: false,
+            }),
+        };
+        let result = judge(ContentMatcher::Contains("x".to_owned()), &directory);
+        assert_eq!(
+            result.detail,
+            "`/app/main.py` is a directory, not a regular file whose content can be checked"
+        );
+    }
+
+    #[test]
+    fn ls_mode_prints_as_ls_does_and_round_trips() {
+        for text in [
+            "-rw-r--r--",
+            "drwxrwxrwt",
+            "-rwsr-xr-x",
+            "-rwSr-Sr-T",
+            "lrwxrwxrwx",
+            "crw-rw-rw-",
+            "prw-------",
+            "srwxr-xr-x",
+            "brw-rw----",
+        ] {
+            assert_eq!(ls_mode(parse_ls_mode(text).unwrap()), text);
+        }
+    }
+}

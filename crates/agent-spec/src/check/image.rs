@@ -124,17 +124,14 @@ fn same(what: &str, expected: &str, actual: &str) -> (bool, String) {
     if expected == actual {
         return (true, format!("{what} is {}", quote(actual)));
     }
-    let actual = if actual.is_empty() {
-        "not set".to_owned()
+    let found = if actual.is_empty() {
+        "the image does not set it".to_owned()
     } else {
-        quote(actual)
+        format!("the image has {}", quote(actual))
     };
     (
         false,
-        format!(
-            "expected {what} {}, the image has {actual}",
-            quote(expected)
-        ),
+        format!("expected {what} {}, {found}", quote(expected)),
     )
 }
 
@@ -200,4 +197,152 @@ fn size(limit_mb: u64, actual_bytes: u64) -> (bool, String) {
             "the image is {actual_mb} MB ({actual_bytes} bytes), over the limit of {limit_mb} MB; use a smaller base or fewer layers"
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> ImageFacts {
+        ImageFacts {
+            user: "app".to_owned(),
+            workdir: "/app".to_owned(),
+            exposed_ports: vec!["8080/tcp".to_owned()],
+            env: vec![
+                "PATH=/usr/bin".to_owned(),
+                "PYTHONUNBUFFERED=1".to_owned(),
+                "EQ=a=b".to_owned(),
+            ],
+            labels: BTreeMap::from([(
+                "org.opencontainers.image.licenses".to_owned(),
+                "MIT".to_owned(),
+            )]),
+            entrypoint: vec!["python3".to_owned()],
+            cmd: vec!["main.py".to_owned()],
+            volumes: Vec::new(),
+            size_bytes: 150_000_000,
+        }
+    }
+
+    fn checks() -> ImageChecks {
+        ImageChecks {
+            non_root: true,
+            user: Some("app".to_owned()),
+            workdir: Some("/app".to_owned()),
+            exposed_ports: vec!["8080/tcp".to_owned()],
+            env: BTreeMap::from([
+                ("PYTHONUNBUFFERED".to_owned(), "1".to_owned()),
+                ("EQ".to_owned(), "a=b".to_owned()),
+            ]),
+            labels: BTreeMap::from([(
+                "org.opencontainers.image.licenses".to_owned(),
+                "MIT".to_owned(),
+            )]),
+            entrypoint: Some(vec!["python3".to_owned()]),
+            cmd: Some(vec!["main.py".to_owned()]),
+            max_size_mb: Some(150),
+        }
+    }
+
+    fn failed(results: &[CheckResult]) -> Vec<(&str, &str)> {
+        results
+            .iter()
+            .filter(|result| !result.passed)
+            .map(|result| (result.name.as_str(), result.detail.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_matching_image_passes_every_check_in_the_image_group() {
+        let results = checks().judge(&facts());
+        assert_eq!(results.len(), 10);
+        assert!(
+            results
+                .iter()
+                .all(|result| result.passed && result.group == "image"),
+            "{results:?}"
+        );
+    }
+
+    #[test]
+    fn each_mismatch_says_expected_against_actual() {
+        let facts = ImageFacts {
+            user: "root".to_owned(),
+            workdir: String::new(),
+            exposed_ports: vec!["8080/udp".to_owned()],
+            env: vec!["PYTHONUNBUFFERED=0".to_owned()],
+            labels: BTreeMap::new(),
+            entrypoint: Vec::new(),
+            cmd: vec!["app.py".to_owned()],
+            volumes: Vec::new(),
+            size_bytes: 150_000_001,
+        };
+        let results = checks().judge(&facts);
+        assert_eq!(
+            failed(&results),
+            [
+                (
+                    "non_root",
+                    "USER is \"root\", which is root; set a non-root user"
+                ),
+                ("user", "expected USER \"app\", the image has \"root\""),
+                (
+                    "workdir",
+                    "expected WORKDIR \"/app\", the image does not set it"
+                ),
+                (
+                    "exposed_ports 8080/tcp",
+                    "expected `EXPOSE 8080/tcp`; the image exposes 8080/udp"
+                ),
+                (
+                    "env EQ",
+                    "expected env var EQ = \"a=b\", the image does not set it"
+                ),
+                (
+                    "env PYTHONUNBUFFERED",
+                    "expected env var PYTHONUNBUFFERED = \"1\", the image has \"0\""
+                ),
+                (
+                    "labels org.opencontainers.image.licenses",
+                    "expected label org.opencontainers.image.licenses = \"MIT\", the image does not set it"
+                ),
+                (
+                    "entrypoint",
+                    "expected ENTRYPOINT [\"python3\"], the image has []"
+                ),
+                (
+                    "cmd",
+                    "expected CMD [\"main.py\"], the image has [\"app.py\"]"
+                ),
+                (
+                    "max_size_mb",
+                    "the image is 151 MB (150000001 bytes), over the limit of 150 MB; use a smaller base or fewer layers"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn non_root_judges_the_user_part() {
+        let judge = |user: &str| {
+            let facts = ImageFacts {
+                user: user.to_owned(),
+                ..ImageFacts::default()
+            };
+            let checks = ImageChecks {
+                non_root: true,
+                ..ImageChecks::default()
+            };
+            checks.judge(&facts)[0].passed
+        };
+        assert!(judge("app"));
+        assert!(judge("1000:1000"));
+        assert!(judge("10"));
+        assert!(!judge(""));
+        assert!(!judge("root"));
+        assert!(!judge("0"));
+        assert!(!judge("0:0"));
+        assert!(!judge("root:app"));
+        assert!(!judge("000"));
+    }
 }

@@ -188,3 +188,172 @@ fn case_name(
         None => Ok(text.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::check::Matcher;
+    use crate::spec::testing::{MINIMAL, invalid, observed, parse};
+
+    const ADDER: &str = r#"
+[run]
+env = { LANG = "C.UTF-8", MODE = "slow" }
+args = ["--quiet"]
+
+[[check]]
+exit_code = 0
+
+[[case]]
+name = "two numbers"
+stdin = "3 4\n"
+args = ["--sum"]
+env = { MODE = "fast" }
+entrypoint = ["python3"]
+command = ["main.py"]
+timeout_secs = 10
+[[case.check]]
+stdout_equals = "7"
+
+[[case]]
+name = "help"
+args = ["--help"]
+[[case.check]]
+stdout_contains = "usage"
+[[case.check]]
+name = "exit_code"
+exit_code = 0
+"#;
+
+    #[test]
+    fn cases_merge_run_settings_and_add_the_top_level_checks() {
+        let spec = parse(&format!(
+            "{MINIMAL}{}",
+            ADDER.replace(
+                "name = \"exit_code\"\nexit_code = 0",
+                "stderr_not_contains = \"Traceback\""
+            )
+        ))
+        .unwrap();
+        let cases = spec.cases_to_run();
+        assert_eq!(cases.len(), 2);
+        let sum = &cases[0];
+        assert_eq!(sum.name, "two numbers");
+        assert_eq!(sum.stdin.as_deref(), Some("3 4\n"));
+        assert_eq!(sum.args, ["--quiet", "--sum"]);
+        assert_eq!(sum.env["MODE"], "fast");
+        assert_eq!(sum.env["LANG"], "C.UTF-8");
+        assert_eq!(sum.entrypoint.as_deref(), Some(&["python3".to_owned()][..]));
+        assert_eq!(sum.command.as_deref(), Some(&["main.py".to_owned()][..]));
+        assert_eq!(sum.timeout_secs, Some(10));
+        let names: Vec<&str> = sum.checks.iter().map(|check| check.name.as_str()).collect();
+        assert_eq!(names, ["stdout_equals", "exit_code"]);
+        let help = &cases[1];
+        assert_eq!(help.stdin, None);
+        assert_eq!(help.env["MODE"], "slow");
+        assert_eq!(help.entrypoint, None);
+        assert_eq!(help.timeout_secs, None);
+        assert_eq!(help.checks.len(), 3);
+        assert!(!spec.judge, "cases with checks are deterministic");
+    }
+
+    #[test]
+    fn a_case_judges_under_its_own_name() {
+        let spec = parse(&format!(
+            "{MINIMAL}{}",
+            ADDER.replace("name = \"exit_code\"\nexit_code = 0", "exit_code = 0")
+        ))
+        .unwrap();
+        let results = spec.cases[0].evaluate(&observed("7\n"));
+        assert!(
+            results
+                .iter()
+                .all(|result| result.group == "two numbers" && result.passed)
+        );
+        let results = spec.cases[0].evaluate(&observed("8\n"));
+        assert!(!results[0].passed);
+        assert!(results[0].detail.contains("\"8\""), "{}", results[0].detail);
+    }
+
+    #[test]
+    fn without_cases_the_run_is_the_one_default_case() {
+        let spec = parse(&format!(
+            "{MINIMAL}[run]\nstdin = \"x\"\nargs = [\"-v\"]\n[[check]]\nstdout_contains = \"hi\"\n"
+        ))
+        .unwrap();
+        let cases = spec.cases_to_run();
+        assert_eq!(cases.len(), 1);
+        assert_eq!(cases[0].name, "run");
+        assert_eq!(cases[0].stdin.as_deref(), Some("x"));
+        assert_eq!(cases[0].args, ["-v"]);
+        assert!(matches!(
+            cases[0].checks[0].matcher,
+            Matcher::StdoutContains(_)
+        ));
+        assert!(parse(MINIMAL).unwrap().cases_to_run().is_empty());
+    }
+
+    #[test]
+    fn a_case_check_may_not_take_a_top_level_name() {
+        let (line, column, message) = invalid(&format!("{MINIMAL}{ADDER}"));
+        assert_eq!((line, column), (28, 8));
+        assert!(
+            message.contains("already used by a top-level [[check]]"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn case_names_are_required_unique_and_not_a_group_of_other_checks() {
+        let case = "[[case]]\nname = \"a\"\n[[case.check]]\nexit_code = 0\n";
+        let (line, column, message) = invalid(&format!("{MINIMAL}{case}{case}"));
+        assert_eq!((line, column), (8, 8));
+        assert!(
+            message.contains("case name `a` is already used"),
+            "{message}"
+        );
+        let (line, _, message) = invalid(&format!("{MINIMAL}[[case]]\nstdin = \"1\"\n"));
+        assert_eq!(line, 3);
+        assert!(message.contains("has no `name`"), "{message}");
+        let (_, _, message) = invalid(&format!("{MINIMAL}{}", case.replace("\"a\"", "\"image\"")));
+        assert!(message.contains("choose another name"), "{message}");
+        let (_, _, message) = invalid(&format!("{MINIMAL}{}", case.replace("\"a\"", "\"  \"")));
+        assert!(message.contains("is empty"), "{message}");
+    }
+
+    #[test]
+    fn case_values_are_checked_where_they_are_written() {
+        let (line, column, message) = invalid(&format!(
+            "{MINIMAL}[[case]]\nname = \"a\"\ntimeout_secs = 0\n[[case.check]]\nexit_code = 0\n"
+        ));
+        assert_eq!((line, column), (5, 16));
+        assert!(
+            message.contains("`timeout_secs` must be at least 1"),
+            "{message}"
+        );
+        let (line, _, message) = invalid(&format!(
+            "{MINIMAL}[[case]]\nname = \"a\"\nentrypoint = [\"a\\u0000\"]\n[[case.check]]\nexit_code = 0\n"
+        ));
+        assert_eq!(line, 5);
+        assert!(message.contains("`entrypoint` contains a NUL"), "{message}");
+        let (line, column, message) = invalid(&format!(
+            "{MINIMAL}[[case]]\nname = \"a\"\nstdout = \"x\"\n"
+        ));
+        assert_eq!((line, column), (5, 1));
+        assert!(message.contains("stdout"), "{message}");
+        let (_, _, message) = invalid(&format!(
+            "{MINIMAL}[[case]]\nname = \"a\"\n[[case.check]]\nexit_code = 0\nstdout_contains = \"x\"\n"
+        ));
+        assert!(message.contains("two matchers"), "{message}");
+    }
+
+    #[test]
+    fn a_case_without_any_check_needs_the_judge() {
+        let (line, _, message) = invalid(&format!(
+            "{MINIMAL}judge = false\n[image]\nnon_root = true\n[[case]]\nname = \"a\"\n"
+        ));
+        assert_eq!(line, 6);
+        assert!(message.contains("case `a` has no check"), "{message}");
+        let spec = parse(&format!("{MINIMAL}[[case]]\nname = \"a\"\n")).unwrap();
+        assert!(spec.judge, "nothing deterministic: the judge is on");
+        assert_eq!(spec.cases_to_run().len(), 1);
+    }
+}

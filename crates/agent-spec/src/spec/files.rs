@@ -146,3 +146,118 @@ fn content_matcher(
     };
     Ok(Some((matcher, value.span())))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::check::ContentMatcher;
+    use crate::spec::testing::{MINIMAL, invalid, parse};
+
+    #[test]
+    fn every_file_key_parses() {
+        let spec = parse(&format!(
+            "{MINIMAL}[[file]]\npath = \"/app/main.py\"\nmode = \"-rwxr-x--x\"\nuid = 1000\ngid = 100\n\
+             executable = true\nmatches = \"^def main\"\n[[file]]\npath = \"/root/.cache\"\nexists = false\n"
+        ))
+        .unwrap();
+        let main = &spec.files[0];
+        assert_eq!(main.path, "/app/main.py");
+        assert!(main.exists);
+        assert_eq!(main.mode, Some(0o100_751));
+        assert_eq!(
+            (main.uid, main.gid, main.executable),
+            (Some(1000), Some(100), Some(true))
+        );
+        assert!(
+            matches!(&main.content, Some(ContentMatcher::Matches(regex)) if regex.is_match("x\ndef main"))
+        );
+        assert!(!spec.files[1].exists);
+        assert!(!spec.judge);
+    }
+
+    #[test]
+    fn ls_modes_parse_with_their_special_bits() {
+        let mode = |text: &str| {
+            let spec = parse(&format!(
+                "{MINIMAL}[[file]]\npath = \"/x\"\nmode = \"{text}\"\n"
+            ))
+            .unwrap();
+            spec.files[0].mode.unwrap()
+        };
+        assert_eq!(mode("drwxr-xr-x"), 0o040_755);
+        assert_eq!(mode("drwxrwxrwt"), 0o041_777);
+        assert_eq!(mode("-rwsr-xr-x"), 0o104_755);
+        assert_eq!(mode("-rwSr-Sr-T"), 0o107_644);
+        assert_eq!(mode("lrwxrwxrwx"), 0o120_777);
+    }
+
+    #[test]
+    fn bad_file_tables_point_at_the_problem() {
+        let cases = [
+            ("path = \"app/main.py\"", 4, 8, "must be absolute"),
+            (
+                "path = \"/app/../etc\"",
+                4,
+                8,
+                "must be absolute, without `..`",
+            ),
+            (
+                "path = \"/a\"\nmode = \"rw-r--r--\"",
+                5,
+                8,
+                "`mode` must be 10 characters",
+            ),
+            ("path = \"/a\"\nmode = \"xrw-r--r--\"", 5, 8, "no file type"),
+            ("path = \"/a\"\nmode = \"-rwzr--r--\"", 5, 8, "has `rwz`"),
+            (
+                "path = \"/a\"\nexists = false\nmode = \"-rw-r--r--\"",
+                6,
+                8,
+                "`mode` cannot hold",
+            ),
+            (
+                "path = \"/a\"\nexists = false\ncontains = \"x\"",
+                6,
+                12,
+                "`contains` cannot hold",
+            ),
+            ("path = \"/a\"\ncontains = \"\"", 5, 12, "is empty"),
+            (
+                "path = \"/a\"\nmatches = \"(\"",
+                5,
+                11,
+                "bad regex in `matches`",
+            ),
+            (
+                "path = \"/a\"\nsize = 3",
+                5,
+                1,
+                "unknown key `size` in [[file]]",
+            ),
+            ("uid = 0", 3, 1, "has no `path`"),
+            (
+                "path = \"/a\"\ncontains = \"x\"\nmatches = \"y\"",
+                3,
+                1,
+                "both `contains` and `matches`",
+            ),
+        ];
+        for (body, line, column, expected) in cases {
+            let (found_line, found_column, message) =
+                invalid(&format!("{MINIMAL}[[file]]\n{body}\n"));
+            assert_eq!(
+                (found_line, found_column),
+                (line, column),
+                "{body}: {message}"
+            );
+            assert!(message.contains(expected), "{body}: {message}");
+        }
+        let (line, _, message) = invalid(&format!(
+            "{MINIMAL}[[file]]\npath = \"/a\"\n[[file]]\npath = \"/a\"\n"
+        ));
+        assert_eq!(line, 5);
+        assert!(
+            message.contains("already checked by an earlier [[file]]"),
+            "{message}"
+        );
+    }
+}

@@ -126,3 +126,57 @@ fn exposed_port(value: &toml::Value) -> Result<String, String> {
     }
     Ok(format!("{number}/{protocol}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::spec::testing::{MINIMAL, invalid, parse};
+
+    #[test]
+    fn every_image_key_parses() {
+        let spec = parse(&format!(
+            "{MINIMAL}[image]\nnon_root = true\nuser = \"app\"\nworkdir = \"/app\"\n\
+             exposed_ports = [8080, \"53/udp\", \"9000\"]\nenv = {{ PYTHONUNBUFFERED = \"1\" }}\n\
+             labels = {{ \"org.opencontainers.image.licenses\" = \"MIT\" }}\n\
+             entrypoint = [\"python3\"]\ncmd = [\"main.py\"]\nmax_size_mb = 300\n"
+        ))
+        .unwrap();
+        let image = spec.image.unwrap();
+        assert!(image.non_root);
+        assert_eq!(image.user.as_deref(), Some("app"));
+        assert_eq!(image.workdir.as_deref(), Some("/app"));
+        assert_eq!(image.exposed_ports, ["8080/tcp", "53/udp", "9000/tcp"]);
+        assert_eq!(image.env["PYTHONUNBUFFERED"], "1");
+        assert_eq!(image.labels["org.opencontainers.image.licenses"], "MIT");
+        assert_eq!(image.entrypoint, Some(vec!["python3".to_owned()]));
+        assert_eq!(image.cmd, Some(vec!["main.py".to_owned()]));
+        assert_eq!(image.max_size_mb, Some(300));
+        assert!(!spec.judge, "image checks are deterministic");
+    }
+
+    #[test]
+    fn bad_image_values_point_at_themselves() {
+        let cases = [
+            ("exposed_ports = [0]", 4, 18, "port 0 is outside 1..65535"),
+            ("exposed_ports = [\"80/icmp\"]", 4, 18, "protocol `icmp`"),
+            ("exposed_ports = [\"http\"]", 4, 18, "`http` is no port"),
+            ("exposed_ports = [true]", 4, 18, "boolean is no port"),
+            ("workdir = \"app\"", 4, 11, "is not absolute"),
+            ("non_root = false", 4, 12, "checks nothing"),
+            ("max_size_mb = 0", 4, 15, "must be at least 1"),
+            ("users = \"app\"", 4, 1, "did you mean `user`?"),
+        ];
+        for (line_text, line, column, expected) in cases {
+            let (found_line, found_column, message) =
+                invalid(&format!("{MINIMAL}[image]\n{line_text}\n"));
+            assert_eq!(
+                (found_line, found_column),
+                (line, column),
+                "{line_text}: {message}"
+            );
+            assert!(message.contains(expected), "{line_text}: {message}");
+        }
+        let (line, _, message) = invalid(&format!("{MINIMAL}[image]\n"));
+        assert_eq!(line, 3);
+        assert!(message.contains("asks for nothing"), "{message}");
+    }
+}
