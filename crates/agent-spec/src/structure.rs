@@ -20,7 +20,7 @@ pub(crate) use parse::parse_structure;
 
 use regex::Regex;
 
-use crate::check::text::clip;
+use crate::check::text::quote;
 
 /// One config file named in `structure_tests`, parsed.
 #[derive(Debug, Clone)]
@@ -161,7 +161,81 @@ pub(crate) fn regex_failures(
         .map(|pattern| {
             let verb = if should_match { "expected" } else { "excluded" };
             let found = if should_match { "not found" } else { "found" };
-            format!("{verb} `{}` {found} in {what}", clip(pattern.as_str(), 200))
+            format!("{verb} {} {found} in {what}", quote(pattern.as_str()))
         })
         .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::Path;
+
+    use crate::errors::SpecError;
+    use crate::structure::{StructureFile, parse_structure};
+
+    pub(crate) fn structure(text: &str) -> StructureFile {
+        match parse_structure("structure.yaml", Path::new("/specs/structure.yaml"), text) {
+            Ok(file) => file,
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    /// The (line, column, message) of the error a structure file gives.
+    pub(crate) fn refused(text: &str) -> (usize, usize, String) {
+        match parse_structure("structure.yaml", Path::new("/specs/structure.yaml"), text) {
+            Err(SpecError::Invalid { location, message }) => {
+                assert_eq!(location.path, Path::new("/specs/structure.yaml"));
+                (location.line, location.column, message)
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[&str]) -> Vec<String> {
+        pairs.iter().map(|pair| (*pair).to_owned()).collect()
+    }
+
+    #[test]
+    fn expansion_follows_go_os_expand() {
+        let env = env(&["HOME=/root", "A=1", "EQ=x=y", "_U9=u"]);
+        let cases = [
+            ("$HOME/bin", "/root/bin"),
+            ("${HOME}x", "/rootx"),
+            ("$EQ", "x=y"),
+            ("$_U9!", "u!"),
+            ("$MISSING|", "|"),
+            ("a$", "a$"),
+            ("$ x", "$ x"),
+            ("$$", ""),
+            ("$1a", "a"),
+            ("${}", ""),
+            ("${HOME", "HOME"),
+            ("${A}${A}", "11"),
+            ("é$A", "é1"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(expand_env(text, &env), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn global_env_is_expanded_against_the_image_and_set_over_it() {
+        let file = testing::structure(
+            "schemaVersion: '2.0.0'\nglobalEnvVars:\n  - key: PATH\n    value: /opt/bin:$PATH\n  - key: NEW\n    value: x\nmetadataTest:\n  user: app\n",
+        );
+        let image = env(&["PATH=/usr/bin", "LANG=C"]);
+        assert_eq!(
+            file.global_env_values(&image),
+            ["PATH=/opt/bin:/usr/bin", "NEW=x"]
+        );
+        assert_eq!(
+            file.environment(&image),
+            ["PATH=/opt/bin:/usr/bin", "LANG=C", "NEW=x"]
+        );
+    }
 }

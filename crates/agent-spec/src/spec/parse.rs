@@ -296,6 +296,29 @@ exit_code = 0
     }
 
     #[test]
+    fn judge_defaults_to_true_only_when_nothing_deterministic_is_checked() {
+        let deterministic = [
+            "[[case]]\nname = \"a\"\n[[case.check]]\nexit_code = 0\n",
+            "[image]\nnon_root = true\n",
+            "[[file]]\npath = \"/app\"\n",
+        ];
+        for part in deterministic {
+            assert!(!parse(&format!("{MINIMAL}{part}")).unwrap().judge, "{part}");
+        }
+        // A case without checks is no deterministic check: its output is judged.
+        assert!(
+            parse(&format!("{MINIMAL}[[case]]\nname = \"a\"\n"))
+                .unwrap()
+                .judge
+        );
+        let with_image = format!("{MINIMAL}judge = false\n[image]\nuser = \"app\"\n");
+        assert!(
+            !parse(&with_image).unwrap().judge,
+            "image checks alone may verify"
+        );
+    }
+
+    #[test]
     fn judge_false_without_checks_is_refused_at_the_value() {
         let (line, column, message) = invalid(&format!("{MINIMAL}judge = false\n"));
         assert_eq!((line, column), (3, 9));

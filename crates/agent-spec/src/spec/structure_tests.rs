@@ -52,3 +52,71 @@ pub(crate) fn read_structure_tests(
     }
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use crate::errors::SpecError;
+    use crate::spec::load_spec;
+    use crate::spec::testing::MINIMAL;
+
+    fn spec_with(folder: &std::path::Path, list: &str) -> Result<crate::spec::Spec, SpecError> {
+        let path = folder.join("web.toml");
+        fs::write(&path, format!("{MINIMAL}structure_tests = {list}\n")).unwrap();
+        load_spec(&path)
+    }
+
+    #[test]
+    fn files_are_read_relative_to_the_spec_and_judged_as_checks() {
+        let folder = tempfile::tempdir().unwrap();
+        fs::create_dir(folder.path().join("tests")).unwrap();
+        fs::write(
+            folder.path().join("tests/structure.yaml"),
+            "schemaVersion: 2.0.0\nmetadataTest:\n  user: app\n",
+        )
+        .unwrap();
+        let spec = spec_with(folder.path(), "[\"tests/structure.yaml\"]").unwrap();
+        assert_eq!(spec.structure_tests.len(), 1);
+        assert_eq!(spec.structure_tests[0].path, "tests/structure.yaml");
+        assert!(spec.structure_tests[0].contents.contains("user: app"));
+        assert!(!spec.judge, "structure tests are deterministic");
+    }
+
+    #[test]
+    fn problems_name_the_entry_or_the_place_in_the_yaml() {
+        let folder = tempfile::tempdir().unwrap();
+        let problem = |list: &str| match spec_with(folder.path(), list) {
+            Err(SpecError::Input {
+                location, problem, ..
+            }) => (location.line, location.column, problem),
+            other => panic!("expected an input error, got {other:?}"),
+        };
+        assert_eq!(
+            problem("[\"missing.yaml\"]").2.split(" (").next(),
+            Some("does not exist")
+        );
+        assert_eq!(
+            problem("[\"/abs.yaml\"]"),
+            (
+                3,
+                20,
+                "must be a path relative to the spec, e.g. \"structure.yaml\"".to_owned()
+            )
+        );
+        assert!(problem("[\"tests.json\"]").2.contains("`.yaml` or `.yml`"));
+        fs::write(
+            folder.path().join("bad.yml"),
+            "schemaVersion: 2.0.0\nlicenseTests: []\n",
+        )
+        .unwrap();
+        match spec_with(folder.path(), "[\"bad.yml\"]") {
+            Err(SpecError::Invalid { location, message }) => {
+                assert_eq!(location.path, folder.path().join("bad.yml"));
+                assert_eq!((location.line, location.column), (2, 1));
+                assert!(message.contains("licenseTests"), "{message}");
+            }
+            other => panic!("expected the YAML's own place, got {other:?}"),
+        }
+    }
+}

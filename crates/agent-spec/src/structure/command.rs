@@ -145,3 +145,211 @@ impl CommandTest {
         CheckResult::new(&self.group, self.name.clone(), false, detail)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::check::Observed;
+    use crate::structure::testing::{refused, structure};
+
+    const FILE: &str = r#"
+schemaVersion: "2.0.0"
+commandTests:
+  - name: "adds"
+    setup: [["touch", "/tmp/ready"], ["sh", "-c", "echo $MODE > /tmp/mode"]]
+    teardown: [["rm", "/tmp/ready"]]
+    command: "$BIN/adder"
+    args: ["3", "${X}"]
+    envVars:
+      - key: MODE
+        value: fast-$HOME
+    expectedOutput: ["^7\n$", "7"]
+    excludedOutput: ["error"]
+    expectedError: ["(?m)^done$"]
+    excludedError: ["Traceback"]
+    exitCode: 2
+  - name: plain
+    command: python3
+"#;
+
+    fn observed<'a>(stdout: &'a str, stderr: &'a str, exit_code: Option<i64>) -> Observed<'a> {
+        Observed {
+            exit_code,
+            stdout,
+            stderr,
+            stdout_truncated: false,
+            stderr_truncated: false,
+        }
+    }
+
+    #[test]
+    fn every_key_parses_and_the_envs_follow_the_tool() {
+        let file = structure(FILE);
+        let test = &file.command_tests[0];
+        assert_eq!(test.name, "adds");
+        assert_eq!(
+            test.setup,
+            [
+                vec!["touch", "/tmp/ready"],
+                vec!["sh", "-c", "echo $MODE > /tmp/mode"]
+            ]
+        );
+        assert_eq!(test.teardown, [vec!["rm", "/tmp/ready"]]);
+        let environment: Vec<String> = ["BIN=/usr/local/bin", "X=4", "HOME=/home/app"]
+            .map(str::to_owned)
+            .to_vec();
+        assert_eq!(
+            test.full_command(&environment),
+            ["/usr/local/bin/adder", "3", "4"]
+        );
+        assert_eq!(test.setup_env(&environment), ["MODE=fast-/home/app"]);
+        assert_eq!(
+            test.run_env(),
+            ["MODE=fast-$HOME"],
+            "the test command's env is not expanded"
+        );
+        assert_eq!(test.user, None);
+        let plain = &file.command_tests[1];
+        assert_eq!(plain.full_command(&environment), ["python3"]);
+    }
+
+    #[test]
+    fn the_commands_args_see_the_setup_env_once_there_is_a_setup() {
+        let file = structure(
+            "schemaVersion: 2.0.0\ncommandTests:\n  - name: a\n    command: echo\n    args: [$MODE]\n    envVars: [{key: MODE, value: m}]\n  - name: b\n    setup: [[true]]\n    command: echo\n    args: [$MODE]\n    envVars: [{key: MODE, value: m}]\n",
+        );
+        assert_eq!(file.command_tests[0].full_command(&[]), ["echo", ""]);
+        assert_eq!(file.command_tests[1].full_command(&[]), ["echo", "m"]);
+    }
+
+    #[test]
+    fn judging_takes_every_regex_and_the_exit_code() {
+        let file = structure(FILE);
+        let test = &file.command_tests[0];
+        let passed = test.judge(&observed("7\n", "working\ndone\n", Some(2)));
+        assert!(passed.passed, "{}", passed.detail);
+        assert_eq!(passed.group, "structure.yaml");
+        assert_eq!(passed.name, "adds");
+        let failed = test.judge(&observed("17\nerror\n", "Traceback\ndone\n", Some(0)));
+        assert!(!failed.passed);
+        let lines: Vec<&str> = failed.detail.lines().take(4).collect();
+        assert_eq!(
+            lines,
+            [
+                "excluded \"Traceback\" found in stderr",
+                "expected \"^7\\n$\" not found in stdout",
+                "excluded \"error\" found in stdout",
+                "expected exit code 2, got 0",
+            ]
+        );
+        assert!(
+            failed.detail.contains("stdout (9 bytes, 2 lines)"),
+            "{}",
+            failed.detail
+        );
+        // The default exit code is 0, compared always; a killed command fails.
+        let plain = &file.command_tests[1];
+        assert!(plain.judge(&observed("", "", Some(0))).passed);
+        assert!(!plain.judge(&observed("", "", Some(1))).passed);
+        assert!(!plain.judge(&observed("", "", None)).passed);
+    }
+
+    #[test]
+    fn regexes_are_unanchored_and_single_line_as_in_go() {
+        let file = structure(
+            "schemaVersion: 2.0.0\ncommandTests:\n  - name: a\n    command: x\n    expectedOutput: ['^b$']\n  - name: b\n    command: x\n    expectedOutput: ['(?m)^b$', 'b']\n",
+        );
+        assert!(
+            !file.command_tests[0]
+                .judge(&observed("a\nb\n", "", Some(0)))
+                .passed
+        );
+        assert!(
+            file.command_tests[0]
+                .judge(&observed("b", "", Some(0)))
+                .passed
+        );
+        assert!(
+            file.command_tests[1]
+                .judge(&observed("a\nb\nc", "", Some(0)))
+                .passed
+        );
+    }
+
+    #[test]
+    fn container_run_options_user_is_kept_and_drops_the_test_env() {
+        let file = structure(
+            "schemaVersion: 2.0.0\ncontainerRunOptions:\n  user: nobody\ncommandTests:\n  - name: a\n    command: id\n    envVars: [{key: A, value: b}]\n",
+        );
+        let test = &file.command_tests[0];
+        assert_eq!(test.user.as_deref(), Some("nobody"));
+        assert!(test.run_env().is_empty());
+        assert_eq!(test.setup_env(&[]), ["A=b"]);
+    }
+
+    #[test]
+    fn what_the_tool_refuses_or_would_fail_is_refused_with_its_place() {
+        let head = "schemaVersion: 2.0.0\ncommandTests:\n";
+        let cases = [
+            ("  - command: x\n", 3, 5, "has no `name`"),
+            ("  - name: a\n", 3, 5, "has no `command`"),
+            (
+                "  - name: a\n    command: x\n    setup: [[]]\n",
+                5,
+                13,
+                "a command in `setup` is empty",
+            ),
+            (
+                "  - name: a\n    command: x\n    envVars: [{key: A}]\n",
+                5,
+                16,
+                "`A` in `envVars` has no `value`",
+            ),
+            (
+                "  - name: a\n    command: x\n    exitCode: '1'\n",
+                5,
+                15,
+                "unquoted integer",
+            ),
+            (
+                "  - name: a\n    command: x\n    exitcode: 1\n",
+                5,
+                5,
+                "unknown key `exitcode` in a command test",
+            ),
+            (
+                "  - name: a\n    command: x\n    expectedOutput: ['(']\n",
+                5,
+                22,
+                "bad regex in `expectedOutput`",
+            ),
+            (
+                "  - name: a\n    command: x\n    name: b\n",
+                5,
+                5,
+                "`name` is set twice",
+            ),
+            (
+                "  name: a\n",
+                3,
+                3,
+                "`commandTests` must be a list, not a mapping",
+            ),
+        ];
+        for (body, line, column, expected) in cases {
+            let (found_line, found_column, message) = refused(&format!("{head}{body}"));
+            assert_eq!(
+                (found_line, found_column),
+                (line, column),
+                "{body}: {message}"
+            );
+            assert!(message.contains(expected), "{body}: {message}");
+        }
+        let (line, column, message) =
+            refused("schemaVersion: 2.0.0\ncontainerRunOptions:\n  privileged: true\n");
+        assert_eq!((line, column), (3, 3));
+        assert!(
+            message.contains("unknown key `privileged` in containerRunOptions"),
+            "{message}"
+        );
+    }
+}

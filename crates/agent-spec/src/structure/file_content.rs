@@ -65,3 +65,63 @@ impl FileContentTest {
         verdict(false, format!("{}\n{}", failures.join("\n"), shown(stream)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::check::{FileEntry, FileFacts};
+    use crate::structure::testing::structure;
+
+    fn file(content: Option<&str>, mode: u32) -> FileFacts {
+        FileFacts {
+            path: "/etc/app.conf".to_owned(),
+            entry: Some(FileEntry {
+                mode,
+                uid: 0,
+                gid: 0,
+                link_target: None,
+                content: content.map(|text| text.as_bytes().to_vec()),
+                content_truncated: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn contents_are_judged_by_regexes_over_the_whole_file() {
+        let tests = structure(
+            "schemaVersion: 2.0.0\nfileContentTests:\n  - name: conf\n    path: $HOME/app.conf\n    expectedContents: ['port=\\d+', '(?m)^debug=false$']\n    excludedContents: ['password']\n",
+        );
+        let test = &tests.file_content_tests[0];
+        assert_eq!(
+            test.path(),
+            "$HOME/app.conf",
+            "content tests do not expand their path"
+        );
+        let passed = test.judge(&file(Some("port=80\ndebug=false\n"), 0o100_644));
+        assert!(passed.passed, "{}", passed.detail);
+        let failed = test.judge(&file(Some("port=x\ndebug=false\npassword=1\n"), 0o100_644));
+        assert!(!failed.passed);
+        assert!(failed.detail.starts_with("expected \"port=\\\\d+\" not found in `/etc/app.conf`\nexcluded \"password\" found in `/etc/app.conf`\n"), "{}", failed.detail);
+        assert!(failed.detail.contains("password=1"), "{}", failed.detail);
+    }
+
+    #[test]
+    fn a_missing_file_or_a_directory_fails() {
+        let tests = structure(
+            "schemaVersion: 2.0.0\nfileContentTests:\n  - name: conf\n    path: /etc/app.conf\n",
+        );
+        let test = &tests.file_content_tests[0];
+        let missing = FileFacts {
+            path: "/etc/app.conf".to_owned(),
+            entry: None,
+        };
+        assert_eq!(
+            test.judge(&missing).detail,
+            "`/etc/app.conf` does not exist, so its content cannot be read"
+        );
+        assert!(!test.judge(&file(None, 0o040_755)).passed);
+        assert!(
+            test.judge(&file(Some(""), 0o100_644)).passed,
+            "no expectation: any readable file passes"
+        );
+    }
+}

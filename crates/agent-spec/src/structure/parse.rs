@@ -640,3 +640,78 @@ fn key_node(mapping: &Node, key: &str) -> Node {
     }
     mapping.clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::structure::testing::{refused, structure};
+
+    #[test]
+    fn the_file_needs_schema_2_and_a_test() {
+        let (line, column, message) = refused("commandTests: []\n");
+        assert_eq!((line, column), (1, 1));
+        assert!(message.contains("`schemaVersion` is missing"), "{message}");
+        let (line, column, message) = refused("schemaVersion: '1.0.0'\n");
+        assert_eq!((line, column), (1, 16));
+        assert!(
+            message.contains("schema version `1.0.0` is not supported"),
+            "{message}"
+        );
+        let (_, _, message) = refused("schemaVersion: '2.0.0'\ncommandTests: ~\n");
+        assert!(message.contains("has no tests"), "{message}");
+        let (_, _, message) = refused("");
+        assert!(message.contains("the file is empty"), "{message}");
+        let (_, _, message) = refused("- a\n");
+        assert!(
+            message.contains("the file must be a mapping, not a list"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn unsupported_and_unknown_keys_are_named_with_their_place() {
+        let (line, column, message) =
+            refused("schemaVersion: 2.0.0\nlicenseTests:\n  - debian: true\n");
+        assert_eq!((line, column), (2, 1));
+        assert!(
+            message.starts_with("`licenseTests`: license tests are not supported"),
+            "{message}"
+        );
+        let (line, column, message) = refused("schemaVersion: 2.0.0\ncommandTest: []\n");
+        assert_eq!((line, column), (2, 1));
+        assert!(
+            message.contains("unknown key `commandTest` in the file"),
+            "{message}"
+        );
+        let (line, column, message) =
+            refused("schemaVersion: 2.0.0\ncontainerRunOptions:\n  envVars: [HOME]\n");
+        assert_eq!((line, column), (3, 3));
+        assert!(
+            message.contains("unknown key `envVars` in containerRunOptions"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn yaml_syntax_errors_have_their_place() {
+        let (line, column, message) = refused("schemaVersion: 2.0.0\ncommandTests: [\n");
+        assert_eq!(line, 3);
+        assert!(column >= 1);
+        assert!(message.starts_with("YAML syntax error"), "{message}");
+    }
+
+    #[test]
+    fn anchors_and_yaml_1_1_scalars_read_as_the_tool_reads_them() {
+        let file = structure(
+            "schemaVersion: 2.0.0\ncommandTests:\n  - &base\n    name: a\n    command: 123\n    exitCode: 0x2\n  - *base\nfileExistenceTests:\n  - name: f\n    path: /f\n    shouldExist: off\n    uid: 0o17\n",
+        );
+        assert_eq!(file.command_tests.len(), 2);
+        assert_eq!(
+            file.command_tests[1].command, "123",
+            "a number decodes into a string field"
+        );
+        assert_eq!(file.command_tests[1].exit_code, 2);
+        assert!(!file.file_existence_tests[0].should_exist);
+        assert_eq!(file.file_existence_tests[0].uid, Some(15));
+        assert_eq!(file.path, "structure.yaml");
+    }
+}

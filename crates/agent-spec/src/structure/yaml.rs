@@ -88,7 +88,15 @@ impl MarkedEventReceiver for Builder {
                     .push(Open::Mapping(at(Value::Mapping(Vec::new())), anchor, None));
             }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Open::Sequence(node, anchor) | Open::Mapping(node, anchor, _)) => {
+                Some(Open::Sequence(node, anchor)) => self.complete(node, anchor),
+                Some(Open::Mapping(mut node, anchor, _)) => {
+                    // A block mapping's start event is marked after its first key;
+                    // the key is where a reader looks for the mapping.
+                    if let Value::Mapping(entries) = &node.value {
+                        if let Some((key, _)) = entries.first() {
+                            (node.line, node.column) = (key.line, key.column);
+                        }
+                    }
                     self.complete(node, anchor);
                 }
                 None => {}
