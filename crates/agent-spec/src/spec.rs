@@ -18,7 +18,7 @@ mod parse;
 mod run;
 mod structure_tests;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use cases::{Case, DEFAULT_CASE};
 pub use parse::{load_spec, parse_spec};

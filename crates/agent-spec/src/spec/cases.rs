@@ -192,7 +192,7 @@ fn case_name(
 #[cfg(test)]
 mod tests {
     use crate::check::Matcher;
-    use crate::spec::testing::{MINIMAL, invalid, observed, parse};
+    use crate::spec::testing::{MINIMAL, invalid, observed, parse, readme_blocks};
 
     const ADDER: &str = r#"
 [run]
@@ -355,5 +355,24 @@ exit_code = 0
         let spec = parse(&format!("{MINIMAL}[[case]]\nname = \"a\"\n")).unwrap();
         assert!(spec.judge, "nothing deterministic: the judge is on");
         assert_eq!(spec.cases_to_run().len(), 1);
+    }
+
+    #[test]
+    fn the_readme_example_reads_as_it_says() {
+        let blocks = readme_blocks("toml", "[[case]]");
+        assert_eq!(blocks.len(), 1);
+        let spec = parse(&blocks[0]).unwrap();
+        let names: Vec<&str> = spec.cases.iter().map(|case| case.name.as_str()).collect();
+        assert_eq!(names, ["two numbers", "bad input", "help"]);
+        assert_eq!(spec.cases[1].env["LANG"], "C.UTF-8");
+        assert_eq!(spec.cases[2].args, ["--help"]);
+        assert!(
+            spec.cases
+                .iter()
+                .all(|case| case.checks.last().unwrap().name == "stderr_not_contains")
+        );
+        assert!(spec.image.unwrap().non_root);
+        assert_eq!(spec.files[0].path, "/app/add.py");
+        assert!(!spec.judge);
     }
 }

@@ -33,3 +33,21 @@ pub(crate) fn observed(stdout: &str) -> Observed<'_> {
         stderr_truncated: false,
     }
 }
+
+/// The fenced blocks of `language` in the README that contain `marker`, so the
+/// examples it shows are tested to read as it says.
+pub(crate) fn readme_blocks(language: &str, marker: &str) -> Vec<String> {
+    let readme = include_str!("../../../../README.md");
+    let fence = format!("```{language}\n");
+    let mut blocks = Vec::new();
+    let mut rest = readme;
+    while let Some(start) = rest.find(&fence) {
+        let body = &rest[start + fence.len()..];
+        let end = body.find("```\n").unwrap_or(body.len());
+        if body[..end].contains(marker) {
+            blocks.push(body[..end].to_owned());
+        }
+        rest = &body[end..];
+    }
+    blocks
+}

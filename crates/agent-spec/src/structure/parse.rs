@@ -714,4 +714,23 @@ mod tests {
         assert_eq!(file.file_existence_tests[0].uid, Some(15));
         assert_eq!(file.path, "structure.yaml");
     }
+
+    #[test]
+    fn the_readme_example_reads_as_it_says() {
+        let blocks = crate::spec::testing::readme_blocks("yaml", "schemaVersion");
+        assert_eq!(blocks.len(), 1);
+        let file = structure(&blocks[0]);
+        assert_eq!(
+            file.global_env,
+            [("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned())]
+        );
+        assert_eq!(file.command_tests[0].name, "adds");
+        assert_eq!(file.command_tests[0].expected_output[0].as_str(), "^7\n$");
+        assert_eq!(file.file_existence_tests[0].name, "app folder");
+        assert_eq!(
+            file.file_content_tests[0].excluded_contents[0].as_str(),
+            "breakpoint\\(\\)"
+        );
+        assert!(file.metadata_test.is_some());
+    }
 }
