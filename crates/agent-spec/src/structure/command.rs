@@ -1,7 +1,7 @@
 //! `commandTests`: a command run in a fresh container of the image, its streams and
 //! exit code judged.
 
-use regex::Regex;
+use crate::structure::GoRegex;
 
 use crate::check::text::{Stream, shown};
 use crate::check::{CheckResult, Observed};
@@ -24,10 +24,10 @@ pub struct CommandTest {
     /// as; `None`, the image's.
     pub user: Option<String>,
     pub(crate) group: String,
-    pub(crate) expected_output: Vec<Regex>,
-    pub(crate) excluded_output: Vec<Regex>,
-    pub(crate) expected_error: Vec<Regex>,
-    pub(crate) excluded_error: Vec<Regex>,
+    pub(crate) expected_output: Vec<GoRegex>,
+    pub(crate) excluded_output: Vec<GoRegex>,
+    pub(crate) expected_error: Vec<GoRegex>,
+    pub(crate) excluded_error: Vec<GoRegex>,
     /// Compared always; 0 when the test does not say.
     pub(crate) exit_code: i64,
 }

@@ -1,6 +1,6 @@
 //! `fileContentTests`: a file's content against expected and excluded regexes.
 
-use regex::Regex;
+use crate::structure::GoRegex;
 
 use crate::check::text::{Stream, shown};
 use crate::check::{CheckResult, FileFacts, TYPE_MASK};
@@ -12,8 +12,8 @@ pub struct FileContentTest {
     pub name: String,
     pub(crate) group: String,
     pub(crate) path: String,
-    pub(crate) expected_contents: Vec<Regex>,
-    pub(crate) excluded_contents: Vec<Regex>,
+    pub(crate) expected_contents: Vec<GoRegex>,
+    pub(crate) excluded_contents: Vec<GoRegex>,
 }
 
 impl FileContentTest {

@@ -1,6 +1,6 @@
 //! `metadataTest`: the image's configuration, one check per field that is set.
 
-use regex::Regex;
+use crate::structure::GoRegex;
 
 use crate::check::{CheckResult, ImageFacts};
 
@@ -25,7 +25,7 @@ pub struct MetadataTest {
 #[derive(Debug, Clone)]
 pub(crate) enum ValueMatcher {
     Equals(String),
-    Matches(Regex),
+    Matches(GoRegex),
 }
 
 impl MetadataTest {

@@ -6,14 +6,15 @@
 
 use std::path::Path;
 
-use regex::{Regex, RegexBuilder};
+use regex::RegexBuilder;
 
 use crate::errors::{Location, SpecError};
 use crate::structure::file_existence::ExecutableBy;
 use crate::structure::metadata::ValueMatcher;
 use crate::structure::yaml::{self, Node, Value};
 use crate::structure::{
-    CommandTest, FileContentTest, FileExistenceTest, MetadataTest, StructureFile,
+    CommandTest, FileContentTest, FileExistenceTest, GoRegex, MetadataTest, StructureFile,
+    go_pattern,
 };
 
 /// The one schema this reads; the tool's 1.0.0 is older and differs.
@@ -582,7 +583,7 @@ impl Decoder<'_> {
         Ok(pairs)
     }
 
-    fn regexes(&self, node: &Node, key: &str) -> Result<Vec<Regex>, SpecError> {
+    fn regexes(&self, node: &Node, key: &str) -> Result<Vec<GoRegex>, SpecError> {
         let mut regexes = Vec::new();
         for item in self.items(node, key)? {
             regexes.push(self.compile(item, key, &self.string(item, key)?)?);
@@ -591,11 +592,16 @@ impl Decoder<'_> {
     }
 
     /// As Go's `regexp.Compile`: not multi-line, so `^`/`$` are the text's ends unless
-    /// the pattern says `(?m)`.
-    fn compile(&self, node: &Node, key: &str, pattern: &str) -> Result<Regex, SpecError> {
-        RegexBuilder::new(pattern)
+    /// the pattern says `(?m)`; Go's ASCII classes kept ASCII. The pattern as written
+    /// is what a detail shows.
+    fn compile(&self, node: &Node, key: &str, pattern: &str) -> Result<GoRegex, SpecError> {
+        RegexBuilder::new(&go_pattern(pattern))
             .size_limit(REGEX_SIZE_LIMIT)
             .build()
+            .map(|regex| GoRegex {
+                written: pattern.to_owned(),
+                regex,
+            })
             .map_err(|error| {
                 let text = error.to_string();
                 let reason = text
