@@ -1,12 +1,15 @@
 //! `spec.toml` and `agent.toml`: their types, parsing with file/line/column errors,
-//! the layering of settings, and the check matchers that judge a run's output.
+//! the layering of settings, and the checks that judge a built image: a run's output,
+//! the image's configuration, files in it, and container-structure-test files.
 //!
 //! Synchronous and free of I/O beyond reading the files it is asked to parse; it never
 //! reads the environment (callers pass the variables they resolved).
 //!
 //! Modules, leaves first: `errors`, `settings` (resolved types), `position`, `layer`
-//! (optional layers and their merge), `validate` (the shared checks), `check`,
-//! `spec`, `engines` (`[docker] engines`), and `config`, the facade that merges every source into [`Settings`].
+//! (optional layers and their merge), `validate` (the shared checks), `check` (one
+//! file per kind of check), `structure` (container-structure-test files), `spec` (one
+//! file per part of `spec.toml`), `engines` (`[docker] engines`), and `config`, the
+//! facade that merges every source into [`Settings`].
 
 mod check;
 mod config;

@@ -48,13 +48,16 @@ impl Case {
 
 impl Spec {
     /// What the loop runs: the `[[case]]`s as written (each already holding `[run]`'s
-    /// settings and the top-level checks), else, when the spec has `[[check]]`s, one
-    /// default case from `[run]` named [`DEFAULT_CASE`]; else none.
+    /// settings and the top-level checks), else one default case from `[run]` named
+    /// [`DEFAULT_CASE`] when there is something to judge its run by: `[[check]]`s, or
+    /// the model's judgement (a spec with nothing deterministic to check is judged, and
+    /// runs as it always did). A spec with only image, file or structure checks runs
+    /// no case.
     pub fn cases_to_run(&self) -> Vec<Case> {
         if !self.cases.is_empty() {
             return self.cases.clone();
         }
-        if self.checks.is_empty() {
+        if self.checks.is_empty() && !self.judge {
             return Vec::new();
         }
         vec![Case {
@@ -288,7 +291,25 @@ exit_code = 0
             cases[0].checks[0].matcher,
             Matcher::StdoutContains(_)
         ));
-        assert!(parse(MINIMAL).unwrap().cases_to_run().is_empty());
+    }
+
+    #[test]
+    fn a_judged_spec_runs_its_default_case_and_image_checks_alone_run_none() {
+        let judged = parse(MINIMAL).unwrap().cases_to_run();
+        assert_eq!(judged.len(), 1);
+        assert_eq!(judged[0].name, "run");
+        assert!(judged[0].checks.is_empty());
+        let image_only = parse(&format!("{MINIMAL}[image]\nnon_root = true\n")).unwrap();
+        assert!(image_only.cases_to_run().is_empty());
+        let judged_image = parse(&format!(
+            "{MINIMAL}judge = true\n[image]\nnon_root = true\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            judged_image.cases_to_run().len(),
+            1,
+            "the judge needs a run to read"
+        );
     }
 
     #[test]

@@ -61,6 +61,12 @@ pub(crate) fn build_image(
         let normalized = exposed_port(port.get_ref()).map_err(|problem| {
             source.invalid(port.span(), format!("`exposed_ports`: {problem}"))
         })?;
+        if exposed_ports.contains(&normalized) {
+            return Err(source.invalid(
+                port.span(),
+                format!("`exposed_ports`: {normalized} is listed twice"),
+            ));
+        }
         exposed_ports.push(normalized);
     }
     let max_size_mb = source.number("max_size_mb", raw.max_size_mb.clone(), |size| {
@@ -160,6 +166,12 @@ mod tests {
             ("exposed_ports = [\"80/icmp\"]", 4, 18, "protocol `icmp`"),
             ("exposed_ports = [\"http\"]", 4, 18, "`http` is no port"),
             ("exposed_ports = [true]", 4, 18, "boolean is no port"),
+            (
+                "exposed_ports = [80, \"80/tcp\"]",
+                4,
+                22,
+                "80/tcp is listed twice",
+            ),
             ("workdir = \"app\"", 4, 11, "is not absolute"),
             ("non_root = false", 4, 12, "checks nothing"),
             ("max_size_mb = 0", 4, 15, "must be at least 1"),
