@@ -337,6 +337,18 @@ mod tests {
     }
 
     #[test]
+    fn a_global_value_may_be_empty_but_not_its_key() {
+        let file = testing::structure(
+            "schemaVersion: 2.0.0\nglobalEnvVars:\n  - key: EMPTY\n    value: ''\nmetadataTest:\n  user: app\n",
+        );
+        assert_eq!(file.global_env, [("EMPTY".to_owned(), String::new())]);
+        let (line, column, message) =
+            testing::refused("schemaVersion: 2.0.0\nglobalEnvVars:\n  - value: x\n");
+        assert_eq!((line, column), (3, 5));
+        assert!(message.contains("has no `key`"), "{message}");
+    }
+
+    #[test]
     fn global_env_is_expanded_against_the_image_and_set_over_it() {
         let file = testing::structure(
             "schemaVersion: '2.0.0'\nglobalEnvVars:\n  - key: PATH\n    value: /opt/bin:$PATH\n  - key: NEW\n    value: x\nmetadataTest:\n  user: app\n",

@@ -105,7 +105,9 @@ impl Decoder<'_> {
         for (key, value) in fields {
             match key.as_str() {
                 "schemaVersion" => version = Some((self.string(value, "schemaVersion")?, value)),
-                "globalEnvVars" => file.global_env = self.env_vars(value, "globalEnvVars", true)?,
+                "globalEnvVars" => {
+                    file.global_env = self.env_vars(value, "globalEnvVars", false)?
+                }
                 "commandTests" => {
                     for test in self.items(value, "commandTests")? {
                         file.command_tests.push(self.command_test(test)?);
@@ -513,7 +515,7 @@ impl Decoder<'_> {
     }
 
     /// A list of `{key, value, isRegex}`: (key, value) pairs. The tool refuses an
-    /// empty key, and for command and global env an empty value too.
+    /// empty key, and for a command test's `envVars` an empty value too.
     fn env_vars(
         &self,
         node: &Node,
