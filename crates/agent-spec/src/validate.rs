@@ -15,6 +15,30 @@ use crate::layer::LimitsLayer;
 use crate::position::locate;
 use crate::settings::{BuildNetwork, NetworkMode, StructuredOutput};
 
+/// Regexes in a spec or a structure-test file are written by the user, but still get a
+/// size limit so a typo cannot make compiling them eat the machine.
+const REGEX_SIZE_LIMIT: usize = 10 * 1024 * 1024;
+
+/// A regex from a user's file, `multi_line` or not, or why it does not compile.
+pub(crate) fn regex(pattern: &str, multi_line: bool) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(pattern)
+        .multi_line(multi_line)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|error| {
+            // The regex crate draws the pattern with a caret over several lines; the
+            // caller's location already points at the pattern, so keep its last line.
+            let text = error.to_string();
+            text.lines()
+                .rev()
+                .map(str::trim)
+                .find(|line| !line.is_empty())
+                .unwrap_or("invalid")
+                .trim_start_matches("error: ")
+                .to_owned()
+        })
+}
+
 /// The engine refuses a memory limit below 6 MB.
 pub(crate) const MINIMUM_MEMORY_MB: u64 = 6;
 

@@ -3,13 +3,13 @@
 
 use std::collections::HashSet;
 
-use regex::{Regex, RegexBuilder};
+use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::check::{Check, Matcher};
 use crate::errors::SpecError;
-use crate::validate::Source;
+use crate::validate::{self, Source};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,33 +181,13 @@ fn matchers_in(
     Ok(found)
 }
 
-/// Regexes from a spec are written by the user, but still get a size limit so a
-/// typo cannot make compiling them eat the machine.
-const REGEX_SIZE_LIMIT: usize = 10 * 1024 * 1024;
-
 pub(crate) fn compile(
     source: &Source<'_>,
     key: &str,
     value: &Spanned<String>,
 ) -> Result<Regex, SpecError> {
-    RegexBuilder::new(value.get_ref())
-        .multi_line(true)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|error| {
-            // The regex crate draws the pattern with a caret over several lines; the
-            // location already points at the pattern, so keep its last line only.
-            let text = error.to_string();
-            let reason = text
-                .lines()
-                .rev()
-                .map(str::trim)
-                .find(|line| !line.is_empty())
-                .unwrap_or("invalid")
-                .trim_start_matches("error: ")
-                .to_owned();
-            source.invalid(value.span(), format!("bad regex in `{key}`: {reason}"))
-        })
+    validate::regex(value.get_ref(), true)
+        .map_err(|reason| source.invalid(value.span(), format!("bad regex in `{key}`: {reason}")))
 }
 
 #[cfg(test)]

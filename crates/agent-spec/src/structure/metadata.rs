@@ -1,6 +1,6 @@
 //! `metadataTest`: the image's configuration, one check per field that is set.
 
-use crate::structure::GoRegex;
+use crate::structure::{GoRegex, lookup};
 
 use crate::check::{CheckResult, ImageFacts};
 
@@ -66,16 +66,7 @@ impl MetadataTest {
     /// `envVars`, `unboundEnvVars` and `labels`: each field set, with its failures.
     fn pairs_judged(&self, facts: &ImageFacts) -> Vec<(&'static str, Vec<String>)> {
         let mut fields = Vec::new();
-        // A later duplicate wins, as in the tool's map of the image's env.
-        let image_env = |key: &str| {
-            facts
-                .env
-                .iter()
-                .rev()
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(name, _)| *name == key)
-                .map(|(_, value)| value)
-        };
+        let image_env = |key: &str| lookup(&facts.env, key);
         if !self.env.is_empty() {
             fields.push(("envVars", keyed("env var", &self.env, image_env)));
         }

@@ -6,8 +6,6 @@
 
 use std::path::Path;
 
-use regex::RegexBuilder;
-
 use crate::errors::{Location, SpecError};
 use crate::structure::file_existence::ExecutableBy;
 use crate::structure::metadata::ValueMatcher;
@@ -16,12 +14,10 @@ use crate::structure::{
     CommandTest, FileContentTest, FileExistenceTest, GoRegex, MetadataTest, StructureFile,
     go_pattern,
 };
+use crate::validate;
 
 /// The one schema this reads; the tool's 1.0.0 is older and differs.
 const SCHEMA_VERSION: &str = "2.0.0";
-
-/// Regexes come from the user, but still get a size limit, as the spec's do.
-const REGEX_SIZE_LIMIT: usize = 10 * 1024 * 1024;
 
 /// Parses a structure-test file: `written` is its path as the spec names it (the
 /// group of its results), `path` where it was read from (for errors).
@@ -597,25 +593,12 @@ impl Decoder<'_> {
     /// the pattern says `(?m)`; Go's ASCII classes kept ASCII. The pattern as written
     /// is what a detail shows.
     fn compile(&self, node: &Node, key: &str, pattern: &str) -> Result<GoRegex, SpecError> {
-        RegexBuilder::new(&go_pattern(pattern))
-            .size_limit(REGEX_SIZE_LIMIT)
-            .build()
+        validate::regex(&go_pattern(pattern), false)
             .map(|regex| GoRegex {
                 written: pattern.to_owned(),
                 regex,
             })
-            .map_err(|error| {
-                let text = error.to_string();
-                let reason = text
-                    .lines()
-                    .rev()
-                    .map(str::trim)
-                    .find(|line| !line.is_empty())
-                    .unwrap_or("invalid")
-                    .trim_start_matches("error: ")
-                    .to_owned();
-                self.fail(node, format!("bad regex in `{key}`: {reason}"))
-            })
+            .map_err(|reason| self.fail(node, format!("bad regex in `{key}`: {reason}")))
     }
 
     fn named(&self, node: &Node, name: &str, what: &str) -> Result<(), SpecError> {
