@@ -707,6 +707,27 @@ mod tests {
     }
 
     #[test]
+    fn merge_keys_apply_in_order_as_in_yaml_v2() {
+        let file = structure(
+            "schemaVersion: 2.0.0\ncommandTests:\n  - &base\n    name: base\n    command: echo\n    exitCode: 1\n  - <<: *base\n    name: a\n    exitCode: 0\n  - exitCode: 3\n    <<: *base\n    name: b\n",
+        );
+        let tests = &file.command_tests;
+        assert_eq!(
+            (tests[1].name.as_str(), tests[1].command.as_str()),
+            ("a", "echo")
+        );
+        assert_eq!(
+            tests[1].exit_code, 0,
+            "a key after the merge replaces the merged one"
+        );
+        assert_eq!(
+            (tests[2].name.as_str(), tests[2].exit_code),
+            ("b", 1),
+            "a merge after a key replaces it"
+        );
+    }
+
+    #[test]
     fn the_readme_example_reads_as_it_says() {
         let blocks = crate::spec::testing::readme_blocks("yaml", "schemaVersion");
         assert_eq!(blocks.len(), 1);

@@ -90,12 +90,13 @@ impl MarkedEventReceiver for Builder {
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
                 Some(Open::Sequence(node, anchor)) => self.complete(node, anchor),
                 Some(Open::Mapping(mut node, anchor, _)) => {
-                    // A block mapping's start event is marked after its first key;
-                    // the key is where a reader looks for the mapping.
-                    if let Value::Mapping(entries) = &node.value {
+                    if let Value::Mapping(entries) = &mut node.value {
+                        // A block mapping's start event is marked after its first key;
+                        // the key is where a reader looks for the mapping.
                         if let Some((key, _)) = entries.first() {
                             (node.line, node.column) = (key.line, key.column);
                         }
+                        *entries = merged(std::mem::take(entries));
                     }
                     self.complete(node, anchor);
                 }
@@ -154,6 +155,46 @@ impl Builder {
             }
         }
     }
+}
+
+/// A mapping's entries with its merge keys (`<<: *base`, or a list of them) applied
+/// as `yaml.v2` applies them, in order: a merged key replaces an earlier one, and a
+/// later key written out replaces a merged one. Two keys written out stay, for the
+/// reader to refuse.
+fn merged(entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
+    let mut out: Vec<(Node, Node, bool)> = Vec::with_capacity(entries.len());
+    let name = |node: &Node| match &node.value {
+        Value::Scalar { text, .. } => Some(text.clone()),
+        _ => None,
+    };
+    for (key, value) in entries {
+        let is_merge = matches!(&key.value, Value::Scalar { text, plain: true } if text == "<<");
+        if !is_merge {
+            let key_name = name(&key);
+            out.retain(|(seen, _, from_merge)| !(*from_merge && name(seen) == key_name));
+            out.push((key, value, false));
+            continue;
+        }
+        let sources = match value.value {
+            Value::Sequence(items) => items,
+            _ => vec![value],
+        };
+        for source in sources {
+            // Not a mapping: kept as written, for the reader to refuse as a key.
+            let Value::Mapping(source_entries) = source.value else {
+                out.push((key.clone(), source, false));
+                continue;
+            };
+            for (merged_key, merged_value) in source_entries {
+                let key_name = name(&merged_key);
+                out.retain(|(seen, ..)| name(seen) != key_name);
+                out.push((merged_key, merged_value, true));
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(key, value, _)| (key, value))
+        .collect()
 }
 
 impl Node {
