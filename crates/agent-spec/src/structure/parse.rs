@@ -96,11 +96,13 @@ impl Decoder<'_> {
             file_content_tests: Vec::new(),
             metadata_test: None,
         };
-        let mut version = None;
+        // The tool reads the version before anything else, and refuses the rest of a
+        // file whose version it does not know.
+        self.version(root, &fields)?;
         let mut run_user = None;
         for (key, value) in fields {
             match key.as_str() {
-                "schemaVersion" => version = Some((self.string(value, "schemaVersion")?, value)),
+                "schemaVersion" => {}
                 "globalEnvVars" => {
                     file.global_env = self.env_vars(value, "globalEnvVars", false)?
                 }
@@ -131,31 +133,42 @@ impl Decoder<'_> {
                 }
             }
         }
-        match version {
-            None => Err(self.at(
+        if file.command_tests.is_empty()
+            && file.file_existence_tests.is_empty()
+            && file.file_content_tests.is_empty()
+            && file.metadata_test.is_none()
+        {
+            // The tool fails a run that has no test at all.
+            return Err(self.at(
+                root.line,
+                root.column,
+                "the file has no tests; add `commandTests`, `fileExistenceTests`, \
+                 `fileContentTests` or `metadataTest`"
+                    .to_owned(),
+            ));
+        }
+        for test in &mut file.command_tests {
+            test.user.clone_from(&run_user);
+        }
+        Ok(file)
+    }
+
+    fn version(&self, root: &Node, fields: &[(String, &Node)]) -> Result<(), SpecError> {
+        let Some((_, node)) = fields.iter().find(|(key, _)| key == "schemaVersion") else {
+            return Err(self.at(
                 root.line,
                 root.column,
                 format!("`schemaVersion` is missing; add `schemaVersion: \"{SCHEMA_VERSION}\"`"),
-            )),
-            Some((version, _)) if version == SCHEMA_VERSION => {
-                if file.command_tests.is_empty()
-                    && file.file_existence_tests.is_empty()
-                    && file.file_content_tests.is_empty()
-                    && file.metadata_test.is_none()
-                {
-                    // The tool fails a run that has no test at all.
-                    return Err(self.at(root.line, root.column, "the file has no tests; add `commandTests`, `fileExistenceTests`, `fileContentTests` or `metadataTest`".to_owned()));
-                }
-                for test in &mut file.command_tests {
-                    test.user.clone_from(&run_user);
-                }
-                Ok(file)
-            }
-            Some((version, node)) => Err(self.fail(
+            ));
+        };
+        let version = self.string(node, "schemaVersion")?;
+        if version != SCHEMA_VERSION {
+            return Err(self.fail(
                 node,
                 format!("schema version `{version}` is not supported; use `{SCHEMA_VERSION}`"),
-            )),
+            ));
         }
+        Ok(())
     }
 
     /// `containerRunOptions`: only `user` is supported; the others reach outside the
