@@ -660,6 +660,8 @@ mod tests {
             message.contains("schema version `1.0.0` is not supported"),
             "{message}"
         );
+        let (line, _, message) = refused("licenseTests: []\nschemaVersion: '1.0.0'\n");
+        assert_eq!(line, 2, "the version is read first: {message}");
         let (_, _, message) = refused("schemaVersion: '2.0.0'\ncommandTests: ~\n");
         assert!(message.contains("has no tests"), "{message}");
         let (_, _, message) = refused("");
