@@ -21,6 +21,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::cleanup::is_status;
 use crate::deadline::bounded;
 use crate::errors::SandboxError;
 use crate::outcome::Captured;
@@ -115,14 +116,14 @@ pub(crate) struct Prober {
 
 impl Prober {
     /// Creates and starts the helper from `image` in the network namespace of the
-    /// running container `service`.
+    /// running container `service`; `None` when `service` is no longer running.
     pub(crate) async fn start(
         docker: &Docker,
         service: &str,
         port: u16,
         image: &str,
         labels: &BTreeMap<String, String>,
-    ) -> Result<Prober, SandboxError> {
+    ) -> Result<Option<Prober>, SandboxError> {
         let created = bounded(docker.create_container(None, helper_config(service, image, labels)))
             .await
             .map_err(|source| SandboxError::CreateContainer {
@@ -130,18 +131,26 @@ impl Prober {
                 source,
             })?;
         let guard = ContainerGuard::new(docker.clone(), created.id.clone());
-        bounded(docker.start_container(&created.id, None))
-            .await
-            .map_err(|source| SandboxError::Run {
-                container: created.id.clone(),
-                source,
-            })?;
-        Ok(Prober {
-            docker: docker.clone(),
-            guard,
-            id: created.id,
-            port,
-        })
+        match bounded(docker.start_container(&created.id, None)).await {
+            Ok(()) => Ok(Some(Prober {
+                docker: docker.clone(),
+                guard,
+                id: created.id,
+                port,
+            })),
+            // The engine refuses to join the namespace of a container that exited.
+            Err(error) => {
+                guard.remove().await;
+                if is_status(&error, 409) {
+                    Ok(None)
+                } else {
+                    Err(SandboxError::Run {
+                        container: created.id,
+                        source: error,
+                    })
+                }
+            }
+        }
     }
 
     pub(crate) async fn remove(self) {

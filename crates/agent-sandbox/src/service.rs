@@ -76,6 +76,18 @@ pub struct ReadinessReport {
     pub elapsed: Duration,
 }
 
+impl ReadinessReport {
+    fn ended(end: ReadyEnd) -> ReadinessReport {
+        ReadinessReport {
+            end,
+            attempts: 0,
+            last_status: None,
+            last_error: None,
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadyEnd {
     Ready,
@@ -152,10 +164,6 @@ async fn serve_created(
     probes: &[ProbeRequest],
     started: Instant,
 ) -> Result<ServiceOutcome, SandboxError> {
-    let engine_error = |source| SandboxError::Run {
-        container: id.to_owned(),
-        source,
-    };
     let attach_options = AttachContainerOptionsBuilder::default()
         .stream(true)
         .stdout(true)
@@ -163,7 +171,7 @@ async fn serve_created(
         .build();
     let attached = bounded(docker.attach_container(id, Some(attach_options)))
         .await
-        .map_err(engine_error)?;
+        .map_err(|source| engine_error(id, source))?;
     let pattern = match &request.readiness {
         Readiness::Log(pattern) => Some(pattern.clone()),
         _ => None,
@@ -172,15 +180,9 @@ async fn serve_created(
         Logs::spawn(attached.output, request.limits.output_limit_bytes, pattern);
     if let Err(error) = bounded(docker.start_container(id, None)).await {
         let bollard::errors::Error::DockerResponseServerError { message, .. } = error else {
-            return Err(engine_error(error));
+            return Err(engine_error(id, error));
         };
-        let readiness = ReadinessReport {
-            end: ReadyEnd::NotStarted,
-            attempts: 0,
-            last_status: None,
-            last_error: None,
-            elapsed: Duration::ZERO,
-        };
+        let readiness = ReadinessReport::ended(ReadyEnd::NotStarted);
         let mut outcome = finished(&logs, readiness, Vec::new(), started);
         outcome.start_error = Some(message.trim().to_owned());
         return Ok(outcome);
@@ -191,8 +193,17 @@ async fn serve_created(
         request.port,
         request.probe_image,
         request.labels,
-    )
-    .await?;
+    );
+    let Some(prober) = prober.await? else {
+        // Gone before the helper could join it: it exited during readiness.
+        reader.drain().await;
+        let readiness = ReadinessReport {
+            elapsed: started.elapsed(),
+            ..ReadinessReport::ended(ReadyEnd::Exited)
+        };
+        let outcome = finished(&logs, readiness, Vec::new(), started);
+        return exited(docker, id, outcome, StopEnd::AlreadyExited).await;
+    };
     let served = async {
         let readiness = wait_ready(docker, id, &prober, request, log_ready).await?;
         let mut outcomes = Vec::new();
@@ -212,11 +223,33 @@ async fn serve_created(
         stop(docker, id, request.stop_timeout).await
     };
     reader.drain().await;
+    exited(
+        docker,
+        id,
+        finished(&logs, readiness, outcomes, started),
+        stop,
+    )
+    .await
+}
+
+fn engine_error(id: &str, source: bollard::errors::Error) -> SandboxError {
+    SandboxError::Run {
+        container: id.to_owned(),
+        source,
+    }
+}
+
+/// `outcome` with how the service ended, as the engine recorded its exit.
+async fn exited(
+    docker: &Docker,
+    id: &str,
+    mut outcome: ServiceOutcome,
+    stop: StopEnd,
+) -> Result<ServiceOutcome, SandboxError> {
     let state = bounded(docker.inspect_container(id, None))
         .await
-        .map_err(engine_error)?
+        .map_err(|source| engine_error(id, source))?
         .state;
-    let mut outcome = finished(&logs, readiness, outcomes, started);
     outcome.stop = Some(stop);
     outcome.exit_code = state.as_ref().and_then(|state| state.exit_code);
     outcome.oom_killed = state.and_then(|state| state.oom_killed).unwrap_or(false);
@@ -255,13 +288,7 @@ async fn wait_ready(
 ) -> Result<ReadinessReport, SandboxError> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + request.ready_timeout;
-    let mut report = ReadinessReport {
-        end: ReadyEnd::TimedOut,
-        attempts: 0,
-        last_status: None,
-        last_error: None,
-        elapsed: Duration::ZERO,
-    };
+    let mut report = ReadinessReport::ended(ReadyEnd::TimedOut);
     let exited = async {
         let mut waiting = docker.wait_container(id, None::<WaitContainerOptions>);
         // Any answer, an exit code or an error, means it is no longer running.
