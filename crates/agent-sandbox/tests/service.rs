@@ -719,3 +719,40 @@ async fn a_suite_is_bounded_by_its_timeout_and_a_missing_dest_parent_is_reported
     assert!(nowhere.copy_error.is_some(), "{nowhere:?}");
     clean_up(&sandbox, &run).await;
 }
+
+#[tokio::test]
+async fn a_service_oom_killed_during_readiness_fails_at_once() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("service-oom");
+    let image = script_image(&sandbox, &run).await;
+    let outcome = serve(
+        &sandbox,
+        &run,
+        Service {
+            image: &image,
+            // The pause lets the probe helper join first, so readiness is underway.
+            script: "sleep 1; hog=$(head -c 400000000 /dev/zero | tr '\\0' x); sleep 1000",
+            readiness: Readiness::Http {
+                path: "/health".to_owned(),
+            },
+            ready_timeout: Duration::from_secs(60),
+            probe_timeout: Duration::from_secs(2),
+        },
+        &[],
+    )
+    .await;
+    assert_eq!(
+        outcome.readiness.end,
+        ReadyEnd::Exited,
+        "{:?}",
+        outcome.readiness
+    );
+    assert!(outcome.readiness.attempts >= 1, "{:?}", outcome.readiness);
+    assert!(outcome.readiness.elapsed < Duration::from_secs(30));
+    assert!(
+        outcome.oom_killed,
+        "{:?} {:?}",
+        outcome.exit_code, outcome.readiness
+    );
+    clean_up(&sandbox, &run).await;
+}
