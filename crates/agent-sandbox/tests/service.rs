@@ -756,3 +756,99 @@ async fn a_service_oom_killed_during_readiness_fails_at_once() {
     );
     clean_up(&sandbox, &run).await;
 }
+
+#[tokio::test]
+async fn a_cancelled_service_leaves_nothing_behind() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("service-cancel");
+    let image = script_image(&sandbox, &run).await;
+    let env = BTreeMap::from([("SCRIPT".to_owned(), "sleep 1000".to_owned())]);
+    let labels = labels(&run);
+    let serving = sandbox.serve(
+        ServiceRequest {
+            image: &image,
+            env: &env,
+            labels: &labels,
+            limits: limits(),
+            port: 8080,
+            readiness: Readiness::Tcp,
+            ready_timeout: Duration::from_secs(60),
+            stop_timeout: Duration::from_secs(2),
+            probe_image: DEFAULT_PROBE_IMAGE,
+            probe_limits: ProbeLimits {
+                timeout: Duration::from_secs(2),
+                body_limit_bytes: BODY_LIMIT,
+            },
+        },
+        &[],
+    );
+    // Dropped mid-readiness, as Ctrl-C drops a run's future.
+    let cancelled = tokio::time::timeout(Duration::from_secs(3), serving).await;
+    assert!(cancelled.is_err(), "it was never ready");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !objects_labelled("ps", &run).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the service or its helper was left"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    clean_up(&sandbox, &run).await;
+}
+
+/// A plain `tcp://` engine: the local socket relayed from a loopback port, so the
+/// probes' exec streams cross a TCP connection as they do to a remote engine.
+async fn tcp_engine() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let socket = std::env::var("DOCKER_HOST")
+                    .ok()
+                    .and_then(|host| host.strip_prefix("unix://").map(str::to_owned))
+                    .unwrap_or_else(|| "/var/run/docker.sock".to_owned());
+                let mut engine = tokio::net::UnixStream::connect(socket)
+                    .await
+                    .expect("engine socket");
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+            });
+        }
+    });
+    format!("tcp://{address}")
+}
+
+#[tokio::test]
+async fn probes_reach_a_service_through_a_tcp_engine() {
+    let local = sandbox().await;
+    let sandbox = Sandbox::connect(Some(&tcp_engine().await))
+        .await
+        .expect("the relayed engine answers");
+    let run = unique_run_id("service-tcp");
+    let image = script_image(&local, &run).await;
+    let outcome = serve(
+        &sandbox,
+        &run,
+        Service {
+            image: &image,
+            script: "mkdir /www && echo relayed > /www/index.html && httpd -f -p 8080 -h /www",
+            readiness: Readiness::Http {
+                path: "/index.html".to_owned(),
+            },
+            ready_timeout: Duration::from_secs(20),
+            probe_timeout: Duration::from_secs(5),
+        },
+        &[ProbeRequest::get("/index.html")],
+    )
+    .await;
+    assert!(sandbox.engine().host.starts_with("tcp://127.0.0.1:"));
+    assert_eq!(outcome.readiness.end, ReadyEnd::Ready, "{outcome:?}");
+    let page = outcome.probes[0].response.as_ref().expect("a response");
+    assert_eq!(text(&page.body.bytes), "relayed\n");
+    clean_up(&local, &run).await;
+}
