@@ -339,6 +339,17 @@ E       assert -1 == 1</failure></testcase><testcase classname="test_calc" name=
     }
 
     #[test]
+    fn test_cases_between_other_elements_are_all_read() {
+        let xml = r#"<testsuites><testsuite name="s"><testcase name="a"/><system-out>x</system-out><testcase name="b"/><testsuite name="inner"><testcase name="c"/></testsuite><testcase name="d"/></testsuite></testsuites>"#;
+        let names: Vec<String> = parse(xml.as_bytes())
+            .expect("parses")
+            .into_iter()
+            .map(|test| test.name)
+            .collect();
+        assert_eq!(names, ["a", "b", "d", "c"]);
+    }
+
+    #[test]
     fn printed_passed_lines_without_a_junit_file_fail() {
         let grade = grade(&JunitFile::Missing, Some(0), &criteria(1, &[]));
         assert!(!grade.passed);

@@ -161,10 +161,9 @@ impl Prober {
     /// hands the socket to `true`, which closes it at once.
     pub(crate) async fn accepts(&self) -> Result<bool, SandboxError> {
         let port = self.port.to_string();
-        let relay = self
+        let (exec, mut relay) = self
             .relay(&["nc", "127.0.0.1", &port, "-e", "true"])
             .await?;
-        let (exec, mut relay) = relay;
         let mut sink = tokio::io::sink();
         let _ = tokio::io::copy(&mut relay, &mut sink).await;
         let inspected = bounded(self.docker.inspect_exec(&exec))

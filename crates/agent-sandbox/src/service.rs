@@ -478,12 +478,17 @@ impl LineMatcher {
         };
         for piece in data.split_inclusive(|byte| *byte == b'\n') {
             let room = MAX_LINE_BYTES.saturating_sub(line.len());
+            let ends_line = piece.ends_with(b"\n");
+            // A full line that goes on was matched already: nothing new to see.
+            if room == 0 && !ends_line {
+                continue;
+            }
             line.extend_from_slice(&piece[..piece.len().min(room)]);
             let text = String::from_utf8_lossy(line);
             if self.pattern.is_match(text.trim_end_matches(['\n', '\r'])) {
                 return true;
             }
-            if piece.ends_with(b"\n") {
+            if ends_line {
                 line.clear();
             }
         }
