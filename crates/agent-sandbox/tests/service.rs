@@ -852,3 +852,39 @@ async fn probes_reach_a_service_through_a_tcp_engine() {
     assert_eq!(text(&page.body.bytes), "relayed\n");
     clean_up(&local, &run).await;
 }
+
+#[tokio::test]
+async fn a_missing_probe_image_is_an_error_naming_it_and_leaves_nothing() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("service-no-helper");
+    let image = script_image(&sandbox, &run).await;
+    let env = BTreeMap::from([("SCRIPT".to_owned(), "sleep 1000".to_owned())]);
+    let labels = labels(&run);
+    let result = sandbox
+        .serve(
+            ServiceRequest {
+                image: &image,
+                env: &env,
+                labels: &labels,
+                limits: limits(),
+                port: 8080,
+                readiness: Readiness::Tcp,
+                ready_timeout: Duration::from_secs(10),
+                stop_timeout: Duration::from_secs(2),
+                probe_image: "agent-base/no-such-probe:1",
+                probe_limits: ProbeLimits {
+                    timeout: Duration::from_secs(2),
+                    body_limit_bytes: BODY_LIMIT,
+                },
+            },
+            &[],
+        )
+        .await;
+    let error = result.expect_err("no helper can start");
+    assert!(
+        matches!(&error, agent_sandbox::SandboxError::CreateContainer { image, .. } if image == "agent-base/no-such-probe:1"),
+        "{error:?}"
+    );
+    assert_no_container_left(&run);
+    clean_up(&sandbox, &run).await;
+}
