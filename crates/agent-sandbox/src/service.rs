@@ -369,6 +369,14 @@ async fn poll(
 
 /// SIGTERM, then SIGKILL after `timeout`, as the engine's stop does.
 async fn stop(docker: &Docker, id: &str, timeout: Duration) -> StopEnd {
+    // It may have exited during the probes.
+    let running = bounded(docker.inspect_container(id, None))
+        .await
+        .ok()
+        .and_then(|inspected| inspected.state?.running);
+    if running == Some(false) {
+        return StopEnd::AlreadyExited;
+    }
     let seconds = i32::try_from(timeout.as_secs_f64().ceil() as u64).unwrap_or(i32::MAX);
     let options = StopContainerOptionsBuilder::default().t(seconds).build();
     let started = Instant::now();

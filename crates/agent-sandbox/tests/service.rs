@@ -888,3 +888,34 @@ async fn a_missing_probe_image_is_an_error_naming_it_and_leaves_nothing() {
     assert_no_container_left(&run);
     clean_up(&sandbox, &run).await;
 }
+
+#[tokio::test]
+async fn a_service_that_exits_after_its_first_answer_fails_the_probes_as_refused() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("service-once");
+    let image = script_image(&sandbox, &run).await;
+    let outcome = serve(
+        &sandbox,
+        &run,
+        Service {
+            image: &image,
+            // One connection, one answer (the readiness GET), then the script ends.
+            script: r#"nc -l -p 8080 -e sh -c 'printf "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"'"#,
+            readiness: Readiness::Http {
+                path: "/health".to_owned(),
+            },
+            ready_timeout: Duration::from_secs(20),
+            probe_timeout: Duration::from_secs(5),
+        },
+        &[ProbeRequest::get("/after")],
+    )
+    .await;
+    assert_eq!(outcome.readiness.end, ReadyEnd::Ready, "{outcome:?}");
+    match &outcome.probes[0].response {
+        Err(ProbeFailure::Connect(said)) => assert!(said.contains("Connection refused"), "{said}"),
+        other => panic!("expected a refused connection, got {other:?}"),
+    }
+    assert_eq!(outcome.stop, Some(StopEnd::AlreadyExited));
+    assert_eq!(outcome.exit_code, Some(0));
+    clean_up(&sandbox, &run).await;
+}
