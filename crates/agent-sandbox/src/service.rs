@@ -215,13 +215,22 @@ async fn serve_created(
         Ok::<_, SandboxError>((readiness, outcomes))
     }
     .await;
-    prober.remove().await;
-    let (readiness, outcomes) = served?;
-    let stop = if readiness.end == ReadyEnd::Exited {
-        StopEnd::AlreadyExited
-    } else {
-        stop(docker, id, request.stop_timeout).await
+    let (readiness, outcomes) = match served {
+        Ok(served) => served,
+        Err(error) => {
+            prober.remove().await;
+            return Err(error);
+        }
     };
+    // The helper's removal and the service's stop are independent engine work.
+    let stopping = async {
+        if readiness.end == ReadyEnd::Exited {
+            StopEnd::AlreadyExited
+        } else {
+            stop(docker, id, request.stop_timeout).await
+        }
+    };
+    let ((), stop) = tokio::join!(prober.remove(), stopping);
     reader.drain().await;
     exited(
         docker,
