@@ -204,17 +204,7 @@ async fn serve_created(
         let outcome = finished(&logs, readiness, Vec::new(), started);
         return exited(docker, id, outcome, StopEnd::AlreadyExited).await;
     };
-    let served = async {
-        let readiness = wait_ready(docker, id, &prober, request, log_ready).await?;
-        let mut outcomes = Vec::new();
-        if readiness.end == ReadyEnd::Ready {
-            for probe in probes {
-                outcomes.push(prober.probe(probe, request.probe_limits).await?);
-            }
-        }
-        Ok::<_, SandboxError>((readiness, outcomes))
-    }
-    .await;
+    let served = ready_and_probed(docker, id, &prober, request, probes, log_ready).await;
     let (readiness, outcomes) = match served {
         Ok(served) => served,
         Err(error) => {
@@ -239,6 +229,25 @@ async fn serve_created(
         stop,
     )
     .await
+}
+
+/// Readiness, then the probes in order once it is ready.
+async fn ready_and_probed(
+    docker: &Docker,
+    id: &str,
+    prober: &Prober,
+    request: &ServiceRequest<'_>,
+    probes: &[ProbeRequest],
+    log_ready: watch::Receiver<bool>,
+) -> Result<(ReadinessReport, Vec<ProbeOutcome>), SandboxError> {
+    let readiness = wait_ready(docker, id, prober, request, log_ready).await?;
+    let mut outcomes = Vec::new();
+    if readiness.end == ReadyEnd::Ready {
+        for probe in probes {
+            outcomes.push(prober.probe(probe, request.probe_limits).await?);
+        }
+    }
+    Ok((readiness, outcomes))
 }
 
 fn engine_error(id: &str, source: bollard::errors::Error) -> SandboxError {
