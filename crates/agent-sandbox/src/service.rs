@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::container::LogOutput;
+use bollard::models::ContainerCreateResponse;
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptions,
 };
@@ -136,25 +137,40 @@ impl Sandbox {
         probes: &[ProbeRequest],
     ) -> Result<ServiceOutcome, SandboxError> {
         let started = Instant::now();
-        let mut config =
-            container_body(request.image, request.env, request.labels, &request.limits);
-        if let Some(host) = config.host_config.as_mut() {
-            // An init as PID 1 passes SIGTERM on: a program that is PID 1 itself
-            // ignores it unless it installed a handler, and every stop would wait out
-            // the stop timeout.
-            host.init = Some(true);
-        }
-        let created = bounded(self.docker.create_container(None, config))
-            .await
-            .map_err(|source| SandboxError::CreateContainer {
-                image: request.image.to_owned(),
-                source,
-            })?;
+        let created = create(&self.docker, &request).await?;
         let guard = ContainerGuard::new(self.docker.clone(), created.id.clone());
         let result = serve_created(&self.docker, &created.id, &request, probes, started).await;
         guard.remove().await;
         result
     }
+}
+
+/// Creates the service's container with an init as PID 1, which passes SIGTERM on: a
+/// program that is PID 1 itself ignores it unless it installed a handler, and every
+/// stop would wait out the stop timeout. An engine without an init binary (Podman
+/// without catatonit) refuses that; then the container is made without one.
+async fn create(
+    docker: &Docker,
+    request: &ServiceRequest<'_>,
+) -> Result<ContainerCreateResponse, SandboxError> {
+    let config = container_body(request.image, request.env, request.labels, &request.limits);
+    let mut with_init = config.clone();
+    if let Some(host) = with_init.host_config.as_mut() {
+        host.init = Some(true);
+    }
+    let created = match bounded(docker.create_container(None, with_init)).await {
+        Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+            if message.contains("init binary") =>
+        {
+            tracing::debug!(%message, "the engine has no init; the service runs without one");
+            bounded(docker.create_container(None, config)).await
+        }
+        other => other,
+    };
+    created.map_err(|source| SandboxError::CreateContainer {
+        image: request.image.to_owned(),
+        source,
+    })
 }
 
 async fn serve_created(
