@@ -7,7 +7,9 @@
 //! `run` do one kind of engine work each; `engine` is the `Sandbox` facade over them;
 //! `pull`, `publish` and `transfer` add image transfers to it, `relabel` labels an
 //! image without a build, `registry_auth` finds registry credentials; `pool` spreads
-//! work over several engines' slots.
+//! work over several engines' slots. `service` runs a service through its lifetime
+//! and `probe` reaches it from inside its network namespace; `suite` runs a hidden
+//! test suite and reads its JUnit file back, which `junit` grades (pure, no engine).
 
 mod build;
 mod cache;
@@ -16,15 +18,19 @@ mod context;
 mod deadline;
 mod engine;
 mod errors;
+pub mod junit;
 mod labels;
 mod outcome;
 mod pool;
+mod probe;
 mod publish;
 mod pull;
 mod registry_auth;
 mod relabel;
 mod request;
 mod run;
+mod service;
+mod suite;
 mod transfer;
 
 pub use cleanup::owner_id;
@@ -39,8 +45,13 @@ pub use outcome::{
     PushRefusal, RunOutcome,
 };
 pub use pool::{Pool, PoolSession};
+pub use probe::{
+    DEFAULT_PROBE_IMAGE, HttpResponse, ProbeFailure, ProbeLimits, ProbeOutcome, ProbeRequest,
+};
 pub use publish::{Pushed, Saved};
 pub use registry_auth::{
     CredentialSource, DOCKER_HUB_SERVER, RegistryCredentials, registry_server, resolve_credentials,
 };
 pub use request::{BuildRequest, RunLimits, RunNetwork, RunRequest};
+pub use service::{Readiness, ReadinessReport, ReadyEnd, ServiceOutcome, ServiceRequest, StopEnd};
+pub use suite::{SuiteOutcome, SuiteRequest};

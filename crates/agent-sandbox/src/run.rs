@@ -2,7 +2,7 @@
 //! stdout and stderr apart with a cap, wait under the timeout (kill on expiry), read
 //! the OOM flag, and remove the container on every path, cancellation included.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use bollard::Docker;
@@ -21,7 +21,7 @@ use crate::outcome::{Captured, RunOutcome};
 use crate::request::{RunLimits, RunNetwork, RunRequest};
 
 /// The attach stream: what the container writes, as the engine pushes it.
-type Output =
+pub(crate) type Output =
     std::pin::Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
 
 pub(crate) async fn run(
@@ -65,18 +65,32 @@ async fn command(
 fn container_config(request: &RunRequest<'_>, command: Option<Vec<String>>) -> ContainerCreateBody {
     let with_stdin = request.stdin.is_some();
     ContainerCreateBody {
-        image: Some(request.image.to_owned()),
         cmd: command,
+        attach_stdin: Some(with_stdin),
+        open_stdin: Some(with_stdin),
+        stdin_once: Some(with_stdin),
+        ..container_body(request.image, request.env, request.labels, &request.limits)
+    }
+}
+
+/// What every container this crate starts from a built image shares: the image, the
+/// only environment it gets, the labels, stdout and stderr apart on the attach
+/// stream, and the limits.
+pub(crate) fn container_body(
+    image: &str,
+    env: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+    limits: &RunLimits,
+) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(image.to_owned()),
         env: Some(
-            request
-                .env
-                .iter()
+            env.iter()
                 .map(|(key, value)| format!("{key}={value}"))
                 .collect(),
         ),
         labels: Some(
-            request
-                .labels
+            labels
                 .iter()
                 .map(|(key, value)| (key.clone(), value.clone()))
                 .collect::<HashMap<_, _>>(),
@@ -84,15 +98,12 @@ fn container_config(request: &RunRequest<'_>, command: Option<Vec<String>>) -> C
         tty: Some(false),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
-        attach_stdin: Some(with_stdin),
-        open_stdin: Some(with_stdin),
-        stdin_once: Some(with_stdin),
-        host_config: Some(host_config(&request.limits)),
+        host_config: Some(host_config(limits)),
         ..Default::default()
     }
 }
 
-fn host_config(limits: &RunLimits) -> HostConfig {
+pub(crate) fn host_config(limits: &RunLimits) -> HostConfig {
     let memory_bytes =
         i64::try_from(limits.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
     HostConfig {
@@ -122,7 +133,9 @@ fn host_config(limits: &RunLimits) -> HostConfig {
     }
 }
 
-async fn run_created(
+/// Attaches, starts, feeds stdin and reads the output of the created container `id`
+/// under the request's limits; removing it is the caller's.
+pub(crate) async fn run_created(
     docker: &Docker,
     id: &str,
     request: &RunRequest<'_>,
@@ -300,20 +313,20 @@ async fn stop_after_timeout(
 /// Removes the container when dropped, so a cancelled run (Ctrl-C drops the future)
 /// leaves nothing behind; the normal paths call [`ContainerGuard::remove`] and wait
 /// for the removal.
-struct ContainerGuard {
+pub(crate) struct ContainerGuard {
     docker: Docker,
     id: Option<String>,
 }
 
 impl ContainerGuard {
-    fn new(docker: Docker, id: String) -> ContainerGuard {
+    pub(crate) fn new(docker: Docker, id: String) -> ContainerGuard {
         ContainerGuard {
             docker,
             id: Some(id),
         }
     }
 
-    async fn remove(mut self) {
+    pub(crate) async fn remove(mut self) {
         if let Some(id) = self.id.take() {
             cleanup::force_remove_container(&self.docker, &id).await;
         }
