@@ -38,6 +38,8 @@ impl Job {
         RunRequest {
             image,
             args: &self.spec.run.args,
+            entrypoint: None,
+            command: None,
             env: &self.spec.run.env,
             stdin: self.spec.run.stdin.as_deref().map(str::as_bytes),
             limits: run_limits(&self.limits, timeout),

@@ -1,10 +1,12 @@
 //! The `Sandbox` facade: the connection to the engine, and builds, runs, tags and
 //! cleanup through the modules that do each.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_spec::{FileFacts, ImageFacts};
 use bollard::Docker;
 
 use crate::deadline::bounded;
@@ -174,6 +176,36 @@ impl Sandbox {
     /// the timeout (kill on expiry), inspects for OOM, and always removes the container.
     pub async fn run(&self, request: RunRequest<'_>) -> Result<RunOutcome, SandboxError> {
         crate::run::run(&self.docker, request).await
+    }
+
+    /// Runs `setup` commands one after the other, each committed as the next image
+    /// (as container-structure-test does before a command test), then `request` on
+    /// the last; every container and committed image is removed.
+    pub async fn run_after_setup(
+        &self,
+        setup: &[Vec<String>],
+        setup_env: &BTreeMap<String, String>,
+        request: RunRequest<'_>,
+    ) -> Result<RunOutcome, SandboxError> {
+        crate::setup::run_after_setup(&self.docker, setup, setup_env, request).await
+    }
+
+    /// The image's user, workdir, ports, env, labels, entrypoint, cmd, volumes and size.
+    pub async fn image_facts(&self, image: &str) -> Result<ImageFacts, SandboxError> {
+        crate::image_facts::image_facts(&self.docker, image).await
+    }
+
+    /// What each of `paths` is in `image`, read from one created, never-started
+    /// container (labelled `labels`, always removed); `content_limit` bytes of
+    /// content are kept per file.
+    pub async fn file_facts(
+        &self,
+        image: &str,
+        paths: &[String],
+        labels: &BTreeMap<String, String>,
+        content_limit: usize,
+    ) -> Result<Vec<FileFacts>, SandboxError> {
+        crate::file_facts::file_facts(&self.docker, image, paths, labels, content_limit).await
     }
 
     /// `image` is an id or reference; `reference` is `repo:tag`. When the tag moves

@@ -25,6 +25,19 @@ pub enum SandboxError {
         #[source]
         source: bollard::errors::Error,
     },
+    #[error("cannot read `{path}` from container `{container}`")]
+    ReadFile {
+        container: String,
+        path: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("cannot commit container `{container}` as an image")]
+    Commit {
+        container: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
     #[error("cannot tag image `{image}` as `{tag}`")]
     Tag {
         image: String,

@@ -4,7 +4,8 @@
 //!
 //! Modules, bottom up: `labels`, `request`, `outcome`, `errors`, `deadline` and
 //! `context` are leaves of data and small helpers; `cleanup`, `cache`, `build` and
-//! `run` do one kind of engine work each; `engine` is the `Sandbox` facade over them;
+//! `run` do one kind of engine work each (`setup` runs after committed setup
+//! commands, `image_facts` and `file_facts` read an image without running it); `engine` is the `Sandbox` facade over them;
 //! `pull`, `publish` and `transfer` add image transfers to it, `relabel` labels an
 //! image without a build, `registry_auth` finds registry credentials; `pool` spreads
 //! work over several engines' slots. `service` runs a service through its lifetime
@@ -18,6 +19,8 @@ mod context;
 mod deadline;
 mod engine;
 mod errors;
+mod file_facts;
+mod image_facts;
 pub mod junit;
 mod labels;
 mod outcome;
@@ -30,6 +33,7 @@ mod relabel;
 mod request;
 mod run;
 mod service;
+mod setup;
 mod suite;
 mod transfer;
 

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use agent_spec::{FileFacts, ImageFacts};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::Sandbox;
@@ -231,6 +232,40 @@ impl PoolSession {
     pub async fn run(&self, request: RunRequest<'_>) -> Result<RunOutcome, SandboxError> {
         let (sandbox, _slot) = self.slot().await?;
         sandbox.run(request).await
+    }
+
+    /// [`Sandbox::run_after_setup`] on the session's engine, holding one slot for the
+    /// setup commands and the run alike.
+    pub async fn run_after_setup(
+        &self,
+        setup: &[Vec<String>],
+        setup_env: &BTreeMap<String, String>,
+        request: RunRequest<'_>,
+    ) -> Result<RunOutcome, SandboxError> {
+        let (sandbox, _slot) = self.slot().await?;
+        sandbox.run_after_setup(setup, setup_env, request).await
+    }
+
+    /// [`Sandbox::image_facts`] on the session's engine; an inspect holds no slot.
+    pub async fn image_facts(&self, image: &str) -> Result<ImageFacts, SandboxError> {
+        let index = self.current()?;
+        self.pool.member(index).sandbox.image_facts(image).await
+    }
+
+    /// [`Sandbox::file_facts`] on the session's engine; it starts nothing, so it holds
+    /// no slot.
+    pub async fn file_facts(
+        &self,
+        image: &str,
+        paths: &[String],
+        labels: &BTreeMap<String, String>,
+        content_limit: usize,
+    ) -> Result<Vec<FileFacts>, SandboxError> {
+        let index = self.current()?;
+        let sandbox = &self.pool.member(index).sandbox;
+        sandbox
+            .file_facts(image, paths, labels, content_limit)
+            .await
     }
 
     pub async fn tag(&self, image: &str, reference: &str) -> Result<(), SandboxError> {

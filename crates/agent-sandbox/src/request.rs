@@ -41,6 +41,10 @@ pub struct RunRequest<'a> {
     /// Appended to the image's command (its CMD is replaced by these when non-empty,
     /// after the ENTRYPOINT as usual).
     pub args: &'a [String],
+    /// Replaces the image's ENTRYPOINT; `Some(&[])` clears it (as `--entrypoint ""`).
+    pub entrypoint: Option<&'a [String]>,
+    /// Replaces the image's CMD; `args` are appended to it.
+    pub command: Option<&'a [String]>,
     /// The only environment the container gets beyond its image's.
     pub env: &'a BTreeMap<String, String>,
     pub stdin: Option<&'a [u8]>,

@@ -42,12 +42,16 @@ pub(crate) async fn run(
     result
 }
 
-/// The spec's args are appended to the image's command (its ENTRYPOINT stays in
-/// front), not put in place of its CMD as `docker run image args` would.
+/// The spec's args are appended to the command (its ENTRYPOINT stays in front), not
+/// put in place of its CMD as `docker run image args` would. The command is the
+/// request's own when it has one, else the image's CMD.
 async fn command(
     docker: &Docker,
     request: &RunRequest<'_>,
 ) -> Result<Option<Vec<String>>, SandboxError> {
+    if let Some(command) = request.command {
+        return Ok(Some(appended_command(Some(command.to_vec()), request.args)));
+    }
     if request.args.is_empty() {
         return Ok(None);
     }
@@ -62,10 +66,21 @@ async fn command(
     Ok(Some(appended_command(image_command, request.args)))
 }
 
-fn container_config(request: &RunRequest<'_>, command: Option<Vec<String>>) -> ContainerCreateBody {
+pub(crate) fn container_config(
+    request: &RunRequest<'_>,
+    command: Option<Vec<String>>,
+) -> ContainerCreateBody {
     let with_stdin = request.stdin.is_some();
     ContainerCreateBody {
         cmd: command,
+        // The engine reads an entrypoint of one empty string as "none".
+        entrypoint: request.entrypoint.map(|entrypoint| {
+            if entrypoint.is_empty() {
+                vec![String::new()]
+            } else {
+                entrypoint.to_vec()
+            }
+        }),
         attach_stdin: Some(with_stdin),
         open_stdin: Some(with_stdin),
         stdin_once: Some(with_stdin),

@@ -93,6 +93,8 @@ async fn run_created_suite(
     let run = RunRequest {
         image: request.image,
         args: &no_args,
+        entrypoint: None,
+        command: None,
         env: request.env,
         stdin: None,
         limits: request.limits.clone(),

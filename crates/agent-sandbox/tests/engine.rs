@@ -154,6 +154,8 @@ async fn run_with(
         .run(RunRequest {
             image,
             args: &args,
+            entrypoint: None,
+            command: None,
             env,
             stdin,
             limits,
@@ -520,6 +522,8 @@ async fn args_are_appended_to_the_command_and_no_args_keep_it() {
         .run(RunRequest {
             image: &image,
             args: &args,
+            entrypoint: None,
+            command: None,
             env: &env,
             stdin: None,
             limits: limits(),
@@ -535,6 +539,8 @@ async fn args_are_appended_to_the_command_and_no_args_keep_it() {
         .run(RunRequest {
             image: &image,
             args: &[],
+            entrypoint: None,
+            command: None,
             env: &env,
             stdin: None,
             limits: limits(),
@@ -556,6 +562,8 @@ async fn args_are_appended_to_the_command_and_no_args_keep_it() {
             .run(RunRequest {
                 image: &image,
                 args: &args,
+                entrypoint: None,
+                command: None,
                 env: &env,
                 stdin: None,
                 limits: limits(),
@@ -611,6 +619,8 @@ async fn cancel_run_and_expect_removal(
         sandbox.run(RunRequest {
             image,
             args: &args,
+            entrypoint: None,
+            command: None,
             env: &env,
             stdin: None,
             limits: RunLimits {
@@ -696,6 +706,8 @@ async fn a_memory_hog_is_oom_killed() {
         .run(RunRequest {
             image: PYTHON_IMAGE,
             args: &args,
+            entrypoint: None,
+            command: None,
             env: &env,
             stdin: None,
             limits: RunLimits {
@@ -778,6 +790,8 @@ async fn a_missing_executable_is_a_start_error() {
         .run(RunRequest {
             image: &image,
             args: &[],
+            entrypoint: None,
+            command: None,
             env: &env,
             stdin: None,
             limits: limits(),
@@ -802,6 +816,8 @@ async fn running_a_missing_image_is_a_create_error() {
         .run(RunRequest {
             image: "agent-test/absent:never",
             args: &[],
+            entrypoint: None,
+            command: None,
             env: &env,
             stdin: None,
             limits: limits(),
@@ -1363,4 +1379,192 @@ async fn relabel_adds_labels_over_the_same_layers_without_a_build() {
     assert_eq!(printed.trim(), run);
     clean_up(&sandbox, &run).await;
     assert!(!sandbox.image_present(&relabelled).await.expect("inspect"));
+}
+
+/// An image with every kind of fact the checks read: metadata of each kind, and a
+/// file, an executable, a directory, a symbolic link and a large file with owners.
+async fn image_with_facts(sandbox: &Sandbox, run: &str) -> String {
+    let dockerfile = format!(
+        "FROM {BUSYBOX_IMAGE}\n\
+         RUN mkdir -p /app/data && echo 'def main(): pass' > /app/main.py \
+         && chmod 640 /app/main.py && chown 1000:100 /app/main.py \
+         && printf '#!/bin/sh\\necho hi\\n' > /app/run && chmod 755 /app/run \
+         && ln -s /app/main.py /app/link && head -c 300000 /dev/zero > /app/big \
+         && chmod 2750 /app/data && mkdir -p /tmp && chmod 1777 /tmp\n\
+         ENV MODE=fast GREETING=\"hello world\"\n\
+         LABEL org.example.team=core\n\
+         EXPOSE 8080 53/udp\n\
+         VOLUME /data\n\
+         WORKDIR /app\n\
+         USER 1000\n\
+         ENTRYPOINT [\"/bin/sh\", \"-c\"]\n\
+         CMD [\"echo from-cmd\"]\n"
+    );
+    let (outcome, _) = build(sandbox, run, &dockerfile, Duration::from_secs(300)).await;
+    built_image(&outcome)
+}
+
+#[tokio::test]
+async fn image_and_file_facts_are_read_without_starting_a_container() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("facts");
+    let image = image_with_facts(&sandbox, &run).await;
+
+    let facts = sandbox.image_facts(&image).await.expect("inspect");
+    assert_eq!(facts.user, "1000");
+    assert_eq!(facts.workdir, "/app");
+    assert_eq!(facts.exposed_ports, ["53/udp", "8080/tcp"]);
+    assert!(
+        facts.env.contains(&"GREETING=hello world".to_owned()),
+        "{:?}",
+        facts.env
+    );
+    assert_eq!(
+        facts.labels.get("org.example.team").map(String::as_str),
+        Some("core")
+    );
+    assert_eq!(facts.entrypoint, ["/bin/sh", "-c"]);
+    assert_eq!(facts.cmd, ["echo from-cmd"]);
+    assert_eq!(facts.volumes, ["/data"]);
+    assert!(facts.size_bytes > 300_000, "{}", facts.size_bytes);
+
+    let paths: Vec<String> = [
+        "/app/main.py",
+        "/app/run",
+        "/app/data",
+        "/app/link",
+        "/app/big",
+        "/nope",
+        "/app/main.py/x",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let files = sandbox
+        .file_facts(&image, &paths, &labels(&run), 1024)
+        .await
+        .expect("archive");
+    assert_no_container_left(&run);
+    let entry = |index: usize| {
+        files[index]
+            .entry
+            .clone()
+            .unwrap_or_else(|| panic!("{:?}", files[index]))
+    };
+    let main = entry(0);
+    assert_eq!((main.mode, main.uid, main.gid), (0o100_640, 1000, 100));
+    assert_eq!(main.content.as_deref(), Some(&b"def main(): pass\n"[..]));
+    assert_eq!(entry(1).mode, 0o100_755);
+    let data = entry(2);
+    assert_eq!(data.mode, 0o042_750, "the setgid bit and the directory bit");
+    assert_eq!(data.content, None);
+    let link = entry(3);
+    assert_eq!(link.mode & 0o170_000, 0o120_000);
+    assert_eq!(link.link_target.as_deref(), Some("/app/main.py"));
+    assert_eq!(
+        link.content.as_deref(),
+        Some(&b"def main(): pass\n"[..]),
+        "the link's target is read"
+    );
+    let big = entry(4);
+    assert_eq!(big.content.map(|content| content.len()), Some(1024));
+    assert!(big.content_truncated);
+    assert_eq!(files[5].entry, None);
+    assert_eq!(files[6].entry, None, "a path through a file is absent");
+    clean_up(&sandbox, &run).await;
+}
+
+#[tokio::test]
+async fn a_run_replaces_the_entrypoint_and_the_command_and_setup_commands_are_committed() {
+    let sandbox = sandbox().await;
+    let run = unique_run_id("setup");
+    let image = image_with_facts(&sandbox, &run).await;
+    let labels = labels(&run);
+    let env = BTreeMap::from([("NAME".to_owned(), "case".to_owned())]);
+    let echo = ["/bin/echo".to_owned()];
+    let command = ["from".to_owned(), "override".to_owned()];
+    let args = ["and-args".to_owned()];
+    let ran = sandbox
+        .run(RunRequest {
+            image: &image,
+            args: &args,
+            entrypoint: Some(&echo),
+            command: Some(&command),
+            env: &env,
+            stdin: None,
+            limits: limits(),
+            labels: &labels,
+        })
+        .await
+        .expect("run");
+    assert_eq!(text(&ran.stdout.bytes), "from override and-args\n");
+
+    let images_before = images_labelled(&run);
+    let setup = vec![
+        vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            "echo one > /tmp/step".to_owned(),
+        ],
+        vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            "echo \"$NAME\" >> /tmp/step".to_owned(),
+        ],
+    ];
+    let script = [
+        "/bin/sh".to_owned(),
+        "-c".to_owned(),
+        "cat /tmp/step; echo $MODE".to_owned(),
+    ];
+    let ran = sandbox
+        .run_after_setup(
+            &setup,
+            &env,
+            RunRequest {
+                image: &image,
+                args: &[],
+                entrypoint: Some(&[]),
+                command: Some(&script),
+                env: &BTreeMap::new(),
+                stdin: None,
+                limits: limits(),
+                labels: &labels,
+            },
+        )
+        .await
+        .expect("run after setup");
+    assert_eq!(text(&ran.stdout.bytes), "one\ncase\nfast\n", "{ran:?}");
+    assert_eq!(ran.exit_code, Some(0));
+    assert_no_container_left(&run);
+    assert_eq!(
+        images_labelled(&run),
+        images_before,
+        "every committed image is removed"
+    );
+
+    let missing = vec![vec!["/no/such/program".to_owned()]];
+    let ran = sandbox
+        .run_after_setup(
+            &missing,
+            &env,
+            RunRequest {
+                image: &image,
+                args: &[],
+                entrypoint: Some(&[]),
+                command: Some(&script),
+                env: &BTreeMap::new(),
+                stdin: None,
+                limits: limits(),
+                labels: &labels,
+            },
+        )
+        .await
+        .expect("a setup command that cannot start is an outcome");
+    let why = ran.start_error.unwrap_or_default();
+    assert!(
+        why.contains("setup command") && why.contains("/no/such/program"),
+        "{why}"
+    );
+    assert_no_container_left(&run);
+    clean_up(&sandbox, &run).await;
 }
