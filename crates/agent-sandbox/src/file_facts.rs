@@ -201,7 +201,10 @@ fn first_entry(archive: &[u8], content_limit: usize) -> Option<FileEntry> {
 mod tests {
     use super::*;
 
-    fn archive(entries: &[(&str, tar::EntryType, u32, &[u8], Option<&str>)]) -> Vec<u8> {
+    /// Name, type, mode, content and link target of one entry.
+    type Entry<'a> = (&'a str, tar::EntryType, u32, &'a [u8], Option<&'a str>);
+
+    fn archive(entries: &[Entry<'_>]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
         for (name, kind, mode, content, link) in entries {
             let mut header = tar::Header::new_gnu();
