@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent_sandbox::{RunLimits, RunNetwork, RunRequest};
+use agent_sandbox::{RunLimits, RunNetwork};
 use agent_spec::{BuildNetwork, Limits, NetworkMode, Settings, Spec};
 
 use crate::lock::LockMode;
@@ -27,26 +27,6 @@ pub struct Job {
 }
 
 impl Job {
-    /// The container run of an image built for this job: the spec's args, env and
-    /// stdin, under the job's limits.
-    pub(crate) fn run_request<'a>(
-        &'a self,
-        image: &'a str,
-        labels: &'a BTreeMap<String, String>,
-        timeout: Duration,
-    ) -> RunRequest<'a> {
-        RunRequest {
-            image,
-            args: &self.spec.run.args,
-            entrypoint: None,
-            command: None,
-            env: &self.spec.run.env,
-            stdin: self.spec.run.stdin.as_deref().map(str::as_bytes),
-            limits: run_limits(&self.limits, timeout),
-            labels,
-        }
-    }
-
     /// Labels for everything this run creates on the engine.
     pub(crate) fn labels(&self) -> BTreeMap<String, String> {
         run_labels(&self.run_id, &self.spec.name, &self.owner)

@@ -19,6 +19,7 @@ mod seal;
 mod steps;
 mod templates;
 mod trial;
+mod verification;
 mod verify;
 
 pub use artifacts::{InputDigest, SPEC_FOLDER, sha256_hex};

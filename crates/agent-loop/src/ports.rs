@@ -10,6 +10,7 @@ use agent_sandbox::{
     BuildOutcome, BuildProgress, BuildRequest, CleanupReport, PoolSession, RunOutcome, RunRequest,
     Sandbox, SandboxError,
 };
+use agent_spec::{FileFacts, ImageFacts};
 
 pub trait ModelPort: Send {
     fn code_bundle(
@@ -60,6 +61,30 @@ pub trait EnginePort: Send + Sync {
         &self,
         request: RunRequest<'_>,
     ) -> impl Future<Output = Result<RunOutcome, SandboxError>> + Send;
+
+    /// Runs `setup` commands, each committed as the next image, then `request` on the
+    /// last (container-structure-test's command tests).
+    fn run_after_setup(
+        &self,
+        setup: &[Vec<String>],
+        setup_env: &BTreeMap<String, String>,
+        request: RunRequest<'_>,
+    ) -> impl Future<Output = Result<RunOutcome, SandboxError>> + Send;
+
+    /// What the image's config says: user, workdir, ports, env, labels, size.
+    fn image_facts(
+        &self,
+        image: &str,
+    ) -> impl Future<Output = Result<ImageFacts, SandboxError>> + Send;
+
+    /// What each of `paths` is in the image, from a container created and never started.
+    fn file_facts(
+        &self,
+        image: &str,
+        paths: &[String],
+        labels: &BTreeMap<String, String>,
+        content_limit: usize,
+    ) -> impl Future<Output = Result<Vec<FileFacts>, SandboxError>> + Send;
 
     fn tag(
         &self,
@@ -154,6 +179,29 @@ impl EnginePort for Sandbox {
         Sandbox::run(self, request).await
     }
 
+    async fn run_after_setup(
+        &self,
+        setup: &[Vec<String>],
+        setup_env: &BTreeMap<String, String>,
+        request: RunRequest<'_>,
+    ) -> Result<RunOutcome, SandboxError> {
+        Sandbox::run_after_setup(self, setup, setup_env, request).await
+    }
+
+    async fn image_facts(&self, image: &str) -> Result<ImageFacts, SandboxError> {
+        Sandbox::image_facts(self, image).await
+    }
+
+    async fn file_facts(
+        &self,
+        image: &str,
+        paths: &[String],
+        labels: &BTreeMap<String, String>,
+        content_limit: usize,
+    ) -> Result<Vec<FileFacts>, SandboxError> {
+        Sandbox::file_facts(self, image, paths, labels, content_limit).await
+    }
+
     async fn tag(&self, image: &str, reference: &str) -> Result<(), SandboxError> {
         Sandbox::tag(self, image, reference).await
     }
@@ -194,6 +242,29 @@ impl EnginePort for PoolSession {
 
     async fn run(&self, request: RunRequest<'_>) -> Result<RunOutcome, SandboxError> {
         PoolSession::run(self, request).await
+    }
+
+    async fn run_after_setup(
+        &self,
+        setup: &[Vec<String>],
+        setup_env: &BTreeMap<String, String>,
+        request: RunRequest<'_>,
+    ) -> Result<RunOutcome, SandboxError> {
+        PoolSession::run_after_setup(self, setup, setup_env, request).await
+    }
+
+    async fn image_facts(&self, image: &str) -> Result<ImageFacts, SandboxError> {
+        PoolSession::image_facts(self, image).await
+    }
+
+    async fn file_facts(
+        &self,
+        image: &str,
+        paths: &[String],
+        labels: &BTreeMap<String, String>,
+        content_limit: usize,
+    ) -> Result<Vec<FileFacts>, SandboxError> {
+        PoolSession::file_facts(self, image, paths, labels, content_limit).await
     }
 
     async fn tag(&self, image: &str, reference: &str) -> Result<(), SandboxError> {

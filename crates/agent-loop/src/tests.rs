@@ -91,6 +91,8 @@ struct ScriptedEngine {
     failing_relabels: Mutex<u32>,
     /// What `lose_engine` answers, in turn; `None` once empty.
     lost: Mutex<VecDeque<String>>,
+    /// What `image_facts` answers.
+    image_facts: agent_spec::ImageFacts,
 }
 
 impl EnginePort for ScriptedEngine {
@@ -136,6 +138,35 @@ impl EnginePort for ScriptedEngine {
             }
         }
         Ok(self.runs.lock().unwrap().pop_front().expect("a run left"))
+    }
+
+    async fn run_after_setup(
+        &self,
+        _setup: &[Vec<String>],
+        _setup_env: &BTreeMap<String, String>,
+        request: RunRequest<'_>,
+    ) -> Result<RunOutcome, SandboxError> {
+        self.run(request).await
+    }
+
+    async fn image_facts(&self, _image: &str) -> Result<agent_spec::ImageFacts, SandboxError> {
+        Ok(self.image_facts.clone())
+    }
+
+    async fn file_facts(
+        &self,
+        _image: &str,
+        paths: &[String],
+        _labels: &BTreeMap<String, String>,
+        _content_limit: usize,
+    ) -> Result<Vec<agent_spec::FileFacts>, SandboxError> {
+        Ok(paths
+            .iter()
+            .map(|path| agent_spec::FileFacts {
+                path: path.clone(),
+                entry: None,
+            })
+            .collect())
     }
 
     async fn relabel(

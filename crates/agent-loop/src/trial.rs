@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use agent_sandbox::{BuildProgress, BuildRequest, BuildStatus, RunOutcome};
-use agent_spec::{CheckResult, DEFAULT_CASE, Matcher, Observed, excerpt};
+use agent_spec::excerpt;
 
 use crate::artifacts::write_file;
 use crate::errors::LoopError;
@@ -17,6 +17,7 @@ use crate::iteration::{Halt, Iteration, end};
 use crate::job::Job;
 use crate::ports::EnginePort;
 use crate::report::{Outcome, round_secs};
+use crate::verification::{self, CaseRun};
 
 /// What a build and run that met every check leave for the steps after.
 pub(crate) struct Checked {
@@ -119,50 +120,64 @@ impl<E: EnginePort> Trial<'_, E> {
         }
     }
 
+    /// Runs the image's cases and gathers what its other checks read (config, files,
+    /// structure-test commands), then judges all of it.
     pub async fn run_and_check(
         &self,
         image_id: String,
         iteration: &mut Iteration,
     ) -> Result<Checked, Halt> {
-        let record = &mut iteration.record;
         (self.phase)(Phase::Running);
-        let timeout = self
-            .job
-            .timeout(self.job.limits.run_timeout_secs, self.started);
         let engine_started = Instant::now();
-        let ran = self
-            .engine
-            .run(self.job.run_request(&image_id, self.labels, timeout))
-            .await?;
+        let facts =
+            verification::gather(self.job, self.engine, &image_id, self.labels, self.started).await;
+        let record = &mut iteration.record;
         record.engine = self.engine.engine_host().or(record.engine.take());
+        let facts = facts?;
         iteration.waited.engine += engine_started.elapsed();
-        self.keep("stdout.txt", &ran.stdout.bytes)?;
-        self.keep("stderr.txt", &ran.stderr.bytes)?;
-        record.take_run(&ran);
+        self.keep_runs(&facts.cases)?;
+        if let Some(first) = facts.cases.first() {
+            record.take_run(&first.ran);
+        }
 
         (self.phase)(Phase::Checking);
-        let stdout = String::from_utf8_lossy(&ran.stdout.bytes).into_owned();
-        let stderr = String::from_utf8_lossy(&ran.stderr.bytes).into_owned();
-        let (checks, failure) = evaluate(self.job, &ran, &stdout, &stderr);
+        let (checks, ending) = verification::judge(self.job, &facts);
         record.checks = checks;
-        if let Some((outcome, headline)) = failure {
-            let failed: Vec<&CheckResult> =
-                record.checks.iter().filter(|check| !check.passed).collect();
-            let detail = match (outcome, failed.first()) {
-                (Outcome::ChecksFailed, Some(check)) => {
-                    format!("check `{}` failed: {}", check.name, gist(&check.detail))
-                }
-                _ => first_line(&headline).to_string(),
-            };
-            let text = feedback::run(&ran, &stdout, &stderr, &headline, &failed);
-            return end(outcome, detail, text);
+        if let Some(ending) = ending {
+            return Err(Halt::Ended(ending));
         }
-        Ok(Checked {
-            image_id,
-            ran,
-            stdout,
-            stderr,
+        let first = facts.cases.into_iter().next();
+        Ok(match first {
+            Some(run) => Checked {
+                image_id,
+                ran: run.ran,
+                stdout: run.stdout,
+                stderr: run.stderr,
+            },
+            None => Checked {
+                image_id,
+                ran: RunOutcome::default(),
+                stdout: String::new(),
+                stderr: String::new(),
+            },
         })
+    }
+
+    /// The first case's output as `stdout.txt` and `stderr.txt`, as a spec without
+    /// cases always had them; every case's also in `cases/<n>/` when there are several.
+    fn keep_runs(&self, runs: &[CaseRun]) -> Result<(), LoopError> {
+        if let Some(first) = runs.first() {
+            self.keep("stdout.txt", &first.ran.stdout.bytes)?;
+            self.keep("stderr.txt", &first.ran.stderr.bytes)?;
+        }
+        if runs.len() > 1 {
+            for (index, run) in runs.iter().enumerate() {
+                let folder = format!("cases/{}", index + 1);
+                self.keep(&format!("{folder}/stdout.txt"), &run.ran.stdout.bytes)?;
+                self.keep(&format!("{folder}/stderr.txt"), &run.ran.stderr.bytes)?;
+            }
+        }
+        Ok(())
     }
 
     fn keep(&self, name: &str, bytes: &[u8]) -> Result<(), LoopError> {
@@ -171,72 +186,6 @@ impl<E: EnginePort> Trial<'_, E> {
             None => Ok(()),
         }
     }
-}
-
-/// Evaluates the run against the spec's checks: the results, and the outcome with
-/// the headline of the feedback when it failed. A program that did not start, was
-/// killed, or exited non-zero without an `exit_code` check asking for it, failed.
-fn evaluate(
-    job: &Job,
-    ran: &RunOutcome,
-    stdout: &str,
-    stderr: &str,
-) -> (Vec<CheckResult>, Option<(Outcome, String)>) {
-    if let Some(message) = &ran.start_error {
-        let headline = format!("The container could not start: {}", message.trim());
-        return (Vec::new(), Some((Outcome::RunFailed, headline)));
-    }
-    let observed = Observed {
-        exit_code: ran.exit_code,
-        stdout,
-        stderr,
-        stdout_truncated: ran.stdout.truncated,
-        stderr_truncated: ran.stderr.truncated,
-    };
-    let checks: Vec<CheckResult> = job
-        .spec
-        .checks
-        .iter()
-        .map(|check| check.evaluate(DEFAULT_CASE, &observed))
-        .collect();
-    let asks_for_exit_code = job
-        .spec
-        .checks
-        .iter()
-        .any(|check| matches!(check.matcher, Matcher::ExitCode(_)));
-    let failure = if ran.timed_out {
-        Some((
-            Outcome::RunTimeout,
-            format!(
-                "The program did not finish within {} s and was killed. It must finish on its own.",
-                job.limits.run_timeout_secs
-            ),
-        ))
-    } else if ran.oom_killed {
-        Some((
-            Outcome::RunFailed,
-            format!(
-                "The program was killed because it ran out of memory (the limit is {} MB).",
-                job.limits.memory_mb
-            ),
-        ))
-    } else if ran.exit_code != Some(0) && !asks_for_exit_code {
-        let code = ran
-            .exit_code
-            .map_or("unknown".to_string(), |code| code.to_string());
-        Some((
-            Outcome::RunFailed,
-            format!("The program exited with code {code} (it must exit 0)."),
-        ))
-    } else if checks.iter().any(|check| !check.passed) {
-        Some((
-            Outcome::ChecksFailed,
-            "The program ran, but its output does not meet the checks.".to_string(),
-        ))
-    } else {
-        None
-    };
-    (checks, failure)
 }
 
 /// The start of a multi-line detail on one line, for progress and `detail`: the first

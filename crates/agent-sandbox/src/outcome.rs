@@ -84,7 +84,7 @@ impl Captured {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOutcome {
     /// `None` when the container never exited on its own (timeout) or never started.
     pub exit_code: Option<i64>,

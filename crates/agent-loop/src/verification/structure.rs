@@ -1,0 +1,186 @@
+//! container-structure-test configs (`structure_tests`) as checks: command tests run
+//! as the tool runs them (setup commands committed, entrypoint cleared, its env
+//! rules), file tests on the facts every file check shares, the metadata test on the
+//! image's config. The judging is `agent-spec`'s; this module feeds it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use agent_sandbox::{RunOutcome, RunRequest, SandboxError};
+use agent_spec::{CheckResult, ImageFacts, Observed, StructureFile, excerpt};
+
+use crate::job::{Job, run_limits};
+use crate::ports::EnginePort;
+use crate::report::Outcome;
+use crate::verification::{Evidence, Facts, Failure, Kind, first_failed};
+
+/// Bytes of each stream shown for a failed command test.
+const STREAM_BYTES: usize = 1024;
+
+/// One command test, ready to run: every `$VAR` expanded as the tool expands it.
+pub(crate) struct CommandRun {
+    setup: Vec<Vec<String>>,
+    setup_env: BTreeMap<String, String>,
+    command: Vec<String>,
+    env: BTreeMap<String, String>,
+}
+
+/// The file's command tests against an image whose env is `image.env`.
+pub(crate) fn commands(file: &StructureFile, image: &ImageFacts) -> Vec<CommandRun> {
+    let environment = file.environment(&image.env);
+    let globals = file.global_env_values(&image.env);
+    file.command_tests
+        .iter()
+        .map(|test| CommandRun {
+            setup: test.setup.clone(),
+            setup_env: env_map(globals.iter().chain(&test.setup_env(&environment))),
+            command: test.full_command(&environment),
+            env: env_map(globals.iter().chain(&test.run_env())),
+        })
+        .collect()
+}
+
+/// `KEY=value` items as a map, later keys over earlier ones.
+fn env_map<'a>(items: impl Iterator<Item = &'a String>) -> BTreeMap<String, String> {
+    items
+        .filter_map(|item| item.split_once('='))
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
+}
+
+impl CommandRun {
+    /// Under the spec's limits and labels, in a fresh container (after committed setup
+    /// containers when the test has setup commands).
+    pub async fn run<E: EnginePort>(
+        &self,
+        job: &Job,
+        engine: &E,
+        image: &str,
+        labels: &BTreeMap<String, String>,
+        started: Instant,
+    ) -> Result<RunOutcome, SandboxError> {
+        let timeout = job.timeout(job.limits.run_timeout_secs, started);
+        let request = RunRequest {
+            image,
+            args: &[],
+            entrypoint: Some(&[]),
+            command: Some(&self.command),
+            env: &self.env,
+            stdin: None,
+            limits: run_limits(&job.limits, timeout),
+            labels,
+        };
+        if self.setup.is_empty() {
+            engine.run(request).await
+        } else {
+            engine
+                .run_after_setup(&self.setup, &self.setup_env, request)
+                .await
+        }
+    }
+}
+
+/// Every path the file's file tests read.
+pub(crate) fn paths(file: &StructureFile, image: &ImageFacts) -> Vec<String> {
+    let environment = file.environment(&image.env);
+    let existence = file
+        .file_existence_tests
+        .iter()
+        .map(|test| test.path(&environment));
+    let content = file
+        .file_content_tests
+        .iter()
+        .map(|test| test.path().to_owned());
+    existence.chain(content).collect()
+}
+
+pub(crate) struct Structure<'a> {
+    pub file: &'a StructureFile,
+    /// Its place in `structure_tests`, where its command runs are in [`Facts`].
+    pub index: usize,
+}
+
+impl Kind for Structure<'_> {
+    fn judge(&self, _job: &Job, facts: &Facts) -> Evidence {
+        let file = self.file;
+        let environment = file.environment(&facts.image.env);
+        let runs = facts
+            .commands
+            .get(self.index)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut results = Vec::new();
+        let mut shown = String::new();
+        for (test, ran) in file.command_tests.iter().zip(runs) {
+            let result = command_result(&file.path, test, ran);
+            if !result.passed {
+                command_evidence(&mut shown, &result, ran);
+            }
+            results.push(result);
+        }
+        for test in &file.file_content_tests {
+            results.push(test.judge(&facts.file(test.path())));
+        }
+        for test in &file.file_existence_tests {
+            results.push(test.judge(&facts.file(&test.path(&environment))));
+        }
+        if let Some(metadata) = &file.metadata_test {
+            results.extend(metadata.judge(&facts.image));
+        }
+        let failure = results.iter().any(|result| !result.passed).then(|| {
+            let failed = results.iter().filter(|result| !result.passed).count();
+            let mut feedback = format!(
+                "container-structure-test config `{}`: {failed} of {} tests failed (command tests run with the image's entrypoint cleared):\n",
+                file.path,
+                results.len()
+            );
+            for result in results.iter().filter(|result| !result.passed) {
+                let _ = writeln!(feedback, "- {}: {}", result.name, result.detail);
+            }
+            feedback.push_str(&shown);
+            Failure {
+                outcome: Outcome::ChecksFailed,
+                detail: format!("`{}`: {}", file.path, first_failed(&results)),
+                feedback,
+            }
+        });
+        Evidence { results, failure }
+    }
+}
+
+/// A command that could not start fails with the engine's reason, as the tool's does.
+fn command_result(group: &str, test: &agent_spec::CommandTest, ran: &RunOutcome) -> CheckResult {
+    if let Some(message) = &ran.start_error {
+        return CheckResult::new(
+            group,
+            test.name.clone(),
+            false,
+            format!("the command could not start: {}", message.trim()),
+        );
+    }
+    let stdout = String::from_utf8_lossy(&ran.stdout.bytes);
+    let stderr = String::from_utf8_lossy(&ran.stderr.bytes);
+    test.judge(&Observed {
+        exit_code: ran.exit_code,
+        stdout: &stdout,
+        stderr: &stderr,
+        stdout_truncated: ran.stdout.truncated,
+        stderr_truncated: ran.stderr.truncated,
+    })
+}
+
+/// A failed command test's output tails, when it printed anything.
+fn command_evidence(out: &mut String, result: &CheckResult, ran: &RunOutcome) {
+    for (title, bytes) in [("stdout", &ran.stdout.bytes), ("stderr", &ran.stderr.bytes)] {
+        let text = String::from_utf8_lossy(bytes);
+        if !text.trim().is_empty() {
+            let _ = writeln!(
+                out,
+                "`{}` {title}:\n```\n{}\n```",
+                result.name,
+                excerpt(&text, STREAM_BYTES).trim_end()
+            );
+        }
+    }
+}
