@@ -13,6 +13,7 @@ mod preflight;
 mod publish;
 mod report;
 mod snapshots;
+mod structure;
 mod structured;
 mod support;
 mod travel;

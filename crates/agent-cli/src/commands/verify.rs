@@ -101,7 +101,7 @@ fn print_result(spec: &str, record: &agent_loop::IterationRecord, json: bool) ->
             format!(": {}", check.detail)
         };
         let word = if check.passed { "pass" } else { "FAIL" };
-        eprintln!("{word}  {}{detail}", check.name);
+        eprintln!("{word}  {}: {}{detail}", check.group, check.name);
     }
     if passed {
         eprintln!("{spec}: verified again ({})", record.outcome.as_str());
