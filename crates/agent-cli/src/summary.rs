@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_loop::{Report, StopReason};
-use agent_spec::Spec;
+use agent_spec::{CheckResult, Spec};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -20,6 +20,8 @@ pub struct SpecSummary {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub error: Option<String>,
+    /// The last iteration's check results, each with its group.
+    pub checks: Vec<CheckResult>,
     /// The last failed iteration's outcome and detail, for the table and JUnit.
     #[serde(skip)]
     pub last_failure: Option<String>,
@@ -39,6 +41,11 @@ impl SpecSummary {
             prompt_tokens: report.usage.prompt_tokens,
             completion_tokens: report.usage.completion_tokens,
             error: report.error.clone(),
+            checks: report
+                .history
+                .last()
+                .map(|record| record.checks.clone())
+                .unwrap_or_default(),
             last_failure: lock_refusal(report).or_else(|| {
                 report
                     .history
@@ -63,6 +70,7 @@ impl SpecSummary {
             prompt_tokens: 0,
             completion_tokens: 0,
             error: None,
+            checks: Vec::new(),
             last_failure: None,
         }
     }
@@ -73,6 +81,26 @@ impl SpecSummary {
             .clone()
             .or_else(|| self.run_dir.as_ref().map(|dir| dir.display().to_string()))
             .unwrap_or_default()
+    }
+
+    /// `passed/total` of the last iteration's checks, and the groups that failed.
+    fn checks_cell(&self) -> String {
+        if self.checks.is_empty() {
+            return "-".to_owned();
+        }
+        let passed = self.checks.iter().filter(|check| check.passed).count();
+        let mut failed_groups: Vec<&str> = Vec::new();
+        for check in self.checks.iter().filter(|check| !check.passed) {
+            if !failed_groups.contains(&check.group.as_str()) {
+                failed_groups.push(&check.group);
+            }
+        }
+        let cell = format!("{passed}/{}", self.checks.len());
+        if failed_groups.is_empty() {
+            cell
+        } else {
+            format!("{cell} (failed: {})", failed_groups.join(", "))
+        }
     }
 
     fn result_word(&self) -> &'static str {
@@ -114,6 +142,7 @@ pub fn print_table(summaries: &[SpecSummary]) {
             "SPEC",
             "RESULT",
             "ITERATIONS",
+            "CHECKS",
             "TIME",
             "IMAGE / RUN DIRECTORY",
         ]);
@@ -123,6 +152,7 @@ pub fn print_table(summaries: &[SpecSummary]) {
             summary.spec.clone(),
             summary.result_word().to_string(),
             summary.iterations.to_string(),
+            summary.checks_cell(),
             format!("{:.1}s", summary.duration_secs),
             place,
         ]);
@@ -147,32 +177,45 @@ pub fn print_json(summaries: &[SpecSummary], exit_code: u8) {
     );
 }
 
-/// The JUnit report: one test case a spec, failed unless verified.
+/// The JUnit report: a test suite per spec, with one test case per check of its last
+/// iteration (`classname` `<spec>.<group>`); a spec not verified with no failed check
+/// to show for it (its build failed, or it never ran) gets one failed case saying why.
 pub fn write_junit(path: &Path, summaries: &[SpecSummary]) -> anyhow::Result<()> {
     use quick_junit::{NonSuccessKind, Report as JunitReport, TestCase, TestCaseStatus, TestSuite};
-    let mut suite = TestSuite::new("agent run");
+    let failure = |kind: &str, message: String| {
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        status.set_message(kind).set_description(message);
+        status
+    };
+    let mut report = JunitReport::new("agent");
     for summary in summaries {
-        let status = if summary.verified {
-            TestCaseStatus::success()
-        } else {
+        let mut suite = TestSuite::new(summary.spec.as_str());
+        for check in &summary.checks {
+            let status = if check.passed {
+                TestCaseStatus::success()
+            } else {
+                failure("check failed", check.detail.clone())
+            };
+            let mut case = TestCase::new(check.name.as_str(), status);
+            case.set_classname(format!("{}.{}", summary.spec, check.group));
+            suite.add_test_case(case);
+        }
+        if !summary.verified && summary.checks.iter().all(|check| check.passed) {
             let message = summary
                 .error
                 .clone()
                 .or_else(|| summary.last_failure.clone())
                 .unwrap_or_else(|| summary.result_word().to_string());
-            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            status
-                .set_message(summary.result_word())
-                .set_description(message);
-            status
-        };
-        let mut case = TestCase::new(summary.spec.as_str(), status);
-        case.set_classname("agent")
-            .set_time(Duration::from_secs_f64(summary.duration_secs.max(0.0)));
-        suite.add_test_case(case);
+            let mut case = TestCase::new(
+                summary.spec.as_str(),
+                failure(summary.result_word(), message),
+            );
+            case.set_classname(format!("{}.verified", summary.spec));
+            suite.add_test_case(case);
+        }
+        suite.set_time(Duration::from_secs_f64(summary.duration_secs.max(0.0)));
+        report.add_test_suite(suite);
     }
-    let mut report = JunitReport::new("agent");
-    report.add_test_suite(suite);
     if let Some(parent) = path
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())

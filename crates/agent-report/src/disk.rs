@@ -80,6 +80,9 @@ pub struct IterationRecord {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct CheckResult {
+    /// The case, `image`, `file` or structure-test file it belongs to; empty in
+    /// reports written before checks had groups.
+    pub group: String,
     pub name: String,
     pub passed: bool,
     pub detail: String,

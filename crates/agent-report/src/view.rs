@@ -147,7 +147,8 @@ pub struct IterationView {
     pub summary: String,
     pub exit: Option<String>,
     pub diff: Option<DiffView>,
-    pub failed_checks: Vec<CheckView>,
+    /// The iteration's checks by group, groups with a failure first.
+    pub check_groups: Vec<CheckGroupView>,
     pub build: Option<BuildView>,
     pub streams: Vec<StreamView>,
     pub calls: Vec<CallView>,
@@ -163,6 +164,62 @@ pub struct DiffView {
 pub struct CheckView {
     pub name: String,
     pub detail: String,
+}
+
+/// The checks of one group (a case, `image`, `file`, a structure-test file): the
+/// failed ones with their evidence, the passed ones by name.
+pub struct CheckGroupView {
+    pub name: String,
+    pub passed: usize,
+    pub total: usize,
+    pub failed: Vec<CheckView>,
+    pub passed_names: String,
+}
+
+/// `checks` by group in first-seen order, the groups with a failure first.
+fn check_groups(checks: &[crate::disk::CheckResult]) -> Vec<CheckGroupView> {
+    let mut groups: Vec<CheckGroupView> = Vec::new();
+    let mut passed_names: Vec<Vec<String>> = Vec::new();
+    for check in checks {
+        let name = if check.group.is_empty() {
+            "checks"
+        } else {
+            check.group.as_str()
+        };
+        let index = match groups
+            .iter()
+            .position(|group| group.name == text::one_line(name))
+        {
+            Some(index) => index,
+            None => {
+                groups.push(CheckGroupView {
+                    name: text::one_line(name),
+                    passed: 0,
+                    total: 0,
+                    failed: Vec::new(),
+                    passed_names: String::new(),
+                });
+                passed_names.push(Vec::new());
+                groups.len() - 1
+            }
+        };
+        let group = &mut groups[index];
+        group.total += 1;
+        if check.passed {
+            group.passed += 1;
+            passed_names[index].push(text::one_line(&check.name));
+        } else {
+            group.failed.push(CheckView {
+                name: text::one_line(&check.name),
+                detail: text::multi_line(&check.detail),
+            });
+        }
+    }
+    for (group, names) in groups.iter_mut().zip(passed_names) {
+        group.passed_names = names.join(" · ");
+    }
+    groups.sort_by_key(|group| group.failed.is_empty());
+    groups
 }
 
 pub struct BuildView {
@@ -365,15 +422,7 @@ fn iteration_views(run_anchor: &str, run: &RunOnDisk) -> Vec<IterationView> {
             summary: text::multi_line(&record.summary),
             exit: exit_words(iteration),
             diff,
-            failed_checks: record
-                .checks
-                .iter()
-                .filter(|check| !check.passed)
-                .map(|check| CheckView {
-                    name: text::one_line(&check.name),
-                    detail: text::multi_line(&check.detail),
-                })
-                .collect(),
+            check_groups: check_groups(&record.checks),
             build: build_view(iteration),
             streams: stream_views(iteration),
             calls: calls_of(&run.calls, record.iteration)
