@@ -123,16 +123,20 @@ const INPUT_SHOWN_BYTES: usize = 8 * 1024;
 
 pub(crate) fn task(job: &Job, inputs: &BTreeMap<String, Vec<u8>>) -> String {
     let spec = &job.spec;
-    let checks = if spec.checks.is_empty() {
+    let mut checks = if spec.checks.is_empty() {
         String::new()
-    } else {
+    } else if spec.cases.is_empty() {
         let mut text = String::from("\nThe output is checked exactly like this:\n");
         for check in &spec.checks {
             text.push_str(&format!("- {}\n", describe_matcher(&check.matcher)));
         }
         text
+    } else {
+        String::new()
     };
+    checks.push_str(&crate::verification::describe(spec));
     let stdin = match &spec.run.stdin {
+        _ if !spec.cases.is_empty() => String::new(),
         Some(stdin) => format!(
             "\nThe program receives this on stdin (then end of file):\n```\n{}\n```\n",
             excerpt(stdin, INPUT_SHOWN_BYTES)
@@ -173,7 +177,7 @@ pub(crate) fn task(job: &Job, inputs: &BTreeMap<String, Vec<u8>>) -> String {
     )
 }
 
-fn describe_matcher(matcher: &Matcher) -> String {
+pub(crate) fn describe_matcher(matcher: &Matcher) -> String {
     let quoted = |text: &str| serde_json::to_string(&excerpt(text, 2048)).unwrap_or_default();
     match matcher {
         Matcher::ExitCode(code) => format!("the exit code is {code}"),

@@ -1203,3 +1203,85 @@ async fn with_a_judge_the_candidates_that_ran_are_judged_in_turn_until_one_passe
     assert_eq!(report.history[0].checks[0].name, "judge");
     assert!(report.history[0].checks[0].passed);
 }
+
+#[tokio::test]
+async fn many_failing_cases_and_an_image_check_are_one_bounded_repair_naming_each() {
+    let limits = Limits {
+        max_iterations: 2,
+        ..Limits::default()
+    };
+    let mut harness = harness(Vec::new(), false, limits);
+    let count = 40;
+    harness.job.spec.cases = (0..count)
+        .map(|index| agent_spec::Case {
+            name: format!("case-{index}"),
+            stdin: Some(format!("{index}\n")),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            entrypoint: None,
+            command: None,
+            timeout_secs: None,
+            checks: stdout_equals("right"),
+        })
+        .collect();
+    harness.job.spec.image = Some(agent_spec::ImageChecks {
+        non_root: true,
+        ..agent_spec::ImageChecks::default()
+    });
+    let flood = "wrong\n".repeat(5_000);
+    let mut model = ScriptedModel {
+        bundles: (0..2)
+            .map(|_| bundle(Some(DOCKERFILE), "print('wrong')"))
+            .collect(),
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine {
+        builds: Mutex::new((0..2).map(|_| built()).collect()),
+        runs: Mutex::new((0..2 * count).map(|_| ran(0, &flood, &flood)).collect()),
+        ..ScriptedEngine::default()
+    };
+    let result = harness.run(&mut model, &engine).await;
+    assert!(result.error.is_none(), "{:?}", result.error);
+    let report = result.report;
+    let first = &report.history[0];
+    assert_eq!(first.outcome, Outcome::ChecksFailed);
+    assert_eq!(
+        first.checks.len(),
+        count + 1,
+        "one check per case and the image's"
+    );
+    assert_eq!(first.checks[7].group, "case-7");
+    assert_eq!(first.checks[count].group, "image");
+    assert!(first.checks.iter().all(|check| !check.passed));
+    assert!(
+        first.detail.starts_with("41 checks failed"),
+        "{}",
+        first.detail
+    );
+
+    let repair = &model.calls[1].1.last().unwrap().content;
+    assert!(repair.contains("40 of 40 cases failed"), "{repair}");
+    assert!(
+        repair.contains("Case `case-0` (stdin \"0\\n\")"),
+        "{repair}"
+    );
+    assert!(
+        repair.contains("`case-39`"),
+        "every failed case is named: {repair}"
+    );
+    assert!(
+        repair.contains("non-root") || repair.contains("non_root"),
+        "{repair}"
+    );
+    assert!(
+        repair.len() < 40 * 1024,
+        "bounded however many cases fail: {} bytes",
+        repair.len()
+    );
+    let task = &model.calls[0].1.last().unwrap().content;
+    assert!(task.contains("Case `case-3`: stdin \"3\\n\""), "{task}");
+    assert!(
+        task.contains("USER is set to a user that is not root"),
+        "{task}"
+    );
+}

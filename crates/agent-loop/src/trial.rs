@@ -170,9 +170,10 @@ impl<E: EnginePort> Trial<'_, E> {
             self.keep("stdout.txt", &first.ran.stdout.bytes)?;
             self.keep("stderr.txt", &first.ran.stderr.bytes)?;
         }
-        if runs.len() > 1 {
+        if let (true, Some(artifacts)) = (runs.len() > 1, self.artifacts) {
             for (index, run) in runs.iter().enumerate() {
                 let folder = format!("cases/{}", index + 1);
+                crate::artifacts::create_dir(&artifacts.join(&folder))?;
                 self.keep(&format!("{folder}/stdout.txt"), &run.ran.stdout.bytes)?;
                 self.keep(&format!("{folder}/stderr.txt"), &run.ran.stderr.bytes)?;
             }

@@ -138,3 +138,15 @@ pub(crate) fn first_failed(results: &[CheckResult]) -> String {
         })
         .unwrap_or_default()
 }
+
+/// What the spec's cases feed the program and what the image must be, for the task
+/// prompt; empty for a spec with only `[run]` and `[[check]]`.
+pub(crate) fn describe(spec: &agent_spec::Spec) -> String {
+    let mut text = cases::describe(spec);
+    if let Some(checks) = &spec.image {
+        text.push_str(&image::describe(checks));
+    }
+    text.push_str(&files::describe(&spec.files));
+    text.push_str(&structure::describe(&spec.structure_tests));
+    text
+}

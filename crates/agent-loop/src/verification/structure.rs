@@ -184,3 +184,37 @@ fn command_evidence(out: &mut String, result: &CheckResult, ran: &RunOutcome) {
         }
     }
 }
+
+/// The structure-test configs in words, for the task prompt: what each test runs or
+/// reads.
+pub(crate) fn describe(files: &[StructureFile]) -> String {
+    let mut text = String::new();
+    for file in files {
+        let _ = writeln!(
+            text,
+            "\nThe image is also checked by the container-structure-test config `{}` (command tests run with the image's ENTRYPOINT cleared):",
+            file.path
+        );
+        for test in &file.command_tests {
+            let command: Vec<&str> = std::iter::once(test.command.as_str())
+                .chain(test.args.iter().map(String::as_str))
+                .collect();
+            let _ = writeln!(
+                text,
+                "- command test `{}`: runs {}",
+                test.name,
+                serde_json::to_string(&command).unwrap_or_default()
+            );
+        }
+        for test in &file.file_existence_tests {
+            let _ = writeln!(text, "- file test `{}`", test.name);
+        }
+        for test in &file.file_content_tests {
+            let _ = writeln!(text, "- content test `{}` on `{}`", test.name, test.path());
+        }
+        if file.metadata_test.is_some() {
+            let _ = writeln!(text, "- a metadata test of the image's configuration");
+        }
+    }
+    text
+}
