@@ -2,6 +2,7 @@
 //! OpenAI-compatible server in the test process.
 
 mod candidates;
+mod cases;
 mod economy;
 mod engines;
 mod floods;
