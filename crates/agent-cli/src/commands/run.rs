@@ -297,10 +297,6 @@ fn finish(
     }
 }
 
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per spec, moved once from its task"
-)]
 enum SpecOutcome {
     Finished {
         report: Report,
