@@ -45,6 +45,8 @@ pub struct RunRequest<'a> {
     pub entrypoint: Option<&'a [String]>,
     /// Replaces the image's CMD; `args` are appended to it.
     pub command: Option<&'a [String]>,
+    /// Replaces the image's USER.
+    pub user: Option<&'a str>,
     /// The only environment the container gets beyond its image's.
     pub env: &'a BTreeMap<String, String>,
     pub stdin: Option<&'a [u8]>,

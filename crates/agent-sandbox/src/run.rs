@@ -73,6 +73,7 @@ pub(crate) fn container_config(
     let with_stdin = request.stdin.is_some();
     ContainerCreateBody {
         cmd: command,
+        user: request.user.map(str::to_owned),
         // The engine reads an entrypoint of one empty string as "none".
         entrypoint: request.entrypoint.map(|entrypoint| {
             if entrypoint.is_empty() {

@@ -16,7 +16,7 @@ use crate::request::RunRequest;
 use crate::run::{ContainerGuard, container_config, run_created};
 
 /// Runs `setup` one after the other (with `setup_env`, under the request's limits and
-/// labels, each committed), then `request` on the image they made. A setup command
+/// labels and user, each committed), then `request` on the image they made. A setup command
 /// that cannot start, times out or is killed for memory ends it there: its outcome is
 /// returned, with `start_error` naming the setup command.
 pub(crate) async fn run_after_setup(
@@ -34,6 +34,7 @@ pub(crate) async fn run_after_setup(
                 args: &[],
                 entrypoint: Some(&[]),
                 command: Some(command),
+                user: request.user,
                 env: setup_env,
                 stdin: None,
                 limits: request.limits.clone(),

@@ -95,6 +95,7 @@ async fn run_created_suite(
         args: &no_args,
         entrypoint: None,
         command: None,
+        user: None,
         env: request.env,
         stdin: None,
         limits: request.limits.clone(),

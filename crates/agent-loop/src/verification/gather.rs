@@ -120,6 +120,7 @@ async fn run_case<E: EnginePort>(
             args: &case.args,
             entrypoint: case.entrypoint.as_deref(),
             command: case.command.as_deref(),
+            user: None,
             env: &case.env,
             stdin: case.stdin.as_deref().map(str::as_bytes),
             limits: run_limits(&job.limits, timeout),

@@ -24,6 +24,8 @@ pub(crate) struct CommandRun {
     setup_env: BTreeMap<String, String>,
     command: Vec<String>,
     env: BTreeMap<String, String>,
+    /// `containerRunOptions.user`, for setup and the command alike.
+    user: Option<String>,
 }
 
 /// The file's command tests against an image whose env is `image.env`.
@@ -37,6 +39,7 @@ pub(crate) fn commands(file: &StructureFile, image: &ImageFacts) -> Vec<CommandR
             setup_env: env_map(globals.iter().chain(&test.setup_env(&environment))),
             command: test.full_command(&environment),
             env: env_map(globals.iter().chain(&test.run_env())),
+            user: test.user.clone(),
         })
         .collect()
 }
@@ -66,6 +69,7 @@ impl CommandRun {
             args: &[],
             entrypoint: Some(&[]),
             command: Some(&self.command),
+            user: self.user.as_deref(),
             env: &self.env,
             stdin: None,
             limits: run_limits(&job.limits, timeout),
