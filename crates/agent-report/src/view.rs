@@ -557,6 +557,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn checks_are_grouped_in_order_with_failed_groups_first() {
+        let check = |group: &str, name: &str, passed: bool| crate::disk::CheckResult {
+            group: group.to_owned(),
+            name: name.to_owned(),
+            passed,
+            detail: format!("{name} detail"),
+        };
+        let groups = check_groups(&[
+            check("two numbers", "sum", true),
+            check("image", "non_root", false),
+            check("two numbers", "exit", true),
+            check("", "old", true),
+            check("image", "workdir", true),
+        ]);
+        let names: Vec<&str> = groups.iter().map(|group| group.name.as_str()).collect();
+        assert_eq!(names, ["image", "two numbers", "checks"]);
+        assert_eq!((groups[0].passed, groups[0].total), (1, 2));
+        assert_eq!(groups[0].failed[0].name, "non_root");
+        assert_eq!(groups[1].passed_names, "sum · exit");
+    }
+
+    #[test]
     fn numbers_read_well() {
         assert_eq!(thousands(1234567), "1\u{2009}234\u{2009}567");
         assert_eq!(thousands(12), "12");

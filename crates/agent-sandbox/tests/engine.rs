@@ -1506,6 +1506,26 @@ async fn a_run_replaces_the_entrypoint_and_the_command_and_setup_commands_are_co
         .await
         .expect("run");
     assert_eq!(text(&ran.stdout.bytes), "from override and-args\n");
+    let id = ["/bin/id".to_owned(), "-u".to_owned()];
+    let ran = sandbox
+        .run(RunRequest {
+            image: &image,
+            args: &[],
+            entrypoint: Some(&[]),
+            command: Some(&id),
+            user: Some("0"),
+            env: &env,
+            stdin: None,
+            limits: limits(),
+            labels: &labels,
+        })
+        .await
+        .expect("run");
+    assert_eq!(
+        text(&ran.stdout.bytes),
+        "0\n",
+        "the image's USER 1000 is replaced"
+    );
 
     let images_before = images_labelled(&run);
     let setup = vec![
