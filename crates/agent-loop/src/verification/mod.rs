@@ -90,9 +90,15 @@ fn combined(results: &[CheckResult], failures: &[Failure]) -> Ending {
         "The image was built, but {failed} of {} checks failed.\n",
         results.len()
     );
-    for failure in failures {
+    for (index, failure) in failures.iter().enumerate() {
         let section = failure.feedback.trim_end();
-        if feedback.len() + section.len() + 2 > FEEDBACK_LIMIT {
+        let room = FEEDBACK_LIMIT.saturating_sub(feedback.len() + 2);
+        if index == 0 && section.len() > room {
+            // The first failure is always shown, cut to fit.
+            let _ = writeln!(feedback, "\n{}", agent_spec::excerpt(section, room));
+            continue;
+        }
+        if section.len() > room {
             let _ = writeln!(
                 feedback,
                 "\n(more failures were found; fix these first: {})",
