@@ -155,6 +155,19 @@ async fn a_cli_with_three_cases_and_image_checks_is_repaired_from_both_failures(
         ["bad input", "file", "help", "image", "two numbers"]
     );
 
+    let cases: Vec<(&str, i64)> = second["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|case| {
+            (
+                case["name"].as_str().unwrap(),
+                case["exit_code"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(cases, [("two numbers", 0), ("bad input", 2), ("help", 0)]);
+
     let summary: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
     assert_eq!(summary["specs"][0]["checks"][0]["group"], "two numbers");
     let junit = std::fs::read_to_string(workspace.path().join("junit.xml")).unwrap();

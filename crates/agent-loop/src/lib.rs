@@ -29,8 +29,8 @@ pub use job::{Job, Provenance, run_labels, run_limits};
 pub use lock::{LockFile, LockMode, LockState, lock_dir};
 pub use ports::{EnginePort, ModelPort};
 pub use report::{
-    CandidateRecord, IterationRecord, LockReport, Outcome, Published, Report, SavedImage,
-    StopReason, UsageTotals,
+    CandidateRecord, CaseRecord, IterationRecord, LockReport, Outcome, Published, Report,
+    SavedImage, StopReason, UsageTotals,
 };
 pub use runner::{RunResult, run_spec};
 pub use templates::{Prompts, render};

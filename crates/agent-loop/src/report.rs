@@ -103,6 +103,22 @@ pub struct IterationRecord {
     /// built and run again on another engine, with no new model call.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retried_after_lost: Vec<String>,
+    /// Each `[[case]]`'s run, in the spec's order (empty for a spec without cases,
+    /// whose one run is the fields above).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cases: Vec<CaseRecord>,
+}
+
+/// How one case's run went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseRecord {
+    pub name: String,
+    pub exit_code: Option<i64>,
+    pub run_secs: f64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
 }
 
 impl IterationRecord {
@@ -137,6 +153,7 @@ impl IterationRecord {
             overhead_ms: 0.0,
             engine: None,
             retried_after_lost: Vec::new(),
+            cases: Vec::new(),
         }
     }
 

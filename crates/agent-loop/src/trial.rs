@@ -16,7 +16,7 @@ use crate::feedback;
 use crate::iteration::{Halt, Iteration, end};
 use crate::job::Job;
 use crate::ports::EnginePort;
-use crate::report::{Outcome, round_secs};
+use crate::report::{CaseRecord, Outcome, round_secs};
 use crate::verification::{self, CaseRun};
 
 /// What a build and run that met every check leave for the steps after.
@@ -138,6 +138,22 @@ impl<E: EnginePort> Trial<'_, E> {
         self.keep_runs(&facts.cases)?;
         if let Some(first) = facts.cases.first() {
             record.take_run(&first.ran);
+        }
+        if !self.job.spec.cases.is_empty() {
+            record.cases = self
+                .job
+                .spec
+                .cases
+                .iter()
+                .zip(&facts.cases)
+                .map(|(case, run)| CaseRecord {
+                    name: case.name.clone(),
+                    exit_code: run.ran.exit_code,
+                    run_secs: round_secs(run.ran.duration),
+                    timed_out: run.ran.timed_out,
+                    oom_killed: run.ran.oom_killed,
+                })
+                .collect();
         }
 
         (self.phase)(Phase::Checking);
