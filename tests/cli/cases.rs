@@ -191,5 +191,18 @@ async fn a_cli_with_three_cases_and_image_checks_is_repaired_from_both_failures(
         bad_input.contains("error: give two integers"),
         "{bad_input}"
     );
+    let page = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    // Iteration 1 comes first on the page: its failed groups, then its passed ones.
+    let groups: Vec<&str> = page
+        .split("<p class=\"group-name\">")
+        .skip(1)
+        .map(|rest| rest.split(" <span").next().unwrap())
+        .take(5)
+        .collect();
+    assert_eq!(
+        groups,
+        ["bad input", "image", "two numbers", "help", "file"]
+    );
+    assert!(page.contains("check-group failed\"><p class=\"group-name\">bad input"));
     assert_run_cleaned_up(&report);
 }
