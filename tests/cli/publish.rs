@@ -11,6 +11,8 @@ use agent_testkit::{ScriptedReply, ScriptedServer};
 
 use crate::support::*;
 
+mod reuse;
+
 /// A real registry, killed when dropped.
 struct Registry {
     child: std::process::Child,

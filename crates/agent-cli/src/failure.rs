@@ -117,6 +117,12 @@ pub fn engine_hint(error: &SandboxError) -> Option<String> {
             "every engine was lost during the run: check `agent doctor` and the engines' logs"
                 .to_string(),
         ),
+        SandboxError::PullImage { reference, .. } => {
+            let server = agent_sandbox::registry_server(reference);
+            Some(format!(
+                "the registry `{server}` refused the credentials for the lock's published image: `docker login {server}`, or fix its entry (or credential helper) in config.json; DOCKER_CONFIG selects another folder"
+            ))
+        }
         SandboxError::Pull { .. } => Some(
             "build the local base images with `scripts/base-images`, `docker pull` the image where a registry is reachable, or `docker load` it; `[docker] base_image` in agent.toml names the image the model builds FROM"
                 .to_string(),

@@ -73,6 +73,7 @@ fn phase_text(phase: Phase) -> String {
         Phase::Running => "running".to_string(),
         Phase::Checking => "checking".to_string(),
         Phase::Judging => "judging".to_string(),
+        Phase::Pulling => "pulling the published image".to_string(),
     }
 }
 
@@ -124,6 +125,16 @@ fn plain_line(event: &Event) -> Option<String> {
                 each.join(", ")
             ))
         }
+        Event::Reused { spec, reference } => Some(format!(
+            "{spec}: reusing the published image {reference}: no build"
+        )),
+        Event::ReuseSkipped {
+            spec,
+            reference,
+            reason,
+        } => Some(format!(
+            "{spec}: warning: not reusing {reference}, building instead: {reason}"
+        )),
         Event::Finished {
             spec,
             verified,
@@ -170,7 +181,10 @@ impl Bars {
                     ));
                 }
             }
-            Event::IterationFinished { .. } | Event::CandidatesFinished { .. } => {
+            Event::IterationFinished { .. }
+            | Event::CandidatesFinished { .. }
+            | Event::Reused { .. }
+            | Event::ReuseSkipped { .. } => {
                 if let Some(line) = plain_line(event) {
                     let _ = self.multi.println(line);
                 }

@@ -74,6 +74,7 @@ impl Publisher {
             let (published, failure) = push(sandbox, target, &image).await;
             report.published = published;
             failures.extend(failure);
+            failures.extend(record_in_lock(report));
         }
         if let Some(dir) = &self.save {
             let path = dir.join(format!("{}.tar", report.spec));
@@ -96,6 +97,20 @@ impl Publisher {
         }
         failure
     }
+}
+
+/// Writes where the verified image went into the lock beside the spec, so the next run
+/// of the unchanged spec pulls it instead of building.
+fn record_in_lock(report: &Report) -> Option<Failure> {
+    let published = report.published.as_ref()?;
+    let lock = report.lock.as_ref()?;
+    let digest = report.history.last()?.context_digest.as_deref()?;
+    let recorded = agent_loop::record_published(Path::new(&lock.path), digest, published);
+    recorded.err().map(|error| {
+        Failure::infrastructure(
+            anyhow::Error::new(error).context("cannot record the pushed image in the lock"),
+        )
+    })
 }
 
 /// What a report says was published, as lines for people.
@@ -153,14 +168,19 @@ async fn push(
     (Some(published), None)
 }
 
-async fn push_target(repository: &str, tags: &[String]) -> Result<PushTarget, Failure> {
-    let source = CredentialSource {
+/// Where registry credentials are found, as the Docker CLI finds them: for pushes,
+/// and for the loop's pulls of a lock's published image.
+pub fn credential_source() -> CredentialSource {
+    CredentialSource {
         config_file: docker_config_file(),
         helper_path: std::env::var_os(env::PATH),
         helper_timeout: HELPER_TIMEOUT,
-    };
+    }
+}
+
+async fn push_target(repository: &str, tags: &[String]) -> Result<PushTarget, Failure> {
     let server = agent_sandbox::registry_server(repository);
-    let credentials = agent_sandbox::resolve_credentials(&source, &server)
+    let credentials = agent_sandbox::resolve_credentials(&credential_source(), &server)
         .await
         .map_err(Failure::publish)?;
     tracing::debug!(

@@ -6,10 +6,15 @@ use crate::report::{Outcome, StopReason};
 pub enum Phase {
     Generating,
     Repairing,
-    Building { step: u32, total: u32 },
+    Building {
+        step: u32,
+        total: u32,
+    },
     Running,
     Checking,
     Judging,
+    /// Pulling a fresh lock's published image in place of a build.
+    Pulling,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +41,14 @@ pub enum Event {
         spec: String,
         iteration: u32,
         candidates: Vec<(u32, Outcome, bool)>,
+    },
+    /// The published image of a fresh lock was taken in place of a build.
+    Reused { spec: String, reference: String },
+    /// The published image could not be taken: the bundle is built instead.
+    ReuseSkipped {
+        spec: String,
+        reference: String,
+        reason: String,
     },
     Finished {
         spec: String,

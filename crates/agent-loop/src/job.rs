@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent_sandbox::{RunLimits, RunNetwork};
+use agent_sandbox::{CredentialSource, RunLimits, RunNetwork};
 use agent_spec::{BuildNetwork, Limits, NetworkMode, Settings, Spec};
 
 use crate::lock::LockMode;
@@ -24,6 +24,9 @@ pub struct Job {
     pub owner: String,
     pub lock: LockMode,
     pub provenance: Provenance,
+    /// Where registry credentials are found for pulling a lock's published image;
+    /// `None`: pulls are anonymous.
+    pub credentials: Option<CredentialSource>,
 }
 
 impl Job {

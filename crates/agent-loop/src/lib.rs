@@ -14,6 +14,7 @@ mod lock;
 mod ports;
 mod prompts;
 mod report;
+mod reuse;
 mod runner;
 mod seal;
 mod steps;
@@ -26,7 +27,7 @@ pub use artifacts::{InputDigest, SPEC_FOLDER, sha256_hex};
 pub use errors::LoopError;
 pub use events::{Event, EventSink, Phase};
 pub use job::{Job, Provenance, run_labels, run_limits};
-pub use lock::{LockFile, LockMode, LockState, lock_dir};
+pub use lock::{LockFile, LockMode, LockState, lock_dir, record_published};
 pub use ports::{EnginePort, ModelPort};
 pub use report::{
     CandidateRecord, CaseRecord, IterationRecord, LockReport, Outcome, Published, Report,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::artifacts::{sha256_hex, write_json, write_tree};
 use crate::bundle::{Bundle, DOCKERFILE};
 use crate::errors::LoopError;
+use crate::report::Published;
 
 pub const LOCK_FILE: &str = "lock.json";
 
@@ -39,6 +40,10 @@ pub struct LockFile {
     pub bundle_digest: String,
     pub model: String,
     pub verified_at: String,
+    /// Where the verified image was pushed, once a push succeeded: a run of an
+    /// unchanged spec pulls it instead of building.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<Published>,
 }
 
 /// What `report.json` says of the lock.
@@ -134,6 +139,29 @@ pub fn write(spec: &Spec, bundle: &Bundle, file: &LockFile) -> Result<PathBuf, L
     write_tree(&dir, &files)?;
     write_json(&dir.join(LOCK_FILE), file)?;
     Ok(dir)
+}
+
+/// Records in the lock at `dir` that its verified image was pushed as `published`.
+/// A lock whose bundle is not the pushed one's (`bundle_digest`) is left alone.
+pub fn record_published(
+    dir: &Path,
+    bundle_digest: &str,
+    published: &Published,
+) -> Result<bool, LoopError> {
+    let path = dir.join(LOCK_FILE);
+    let failed = |source: std::io::Error| LoopError::Lock {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let text = std::fs::read_to_string(&path).map_err(failed)?;
+    let mut file: LockFile = serde_json::from_str(&text)
+        .map_err(|error| failed(std::io::Error::new(std::io::ErrorKind::InvalidData, error)))?;
+    if file.bundle_digest != bundle_digest || file.published.as_ref() == Some(published) {
+        return Ok(false);
+    }
+    file.published = Some(published.clone());
+    write_json(&path, &file)?;
+    Ok(true)
 }
 
 /// The digest of what the spec asks: prompt, conditions, judging, checks, run settings,

@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::time::Duration;
 
 use agent_model::{ChatMessage, CodeBundle, ModelError, ModelSession, Purpose, Reply, Verdict};
 use agent_sandbox::{
-    BuildOutcome, BuildProgress, BuildRequest, CleanupReport, PoolSession, RunOutcome, RunRequest,
-    Sandbox, SandboxError,
+    BuildOutcome, BuildProgress, BuildRequest, CleanupReport, PoolSession, PulledImage,
+    RegistryCredentials, RunOutcome, RunRequest, Sandbox, SandboxError,
 };
 use agent_spec::{FileFacts, ImageFacts};
 
@@ -91,6 +92,14 @@ pub trait EnginePort: Send + Sync {
         image: &str,
         reference: &str,
     ) -> impl Future<Output = Result<(), SandboxError>> + Send;
+
+    /// Pulls `reference` from its registry onto the engine the next run goes to.
+    fn pull(
+        &self,
+        reference: &str,
+        credentials: Option<&RegistryCredentials>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<PulledImage, SandboxError>> + Send;
 
     /// A new image: `image` with `labels` added, over the same layers; its id.
     fn relabel(
@@ -206,6 +215,15 @@ impl EnginePort for Sandbox {
         Sandbox::tag(self, image, reference).await
     }
 
+    async fn pull(
+        &self,
+        reference: &str,
+        credentials: Option<&RegistryCredentials>,
+        timeout: Duration,
+    ) -> Result<PulledImage, SandboxError> {
+        Sandbox::pull(self, reference, credentials, timeout).await
+    }
+
     async fn relabel(
         &self,
         image: &str,
@@ -269,6 +287,15 @@ impl EnginePort for PoolSession {
 
     async fn tag(&self, image: &str, reference: &str) -> Result<(), SandboxError> {
         PoolSession::tag(self, image, reference).await
+    }
+
+    async fn pull(
+        &self,
+        reference: &str,
+        credentials: Option<&RegistryCredentials>,
+        timeout: Duration,
+    ) -> Result<PulledImage, SandboxError> {
+        PoolSession::pull(self, reference, credentials, timeout).await
     }
 
     async fn relabel(

@@ -215,6 +215,9 @@ pub struct Report {
     /// (`--candidates`); empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<CandidateRecord>,
+    /// The published image a fresh lock named, pulled and checked in place of a build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused: Option<Published>,
     /// Where the verified image was pushed (`--push`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published: Option<Published>,

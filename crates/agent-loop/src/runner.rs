@@ -23,9 +23,10 @@ use crate::lock::{self, Lock, LockFile, LockMode, LockState};
 use crate::ports::{EnginePort, ModelPort};
 use crate::prompts::{self, message};
 use crate::report::{
-    CandidateRecord, IterationRecord, LockReport, Outcome, Report, StopReason, UsageTotals,
-    round_secs,
+    CandidateRecord, IterationRecord, LockReport, Outcome, Published, Report, StopReason,
+    UsageTotals, round_secs,
 };
+use crate::reuse::{self, Wanted};
 use crate::seal::{Verification, seal};
 use crate::steps;
 use crate::trial::{Checked, Trial};
@@ -52,6 +53,8 @@ struct State {
     lock: Option<LockReport>,
     /// The first generation's candidates, when it asked for several.
     candidates: Vec<CandidateRecord>,
+    /// The published image that passed in place of a build.
+    reused: Option<Published>,
 }
 
 /// What every iteration of a run shares.
@@ -191,6 +194,7 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
     ) -> Result<(), Halt> {
         let (job, number) = (self.job, iteration.record.iteration);
         let phase = phases(job, self.events, number);
+        let from_lock = matches!(source, Source::Lock(_));
         let reply = match source {
             Source::Lock(bundle) => steps::locked(bundle),
             Source::Model(feedback) => {
@@ -211,16 +215,88 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
         write_tree(&folder.join("bundle"), &files)?;
         self.state.current = Some(bundle);
 
-        let checked = self
-            .trial(setup, &folder, &phase)
-            .attempt(&files, iteration)
-            .await?;
+        let reused = match from_lock {
+            true => self.reuse(setup, &files, iteration, &phase).await?,
+            false => None,
+        };
+        let trial = self.trial(setup, &folder, &phase);
+        let checked = match &reused {
+            Some((image_id, _)) => trial.run_and_check(image_id.clone(), iteration).await?,
+            None => trial.attempt(&files, iteration).await?,
+        };
         if job.spec.judge {
             phase(Phase::Judging);
             let usage = &mut self.state.usage;
             steps::judge(job, self.model, &checked, usage, iteration).await?;
         }
-        self.accept(setup, checked, &files, iteration).await
+        match reused {
+            Some((_, published)) => {
+                self.take_reused(checked, &files, iteration, published)
+                    .await
+            }
+            None => self.accept(setup, checked, &files, iteration).await,
+        }
+    }
+
+    /// The published image a fresh lock names, pulled in place of a build when its
+    /// labels match this spec and bundle: its id and where it came from.
+    async fn reuse(
+        &mut self,
+        setup: &Setup,
+        files: &BTreeMap<String, Vec<u8>>,
+        iteration: &mut Iteration,
+        phase: &(dyn Fn(Phase) + Send + Sync),
+    ) -> Result<Option<(String, Published)>, Halt> {
+        let Some((lock, LockState::Fresh)) = &setup.lock else {
+            return Ok(None);
+        };
+        let Some(published) = &lock.file.published else {
+            return Ok(None);
+        };
+        let context = agent_sandbox::build_context(files)?;
+        phase(Phase::Pulling);
+        let wanted = Wanted {
+            published,
+            spec_digest: &setup.spec_digest,
+            bundle_digest: &context.digest,
+        };
+        let Some(image_id) =
+            reuse::published_image(self.job, self.engine, self.events, &wanted).await?
+        else {
+            return Ok(None);
+        };
+        (self.events)(Event::Reused {
+            spec: self.job.spec.name.clone(),
+            reference: published.reference.clone(),
+        });
+        let record = &mut iteration.record;
+        record.context_digest = Some(context.digest);
+        record.image_id = Some(image_id.clone());
+        record.engine = self.engine.engine_host();
+        Ok(Some((image_id, published.clone())))
+    }
+
+    /// A published image that passed: it carries its verification's labels already,
+    /// so it is only tagged as this spec's verified image; the lock stays as it is.
+    async fn take_reused(
+        &mut self,
+        checked: Checked,
+        files: &BTreeMap<String, Vec<u8>>,
+        iteration: &Iteration,
+        published: Published,
+    ) -> Result<(), Halt> {
+        let job = self.job;
+        let digest = iteration
+            .record
+            .context_digest
+            .as_deref()
+            .unwrap_or_default();
+        let tag = job.verified_tag(digest);
+        self.engine.tag(&checked.image_id, &tag).await?;
+        write_tree(&job.run_dir.join("final"), files)?;
+        self.state.verified = Some((tag, checked.image_id));
+        self.state.reused = Some(published);
+        Ok(())
     }
 
     /// A first generation of several candidates (`[model] candidates`): the run goes
@@ -414,6 +490,7 @@ fn keep_lock(job: &Job, setup: &Setup, bundle: &Bundle, digest: &str) -> Result<
         bundle_digest: digest.to_string(),
         model: job.settings.model.name.clone(),
         verified_at,
+        published: None,
     };
     let unchanged = setup.lock.as_ref().is_some_and(|(lock, state)| {
         *state == LockState::Fresh && lock.file.bundle_digest == file.bundle_digest
@@ -425,11 +502,12 @@ fn keep_lock(job: &Job, setup: &Setup, bundle: &Bundle, digest: &str) -> Result<
     Ok(true)
 }
 
-/// Iterations that got as far as a build.
+/// Iterations that got as far as a build (a published image taken in place of one is
+/// no build).
 fn built_iterations(history: &[IterationRecord]) -> u32 {
     history
         .iter()
-        .filter(|record| record.outcome != Outcome::InvalidBundle)
+        .filter(|record| record.build_secs.is_some())
         .count() as u32
 }
 
@@ -539,6 +617,7 @@ fn report(
         structured_output: None,
         history: state.history,
         candidates: state.candidates,
+        reused: state.reused,
         published: None,
         saved: None,
         publish_error: None,

@@ -8,6 +8,11 @@ use crate::errors::LoopError;
 use crate::job::Job;
 use crate::ports::EnginePort;
 
+/// The label holding the digest of the spec an image was verified against.
+pub(crate) const LABEL_SPEC_DIGEST: &str = "dev.agent.spec-digest";
+/// The label holding the digest of the build context an image was built from.
+pub(crate) const LABEL_BUNDLE_DIGEST: &str = "dev.agent.bundle-digest";
+
 /// What the labels say of the verification.
 pub(crate) struct Verification<'a> {
     pub image_id: &'a str,
@@ -57,12 +62,9 @@ fn labels(job: &Job, verification: &Verification<'_>) -> BTreeMap<String, String
     if let Some(source) = &job.provenance.source {
         labels.insert(format!("{oci}.source"), source.clone());
     }
+    labels.insert(LABEL_SPEC_DIGEST.into(), verification.spec_digest.into());
     labels.insert(
-        "dev.agent.spec-digest".into(),
-        verification.spec_digest.into(),
-    );
-    labels.insert(
-        "dev.agent.bundle-digest".into(),
+        LABEL_BUNDLE_DIGEST.into(),
         verification.bundle_digest.into(),
     );
     labels.insert("dev.agent.model".into(), job.settings.model.name.clone());

@@ -8,8 +8,8 @@ use agent_model::{
     Answer, BundleFile, ChatMessage, CodeBundle, ModelError, Purpose, Reply, Role, Usage, Verdict,
 };
 use agent_sandbox::{
-    BuildOutcome, BuildProgress, BuildRequest, BuildStatus, Captured, CleanupReport, RunOutcome,
-    RunRequest, SandboxError,
+    BuildOutcome, BuildProgress, BuildRequest, BuildStatus, Captured, CleanupReport, PulledImage,
+    RegistryCredentials, RunOutcome, RunRequest, SandboxError,
 };
 use agent_spec::{
     BuildNetwork, BundleLimits, Check, DockerSettings, Limits, LimitsLayer, Matcher, ModelSettings,
@@ -93,6 +93,8 @@ struct ScriptedEngine {
     lost: Mutex<VecDeque<String>>,
     /// What `image_facts` answers.
     image_facts: agent_spec::ImageFacts,
+    /// What pulls find, in turn; once empty, the registry has no such image.
+    pulls: Mutex<VecDeque<PulledImage>>,
 }
 
 impl EnginePort for ScriptedEngine {
@@ -167,6 +169,22 @@ impl EnginePort for ScriptedEngine {
                 entry: None,
             })
             .collect())
+    }
+
+    async fn pull(
+        &self,
+        reference: &str,
+        _credentials: Option<&RegistryCredentials>,
+        _timeout: Duration,
+    ) -> Result<PulledImage, SandboxError> {
+        self.pulls
+            .lock()
+            .unwrap()
+            .pop_front()
+            .ok_or_else(|| SandboxError::Pull {
+                image: reference.into(),
+                reason: "manifest unknown".into(),
+            })
     }
 
     async fn relabel(
@@ -334,6 +352,7 @@ fn harness(checks: Vec<Check>, judge: bool, limits: Limits) -> Harness {
             owner: "host/1".into(),
             lock: crate::LockMode::Off,
             provenance: crate::Provenance::default(),
+            credentials: None,
         },
         _dir: dir,
         events: Arc::default(),
@@ -894,7 +913,7 @@ async fn the_wall_clock_budget_stops_the_loop_between_iterations() {
 
 mod locks {
     use super::*;
-    use crate::{LockMode, LockState};
+    use crate::{LockMode, LockState, Published};
 
     fn passing_engine(runs: usize) -> ScriptedEngine {
         ScriptedEngine {
@@ -966,6 +985,84 @@ mod locks {
         assert!(messages.last().unwrap().content.contains("bye"));
         let lock = result.report.lock.unwrap();
         assert_eq!((lock.found, lock.written), (LockState::Stale, true));
+    }
+
+    /// The lock of `harness` after its image was pushed, and an image as the registry
+    /// holds it, labelled with `spec_digest` and the lock's bundle digest.
+    fn published_lock(harness: &Harness, spec_digest: Option<&str>) -> (Published, PulledImage) {
+        let dir = crate::lock_dir(&harness.job.spec);
+        let file: crate::LockFile =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("lock.json")).unwrap()).unwrap();
+        let published = Published {
+            reference: "registry.test/ci/hello:0123456789ab".into(),
+            digest: "sha256:feed".into(),
+        };
+        assert!(crate::record_published(&dir, &file.bundle_digest, &published).unwrap());
+        let labels = BTreeMap::from([
+            (
+                "dev.agent.spec-digest".to_string(),
+                spec_digest.unwrap_or(&file.spec_digest).to_string(),
+            ),
+            ("dev.agent.bundle-digest".to_string(), file.bundle_digest),
+        ]);
+        let pulled = PulledImage {
+            id: "sha256:pulled".into(),
+            labels,
+        };
+        (published, pulled)
+    }
+
+    #[tokio::test]
+    async fn a_fresh_lock_with_a_published_image_runs_that_image_and_builds_nothing() {
+        let mut harness = locked_harness().await;
+        harness.job.lock = LockMode::Locked;
+        let (published, pulled) = published_lock(&harness, None);
+        let engine = ScriptedEngine {
+            runs: Mutex::new(VecDeque::from([ran(0, "hello\n", "")])),
+            pulls: Mutex::new(VecDeque::from([pulled])),
+            ..ScriptedEngine::default()
+        };
+        let result = harness.run(&mut ScriptedModel::default(), &engine).await;
+        let report = result.report;
+        assert!(report.verified, "{report:?}");
+        assert!(engine.contexts.lock().unwrap().is_empty(), "nothing built");
+        assert!(engine.seals.lock().unwrap().is_empty(), "its labels stay");
+        assert_eq!(report.reused, Some(published.clone()));
+        assert_eq!(report.iterations, 0);
+        let tag = report.image.clone().unwrap();
+        assert_eq!(
+            engine.tags.lock().unwrap()[0],
+            ("sha256:pulled".into(), tag)
+        );
+        let events = harness.events.lock().unwrap();
+        assert!(events.contains(&Event::Reused {
+            spec: "hello".into(),
+            reference: published.reference,
+        }));
+    }
+
+    #[tokio::test]
+    async fn a_published_image_of_another_spec_is_said_and_the_lock_is_built() {
+        let harness = locked_harness().await;
+        let (_, pulled) = published_lock(&harness, Some("another"));
+        let engine = ScriptedEngine {
+            pulls: Mutex::new(VecDeque::from([pulled])),
+            ..passing_engine(1)
+        };
+        let result = harness.run(&mut ScriptedModel::default(), &engine).await;
+        assert!(result.report.verified);
+        assert_eq!(result.report.reused, None);
+        assert_eq!(result.report.iterations, 1, "built");
+        let events = harness.events.lock().unwrap();
+        let said = events.iter().find_map(|event| match event {
+            Event::ReuseSkipped { reason, .. } => Some(reason.clone()),
+            _ => None,
+        });
+        let said = said.expect("the reason is said");
+        assert!(
+            said.starts_with("its label `dev.agent.spec-digest` is `another`, the lock's is `"),
+            "{said}"
+        );
     }
 
     #[tokio::test]

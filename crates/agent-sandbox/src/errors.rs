@@ -55,6 +55,13 @@ pub enum SandboxError {
     Relabel { image: String, reason: String },
     #[error("base image `{image}` is not on the engine and cannot be pulled: {reason}")]
     Pull { image: String, reason: String },
+    #[error("cannot pull `{reference}`")]
+    PullImage {
+        reference: String,
+        refusal: crate::outcome::PushRefusal,
+        #[source]
+        source: bollard::errors::Error,
+    },
     #[error("cannot list what runs left on the engine")]
     List(#[source] bollard::errors::Error),
     #[error("cannot remove `{object}`")]

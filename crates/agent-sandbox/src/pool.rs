@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use agent_spec::{FileFacts, ImageFacts};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -14,6 +15,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::engine::Sandbox;
 use crate::errors::SandboxError;
 use crate::outcome::{BuildOutcome, BuildProgress, BuildStatus, CleanupReport, RunOutcome};
+use crate::pull::PulledImage;
+use crate::registry_auth::RegistryCredentials;
 use crate::request::{BuildRequest, RunRequest};
 
 /// Engines that answered, with their slots. Cheap to clone.
@@ -271,6 +274,18 @@ impl PoolSession {
     pub async fn tag(&self, image: &str, reference: &str) -> Result<(), SandboxError> {
         let index = self.current()?;
         self.pool.member(index).sandbox.tag(image, reference).await
+    }
+
+    /// [`Sandbox::pull`] on the session's engine, holding one of its slots: the image
+    /// is then where the session runs.
+    pub async fn pull(
+        &self,
+        reference: &str,
+        credentials: Option<&RegistryCredentials>,
+        timeout: Duration,
+    ) -> Result<PulledImage, SandboxError> {
+        let (sandbox, _slot) = self.slot().await?;
+        sandbox.pull(reference, credentials, timeout).await
     }
 
     /// [`Sandbox::relabel`] on the session's engine, where the image is. It builds

@@ -1,6 +1,8 @@
-//! Getting a base image onto the engine before a run: present already, or pulled,
-//! within a deadline of our own.
+//! Getting images onto the engine from a registry, within a deadline of our own: a
+//! base image before a run (present already, or pulled), and a published verified
+//! image that a fresh lock names, pulled with the registry's credentials.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bollard::query_parameters::CreateImageOptionsBuilder;
@@ -8,6 +10,15 @@ use futures_util::StreamExt;
 
 use crate::engine::Sandbox;
 use crate::errors::SandboxError;
+use crate::outcome::PushRefusal;
+use crate::registry_auth::RegistryCredentials;
+
+/// An image pulled from a registry, as the engine holds it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledImage {
+    pub id: String,
+    pub labels: BTreeMap<String, String>,
+}
 
 impl Sandbox {
     /// Makes sure `image` is on the engine: `Ok(true)` when it was there, `Ok(false)`
@@ -18,28 +29,83 @@ impl Sandbox {
             return Ok(true);
         }
         let reference = with_tag(image);
+        match self.pull_stream(&reference, None, timeout).await {
+            Ok(()) => Ok(false),
+            Err(error) => Err(SandboxError::Pull {
+                image: image.to_owned(),
+                reason: match error {
+                    Some(error) => engine_message(&error),
+                    None => format!("the pull did not finish within {} s", timeout.as_secs()),
+                },
+            }),
+        }
+    }
+
+    /// Pulls `reference` (a tag or `repository@digest`) with `credentials` (anonymous
+    /// when `None`) within `timeout`, and inspects what arrived.
+    pub async fn pull(
+        &self,
+        reference: &str,
+        credentials: Option<&RegistryCredentials>,
+        timeout: Duration,
+    ) -> Result<PulledImage, SandboxError> {
+        let reference = with_tag(reference);
+        if let Err(error) = self.pull_stream(&reference, credentials, timeout).await {
+            let (refusal, source) = match error {
+                Some(error) => (PushRefusal::classify(&engine_message(&error)), error),
+                None => (
+                    PushRefusal::TimedOut,
+                    bollard::errors::Error::RequestTimeoutError,
+                ),
+            };
+            return Err(SandboxError::PullImage {
+                reference,
+                refusal,
+                source,
+            });
+        }
+        let inspected = self
+            .docker
+            .inspect_image(&reference)
+            .await
+            .map_err(|source| SandboxError::InspectImage {
+                image: reference.clone(),
+                source,
+            })?;
+        Ok(PulledImage {
+            id: inspected.id.unwrap_or_default(),
+            labels: inspected
+                .config
+                .and_then(|config| config.labels)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        })
+    }
+
+    /// Streams a pull to its end: `Err(None)` when it ran out of time.
+    async fn pull_stream(
+        &self,
+        reference: &str,
+        credentials: Option<&RegistryCredentials>,
+        timeout: Duration,
+    ) -> Result<(), Option<bollard::errors::Error>> {
         let options = CreateImageOptionsBuilder::default()
-            .from_image(&reference)
+            .from_image(reference)
             .build();
+        let credentials = credentials.map(RegistryCredentials::to_docker);
         let pulled = tokio::time::timeout(timeout, async {
-            let mut stream = self.docker.create_image(Some(options), None, None);
+            let mut stream = self.docker.create_image(Some(options), None, credentials);
             while let Some(item) = stream.next().await {
                 item?;
             }
             Ok::<_, bollard::errors::Error>(())
         })
         .await;
-        let failure = |reason: String| SandboxError::Pull {
-            image: image.to_owned(),
-            reason,
-        };
         match pulled {
-            Ok(Ok(())) => Ok(false),
-            Ok(Err(error)) => Err(failure(engine_message(&error))),
-            Err(_elapsed) => Err(failure(format!(
-                "the pull did not finish within {} s",
-                timeout.as_secs()
-            ))),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(Some(error)),
+            Err(_elapsed) => Err(None),
         }
     }
 }

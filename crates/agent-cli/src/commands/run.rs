@@ -175,6 +175,7 @@ impl Shared {
             owner: self.owner.clone(),
             lock: self.lock,
             provenance,
+            credentials: Some(crate::publish::credential_source()),
         };
         let (model, pool, sink) = (self.model.clone(), self.pool.clone(), self.sink.clone());
         let (cancel, jobs) = (self.cancel.clone(), self.jobs.clone());

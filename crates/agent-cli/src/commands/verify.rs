@@ -60,6 +60,7 @@ fn job(spec: agent_spec::Spec, settings: Arc<agent_spec::Settings>, run_id: Stri
         owner: agent_sandbox::owner_id(),
         lock: agent_loop::LockMode::Off,
         provenance: agent_loop::Provenance::default(),
+        credentials: None,
     }
 }
 

@@ -1,0 +1,233 @@
+//! A CI job on a fresh runner: one run on the main engine builds, verifies and pushes;
+//! a `--locked` run on an engine that holds nothing but the base image takes the pushed
+//! image from the registry, runs and checks it, and builds nothing. Refused credentials
+//! end that run with exit 3 and leak nowhere. The fresh engine is engine 8 of
+//! `scripts/second-engine`, which no other test uses; everything on it but the base
+//! image is removed first.
+
+use std::path::{Path, PathBuf};
+
+use agent_testkit::{BUSYBOX_IMAGE, ScriptedReply, ScriptedServer};
+use serde_json::Value;
+
+use super::{Registry, base64_of, docker, docker_config};
+use crate::support::*;
+
+const FRESH_ENGINE: &str = "8";
+
+/// The dependency step writes when it ran: a reused image keeps the first run's time.
+fn dockerfile() -> String {
+    format!(
+        "FROM {BUSYBOX_IMAGE}\nRUN date +%s%N > /marker\nCOPY main.sh /main.sh\nCMD [\"sh\", \"/main.sh\"]\n"
+    )
+}
+
+const MAIN_SH: &str = "echo built-at-$(cat /marker)\necho reused-ok\n";
+
+const SPEC: &str = "prompt = \"Write a shell program that prints reused-ok.\"\nconditions = \"It prints reused-ok.\"\n[[check]]\nstdout_contains = \"reused-ok\"\n";
+
+/// Engine 8, started when it does not answer, holding the base image and nothing else.
+async fn fresh_engine() -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/second-engine");
+    let output = std::process::Command::new(script)
+        .args(["start", FRESH_ENGINE])
+        .output()
+        .expect("scripts/second-engine runs");
+    assert!(
+        output.status.success(),
+        "scripts/second-engine start {FRESH_ENGINE}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let url = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let others: Vec<String> = docker_lines(&["-H", &url, "images", "-a", "-q", "--no-trunc"])
+        .into_iter()
+        .filter(|id| *id != image_id(&url, BUSYBOX_IMAGE).unwrap_or_default())
+        .collect();
+    for id in others {
+        let _ = docker(&["-H", &url, "rmi", "-f", &id]);
+    }
+    if image_id(&url, BUSYBOX_IMAGE).is_none() {
+        let saved = docker(&["save", BUSYBOX_IMAGE]);
+        assert!(saved.status.success(), "docker save {BUSYBOX_IMAGE}");
+        let mut load = std::process::Command::new("docker")
+            .args(["-H", &url, "load"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("docker load runs");
+        use std::io::Write as _;
+        load.stdin
+            .take()
+            .expect("stdin")
+            .write_all(&saved.stdout)
+            .expect("the image is sent");
+        assert!(load.wait().expect("docker load ends").success());
+    }
+    assert_eq!(
+        docker_lines(&["-H", &url, "images", "-a", "-q"]).len(),
+        1,
+        "engine {FRESH_ENGINE} holds the base image only"
+    );
+    url
+}
+
+fn image_id(url: &str, image: &str) -> Option<String> {
+    let output = docker(&["-H", url, "image", "inspect", "-f", "{{.Id}}", image]);
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// `agent.toml` building on busybox.
+fn busybox_workspace(server: &ScriptedServer) -> Workspace {
+    let workspace = Workspace::new(&server.base_url(), "", "");
+    let config = workspace.path().join("agent.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("base_image = \"{}\"", agent_testkit::PYTHON_IMAGE),
+        &format!("base_image = \"{BUSYBOX_IMAGE}\""),
+    );
+    std::fs::write(&config, text).unwrap();
+    workspace
+}
+
+/// The report of the one run of `spec` below `out`.
+fn report_in(workspace: &Workspace, out: &str, spec: &str) -> (PathBuf, Value) {
+    let folder = workspace.path().join(out).join(spec);
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .expect("the spec's run folder exists")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "one run below {}", folder.display());
+    let dir = dirs.remove(0);
+    let text = std::fs::read_to_string(dir.join("report.json")).expect("report.json");
+    (dir, serde_json::from_str(&text).expect("JSON"))
+}
+
+async fn run_in(workspace: &Workspace, config: &Path, args: &[&str]) -> Output {
+    let mut command = agent_command(workspace, args);
+    command.env("DOCKER_CONFIG", config);
+    run_agent(&mut command).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fresh_engine_reuses_the_pushed_image_of_an_unchanged_spec_without_building() {
+    require_engine();
+    let password = "reuse-password-sentinel-7731";
+    let registry = Registry::start(Some(("ci", password))).await;
+    let reply = bundle(Some(&dockerfile()), &[("main.sh", MAIN_SH)]);
+    let server = ScriptedServer::start(vec![ScriptedReply::Content(reply)]).await;
+    let workspace = busybox_workspace(&server);
+    let spec = workspace.spec("reuse", SPEC);
+    let spec = spec.to_str().unwrap();
+    let auth = base64_of(&format!("ci:{password}"));
+    let config = docker_config(&format!(
+        r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+        registry.address()
+    ));
+    let repository = format!("{}/ci", registry.address());
+
+    // The first job builds, verifies and pushes; the lock records where the image went.
+    let first = run_in(
+        &workspace,
+        config.path(),
+        &["run", spec, "--out", "first", "--push", &repository],
+    )
+    .await;
+    first.assert_code(0);
+    let (_, built) = report_in(&workspace, "first", "reuse");
+    assert_eq!(built["iterations"], 1);
+    let published = built["published"].clone();
+    let lock: Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace.path().join("reuse.lock/lock.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(lock["published"], published, "the lock names the push");
+    let first_marker = std::fs::read_to_string(
+        report_in(&workspace, "first", "reuse")
+            .0
+            .join("iterations/1/stdout.txt"),
+    )
+    .unwrap();
+    assert_run_cleaned_up(&built);
+
+    // A fresh runner: nothing but the base image on its engine.
+    let fresh = fresh_engine().await;
+    let second = run_in(
+        &workspace,
+        config.path(),
+        &[
+            "run", spec, "--locked", "--out", "second", "--engine", &fresh,
+        ],
+    )
+    .await;
+    second.assert_code(0);
+    let (run_dir, reused) = report_in(&workspace, "second", "reuse");
+    assert_eq!(reused["verified"], true);
+    assert_eq!(reused["reused"], published, "{reused}");
+    assert_eq!(reused["iterations"], 0, "nothing was built: {reused}");
+    assert!(reused["history"][0]["build_secs"].is_null(), "{reused}");
+    assert!(!run_dir.join("iterations/1/build.log").exists());
+    assert!(
+        second.stderr.contains(&format!(
+            "reusing the published image {}",
+            published["reference"].as_str().unwrap()
+        )),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(server.requests().len(), 1, "--locked asks no model");
+    let printed = std::fs::read_to_string(run_dir.join("iterations/1/stdout.txt")).unwrap();
+    assert_eq!(
+        printed, first_marker,
+        "the image that ran is the first run's"
+    );
+    let on_fresh = docker_lines(&["-H", &fresh, "images", "--format", "{{.Repository}}"]);
+    assert!(
+        !on_fresh.iter().any(|name| name.starts_with("agent-cache/")),
+        "no build left a cache image: {on_fresh:?}"
+    );
+    let verified = reused["image"].as_str().unwrap();
+    assert!(
+        image_id(&fresh, verified).is_some(),
+        "{verified} is on the fresh engine"
+    );
+
+    // The same job with a wrong password: refused, exit 3, the password nowhere.
+    fresh_engine().await;
+    let wrong = "wrong-reuse-password-4242";
+    let wrong_config = docker_config(&format!(
+        r#"{{"auths": {{"{}": {{"username": "ci", "password": "{wrong}"}}}}}}"#,
+        registry.address()
+    ));
+    let mut command = agent_command(
+        &workspace,
+        &[
+            "run", spec, "--locked", "--out", "third", "--engine", &fresh,
+        ],
+    );
+    command
+        .env("DOCKER_CONFIG", wrong_config.path())
+        .env("RUST_LOG", "trace");
+    let refused = run_agent(&mut command).await;
+    refused.assert_code(3);
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("docker login {}", registry.address())),
+        "{}",
+        refused.stderr
+    );
+    for text in [&refused.stdout, &refused.stderr] {
+        assert!(!text.contains(wrong) && !text.contains(password));
+    }
+    for path in files_below(&workspace.path().join("third")) {
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        assert!(
+            !text.contains(wrong),
+            "the password leaked into {}",
+            path.display()
+        );
+    }
+    let _ = docker(&["rmi", published["reference"].as_str().unwrap()]);
+}
