@@ -135,6 +135,13 @@ fn plain_line(event: &Event) -> Option<String> {
         } => Some(format!(
             "{spec}: warning: not reusing {reference}, building instead: {reason}"
         )),
+        Event::CacheSourceSkipped {
+            spec,
+            reference,
+            reason,
+        } => Some(format!(
+            "{spec}: warning: cache source {reference} skipped: {reason}"
+        )),
         Event::Finished {
             spec,
             verified,
@@ -184,7 +191,8 @@ impl Bars {
             Event::IterationFinished { .. }
             | Event::CandidatesFinished { .. }
             | Event::Reused { .. }
-            | Event::ReuseSkipped { .. } => {
+            | Event::ReuseSkipped { .. }
+            | Event::CacheSourceSkipped { .. } => {
                 if let Some(line) = plain_line(event) {
                     let _ = self.multi.println(line);
                 }

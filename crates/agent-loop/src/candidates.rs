@@ -42,6 +42,8 @@ pub(crate) struct Generation<'a, M, E> {
     pub started: Instant,
     pub phase: &'a (dyn Fn(Phase) + Send + Sync),
     pub usage: &'a mut UsageTotals,
+    /// Local images the builds may take cached steps from.
+    pub cache_from: &'a [String],
 }
 
 /// The candidate the run goes on from, and every candidate's record.
@@ -120,6 +122,7 @@ impl<M: ModelPort, E: EnginePort> Generation<'_, M, E> {
             started: self.started,
             artifacts: None,
             phase: self.phase,
+            cache_from: self.cache_from,
         };
         try_all(&shared, &mut candidates).await?;
         self.judge_in_turn(&mut candidates).await?;

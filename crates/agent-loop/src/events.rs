@@ -50,6 +50,12 @@ pub enum Event {
         reference: String,
         reason: String,
     },
+    /// An image named as a build's cache source could not be pulled or kept.
+    CacheSourceSkipped {
+        spec: String,
+        reference: String,
+        reason: String,
+    },
     Finished {
         spec: String,
         verified: bool,

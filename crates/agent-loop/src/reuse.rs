@@ -1,9 +1,11 @@
-//! A fresh lock's published image in place of a build: pulled from the registry the
-//! lock names, taken only when its labels say it was verified against this very spec
-//! and built from this very bundle; then it is run and checked like a built image.
-//! Anything short of that (no such image, other digests, a registry that does not
-//! answer) is said once and the bundle is built instead; refused credentials end the
-//! run, as they would a push.
+//! Images from a registry in place of a build, or under one. A fresh lock's published
+//! image is pulled and taken only when its labels say it was verified against this
+//! very spec and built from this very bundle; then it is run and checked like a built
+//! image. Anything short of that (no such image, other digests, a registry that does
+//! not answer) is said once and the bundle is built instead; refused credentials end
+//! the run, as they would a push. A build that is needed first pulls the images it may
+//! take cached steps from (the lock's published image, `[docker] cache_from`), keeps
+//! them under the spec's cache tags, and names them as the build's `cachefrom`.
 
 use std::time::Duration;
 
@@ -44,15 +46,7 @@ pub(crate) async fn published_image<E: EnginePort>(
         });
         Ok(None)
     };
-    let credentials = match &job.credentials {
-        Some(source) => {
-            let server = agent_sandbox::registry_server(&reference);
-            agent_sandbox::resolve_credentials(source, &server)
-                .await
-                .map_err(|error| Halt::Failed(LoopError::Engine(error)))?
-        }
-        None => None,
-    };
+    let credentials = credentials_for(job, &reference).await?;
     let pulled = match engine
         .pull(&reference, credentials.as_ref(), PULL_TIMEOUT)
         .await
@@ -81,8 +75,60 @@ pub(crate) async fn published_image<E: EnginePort>(
     Ok(Some(pulled.id))
 }
 
+/// The images a build may take cached steps from, pulled: the references of those
+/// kept under the spec's cache tags. One that cannot be pulled is said and left out.
+pub(crate) async fn cache_sources<E: EnginePort>(
+    job: &Job,
+    engine: &E,
+    events: &EventSink,
+    references: &[String],
+) -> Result<Vec<String>, Halt> {
+    let mut kept = Vec::new();
+    for reference in references {
+        let credentials = credentials_for(job, reference).await?;
+        let pulled = engine
+            .pull(reference, credentials.as_ref(), PULL_TIMEOUT)
+            .await;
+        let skipped = |error: SandboxError| {
+            events(Event::CacheSourceSkipped {
+                spec: job.spec.name.clone(),
+                reference: reference.clone(),
+                reason: agent_model::error_chain(&error),
+            })
+        };
+        let image = match pulled {
+            Ok(image) => image,
+            Err(error) => {
+                skipped(error);
+                continue;
+            }
+        };
+        // Under a cache tag the trim and `gc --cache` see it, and nothing dangles.
+        let entry = agent_sandbox::cache_entry_reference(&job.cache_repository(), &image.id);
+        match engine.tag(&image.id, &entry).await {
+            Ok(()) => kept.push(entry),
+            Err(error) => skipped(error),
+        }
+    }
+    Ok(kept)
+}
+
+/// The credentials the Docker CLI would use for `reference`'s registry.
+async fn credentials_for(
+    job: &Job,
+    reference: &str,
+) -> Result<Option<agent_sandbox::RegistryCredentials>, Halt> {
+    let Some(source) = &job.credentials else {
+        return Ok(None);
+    };
+    let server = agent_sandbox::registry_server(reference);
+    agent_sandbox::resolve_credentials(source, &server)
+        .await
+        .map_err(|error| Halt::Failed(LoopError::Engine(error)))
+}
+
 /// The published image by its manifest digest, so a tag moved since cannot swap it.
-fn pinned(published: &Published) -> String {
+pub(crate) fn pinned(published: &Published) -> String {
     let repository = match published.reference.rsplit_once(':') {
         // A colon after the last slash ends the name: it is the tag.
         Some((name, tag)) if !tag.contains('/') => name,

@@ -55,6 +55,8 @@ struct State {
     candidates: Vec<CandidateRecord>,
     /// The published image that passed in place of a build.
     reused: Option<Published>,
+    /// The images builds may take cached steps from, once pulled before the first build.
+    cache_from: Option<Vec<String>>,
 }
 
 /// What every iteration of a run shares.
@@ -219,6 +221,9 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
             true => self.reuse(setup, &files, iteration, &phase).await?,
             false => None,
         };
+        if reused.is_none() {
+            self.pull_cache_sources(setup).await?;
+        }
         let trial = self.trial(setup, &folder, &phase);
         let checked = match &reused {
             Some((image_id, _)) => trial.run_and_check(image_id.clone(), iteration).await?,
@@ -306,6 +311,7 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
         let phase = phases(job, self.events, number);
         let (_, messages) = request(job, setup, &self.state, None);
         phase(Phase::Generating);
+        self.pull_cache_sources(setup).await?;
         let generation = Generation {
             job,
             model: &mut *self.model,
@@ -316,6 +322,7 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
             started: self.started,
             phase: &phase,
             usage: &mut self.state.usage,
+            cache_from: self.state.cache_from.as_deref().unwrap_or_default(),
         };
         let count = job.settings.model.candidates;
         let chosen = generation.best_of(messages, number, count).await?;
@@ -350,7 +357,24 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
             started: self.started,
             artifacts: Some(folder),
             phase,
+            cache_from: self.state.cache_from.as_deref().unwrap_or_default(),
         }
+    }
+
+    /// Before the first build: the lock's published image (under its digest), for
+    /// the build to take every unchanged step from, however stale the lock.
+    async fn pull_cache_sources(&mut self, setup: &Setup) -> Result<(), Halt> {
+        if self.state.cache_from.is_some() {
+            return Ok(());
+        }
+        let published = setup
+            .lock
+            .as_ref()
+            .and_then(|(lock, _)| lock.file.published.as_ref());
+        let references: Vec<String> = published.map(reuse::pinned).into_iter().collect();
+        let kept = reuse::cache_sources(self.job, self.engine, self.events, &references).await?;
+        self.state.cache_from = Some(kept);
+        Ok(())
     }
 
     /// An engine lost while sealing sends the same files through build, run and check

@@ -38,6 +38,8 @@ pub(crate) struct Trial<'a, E> {
     /// in memory only.
     pub artifacts: Option<&'a Path>,
     pub phase: &'a (dyn Fn(Phase) + Send + Sync),
+    /// Local images the build may take cached steps from.
+    pub cache_from: &'a [String],
 }
 
 impl<E: EnginePort> Trial<'_, E> {
@@ -93,6 +95,7 @@ impl<E: EnginePort> Trial<'_, E> {
             timeout,
             network: self.job.build_network(),
             cache_repository: Some(&cache_repository),
+            cache_from: self.cache_from,
         };
         let built = self.engine.build(request, &mut on_progress).await;
         record.engine = self.engine.engine_host();

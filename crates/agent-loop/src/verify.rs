@@ -60,6 +60,7 @@ fn quiet_trial<'a, E>(
         started: Instant::now(),
         artifacts: None,
         phase: &|_| {},
+        cache_from: &[],
     }
 }
 

@@ -138,6 +138,12 @@ fn start_build(
     if request.network != "default" {
         options = options.networkmode(request.network);
     }
+    // Docker reads `cachefrom` as a JSON array of references (bollard sends it so).
+    // Podman before 4.4 reads it as one repository name and refuses the array, so an
+    // engine of that kind must be sent none.
+    if !request.cache_from.is_empty() {
+        options = options.cachefrom(&request.cache_from.to_vec());
+    }
     let body = bollard::body_full(bytes::Bytes::copy_from_slice(&request.context.bytes));
     docker.build_image(options.build(), None, Some(body))
 }

@@ -73,8 +73,8 @@ pub(crate) async fn keep_heads(docker: &Docker, repository: &str, heads: &[Strin
     }
 }
 
-/// `<repository>:<12 hex of the image id>`.
-fn entry_reference(repository: &str, image: &str) -> String {
+/// `<repository>:<12 hex of the image id>`: the tag that keeps `image` in the cache.
+pub fn entry_reference(repository: &str, image: &str) -> String {
     let hex = image.strip_prefix("sha256:").unwrap_or(image);
     format!("{repository}:{}", &hex[..hex.len().min(12)])
 }

@@ -37,6 +37,7 @@ mod setup;
 mod suite;
 mod transfer;
 
+pub use cache::entry_reference as cache_entry_reference;
 pub use cleanup::owner_id;
 pub use context::{BuildContext, Instruction, build_context, dockerfile_instructions};
 pub use engine::{DEFAULT_SOCKET, EngineAddress, Sandbox, TlsFiles};

@@ -37,7 +37,8 @@ impl Sandbox {
         let history = bounded(self.docker.image_history(image))
             .await
             .map_err(|error| failed(format!("cannot read its history: {error}")))?;
-        let config = image_config(&inspected, &history, labels).map_err(failed)?;
+        let created = self.history_times(&history).await;
+        let config = image_config(&inspected, &history, &created, labels).map_err(failed)?;
         let config = serde_json::to_vec(&config).map_err(|error| failed(error.to_string()))?;
         let archive = config_only_archive(&config, layer_count(&inspected))
             .map_err(|error| failed(error.to_string()))?;
@@ -48,6 +49,26 @@ impl Sandbox {
             Ok(_) => Ok(id),
             Err(error) => Err(failed(format!("the engine did not keep it: {error}"))),
         }
+    }
+
+    /// The exact time of each history entry (newest first, as the engine lists them)
+    /// whose step image is on the engine: its image's `Created`, which the builder
+    /// sets to the entry's own. The history API gives whole seconds only, and a
+    /// builder's `cachefrom` takes an image's steps only when the history of the
+    /// build's parent matches its own exactly, times included.
+    async fn history_times(&self, history: &[ImageHistoryResponseItem]) -> Vec<Option<String>> {
+        let mut times = Vec::with_capacity(history.len());
+        for entry in history {
+            let time = match entry.id.as_str() {
+                "" | "<missing>" => None,
+                id => bounded(self.docker.inspect_image(id))
+                    .await
+                    .ok()
+                    .and_then(|step| step.created),
+            };
+            times.push(time);
+        }
+        times
     }
 
     async fn load_config(&self, archive: Vec<u8>) -> Result<(), String> {
@@ -79,12 +100,14 @@ fn layer_count(inspected: &ImageInspect) -> usize {
 }
 
 /// The image config (the JSON the image id is the digest of) of `inspected` with
-/// `labels` added. The history comes from the engine's, oldest first; an entry that
-/// added no bytes is marked as adding no layer, which the engine accepts because it
-/// only refuses a history with more layers than the image has.
+/// `labels` added. The history comes from the engine's, oldest first, at the `created`
+/// times given (else the engine's whole seconds); an entry that added no bytes is
+/// marked as adding no layer, which the engine accepts because it only refuses a
+/// history with more layers than the image has.
 fn image_config(
     inspected: &ImageInspect,
     history: &[ImageHistoryResponseItem],
+    created: &[Option<String>],
     labels: &BTreeMap<String, String>,
 ) -> Result<Value, String> {
     let mut config = serde_json::to_value(inspected.config.clone().unwrap_or_default())
@@ -107,10 +130,12 @@ fn image_config(
         .ok_or("the engine gave no layers for it")?;
     let history: Vec<Value> = history
         .iter()
+        .enumerate()
         .rev()
-        .map(|entry| {
+        .map(|(index, entry)| {
+            let exact = created.get(index).cloned().flatten();
             json!({
-                "created": rfc3339(entry.created),
+                "created": exact.unwrap_or_else(|| rfc3339(entry.created)),
                 "created_by": entry.created_by,
                 "comment": entry.comment,
                 "empty_layer": entry.size == 0,

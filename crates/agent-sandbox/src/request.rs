@@ -17,6 +17,9 @@ pub struct BuildRequest<'a> {
     /// concurrent cleanup never takes a layer this build uses and nothing it made is
     /// left dangling; `None` leaves the build's images untagged.
     pub cache_repository: Option<&'a str>,
+    /// Images on the engine (pulled from a registry) whose steps the classic builder
+    /// may take as cached when their history matches the Dockerfile's, step by step.
+    pub cache_from: &'a [String],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -108,6 +108,7 @@ async fn build_files(
                 timeout,
                 network: "none",
                 cache_repository: None,
+                cache_from: &[],
             },
             &mut |step| steps.push(step),
         )
@@ -890,6 +891,7 @@ async fn gc_removes_what_dead_owners_left_and_keeps_live_ones() {
                 timeout: Duration::from_secs(60),
                 network: "none",
                 cache_repository: None,
+                cache_from: &[],
             },
             &mut |_| {},
         )
@@ -1275,6 +1277,7 @@ async fn a_build_keeps_every_image_it_reaches_under_cache_tags_and_none_dangling
                 timeout: Duration::from_secs(300),
                 network: "none",
                 cache_repository: Some(&repository),
+                cache_from: &[],
             },
             &mut |_| {},
         )

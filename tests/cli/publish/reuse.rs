@@ -1,6 +1,7 @@
 //! A CI job on a fresh runner: one run on the main engine builds, verifies and pushes;
 //! a `--locked` run on an engine that holds nothing but the base image takes the pushed
-//! image from the registry, runs and checks it, and builds nothing. Refused credentials
+//! image from the registry, runs and checks it, and builds nothing; with one source
+//! file changed it builds, taking the dependency step from that image. Refused credentials
 //! end that run with exit 3 and leak nowhere. The fresh engine is engine 8 of
 //! `scripts/second-engine`, which no other test uses; everything on it but the base
 //! image is removed first.
@@ -111,7 +112,8 @@ async fn run_in(workspace: &Workspace, config: &Path, args: &[&str]) -> Output {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_fresh_engine_reuses_the_pushed_image_of_an_unchanged_spec_without_building() {
+async fn a_fresh_engine_reuses_the_pushed_image_of_an_unchanged_spec_and_its_layers_for_a_changed_source()
+ {
     require_engine();
     let password = "reuse-password-sentinel-7731";
     let registry = Registry::start(Some(("ci", password))).await;
@@ -229,5 +231,45 @@ async fn a_fresh_engine_reuses_the_pushed_image_of_an_unchanged_spec_without_bui
             path.display()
         );
     }
+    // Only a source file changed: the fresh engine builds, and its dependency step
+    // comes from the registry's image (the marker is the first run's), not run again.
+    fresh_engine().await;
+    let source = workspace.path().join("reuse.lock/main.sh");
+    std::fs::write(&source, format!("{MAIN_SH}echo changed\n")).unwrap();
+    let changed = run_in(
+        &workspace,
+        config.path(),
+        &[
+            "run", spec, "--locked", "--out", "changed", "--engine", &fresh,
+        ],
+    )
+    .await;
+    changed.assert_code(0);
+    let (run_dir, rebuilt) = report_in(&workspace, "changed", "reuse");
+    assert_eq!(rebuilt["iterations"], 1, "{rebuilt}");
+    assert!(rebuilt.get("reused").is_none(), "{rebuilt}");
+    assert!(
+        changed.stderr.contains("not reusing") && changed.stderr.contains("bundle-digest"),
+        "{}",
+        changed.stderr
+    );
+    let printed = std::fs::read_to_string(run_dir.join("iterations/1/stdout.txt")).unwrap();
+    assert_eq!(
+        printed,
+        format!("{first_marker}changed\n"),
+        "the dependency step was not run again"
+    );
+    let log = std::fs::read_to_string(run_dir.join("iterations/1/build.log")).unwrap();
+    assert!(log.contains("Using cache"), "{log}");
+    let label = format!(
+        "label=dev.agent.run={}",
+        rebuilt["run_id"].as_str().unwrap()
+    );
+    let left = docker_lines(&["-H", &fresh, "ps", "-aq", "--filter", &label]);
+    assert!(
+        left.is_empty(),
+        "containers left on the fresh engine: {left:?}"
+    );
+
     let _ = docker(&["rmi", published["reference"].as_str().unwrap()]);
 }
