@@ -133,6 +133,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "REPOSITORY")]
     pub push: Option<String>,
 
+    /// An image in a registry the builds may take unchanged steps from (pulled first;
+    /// one that cannot be pulled is skipped with a warning); repeat for several. Over
+    /// `[docker] cache_from`.
+    #[arg(long = "cache-from", value_name = "REF")]
+    pub cache_from: Vec<String>,
+
     /// Write each verified image as `<DIR>/<spec>.tar`, which `docker load` reads.
     #[arg(long, value_name = "DIR")]
     pub save: Option<PathBuf>,

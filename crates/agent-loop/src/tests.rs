@@ -308,6 +308,7 @@ fn settings() -> Settings {
             build_network: BuildNetwork::Default,
             cache_max_mb: 0,
             engines: Vec::new(),
+            cache_from: Vec::new(),
         },
         limits: Limits::default(),
         bundle: BundleLimits::default(),

@@ -112,6 +112,7 @@ struct TomlDocker {
     build_network: Option<Spanned<String>>,
     cache_max_mb: Option<Spanned<u64>>,
     engines: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+    cache_from: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -222,7 +223,27 @@ fn read_docker(source: &Source<'_>, docker: TomlDocker) -> Result<DockerLayer, C
             .engines
             .map(|list| crate::engines::read(source, list))
             .transpose()?,
+        cache_from: docker
+            .cache_from
+            .map(|list| read_cache_from(source, list))
+            .transpose()?,
     })
+}
+
+/// `cache_from`: image references, each as `--push` takes a repository, with a tag or
+/// digest when it has one.
+fn read_cache_from(
+    source: &Source<'_>,
+    list: Spanned<Vec<Spanned<String>>>,
+) -> Result<Vec<String>, ConfigError> {
+    list.into_inner()
+        .into_iter()
+        .map(|reference| {
+            let span = reference.span();
+            validate::image_reference(reference.get_ref())
+                .map_err(|message| source.invalid(span, format!("`cache_from`: {message}")))
+        })
+        .collect()
 }
 
 /// `allowed_base_images`, which must allow the image the model is told to build FROM:
@@ -327,6 +348,8 @@ pub struct FlagOverrides {
     pub engines: Vec<String>,
     /// `--candidates`, over `[model] candidates`.
     pub candidates: Option<u32>,
+    /// `--cache-from`, repeated; over `[docker] cache_from` when given.
+    pub cache_from: Vec<String>,
 }
 
 /// A value from the environment or a flag, checked, its problem naming `origin`.
@@ -389,8 +412,21 @@ impl FlagOverrides {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let cache_from = self
+            .cache_from
+            .iter()
+            .map(|reference| {
+                overriding(
+                    Some(reference.as_str()),
+                    "flag `--cache-from`",
+                    validate::image_reference,
+                )
+                .map(Option::unwrap_or_default)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let docker = DockerLayer {
             engines: (!engines.is_empty()).then_some(engines),
+            cache_from: (!cache_from.is_empty()).then_some(cache_from),
             ..DockerLayer::default()
         };
         Ok(SettingsLayer {
@@ -512,6 +548,40 @@ mod tests {
     }
 
     #[test]
+    fn cache_sources_are_image_references_and_the_flags_replace_them() {
+        let digest = format!("127.0.0.1:5000/ci/hello@sha256:{}", "a".repeat(64));
+        let text = format!("[docker]\ncache_from = [\"ghcr.io/acme/tool:main\", \"{digest}\"]\n");
+        let file = parse(&text).unwrap();
+        let settings = resolve(
+            Some(&file),
+            &EnvOverrides::default(),
+            &FlagOverrides::default(),
+        );
+        assert_eq!(
+            settings.docker.cache_from,
+            ["ghcr.io/acme/tool:main", digest.as_str()]
+        );
+        let flags = FlagOverrides {
+            cache_from: vec!["127.0.0.1:5000/ci/hello".to_owned()],
+            ..FlagOverrides::default()
+        };
+        let settings = resolve(Some(&file), &EnvOverrides::default(), &flags);
+        assert_eq!(settings.docker.cache_from, ["127.0.0.1:5000/ci/hello"]);
+
+        let (line, column, message) = invalid("[docker]\ncache_from = [\"Not/Lower\"]\n");
+        assert_eq!((line, column), (2, 15), "{message}");
+        assert!(message.contains("`cache_from`"), "{message}");
+        let (origin, _) = override_error(
+            &EnvOverrides::default(),
+            &FlagOverrides {
+                cache_from: vec!["x@sha256:short".to_owned()],
+                ..FlagOverrides::default()
+            },
+        );
+        assert_eq!(origin, "flag `--cache-from`");
+    }
+
+    #[test]
     fn engines_are_addresses_or_tables_and_the_flags_replace_them() {
         let text = "[docker]\nengines = [\"unix:///var/run/docker.sock\", { url = \"tcp://b2:2376\", slots = 3 }]\n";
         let file = parse(text).unwrap();
@@ -599,6 +669,7 @@ mod tests {
                 build_network: BuildNetwork::Default,
                 cache_max_mb: crate::settings::DEFAULT_CACHE_MAX_MB,
                 engines: Vec::new(),
+                cache_from: Vec::new(),
             }
         );
         assert_eq!(settings.limits, Limits::default());
@@ -683,6 +754,7 @@ max_path_bytes = 50
                 build_network: BuildNetwork::None,
                 cache_max_mb: 512,
                 engines: Vec::new(),
+                cache_from: Vec::new(),
             }
         );
         assert_eq!(

@@ -79,6 +79,7 @@ layer! {
         build_network: BuildNetwork,
         cache_max_mb: u64,
         engines: Vec<EngineSetting>,
+        cache_from: Vec<String>,
     }
 }
 

@@ -47,6 +47,9 @@ pub struct DockerSettings {
     /// `[docker] engines` or `--engine`: where builds and runs go. Empty: the engine
     /// the Docker CLI would use (`DOCKER_HOST`, else the local socket).
     pub engines: Vec<EngineSetting>,
+    /// `[docker] cache_from` or `--cache-from`: images in a registry a build may take
+    /// unchanged steps from, pulled before the first build (missing ones are skipped).
+    pub cache_from: Vec<String>,
 }
 
 /// One engine of `[docker] engines`: its address, how many builds and runs it
@@ -151,6 +154,7 @@ impl Default for DockerSettings {
             build_network: BuildNetwork::Default,
             cache_max_mb: DEFAULT_CACHE_MAX_MB,
             engines: Vec::new(),
+            cache_from: Vec::new(),
         }
     }
 }

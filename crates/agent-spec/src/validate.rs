@@ -217,6 +217,27 @@ pub(crate) fn repository(value: &str) -> Result<String, String> {
     }
 }
 
+/// An image reference as Docker pulls it: a [`repository`], then an optional
+/// `:tag` or `@sha256:<64 hex>`.
+pub(crate) fn image_reference(value: &str) -> Result<String, String> {
+    let (name, suffix) = match value.split_once('@') {
+        Some((name, digest)) => {
+            let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+            if hex.len() != 64 || !hex.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "`{value}` has no digest Docker accepts; expected `@sha256:` and 64 hex"
+                ));
+            }
+            (name, format!("@{digest}"))
+        }
+        None => match value.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => (name, format!(":{}", image_tag(tag)?)),
+            _ => (value, String::new()),
+        },
+    };
+    Ok(format!("{}{suffix}", repository(name)?))
+}
+
 /// An image tag as Docker accepts it.
 pub(crate) fn image_tag(value: &str) -> Result<String, String> {
     let mut characters = value.chars();

@@ -234,17 +234,33 @@ async fn a_fresh_engine_reuses_the_pushed_image_of_an_unchanged_spec_and_its_lay
     // Only a source file changed: the fresh engine builds, and its dependency step
     // comes from the registry's image (the marker is the first run's), not run again.
     fresh_engine().await;
+    let absent = format!("{repository}/absent:none");
     let source = workspace.path().join("reuse.lock/main.sh");
     std::fs::write(&source, format!("{MAIN_SH}echo changed\n")).unwrap();
     let changed = run_in(
         &workspace,
         config.path(),
         &[
-            "run", spec, "--locked", "--out", "changed", "--engine", &fresh,
+            "run",
+            spec,
+            "--locked",
+            "--out",
+            "changed",
+            "--engine",
+            &fresh,
+            "--cache-from",
+            &absent,
         ],
     )
     .await;
     changed.assert_code(0);
+    assert!(
+        changed
+            .stderr
+            .contains(&format!("warning: cache source {absent} skipped")),
+        "a missing cache source is said and skipped: {}",
+        changed.stderr
+    );
     let (run_dir, rebuilt) = report_in(&workspace, "changed", "reuse");
     assert_eq!(rebuilt["iterations"], 1, "{rebuilt}");
     assert!(rebuilt.get("reused").is_none(), "{rebuilt}");
