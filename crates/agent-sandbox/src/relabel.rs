@@ -37,8 +37,8 @@ impl Sandbox {
         let history = bounded(self.docker.image_history(image))
             .await
             .map_err(|error| failed(format!("cannot read its history: {error}")))?;
-        let created = self.history_times(&history).await;
-        let config = image_config(&inspected, &history, &created, labels).map_err(failed)?;
+        let steps = self.history_steps(&history).await;
+        let config = image_config(&inspected, &history, &steps, labels).map_err(failed)?;
         let config = serde_json::to_vec(&config).map_err(|error| failed(error.to_string()))?;
         let archive = config_only_archive(&config, layer_count(&inspected))
             .map_err(|error| failed(error.to_string()))?;
@@ -51,24 +51,31 @@ impl Sandbox {
         }
     }
 
-    /// The exact time of each history entry (newest first, as the engine lists them)
-    /// whose step image is on the engine: its image's `Created`, which the builder
-    /// sets to the entry's own. The history API gives whole seconds only, and a
-    /// builder's `cachefrom` takes an image's steps only when the history of the
-    /// build's parent matches its own exactly, times included.
-    async fn history_times(&self, history: &[ImageHistoryResponseItem]) -> Vec<Option<String>> {
-        let mut times = Vec::with_capacity(history.len());
+    /// What the engine knows of each history entry's step image (newest first, as the
+    /// engine lists them), when it is on the engine. The history API gives whole
+    /// seconds and a size, but a builder's `cachefrom` takes an image's steps only when
+    /// the history of the build's parent matches its own exactly, times included, and
+    /// its layers line up with the entries that made one (a `WORKDIR` that made an
+    /// empty folder is a layer of size 0).
+    async fn history_steps(&self, history: &[ImageHistoryResponseItem]) -> Vec<Option<Step>> {
+        let mut steps = Vec::with_capacity(history.len());
         for entry in history {
-            let time = match entry.id.as_str() {
+            let step = match entry.id.as_str() {
                 "" | "<missing>" => None,
                 id => bounded(self.docker.inspect_image(id))
                     .await
                     .ok()
-                    .and_then(|step| step.created),
+                    .and_then(|step| {
+                        let layers = layer_count(&step);
+                        Some(Step {
+                            created: step.created?,
+                            layers,
+                        })
+                    }),
             };
-            times.push(time);
+            steps.push(step);
         }
-        times
+        steps
     }
 
     async fn load_config(&self, archive: Vec<u8>) -> Result<(), String> {
@@ -91,6 +98,14 @@ impl Sandbox {
     }
 }
 
+/// A history entry's step image as the engine holds it.
+struct Step {
+    /// Its `Created`, to the nanosecond: the entry's own time.
+    created: String,
+    /// The layers of the image up to and including this step.
+    layers: usize,
+}
+
 fn layer_count(inspected: &ImageInspect) -> usize {
     inspected
         .root_fs
@@ -107,7 +122,7 @@ fn layer_count(inspected: &ImageInspect) -> usize {
 fn image_config(
     inspected: &ImageInspect,
     history: &[ImageHistoryResponseItem],
-    created: &[Option<String>],
+    steps: &[Option<Step>],
     labels: &BTreeMap<String, String>,
 ) -> Result<Value, String> {
     let mut config = serde_json::to_value(inspected.config.clone().unwrap_or_default())
@@ -128,17 +143,25 @@ fn image_config(
         .as_ref()
         .and_then(|root_fs| root_fs.layers.clone())
         .ok_or("the engine gave no layers for it")?;
+    // Oldest first: an entry made a layer when its step image has more layers than
+    // the one before it; without a step image, when it added bytes.
+    let mut layers_before = 0;
     let history: Vec<Value> = history
         .iter()
         .enumerate()
         .rev()
         .map(|(index, entry)| {
-            let exact = created.get(index).cloned().flatten();
+            let step = steps.get(index).and_then(Option::as_ref);
+            let empty = match step {
+                Some(step) => step.layers == layers_before,
+                None => entry.size == 0,
+            };
+            layers_before = step.map_or(layers_before + usize::from(!empty), |step| step.layers);
             json!({
-                "created": exact.unwrap_or_else(|| rfc3339(entry.created)),
+                "created": step.map_or_else(|| rfc3339(entry.created), |step| step.created.clone()),
                 "created_by": entry.created_by,
                 "comment": entry.comment,
-                "empty_layer": entry.size == 0,
+                "empty_layer": empty,
             })
         })
         .collect();
