@@ -89,6 +89,7 @@ async fn build(sandbox: &Sandbox, run: &str, files: &[(&str, &[u8])]) -> String 
                 timeout: Duration::from_secs(300),
                 network: "none",
                 cache_repository: None,
+                cache_from: &[],
             },
             &mut |_| {},
         )
