@@ -276,7 +276,7 @@ async fn an_engine_down_at_start_is_left_out_and_none_answering_exits_3() {
             "--engine",
             ABSENT_ENGINE,
             "--engine",
-            "unix:///var/run/agent-engine-8.sock",
+            "unix:///var/run/agent-no-engine.sock",
             dead.to_str().unwrap(),
         ],
     )
