@@ -341,6 +341,8 @@ fn harness(checks: Vec<Check>, judge: bool, limits: Limits) -> Harness {
         image: None,
         files: Vec::new(),
         structure_tests: Vec::new(),
+        service: None,
+        probes: Vec::new(),
     };
     Harness {
         job: Job {

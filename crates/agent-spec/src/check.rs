@@ -4,6 +4,7 @@
 mod file;
 mod image;
 mod output;
+mod probe;
 mod result;
 pub(crate) mod text;
 
@@ -11,5 +12,6 @@ pub use file::{ContentMatcher, FILE_GROUP, FileCheck, FileEntry, FileFacts, ls_m
 pub(crate) use file::{TYPE_MASK, parse_ls_mode};
 pub use image::{IMAGE_GROUP, ImageChecks, ImageFacts};
 pub use output::{Check, Matcher, Observed};
+pub use probe::{BodyExpectation, Probe, ProbeFacts, ProbeResponse};
 pub use result::CheckResult;
 pub use text::excerpt;

@@ -23,8 +23,9 @@ mod structure;
 mod validate;
 
 pub use check::{
-    Check, CheckResult, ContentMatcher, FILE_GROUP, FileCheck, FileEntry, FileFacts, IMAGE_GROUP,
-    ImageChecks, ImageFacts, Matcher, Observed, excerpt, ls_mode,
+    BodyExpectation, Check, CheckResult, ContentMatcher, FILE_GROUP, FileCheck, FileEntry,
+    FileFacts, IMAGE_GROUP, ImageChecks, ImageFacts, Matcher, Observed, Probe, ProbeFacts,
+    ProbeResponse, excerpt, ls_mode,
 };
 pub use config::{ConfigFile, EnvOverrides, FlagOverrides, Settings};
 pub use engines::engine_url;
@@ -37,5 +38,7 @@ pub use settings::{
     BuildNetwork, BundleLimits, DockerSettings, EngineSetting, Limits, ModelSettings, NetworkMode,
     PromptSettings, PublishSettings, StructuredOutput,
 };
-pub use spec::{Case, DEFAULT_CASE, RunSpec, Spec, SpecLimits, load_spec, parse_spec};
+pub use spec::{
+    Case, DEFAULT_CASE, Readiness, RunSpec, Service, Spec, SpecLimits, load_spec, parse_spec,
+};
 pub use structure::{CommandTest, FileContentTest, FileExistenceTest, MetadataTest, StructureFile};

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::check::{Check, FileCheck, ImageChecks};
+use crate::check::{Check, FileCheck, ImageChecks, Probe};
 use crate::layer::LimitsLayer;
 use crate::structure::StructureFile;
 
@@ -16,6 +16,7 @@ mod image;
 mod inputs;
 mod parse;
 mod run;
+mod service;
 mod structure_tests;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -23,6 +24,7 @@ pub(crate) mod testing;
 pub use cases::{Case, DEFAULT_CASE};
 pub use parse::{load_spec, parse_spec};
 pub use run::RunSpec;
+pub use service::{Readiness, Service};
 
 /// A parsed and validated spec. Everything here has been checked: names match
 /// `[a-z0-9][a-z0-9_.-]*`, regexes compile, each check has exactly one matcher, inputs
@@ -53,6 +55,10 @@ pub struct Spec {
     pub files: Vec<FileCheck>,
     /// `structure_tests = [...]`, each read and parsed.
     pub structure_tests: Vec<StructureFile>,
+    /// `[service]`: the image runs as a service; top-level checks judge its logs.
+    pub service: Option<Service>,
+    /// `[[probe]]`, in order; only with a service.
+    pub probes: Vec<Probe>,
 }
 
 /// A spec's `[limits]`: each set one overrides `agent.toml`'s `[limits]`. A spec sets

@@ -57,7 +57,8 @@ impl Spec {
         if !self.cases.is_empty() {
             return self.cases.clone();
         }
-        if self.checks.is_empty() && !self.judge {
+        // A service's top-level checks judge its logs; it is never run as a case.
+        if self.service.is_some() || (self.checks.is_empty() && !self.judge) {
             return Vec::new();
         }
         vec![Case {

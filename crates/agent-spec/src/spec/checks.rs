@@ -25,6 +25,13 @@ pub(crate) struct RawCheck {
     stderr_matches: Option<Spanned<String>>,
 }
 
+impl RawCheck {
+    /// Where its `exit_code` is, if it has one.
+    pub(crate) fn exit_code_span(&self) -> Option<std::ops::Range<usize>> {
+        self.exit_code.as_ref().map(Spanned::span)
+    }
+}
+
 const MATCHER_KEYS: &str = "`exit_code`, `stdout_equals`, `stdout_contains`, \
     `stdout_not_contains`, `stdout_matches`, `stderr_contains`, `stderr_not_contains`, \
     `stderr_matches`";

@@ -15,8 +15,9 @@ use crate::spec::files::{RawFile, build_files};
 use crate::spec::image::{RawImage, build_image};
 use crate::spec::inputs::resolve_inputs;
 use crate::spec::run::{RawRun, RunSpec, build_run};
+use crate::spec::service::{RawProbe, RawService, build_probes, build_service};
 use crate::spec::structure_tests::read_structure_tests;
-use crate::spec::{Spec, SpecLimits};
+use crate::spec::{Service, Spec, SpecLimits};
 use crate::validate::{self, LimitsOf, LimitsTable, Source};
 
 /// Reads and validates a spec file.
@@ -31,7 +32,7 @@ pub fn load_spec(path: &Path) -> Result<Spec, SpecError> {
 /// Parses spec text; `path` names the file in errors, gives the default name (its
 /// stem) and the folder that `inputs` are relative to.
 pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
-    let raw: RawSpec = toml::from_str(text).map_err(|error| {
+    let mut raw: RawSpec = toml::from_str(text).map_err(|error| {
         let (location, message) = describe(path, text, &error);
         SpecError::Invalid { location, message }
     })?;
@@ -48,9 +49,10 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
         || raw.case.iter().any(|case| case.get_ref().has_checks())
         || raw.image.is_some()
         || !raw.file.is_empty()
-        || !raw.structure_tests.is_empty();
+        || !raw.structure_tests.is_empty()
+        || raw.service.is_some();
     let judge = resolve_judge(&source, raw.judge.as_ref(), deterministic)?;
-    let limits = match raw.limits {
+    let limits = match raw.limits.take() {
         Some(limits) => validate::limits(&source, limits.into(), LimitsOf::Spec)?,
         None => SpecLimits::default(),
     };
@@ -67,6 +69,12 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
     let files = build_files(&source, &raw.file)?;
     let inputs = resolve_inputs(&source, &raw.inputs)?;
     let structure_tests = read_structure_tests(&source, &raw.structure_tests)?;
+    let service = raw
+        .service
+        .as_ref()
+        .map(|table| service_part(&source, table, &raw))
+        .transpose()?;
+    let probes = build_probes(&source, &raw.probe, service.as_ref())?;
     Ok(Spec {
         name,
         path: path.to_path_buf(),
@@ -81,7 +89,41 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
         image,
         files,
         structure_tests,
+        service,
+        probes,
     })
+}
+
+/// `[service]`, which runs the image once as a service: its top-level checks judge
+/// the logs, so neither an exit code (it is stopped, not left to exit) nor cases
+/// (one-shot runs) go with it.
+fn service_part(
+    source: &Source<'_>,
+    table: &Spanned<RawService>,
+    raw: &RawSpec,
+) -> Result<Service, SpecError> {
+    if let Some(span) = raw
+        .check
+        .iter()
+        .find_map(|check| check.get_ref().exit_code_span())
+    {
+        return Err(source.invalid(
+            span,
+            "`exit_code` with [service]: a service is stopped when its probes are done, so \
+             its exit code says nothing; check its logs (`stdout_contains`, …) or its \
+             responses ([[probe]])"
+                .to_owned(),
+        ));
+    }
+    if let Some(case) = raw.case.first() {
+        return Err(source.invalid(
+            case.span(),
+            "[[case]] with [service]: cases run the image to its exit, a service runs until \
+             it is stopped; put the cases in a spec of their own"
+                .to_owned(),
+        ));
+    }
+    build_service(source, table)
 }
 
 /// `name`, else the file stem; either must be a valid name.
@@ -123,7 +165,8 @@ fn resolve_judge(
         Some(judge) if !*judge.get_ref() && !deterministic => Err(source.invalid(
             judge.span(),
             "`judge = false` with no check of any kind leaves nothing to verify the program; \
-             add a [[check]] (or [[case]] checks, [image], [[file]], `structure_tests`) or \
+             add a [[check]] (or [[case]] checks, [image], [[file]], `structure_tests`, \
+             [service]) or \
              remove `judge`"
                 .to_owned(),
         )),
@@ -152,6 +195,9 @@ struct RawSpec {
     file: Vec<Spanned<RawFile>>,
     #[serde(default)]
     structure_tests: Vec<Spanned<String>>,
+    service: Option<Spanned<RawService>>,
+    #[serde(default)]
+    probe: Vec<Spanned<RawProbe>>,
 }
 
 #[derive(Deserialize)]
