@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use agent_model::{BundleFile, CodeBundle};
-use agent_spec::{Case, Check, ContentMatcher, FileCheck, ImageChecks, Matcher, Spec};
+use agent_spec::{
+    BodyExpectation, Case, Check, ContentMatcher, FileCheck, ImageChecks, Matcher, Probe,
+    Readiness, Service, Spec,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::{sha256_hex, write_json, write_tree};
@@ -192,6 +195,11 @@ pub fn spec_digest(spec: &Spec, inputs: &BTreeMap<String, Vec<u8>>) -> String {
             "files",
             (!spec.files.is_empty()).then(|| files_json(&spec.files)),
         ),
+        ("service", spec.service.as_ref().map(service_json)),
+        (
+            "probes",
+            (!spec.probes.is_empty()).then(|| probes_json(&spec.probes)),
+        ),
         (
             "structure_tests",
             (!spec.structure_tests.is_empty()).then(|| {
@@ -261,6 +269,41 @@ fn files_json(files: &[FileCheck]) -> serde_json::Value {
             serde_json::json!({
                 "path": file.path, "exists": file.exists, "mode": file.mode, "uid": file.uid,
                 "gid": file.gid, "executable": file.executable, "content": content,
+            })
+        })
+        .collect()
+}
+
+fn service_json(service: &Service) -> serde_json::Value {
+    let (kind, value): (&str, serde_json::Value) = match &service.readiness {
+        Readiness::Http(path) => ("ready_http", path.as_str().into()),
+        Readiness::Log(regex) => ("ready_log", regex.as_str().into()),
+        Readiness::Tcp => ("ready_tcp", true.into()),
+    };
+    serde_json::json!({
+        "port": service.port, kind: value, "ready_timeout_secs": service.ready_timeout_secs,
+        "stop_timeout_secs": service.stop_timeout_secs,
+    })
+}
+
+fn probes_json(probes: &[Probe]) -> serde_json::Value {
+    probes
+        .iter()
+        .map(|probe| {
+            let expect = probe.expect.as_ref().map(|expect| {
+                let value: serde_json::Value = match expect {
+                    BodyExpectation::Contains(text) | BodyExpectation::Equals(text) => {
+                        text.as_str().into()
+                    }
+                    BodyExpectation::Matches(regex) => regex.as_str().into(),
+                    BodyExpectation::Json(json) => json.clone(),
+                };
+                serde_json::json!({expect.key(): value})
+            });
+            serde_json::json!({
+                "name": probe.name, "method": probe.method, "path": probe.path,
+                "headers": probe.headers, "body": probe.body, "status": probe.status,
+                "expect": expect,
             })
         })
         .collect()
@@ -347,5 +390,38 @@ mod tests {
             first, changed,
             "the structure file's contents feed the digest"
         );
+    }
+
+    #[test]
+    fn the_service_and_each_probe_change_the_digest() {
+        let folder = tempfile::tempdir().unwrap();
+        let base = "prompt = \"Serve sums.\"\nconditions = \"Answers sums.\"\n\
+            [[check]]\nstdout_contains = \"listening\"\n";
+        let service = "[service]\nport = 8080\nready_http = \"/health\"\n";
+        let probe = "[[probe]]\nname = \"add\"\npath = \"/add?a=2&b=3\"\njson = { sum = 5 }\n";
+        let variants = [
+            String::new(),
+            service.to_owned(),
+            service.replace("8080", "8081"),
+            service.replace("ready_http = \"/health\"", "ready_tcp = true"),
+            format!("{service}stop_timeout_secs = 3\n"),
+            format!("{service}{probe}"),
+            format!("{service}{}", probe.replace("sum = 5", "sum = 6")),
+            format!("{service}{probe}method = \"POST\"\n"),
+            format!("{service}{probe}status = 201\n"),
+            format!(
+                "{service}{}",
+                probe.replace("json = { sum = 5 }", "body_contains = \"5\"")
+            ),
+        ];
+        let mut seen = Vec::new();
+        for variant in &variants {
+            let digest = digest_of(folder.path(), &format!("{base}{variant}"));
+            assert!(
+                !seen.contains(&digest),
+                "{variant} did not change the digest"
+            );
+            seen.push(digest);
+        }
     }
 }
