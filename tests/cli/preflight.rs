@@ -42,3 +42,27 @@ async fn a_missing_base_image_stops_the_run_before_any_model_call() {
     assert_eq!(server.requests().len(), 0, "no model call was made");
     assert!(!workspace.out().exists(), "no run directory was made");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spec_with_a_service_is_refused_before_any_model_call() {
+    let server = ScriptedServer::start(Vec::new()).await;
+    let workspace = Workspace::new(&server.base_url(), "", "");
+    let spec = workspace.spec(
+        "adder",
+        "prompt = \"p\"\nconditions = \"c\"\n[service]\nport = 8080\nready_tcp = true\n\
+         [[probe]]\nname = \"add\"\npath = \"/add\"\n",
+    );
+    for command in ["check", "run"] {
+        let output = agent(&workspace, &[command, spec.to_str().unwrap()]).await;
+        output.assert_code(2);
+        assert!(
+            output
+                .stderr
+                .contains("`[service]` is parsed but not yet run by this version"),
+            "{command}: {}",
+            output.stderr
+        );
+    }
+    assert_eq!(server.requests().len(), 0, "no model call was made");
+    assert!(!workspace.out().exists(), "no run directory was made");
+}
