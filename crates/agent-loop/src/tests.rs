@@ -309,6 +309,7 @@ fn settings() -> Settings {
             cache_max_mb: 0,
             engines: Vec::new(),
             cache_from: Vec::new(),
+            probe_image: "agent-base/busybox:1".into(),
         },
         limits: Limits::default(),
         bundle: BundleLimits::default(),

@@ -113,6 +113,7 @@ struct TomlDocker {
     cache_max_mb: Option<Spanned<u64>>,
     engines: Option<Spanned<Vec<Spanned<toml::Value>>>>,
     cache_from: Option<Spanned<Vec<Spanned<String>>>>,
+    probe_image: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -227,6 +228,7 @@ fn read_docker(source: &Source<'_>, docker: TomlDocker) -> Result<DockerLayer, C
             .cache_from
             .map(|list| read_cache_from(source, list))
             .transpose()?,
+        probe_image: source.text("probe_image", docker.probe_image, validate::non_empty)?,
     })
 }
 
@@ -670,6 +672,7 @@ mod tests {
                 cache_max_mb: crate::settings::DEFAULT_CACHE_MAX_MB,
                 engines: Vec::new(),
                 cache_from: Vec::new(),
+                probe_image: "agent-base/busybox:1".to_owned(),
             }
         );
         assert_eq!(settings.limits, Limits::default());
@@ -700,6 +703,7 @@ base_image = "agent-base/python:3.11"
 allowed_base_images = ["agent-base/python:3.11", "agent-base/busybox:1"]
 build_network = "none"
 cache_max_mb = 512
+probe_image = "tools/probe:2"
 
 [limits]
 max_iterations = 3
@@ -755,6 +759,7 @@ max_path_bytes = 50
                 cache_max_mb: 512,
                 engines: Vec::new(),
                 cache_from: Vec::new(),
+                probe_image: "tools/probe:2".to_owned(),
             }
         );
         assert_eq!(
@@ -993,6 +998,7 @@ max_path_bytes = 50
                 "`build_network`: unknown network `bridge`; expected `default`, `none` or `host`",
             ),
             ("[docker]\nbase_image = \" \"", "`base_image`: is empty"),
+            ("[docker]\nprobe_image = \"\"", "`probe_image`: is empty"),
             (
                 "[limits]\nmax_iterations = 0",
                 "`max_iterations` must be at least 1",

@@ -80,6 +80,7 @@ layer! {
         cache_max_mb: u64,
         engines: Vec<EngineSetting>,
         cache_from: Vec<String>,
+        probe_image: String,
     }
 }
 

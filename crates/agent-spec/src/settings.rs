@@ -50,6 +50,9 @@ pub struct DockerSettings {
     /// `[docker] cache_from` or `--cache-from`: images in a registry a build may take
     /// unchanged steps from, pulled before the first build (missing ones are skipped).
     pub cache_from: Vec<String>,
+    /// The image whose container sends a service's probes from inside its network
+    /// namespace; it needs `nc`, `sleep` and `true` (busybox has them).
+    pub probe_image: String,
 }
 
 /// One engine of `[docker] engines`: its address, how many builds and runs it
@@ -124,6 +127,9 @@ pub struct PublishSettings {
 
 /// What the model is told to build `FROM` unless `[docker] base_image` says otherwise.
 pub(crate) const DEFAULT_BASE_IMAGE: &str = "python:3.10-slim";
+/// The probe image unless `[docker] probe_image` says otherwise: small, and built
+/// locally by `scripts/base-images`.
+pub(crate) const DEFAULT_PROBE_IMAGE: &str = "agent-base/busybox:1";
 /// The build cache's default cap: room for the dependency layers of many specs.
 pub(crate) const DEFAULT_CACHE_MAX_MB: u64 = 4096;
 
@@ -155,6 +161,7 @@ impl Default for DockerSettings {
             cache_max_mb: DEFAULT_CACHE_MAX_MB,
             engines: Vec::new(),
             cache_from: Vec::new(),
+            probe_image: DEFAULT_PROBE_IMAGE.to_owned(),
         }
     }
 }
