@@ -1,6 +1,7 @@
 //! `spec.toml` and `agent.toml`: their types, parsing with file/line/column errors,
 //! the layering of settings, and the checks that judge a built image: a run's output,
-//! the image's configuration, files in it, and container-structure-test files.
+//! the image's configuration, files in it, container-structure-test files, and the
+//! responses of a running service to its probes.
 //!
 //! Synchronous and free of I/O beyond reading the files it is asked to parse; it never
 //! reads the environment (callers pass the variables they resolved).

@@ -1,6 +1,7 @@
 //! `spec.toml`: one task, its test conditions, its limits, and everything that is
 //! checked on the image it yields — runs and their cases, the image's configuration,
-//! files in it, and container-structure-test files. One module per part of the file;
+//! files in it, container-structure-test files, and the image as a service with the
+//! requests made to it. One module per part of the file;
 //! `parse` reads the whole.
 
 use std::path::PathBuf;
