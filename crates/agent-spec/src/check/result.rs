@@ -4,8 +4,8 @@ use crate::check::text::{DETAIL_LIMIT, cap};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CheckResult {
-    /// What the check belongs to: the case's name, `image`, `file`, or the
-    /// structure-test file as the spec names it.
+    /// What the check belongs to: the case's name, `image`, `file`, the
+    /// structure-test file as the spec names it, or `probe:<name>`.
     #[serde(default)]
     pub group: String,
     pub name: String,
