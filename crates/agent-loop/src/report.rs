@@ -215,6 +215,9 @@ pub struct Report {
     /// (`--candidates`); empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<CandidateRecord>,
+    /// How the verified image got its labels, and how long that took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<SealRecord>,
     /// Where the verified image was pushed (`--push`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published: Option<Published>,
@@ -259,6 +262,14 @@ pub struct CandidateRecord {
     pub finished_secs: f64,
     /// Its model calls (the request, and a reformat when its reply was unusable).
     pub usage: UsageTotals,
+}
+
+/// The verified image's labelling: the way the engine accepted (`config_load`,
+/// `commit`, `build`) and its time, refused ways included.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealRecord {
+    pub method: String,
+    pub secs: f64,
 }
 
 /// A pushed verified image: the reference and the manifest digest the registry answered.

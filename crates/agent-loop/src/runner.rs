@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use agent_model::{ChatMessage, CodeBundle, Purpose, Role};
+use agent_sandbox::Sealed;
 use tokio_util::sync::CancellationToken;
 
 use crate::artifacts::{self, InputDigest, iteration_dir, write_json, write_tree};
@@ -23,8 +24,8 @@ use crate::lock::{self, Lock, LockFile, LockMode, LockState};
 use crate::ports::{EnginePort, ModelPort};
 use crate::prompts::{self, message};
 use crate::report::{
-    CandidateRecord, IterationRecord, LockReport, Outcome, Report, StopReason, UsageTotals,
-    round_secs,
+    CandidateRecord, IterationRecord, LockReport, Outcome, Report, SealRecord, StopReason,
+    UsageTotals, round_secs,
 };
 use crate::seal::{Verification, seal};
 use crate::steps;
@@ -44,8 +45,8 @@ struct State {
     usage: UsageTotals,
     /// The bundle the next repair starts from.
     current: Option<Bundle>,
-    /// The verified image's tag and id.
-    verified: Option<(String, String)>,
+    /// The verified image's tag, and how it was sealed.
+    verified: Option<(String, Sealed)>,
     /// The run directory's copy of the spec, and the inputs' digests.
     kept_spec: Option<(String, Vec<InputDigest>)>,
     /// The lock as the run found it, and whether it wrote one.
@@ -289,7 +290,7 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
         let job = self.job;
         let digest = iteration.record.context_digest.clone().unwrap_or_default();
         let tag = job.verified_tag(&digest);
-        let image_id = loop {
+        let sealed = loop {
             let verification = Verification {
                 image_id: &checked.image_id,
                 spec_digest: &setup.spec_digest,
@@ -298,7 +299,7 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
                 checks: iteration.record.passed_checks().collect(),
             };
             let error = match seal(job, self.engine, &verification, &tag).await {
-                Ok(image_id) => break image_id,
+                Ok(sealed) => break sealed,
                 Err(error) => error,
             };
             let Some(lost) = self.engine.lose_engine().await else {
@@ -316,7 +317,7 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
         };
         let state = &mut self.state;
         write_tree(&job.run_dir.join("final"), files)?;
-        state.verified = Some((tag, image_id));
+        state.verified = Some((tag, sealed));
         if let Some(lock) = &mut state.lock {
             let bundle = state.current.as_ref().expect("a verified bundle");
             lock.written = keep_lock(job, setup, bundle, &digest)?;
@@ -526,7 +527,14 @@ fn report(
         verified: state.verified.is_some() && stopped_by == StopReason::Passed,
         iterations: built_iterations(&state.history),
         image: state.verified.as_ref().map(|(tag, _)| tag.clone()),
-        image_id: state.verified.as_ref().map(|(_, id)| id.clone()),
+        image_id: state
+            .verified
+            .as_ref()
+            .map(|(_, sealed)| sealed.image_id.clone()),
+        seal: state.verified.as_ref().map(|(_, sealed)| SealRecord {
+            method: sealed.method.name().to_owned(),
+            secs: round_secs(sealed.duration),
+        }),
         duration_secs: round_secs(started.elapsed()),
         usage: state.usage,
         model: job.settings.model.name.clone(),

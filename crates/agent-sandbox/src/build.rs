@@ -11,8 +11,9 @@ use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt;
 
 use crate::cleanup;
+use crate::dialect::{self, BuildMarker};
 use crate::errors::SandboxError;
-use crate::outcome::{BuildOutcome, BuildProgress, BuildStatus, is_image_id};
+use crate::outcome::{BuildOutcome, BuildProgress, BuildStatus};
 use crate::request::BuildRequest;
 
 /// The whole log kept per build.
@@ -274,21 +275,20 @@ impl BuildState {
             progress(step);
             return;
         }
-        let trimmed = line.trim_start();
-        if let Some(marker) = trimmed.strip_prefix("---> ") {
-            if let Some(id) = marker.strip_prefix("Running in ") {
-                self.running_containers.push(id.trim().to_owned());
-            } else if is_image_id(marker.trim()) && !self.in_from {
+        // The builder's own bookkeeping is not what the step printed.
+        match dialect::build_marker(line) {
+            Some(BuildMarker::RunningIn(id)) => self.running_containers.push(id.to_owned()),
+            Some(BuildMarker::Image(id)) if !self.in_from => {
                 if let Some(head) = self.stage_heads.last_mut() {
-                    *head = Some(marker.trim().to_owned());
+                    *head = Some(id.to_owned());
                 }
             }
-            // The builder's own bookkeeping is not what the step printed.
-            return;
+            Some(_) => {}
+            None => self.keep_step_output(line),
         }
-        if trimmed.starts_with("Removing intermediate container ") {
-            return;
-        }
+    }
+
+    fn keep_step_output(&mut self, line: &str) {
         self.step_output.push_str(line);
         self.step_output.push('\n');
         if self.step_output.len() > STEP_OUTPUT_LIMIT_BYTES {
@@ -322,7 +322,6 @@ impl BuildState {
     }
 }
 
-/// `Step 2/5 : RUN pip install …`
 /// What the engine says when it has no copy of an image and cannot pull one: the
 /// registry refused or does not know it, or could not be reached at all.
 const UNAVAILABLE_IMAGE_ERRORS: [&str; 7] = [
@@ -341,7 +340,7 @@ const UNAVAILABLE_IMAGE_ERRORS: [&str; 7] = [
 /// image (`dial tcp: lookup registry-1.docker.io …`), so the step is where the name
 /// comes from.
 fn missing_base_image(error: &str, failing_step: Option<&str>) -> Option<String> {
-    let (_, instruction) = failing_step?.split_once(" : ")?;
+    let (_, _, instruction) = dialect::build_step(failing_step?)?;
     let mut words = instruction.split_whitespace();
     if !words.next()?.eq_ignore_ascii_case("FROM") {
         return None;
@@ -355,13 +354,11 @@ fn missing_base_image(error: &str, failing_step: Option<&str>) -> Option<String>
 }
 
 fn parse_step(line: &str) -> Option<BuildProgress> {
-    let rest = line.strip_prefix("Step ")?;
-    let (counts, instruction) = rest.split_once(" : ")?;
-    let (index, total) = counts.split_once('/')?;
+    let (index, total, instruction) = dialect::build_step(line)?;
     Some(BuildProgress::Step {
-        index: index.trim().parse().ok()?,
-        total: total.trim().parse().ok()?,
-        instruction: instruction.trim().to_owned(),
+        index,
+        total,
+        instruction: instruction.to_owned(),
     })
 }
 

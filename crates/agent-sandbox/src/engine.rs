@@ -76,6 +76,8 @@ impl EngineAddress {
 pub struct Sandbox {
     pub(crate) docker: Docker,
     engine: Arc<EngineInfo>,
+    /// The way of labelling that last worked here (see `seal`).
+    seal_memory: Arc<crate::seal::SealMemory>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -121,9 +123,11 @@ impl Sandbox {
                 return Err(connect_error(bollard::errors::Error::RequestTimeoutError));
             }
         };
+        let (product, product_version) = crate::dialect::product_of(&version);
         let engine = EngineInfo {
             host: host.to_owned(),
-            version: version.version.unwrap_or_default(),
+            product,
+            version: product_version,
             api_version: version.api_version.unwrap_or_default(),
             cpus: info
                 .ncpu
@@ -136,6 +140,7 @@ impl Sandbox {
         Ok(Sandbox {
             docker,
             engine: Arc::new(engine),
+            seal_memory: Arc::default(),
         })
     }
 
@@ -149,6 +154,10 @@ impl Sandbox {
 
     pub fn engine(&self) -> &EngineInfo {
         &self.engine
+    }
+
+    pub(crate) fn seal_memory(&self) -> &crate::seal::SealMemory {
+        &self.seal_memory
     }
 
     /// Whether the engine has `image` (a reference or id) without pulling it.
@@ -232,7 +241,7 @@ impl Sandbox {
         // tag with it); without force, the engine still refuses while a container
         // uses it or it is a parent.
         let untagged = match bounded(self.docker.inspect_image(&previous)).await {
-            Ok(inspected) => inspected.repo_tags.unwrap_or_default().is_empty(),
+            Ok(inspected) => crate::dialect::is_untagged(&inspected.repo_tags.unwrap_or_default()),
             Err(_) => false,
         };
         if untagged {

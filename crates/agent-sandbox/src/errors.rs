@@ -53,6 +53,22 @@ pub enum SandboxError {
     },
     #[error("cannot label image `{image}`: {reason}")]
     Relabel { image: String, reason: String },
+    #[error("cannot label image `{image}` in any way the engine accepts")]
+    Seal {
+        image: String,
+        #[source]
+        source: Box<SandboxError>,
+    },
+    #[error("cannot commit container `{container}`")]
+    Commit {
+        container: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("the engine's commit of `{image}` changed its config: {difference}")]
+    SealChangedConfig { image: String, difference: String },
+    #[error("the label build on `{image}` failed: {error}")]
+    LabelBuild { image: String, error: String },
     #[error("base image `{image}` is not on the engine and cannot be pulled: {reason}")]
     Pull { image: String, reason: String },
     #[error("cannot list what runs left on the engine")]

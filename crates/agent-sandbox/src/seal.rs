@@ -1,0 +1,258 @@
+//! The verified image's labels, put on in the cheapest way the engine accepts: the
+//! config-only load (`relabel`: no layer, no step; Docker's engine only), a commit of
+//! a created, never-started container (one call; kept only when the image's config
+//! comes out as it went in), a one-step build `FROM <image id>` with the labels as
+//! build parameters. The way that worked is remembered per engine, so a later seal on
+//! it goes there first. Labels always travel as JSON (container config, build
+//! parameter), never as Dockerfile text, so quotes, `$` and newlines stay as they are.
+//! Whatever a way leaves on the engine when it fails (a container, an image, a build
+//! step's image) is removed before the next way is tried.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bollard::models::{ContainerConfig, ContainerCreateBody, ImageInspect};
+use bollard::query_parameters::CommitContainerOptionsBuilder;
+use serde::Serialize;
+
+use crate::deadline::bounded;
+use crate::engine::Sandbox;
+use crate::errors::SandboxError;
+use crate::outcome::BuildStatus;
+use crate::request::BuildRequest;
+
+/// How long the one-step label build may take: on a slow storage driver each label
+/// is a committed step of about 2 s.
+const LABEL_BUILD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A way of putting labels on an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SealMethod {
+    /// A new config over the same layers, loaded as a config-only archive.
+    ConfigLoad,
+    /// `POST /commit` of a created, never-started container that carries the labels.
+    Commit,
+    /// A build of `FROM <image id>` with the labels as the build's `labels`.
+    Build,
+}
+
+impl SealMethod {
+    /// Cheapest first.
+    const ALL: [SealMethod; 3] = [
+        SealMethod::ConfigLoad,
+        SealMethod::Commit,
+        SealMethod::Build,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SealMethod::ConfigLoad => "config_load",
+            SealMethod::Commit => "commit",
+            SealMethod::Build => "build",
+        }
+    }
+}
+
+/// The labelled image, the way that made it, and how long the seal took (ways
+/// tried and refused included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub image_id: String,
+    pub method: SealMethod,
+    pub duration: Duration,
+}
+
+/// The way that last worked on one engine.
+#[derive(Debug, Default)]
+pub(crate) struct SealMemory(Mutex<Option<SealMethod>>);
+
+impl SealMemory {
+    fn order(&self) -> Vec<SealMethod> {
+        let remembered = *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut order: Vec<SealMethod> = remembered.into_iter().collect();
+        order.extend(
+            SealMethod::ALL
+                .iter()
+                .filter(|way| Some(**way) != remembered),
+        );
+        order
+    }
+
+    fn remember(&self, method: SealMethod) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(method);
+    }
+}
+
+impl Sandbox {
+    /// `image` (an id) with `labels` added, as a new image, by the first way this
+    /// engine accepts; the ways it refused are logged, the last refusal is the error.
+    pub async fn seal(
+        &self,
+        image: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Sealed, SandboxError> {
+        let started = Instant::now();
+        let mut refusal = None;
+        for method in self.seal_memory().order() {
+            match self.seal_by(method, image, labels).await {
+                Ok(image_id) => {
+                    self.seal_memory().remember(method);
+                    return Ok(Sealed {
+                        image_id,
+                        method,
+                        duration: started.elapsed(),
+                    });
+                }
+                Err(error) => {
+                    tracing::debug!(method = method.name(), %error, "the engine refused this way of labelling");
+                    refusal = Some(error);
+                }
+            }
+        }
+        Err(SandboxError::Seal {
+            image: image.to_owned(),
+            source: Box::new(refusal.expect("at least one way was tried")),
+        })
+    }
+
+    /// `image` with `labels` added by `method` alone; the new image's id. On failure
+    /// nothing it made is left on the engine.
+    pub async fn seal_by(
+        &self,
+        method: SealMethod,
+        image: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, SandboxError> {
+        match method {
+            SealMethod::ConfigLoad => self.relabel(image, labels).await,
+            SealMethod::Commit => self.seal_by_commit(image, labels).await,
+            SealMethod::Build => self.seal_by_build(image, labels).await,
+        }
+    }
+
+    async fn seal_by_commit(
+        &self,
+        image: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, SandboxError> {
+        let before = self.inspect_for_seal(image).await?;
+        let mut all_labels = before
+            .config
+            .as_ref()
+            .and_then(|config| config.labels.clone())
+            .unwrap_or_default();
+        all_labels.extend(
+            labels
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
+        let body = ContainerCreateBody {
+            image: Some(image.to_owned()),
+            labels: Some(all_labels),
+            ..ContainerCreateBody::default()
+        };
+        let container = bounded(self.docker.create_container(None, body))
+            .await
+            .map_err(|source| SandboxError::CreateContainer {
+                image: image.to_owned(),
+                source,
+            })?
+            .id;
+        let options = CommitContainerOptionsBuilder::default()
+            .container(&container)
+            .pause(false)
+            .build();
+        let committed = bounded(
+            self.docker
+                .commit_container(options, ContainerConfig::default()),
+        )
+        .await;
+        crate::cleanup::force_remove_container(&self.docker, &container).await;
+        let committed = committed
+            .map_err(|source| SandboxError::Commit {
+                container: container.clone(),
+                source,
+            })?
+            .id;
+        let difference = match self.inspect_for_seal(&committed).await {
+            Ok(after) => match crate::dialect::same_run_config(&before, &after) {
+                Ok(()) => return Ok(committed),
+                Err(difference) => SandboxError::SealChangedConfig {
+                    image: image.to_owned(),
+                    difference,
+                },
+            },
+            Err(error) => error,
+        };
+        self.discard_image(&committed).await;
+        Err(difference)
+    }
+
+    async fn seal_by_build(
+        &self,
+        image: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, SandboxError> {
+        let dockerfile = format!("FROM {image}\n");
+        let files = BTreeMap::from([("Dockerfile".to_owned(), dockerfile.into_bytes())]);
+        let context = crate::context::build_context(&files)?;
+        let request = BuildRequest {
+            context: &context,
+            labels,
+            timeout: LABEL_BUILD_TIMEOUT,
+            network: "none",
+            cache_repository: None,
+        };
+        let built = self.build(request, &mut |_| {}).await?;
+        // Each label is a step of its own, each leaving an image; only the last is
+        // wanted (on Docker the others stay its parents, and go with it).
+        let mut steps = built.intermediate_images();
+        let built_id = match &built.status {
+            BuildStatus::Built { image_id } => Some(image_id.clone()),
+            _ => None,
+        };
+        if let Some(built_id) = &built_id {
+            steps.retain(|step| !crate::cleanup::same_image(built_id, step));
+        }
+        if let Err(error) = self.remove_untagged_images(&steps).await {
+            tracing::warn!(%error, "cannot remove the label build's steps");
+        }
+        match (built_id, built.status) {
+            (Some(image_id), _) => Ok(image_id),
+            (None, BuildStatus::Failed { error, .. }) => Err(SandboxError::LabelBuild {
+                image: image.to_owned(),
+                error,
+            }),
+            (None, _) => Err(SandboxError::LabelBuild {
+                image: image.to_owned(),
+                error: format!(
+                    "it did not finish within {} s",
+                    LABEL_BUILD_TIMEOUT.as_secs()
+                ),
+            }),
+        }
+    }
+
+    async fn inspect_for_seal(&self, image: &str) -> Result<ImageInspect, SandboxError> {
+        bounded(self.docker.inspect_image(image))
+            .await
+            .map_err(|source| SandboxError::InspectImage {
+                image: image.to_owned(),
+                source,
+            })
+    }
+
+    async fn discard_image(&self, image: &str) {
+        if let Err(error) = self.remove_untagged_images(&[image.to_owned()]).await {
+            tracing::warn!(image, %error, "cannot remove an image the seal made");
+        }
+    }
+}
