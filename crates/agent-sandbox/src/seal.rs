@@ -131,20 +131,28 @@ impl Sandbox {
         image: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<String, SandboxError> {
-        match method {
+        let before = self.inspect_for_seal(image).await?;
+        // A created container of the image, carrying every label the new image gets,
+        // held while the way works: the commit's source, and what keeps Podman (which
+        // prunes an untagged parent with its child, whatever `noprune` says) from
+        // taking `image` along when a refused way's image or a build step is removed.
+        let holder = self.create_holder(image, &before, labels).await?;
+        let sealed = match method {
             SealMethod::ConfigLoad => self.relabel(image, labels).await,
-            SealMethod::Commit => self.seal_by_commit(image, labels).await,
+            SealMethod::Commit => self.seal_by_commit(image, &before, &holder).await,
             SealMethod::Build => self.seal_by_build(image, labels).await,
-        }
+        };
+        crate::cleanup::force_remove_container(&self.docker, &holder).await;
+        sealed
     }
 
-    async fn seal_by_commit(
+    async fn create_holder(
         &self,
         image: &str,
+        inspected: &ImageInspect,
         labels: &BTreeMap<String, String>,
     ) -> Result<String, SandboxError> {
-        let before = self.inspect_for_seal(image).await?;
-        let mut all_labels = before
+        let mut all_labels = inspected
             .config
             .as_ref()
             .and_then(|config| config.labels.clone())
@@ -159,31 +167,37 @@ impl Sandbox {
             labels: Some(all_labels),
             ..ContainerCreateBody::default()
         };
-        let container = bounded(self.docker.create_container(None, body))
+        Ok(bounded(self.docker.create_container(None, body))
             .await
             .map_err(|source| SandboxError::CreateContainer {
                 image: image.to_owned(),
                 source,
             })?
-            .id;
+            .id)
+    }
+
+    async fn seal_by_commit(
+        &self,
+        image: &str,
+        before: &ImageInspect,
+        container: &str,
+    ) -> Result<String, SandboxError> {
         let options = CommitContainerOptionsBuilder::default()
-            .container(&container)
+            .container(container)
             .pause(false)
             .build();
         let committed = bounded(
             self.docker
                 .commit_container(options, ContainerConfig::default()),
         )
-        .await;
-        crate::cleanup::force_remove_container(&self.docker, &container).await;
-        let committed = committed
-            .map_err(|source| SandboxError::Commit {
-                container: container.clone(),
-                source,
-            })?
-            .id;
+        .await
+        .map_err(|source| SandboxError::Commit {
+            container: container.to_owned(),
+            source,
+        })?
+        .id;
         let difference = match self.inspect_for_seal(&committed).await {
-            Ok(after) => match crate::dialect::same_run_config(&before, &after) {
+            Ok(after) => match crate::dialect::same_run_config(before, &after) {
                 Ok(()) => return Ok(committed),
                 Err(difference) => SandboxError::SealChangedConfig {
                     image: image.to_owned(),
