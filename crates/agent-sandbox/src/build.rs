@@ -26,11 +26,17 @@ const LINE_LIMIT_BYTES: usize = 64 * 1024;
 
 /// What the engine says when a step's parent image vanished between its cache hit
 /// and the step's use of it (removed by `gc --cache` or the cache's size cap while
-/// this build ran): the build is tried once more, and then builds that layer anew.
-const VANISHED_PARENT_ERRORS: [&str; 3] = [
+/// this build ran, or on Podman, whose image removal also takes the untagged parents
+/// another build's cache lookup stands on): the build is tried once more, and then
+/// builds that layer anew.
+const VANISHED_PARENT_ERRORS: [&str; 5] = [
     "unknown parent image id",
     "no such image: sha256:",
     "reference does not exist",
+    // Podman 4.3: `checking if cached image exists from a previous build: getting
+    // top layer info: layer not known`.
+    "layer not known",
+    "image not known",
 ];
 
 pub(crate) async fn build(

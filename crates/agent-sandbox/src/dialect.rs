@@ -22,6 +22,12 @@
 //!   tarball`). Podman's commit adds its own environment (`container=podman`,
 //!   `TERM=xterm`) to the image, so a commit is kept only when the config came out as
 //!   it went in (see `seal`).
+//! - Removing an image: Podman also removes its untagged parents, whatever `noprune`
+//!   says; a concurrent build whose cached parent went that way fails with `layer not
+//!   known` and is built again (see `build`), and the seal holds a container of the
+//!   image it labels so the image cannot go that way.
+//! - Out of memory: Docker sets `State.OOMKilled`; Podman 4.3 leaves it `false` (see
+//!   [`oom_killed`]).
 //! - Docker 29's containerd store names an image by its manifest digest and needs API
 //!   1.44; nothing here compares ids across engines or pins a version.
 
@@ -197,6 +203,21 @@ pub(crate) fn same_run_config(before: &ImageInspect, after: &ImageInspect) -> Re
     }
 }
 
+/// Whether a run's container was killed for want of memory. Docker reports it in
+/// `State.OOMKilled`. Podman 4.3 reports `false` there when the kernel's OOM killer
+/// struck (seen on cgroup v1 hosts), so on Podman a SIGKILL (exit 137) that no timeout
+/// of ours sent is taken as the OOM killer's: every run has a memory limit, all
+/// capabilities dropped and `no-new-privileges`, which leaves the program itself as
+/// the only other sender.
+pub(crate) fn oom_killed(
+    product: Product,
+    reported: bool,
+    exit_code: Option<i64>,
+    timed_out: bool,
+) -> bool {
+    reported || (product == Product::Podman && exit_code == Some(137) && !timed_out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +290,15 @@ mod tests {
         assert_eq!(build_marker("COMMIT"), Some(BuildMarker::Other));
         assert_eq!(build_marker("hello --> world"), None);
         assert_eq!(build_marker("Traceback (most recent call last):"), None);
+    }
+
+    #[test]
+    fn a_sigkill_on_podman_that_no_timeout_sent_is_out_of_memory() {
+        assert!(oom_killed(Product::Podman, false, Some(137), false));
+        assert!(!oom_killed(Product::Podman, false, Some(137), true));
+        assert!(!oom_killed(Product::Docker, false, Some(137), false));
+        assert!(oom_killed(Product::Docker, true, Some(137), false));
+        assert!(!oom_killed(Product::Podman, false, Some(1), false));
     }
 
     #[test]

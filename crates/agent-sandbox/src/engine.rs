@@ -184,7 +184,7 @@ impl Sandbox {
     /// Creates, starts, feeds stdin, captures stdout/stderr apart (capped), waits with
     /// the timeout (kill on expiry), inspects for OOM, and always removes the container.
     pub async fn run(&self, request: RunRequest<'_>) -> Result<RunOutcome, SandboxError> {
-        crate::run::run(&self.docker, request).await
+        crate::run::run(&self.docker, self.engine.product, request).await
     }
 
     /// Runs `setup` commands one after the other, each committed as the next image

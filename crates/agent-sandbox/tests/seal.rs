@@ -3,7 +3,7 @@
 //! labelling either gives an image that runs as the original with the labels verbatim,
 //! or is refused and leaves nothing behind; `seal` finds the way each engine accepts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use agent_sandbox::{
@@ -37,21 +37,47 @@ fn run_labels(run: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// Every image and container on the engine, by id.
-async fn everything(docker: &bollard::Docker) -> BTreeSet<String> {
+/// The images and containers of this test on the engine, by id: those labelled with
+/// its run, and images descending from `built` (a label build's steps). Other
+/// processes share the engine, so nothing else is counted.
+async fn ours(docker: &bollard::Docker, run: &str, built: &str) -> BTreeSet<String> {
     let images = docker
         .list_images(Some(ListImagesOptionsBuilder::default().all(true).build()))
         .await
         .expect("images listed");
+    let parents: HashMap<&str, &str> = images
+        .iter()
+        .map(|image| (image.id.as_str(), image.parent_id.as_str()))
+        .collect();
+    let descends = |id: &str| {
+        let mut next = parents.get(id).copied();
+        while let Some(parent) = next.filter(|parent| !parent.is_empty()) {
+            if parent == built {
+                return true;
+            }
+            next = parents.get(parent).copied();
+        }
+        false
+    };
+    let labelled = |labels: Option<&HashMap<String, String>>| {
+        labels
+            .and_then(|labels| labels.get(LABEL_RUN))
+            .is_some_and(|value| value == run)
+    };
+    let filters = HashMap::from([("label", vec![format!("{LABEL_RUN}={run}")])]);
     let containers = docker
         .list_containers(Some(
-            ListContainersOptionsBuilder::default().all(true).build(),
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
         ))
         .await
         .expect("containers listed");
     images
-        .into_iter()
-        .map(|image| image.id)
+        .iter()
+        .filter(|image| labelled(Some(&image.labels)) || descends(&image.id))
+        .map(|image| image.id.clone())
         .chain(containers.into_iter().filter_map(|container| container.id))
         .collect()
 }
@@ -136,12 +162,12 @@ async fn each_way_labels_verbatim_or_leaves_nothing(url: &str) {
         SealMethod::Commit,
         SealMethod::Build,
     ] {
-        let before = everything(&docker).await;
+        let before = ours(&docker, &run, &built).await;
         let sealed = sandbox.seal_by(method, &built, &labels).await;
         if !accepted(product, method) {
             let error = sealed.expect_err(&format!("{product} refuses {method:?}"));
             assert_eq!(
-                everything(&docker).await,
+                ours(&docker, &run, &built).await,
                 before,
                 "{product}: the refused {method:?} ({error}) left something"
             );
@@ -149,11 +175,11 @@ async fn each_way_labels_verbatim_or_leaves_nothing(url: &str) {
         }
         let sealed = sealed.unwrap_or_else(|error| panic!("{product} {method:?}: {error:?}"));
         assert_ne!(sealed, built, "a new image");
-        let after = everything(&docker).await;
+        let after = ours(&docker, &run, &built).await;
         let mut added: BTreeSet<String> = after.difference(&before).cloned().collect();
         // Docker keeps a label build's steps as the new image's parents (they go
         // with it); Podman keeps none.
-        let parents: std::collections::HashMap<String, String> = docker
+        let parents: HashMap<String, String> = docker
             .list_images(Some(ListImagesOptionsBuilder::default().all(true).build()))
             .await
             .expect("images listed")
