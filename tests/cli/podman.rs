@@ -11,6 +11,9 @@ use agent_testkit::{ScriptedReply, ScriptedServer};
 use serde_json::Value;
 
 use crate::hostile;
+use crate::publish::{
+    Registry, docker_config, model_printing, run_with, short_digest, spec_printing,
+};
 use crate::support::*;
 
 fn repository_root() -> PathBuf {
@@ -299,4 +302,34 @@ async fn specs_spread_over_docker_and_podman_and_each_is_sealed_and_cleaned() {
         used.insert(engine);
     }
     assert_eq!(used.len(), 2, "both engines took work: {used:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_pushed_from_podman_has_the_registrys_digest_and_runs_on_docker() {
+    require_engine();
+    let podman = Engine::podman();
+    let registry = Registry::start(None).await;
+    let server = model_printing("from-podman").await;
+    let workspace = Workspace::on(&podman, &server.base_url(), "", "");
+    let spec = workspace.spec("pushed", &spec_printing("from-podman"));
+    let config = docker_config("{}");
+    let repository = format!("{}/team", registry.address());
+    let output = run_with(&workspace, &spec, config.path(), &["--push", &repository]).await;
+    output.assert_code(0);
+    let report = workspace.report("pushed");
+    let reference = format!("{repository}/pushed:{}", short_digest(&report));
+    assert_eq!(report["published"]["reference"], reference.as_str());
+    let digest = registry
+        .manifest_digest("team/pushed", &short_digest(&report))
+        .await;
+    assert_eq!(report["published"]["digest"], digest.as_str());
+    podman.assert_run_cleaned_up(&report);
+    let _ = podman.docker_lines(&["rmi", &reference]);
+
+    // Pulled into Docker's engine, it does what was checked on Podman.
+    let main = Engine::main();
+    main.docker_lines(&["pull", &reference]);
+    let printed = main.docker_lines(&["run", "--rm", "--network", "none", &reference]);
+    main.docker_lines(&["rmi", &reference]);
+    assert_eq!(printed, ["from-podman"]);
 }
