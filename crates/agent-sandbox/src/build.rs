@@ -431,6 +431,22 @@ mod tests {
     }
 
     #[test]
+    fn podman_steps_and_image_markers_are_read_as_dockers() {
+        let mut state = BuildState::default();
+        let steps = feed(
+            &mut state,
+            "STEP 1/3: FROM agent-base/python:3.11\nSTEP 2/3: WORKDIR /app\n--> Using cache f89f0da5017bf556179677a373ad6664558797421abcf02d30ca8b01181fdad1\n--> f89f0da5017\nSTEP 3/3: RUN false\nboom\nCOMMIT\n",
+        );
+        assert_eq!(steps.len(), 3);
+        assert_eq!(state.stage_heads, [Some("f89f0da5017".to_owned())]);
+        assert_eq!(
+            state.step_output, "boom\n",
+            "the builder's own lines are not the step's"
+        );
+        assert_eq!(state.last_step.as_deref(), Some("STEP 3/3: RUN false"));
+    }
+
+    #[test]
     fn lines_split_across_stream_items_are_joined() {
         let mut state = BuildState::default();
         feed(&mut state, "Step 1/1 : RUN ec");
@@ -485,6 +501,12 @@ mod tests {
             None
         );
         assert_eq!(missing_base_image("manifest unknown", None), None);
+        // Podman's builder (buildah) names the step and the registry its own way.
+        let podman = "creating build container: initializing source docker://no-such-image-agent:1: pinging container registry registry-1.docker.io: Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io on 10.255.255.53:53: no such host";
+        assert_eq!(
+            missing_base_image(podman, Some("STEP 1/2: FROM no-such-image-agent:1")).as_deref(),
+            Some("no-such-image-agent:1")
+        );
     }
 
     #[test]

@@ -28,6 +28,11 @@
 //!   image it labels so the image cannot go that way.
 //! - Out of memory: Docker sets `State.OOMKilled`; Podman 4.3 leaves it `false` (see
 //!   [`oom_killed`]).
+//! - Build errors: a `FROM` the engine cannot get reads `pull access denied …` on
+//!   Docker and `initializing source docker://x: pinging container registry …` on
+//!   Podman; both name the registry, which is what `build` looks for.
+//! - Not used, so not a difference here: `cachefrom` (one name, not a list, on Podman
+//!   before 4.4) and `/events` (the run's outcome comes from wait and inspect).
 //! - Docker 29's containerd store names an image by its manifest digest and needs API
 //!   1.44; nothing here compares ids across engines or pins a version.
 
