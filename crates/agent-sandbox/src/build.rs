@@ -2,7 +2,7 @@
 //! timeout, reports steps, keeps a capped log and the failing step's own output, and
 //! removes the containers a timed-out build leaves behind.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use bollard::Docker;
@@ -39,13 +39,16 @@ const VANISHED_PARENT_ERRORS: [&str; 5] = [
     "image not known",
 ];
 
+/// `build_args` are the build's `ARG` values (the seal's label build passes its labels
+/// so).
 pub(crate) async fn build(
     docker: &Docker,
     request: BuildRequest<'_>,
+    build_args: &BTreeMap<String, String>,
     progress: &mut (dyn FnMut(BuildProgress) + Send),
 ) -> Result<BuildOutcome, SandboxError> {
     let started = Instant::now();
-    let first = build_once(docker, request, progress).await?;
+    let first = build_once(docker, request, build_args, progress).await?;
     let vanished = match &first.status {
         BuildStatus::Failed { error, .. } => {
             let error = error.to_ascii_lowercase();
@@ -64,7 +67,7 @@ pub(crate) async fn build(
         timeout: remaining,
         ..request
     };
-    let mut second = build_once(docker, retry, progress).await?;
+    let mut second = build_once(docker, retry, build_args, progress).await?;
     second.log = format!(
         "{}\n[a cached layer vanished during the build; built again]\n\n{}",
         first.log, second.log
@@ -76,10 +79,11 @@ pub(crate) async fn build(
 async fn build_once(
     docker: &Docker,
     request: BuildRequest<'_>,
+    build_args: &BTreeMap<String, String>,
     progress: &mut (dyn FnMut(BuildProgress) + Send),
 ) -> Result<BuildOutcome, SandboxError> {
     let started = Instant::now();
-    let mut stream = start_build(docker, &request);
+    let mut stream = start_build(docker, &request, build_args);
     let mut state = BuildState::default();
     let streamed = tokio::time::timeout(request.timeout, async {
         while let Some(item) = stream.next().await {
@@ -128,9 +132,14 @@ async fn build_once(
 fn start_build(
     docker: &Docker,
     request: &BuildRequest<'_>,
+    build_args: &BTreeMap<String, String>,
 ) -> impl futures_util::Stream<Item = Result<BuildInfo, bollard::errors::Error>> {
     let labels: HashMap<&str, &str> = request
         .labels
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    let build_args: HashMap<&str, &str> = build_args
         .iter()
         .map(|(key, value)| (key.as_str(), value.as_str()))
         .collect();
@@ -141,7 +150,8 @@ fn start_build(
         .dockerfile("Dockerfile")
         .rm(true)
         .forcerm(true)
-        .labels(&labels);
+        .labels(&labels)
+        .buildargs(&build_args);
     if request.network != "default" {
         options = options.networkmode(request.network);
     }

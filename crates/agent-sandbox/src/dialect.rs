@@ -208,6 +208,16 @@ pub(crate) fn same_run_config(before: &ImageInspect, after: &ImageInspect) -> Re
     }
 }
 
+/// The way of labelling an image to try first on `product` (the others follow when it
+/// fails): Podman 4.3 refuses the config-only load and its commit changes the
+/// environment, so each seal there would pay for two refusals before the build.
+pub(crate) fn first_seal_method(product: Product) -> crate::seal::SealMethod {
+    match product {
+        Product::Podman => crate::seal::SealMethod::Build,
+        Product::Docker | Product::Other => crate::seal::SealMethod::ConfigLoad,
+    }
+}
+
 /// Whether a run's container was killed for want of memory. Docker reports it in
 /// `State.OOMKilled`. Podman 4.3 reports `false` there when the kernel's OOM killer
 /// struck (seen on cgroup v1 hosts), so on Podman a SIGKILL (exit 137) that no timeout

@@ -139,8 +139,10 @@ impl Sandbox {
         tracing::debug!(host, ?engine, "connected to the Docker engine");
         Ok(Sandbox {
             docker,
+            seal_memory: Arc::new(crate::seal::SealMemory::starting_with(
+                crate::dialect::first_seal_method(engine.product),
+            )),
             engine: Arc::new(engine),
-            seal_memory: Arc::default(),
         })
     }
 
@@ -178,7 +180,13 @@ impl Sandbox {
         request: BuildRequest<'_>,
         progress: &mut (dyn FnMut(BuildProgress) + Send),
     ) -> Result<BuildOutcome, SandboxError> {
-        crate::build::build(&self.docker, request, progress).await
+        crate::build::build(
+            &self.docker,
+            request,
+            &std::collections::BTreeMap::new(),
+            progress,
+        )
+        .await
     }
 
     /// Creates, starts, feeds stdin, captures stdout/stderr apart (capped), waits with

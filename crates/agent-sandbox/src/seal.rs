@@ -1,10 +1,11 @@
 //! The verified image's labels, put on in the cheapest way the engine accepts: the
 //! config-only load (`relabel`: no layer, no step; Docker's engine only), a commit of
 //! a created, never-started container (one call; kept only when the image's config
-//! comes out as it went in), a one-step build `FROM <image id>` with the labels as
-//! build parameters. The way that worked is remembered per engine, so a later seal on
-//! it goes there first. Labels always travel as JSON (container config, build
-//! parameter), never as Dockerfile text, so quotes, `$` and newlines stay as they are.
+//! comes out as it went in), a build `FROM <image id>` of one `ARG` and one `LABEL`
+//! step. The way that worked is remembered per engine (first guess: the one its
+//! product accepts), so a later seal on it goes there first. Labels always travel as
+//! JSON (container config, build args), never as Dockerfile text, so quotes, `$` and
+//! newlines stay as they are.
 //! Whatever a way leaves on the engine when it fails (a container, an image, a build
 //! step's image) is removed before the next way is tried.
 
@@ -22,8 +23,8 @@ use crate::errors::SandboxError;
 use crate::outcome::BuildStatus;
 use crate::request::BuildRequest;
 
-/// How long the one-step label build may take: on a slow storage driver each label
-/// is a committed step of about 2 s.
+/// How long the label build may take: two committed steps, about 2 s each on a slow
+/// storage driver.
 const LABEL_BUILD_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A way of putting labels on an image.
@@ -64,11 +65,16 @@ pub struct Sealed {
     pub duration: Duration,
 }
 
-/// The way that last worked on one engine.
-#[derive(Debug, Default)]
+/// The way that last worked on one engine; before any seal, the way its product is
+/// known to accept.
+#[derive(Debug)]
 pub(crate) struct SealMemory(Mutex<Option<SealMethod>>);
 
 impl SealMemory {
+    pub(crate) fn starting_with(method: SealMethod) -> SealMemory {
+        SealMemory(Mutex::new(Some(method)))
+    }
+
     fn order(&self) -> Vec<SealMethod> {
         let remembered = *self
             .0
@@ -215,19 +221,19 @@ impl Sandbox {
         image: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<String, SandboxError> {
-        let dockerfile = format!("FROM {image}\n");
+        let (dockerfile, build_args) = label_dockerfile(image, labels);
         let files = BTreeMap::from([("Dockerfile".to_owned(), dockerfile.into_bytes())]);
         let context = crate::context::build_context(&files)?;
         let request = BuildRequest {
             context: &context,
-            labels,
+            labels: &BTreeMap::new(),
             timeout: LABEL_BUILD_TIMEOUT,
             network: "none",
             cache_repository: None,
         };
-        let built = self.build(request, &mut |_| {}).await?;
-        // Each label is a step of its own, each leaving an image; only the last is
-        // wanted (on Docker the others stay its parents, and go with it).
+        let built = crate::build::build(&self.docker, request, &build_args, &mut |_| {}).await?;
+        // The `ARG` step leaves an image; only the last is wanted (on Docker the
+        // other stays its parent, and goes with it).
         let mut steps = built.intermediate_images();
         let built_id = match &built.status {
             BuildStatus::Built { image_id } => Some(image_id.clone()),
@@ -268,5 +274,59 @@ impl Sandbox {
         if let Err(error) = self.remove_untagged_images(&[image.to_owned()]).await {
             tracing::warn!(image, %error, "cannot remove an image the seal made");
         }
+    }
+}
+
+/// `FROM image`, one `ARG` naming a key and a value per label, one `LABEL` made of
+/// them; and the build args that hold the labels. Keys and values reach the builder
+/// as JSON build args, never as Dockerfile text, so nothing in them is parsed (the
+/// builder substitutes an argument's value once, verbatim), and the build has two
+/// steps however many labels there are (the build's `labels` parameter would add one
+/// step per label).
+fn label_dockerfile(
+    image: &str,
+    labels: &BTreeMap<String, String>,
+) -> (String, BTreeMap<String, String>) {
+    let mut names = Vec::new();
+    let mut pairs = Vec::new();
+    let mut build_args = BTreeMap::new();
+    for (index, (key, value)) in labels.iter().enumerate() {
+        names.push(format!("AGENT_LABEL_KEY_{index} AGENT_LABEL_VALUE_{index}"));
+        pairs.push(format!(
+            "\"${{AGENT_LABEL_KEY_{index}}}\"=\"${{AGENT_LABEL_VALUE_{index}}}\""
+        ));
+        build_args.insert(format!("AGENT_LABEL_KEY_{index}"), key.clone());
+        build_args.insert(format!("AGENT_LABEL_VALUE_{index}"), value.clone());
+    }
+    let dockerfile = if labels.is_empty() {
+        format!("FROM {image}\n")
+    } else {
+        format!(
+            "FROM {image}\nARG {}\nLABEL {}\n",
+            names.join(" "),
+            pairs.join(" ")
+        )
+    };
+    (dockerfile, build_args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_travel_as_build_args_and_never_as_dockerfile_text() {
+        let labels = BTreeMap::from([
+            ("a".to_owned(), "x\"y $HOME\nRUN rm -rf /".to_owned()),
+            ("b".to_owned(), "2".to_owned()),
+        ]);
+        let (dockerfile, args) = label_dockerfile("sha256:abc", &labels);
+        assert_eq!(
+            dockerfile,
+            "FROM sha256:abc\nARG AGENT_LABEL_KEY_0 AGENT_LABEL_VALUE_0 AGENT_LABEL_KEY_1 AGENT_LABEL_VALUE_1\nLABEL \"${AGENT_LABEL_KEY_0}\"=\"${AGENT_LABEL_VALUE_0}\" \"${AGENT_LABEL_KEY_1}\"=\"${AGENT_LABEL_VALUE_1}\"\n"
+        );
+        assert_eq!(args["AGENT_LABEL_VALUE_0"], labels["a"]);
+        assert_eq!(args["AGENT_LABEL_KEY_1"], "b");
+        assert!(!dockerfile.contains("rm -rf"));
     }
 }
