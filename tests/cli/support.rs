@@ -51,9 +51,13 @@ impl Workspace {
         Workspace { dir }
     }
 
-    /// [`Workspace::new`] whose `[docker] engines` is `engine` alone.
+    /// [`Workspace::new`] whose `[docker] engines` is `engine` alone; the main engine
+    /// is the one `agent` finds by default, so for it nothing is added.
     pub fn on(engine: &Engine, base_url: &str, model_extra: &str, limits: &str) -> Workspace {
         let workspace = Workspace::new(base_url, model_extra, limits);
+        if engine.url == Engine::main().url {
+            return workspace;
+        }
         let config = workspace.path().join("agent.toml");
         let text = std::fs::read_to_string(&config)
             .expect("agent.toml")
@@ -275,23 +279,9 @@ impl Engine {
     }
 
     pub fn docker_lines(&self, args: &[&str]) -> Vec<String> {
-        let output = std::process::Command::new("docker")
-            .arg("-H")
-            .arg(&self.url)
-            .args(args)
-            .output()
-            .expect("docker runs");
-        assert!(
-            output.status.success(),
-            "docker -H {} {args:?}: {}",
-            self.url,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(str::to_string)
-            .filter(|line| !line.is_empty())
-            .collect()
+        let mut with_host = vec!["-H", self.url.as_str()];
+        with_host.extend_from_slice(args);
+        docker_lines(&with_host)
     }
 
     /// Asserts that the run left nothing on the engine but, at most, its verified
@@ -359,8 +349,22 @@ pub fn images_with(label: &str) -> Vec<String> {
     Engine::main().images_with(label)
 }
 
+/// The lines `docker <args>` prints (the main engine unless `args` name another with `-H`).
 pub fn docker_lines(args: &[&str]) -> Vec<String> {
-    Engine::main().docker_lines(args)
+    let output = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker runs");
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .filter(|line| !line.is_empty())
+        .collect()
 }
 
 /// [`Engine::assert_run_cleaned_up`] on the main engine.
