@@ -218,8 +218,35 @@ async fn each_way_labels_verbatim_or_leaves_nothing(url: &str) {
         SealMethod::ConfigLoad
     };
     assert_eq!(first.method, expected, "{product}");
-    let second = sandbox.seal(&built, &labels).await.expect("sealed again");
+    // Another seal of the same image with other values gets its own labels (no
+    // builder's cache hands it the first one's).
+    let mut other = labels.clone();
+    other.insert("dev.agent.checks".into(), "other $VALUE".into());
+    let second = sandbox.seal(&built, &other).await.expect("sealed again");
     assert_eq!(second.method, expected);
+    let found = docker
+        .inspect_image(&second.image_id)
+        .await
+        .expect("inspect")
+        .config
+        .and_then(|config| config.labels)
+        .unwrap_or_default();
+    assert_eq!(found["dev.agent.checks"], "other $VALUE", "{product}");
+    let again = sandbox
+        .seal_by(SealMethod::Build, &built, &other)
+        .await
+        .expect("built again");
+    let found = docker
+        .inspect_image(&again)
+        .await
+        .expect("inspect")
+        .config
+        .and_then(|config| config.labels)
+        .unwrap_or_default();
+    assert_eq!(
+        found["dev.agent.checks"], "other $VALUE",
+        "{product}: the build way"
+    );
 
     // A build's images are parents of the next: Docker removes a child first, so a
     // second sweep takes what the first left.
