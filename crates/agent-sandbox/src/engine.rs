@@ -204,7 +204,8 @@ impl Sandbox {
         setup_env: &BTreeMap<String, String>,
         request: RunRequest<'_>,
     ) -> Result<RunOutcome, SandboxError> {
-        crate::setup::run_after_setup(&self.docker, setup, setup_env, request).await
+        crate::setup::run_after_setup(&self.docker, self.engine.product, setup, setup_env, request)
+            .await
     }
 
     /// The image's user, workdir, ports, env, labels, entrypoint, cmd, volumes and size.

@@ -59,12 +59,6 @@ pub enum SandboxError {
         #[source]
         source: Box<SandboxError>,
     },
-    #[error("cannot commit container `{container}`")]
-    Commit {
-        container: String,
-        #[source]
-        source: bollard::errors::Error,
-    },
     #[error("the engine's commit of `{image}` changed its config: {difference}")]
     SealChangedConfig { image: String, difference: String },
     #[error("the label build on `{image}` failed: {error}")]
