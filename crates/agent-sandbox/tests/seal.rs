@@ -114,6 +114,9 @@ async fn printed_by(sandbox: &Sandbox, run: &str, image: &str) -> String {
         .run(RunRequest {
             image,
             args: &[],
+            entrypoint: None,
+            command: None,
+            user: None,
             env: &BTreeMap::new(),
             stdin: None,
             limits: RunLimits {
