@@ -128,6 +128,11 @@ async fn the_container_gets_only_the_spec_env_and_never_the_key() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_memory_hog_is_reported_as_out_of_memory() {
     require_engine();
+    memory_hog_on(&Engine::main()).await;
+}
+
+/// A program that eats memory past the spec's limit on `engine`: out of memory, fed back.
+pub(crate) async fn memory_hog_on(engine: &Engine) {
     let hog = bundle(
         Some(&python_dockerfile()),
         &[(
@@ -148,9 +153,9 @@ async fn a_memory_hog_is_reported_as_out_of_memory() {
         _ => panic!("no third call expected"),
     })
     .await;
-    let (workspace, output) = run_scripted(
+    let (workspace, output) = run_scripted_on(
+        engine,
         &server,
-        "",
         "",
         "hog",
         &format!("{HELLO_SPEC}\n[limits]\nmemory_mb = 64\n"),
@@ -160,12 +165,17 @@ async fn a_memory_hog_is_reported_as_out_of_memory() {
     let report = workspace.report("hog");
     assert_eq!(report["history"][0]["outcome"], "run_failed");
     assert_eq!(report["history"][0]["oom_killed"], true);
-    assert_run_cleaned_up(&report);
+    engine.assert_run_cleaned_up(&report);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn endless_output_is_capped_and_marked_as_cut() {
     require_engine();
+    endless_output_on(&Engine::main()).await;
+}
+
+/// 200 MiB on stdout on `engine`: counted, cut at the limit, the feedback small.
+pub(crate) async fn endless_output_on(engine: &Engine) {
     let flood = bundle(
         Some(&python_dockerfile()),
         &[(
@@ -193,7 +203,7 @@ async fn endless_output_is_capped_and_marked_as_cut() {
     })
     .await;
     let (workspace, output) =
-        run_scripted(&server, "", "output_limit_kb = 64", "flood", HELLO_SPEC).await;
+        run_scripted_on(engine, &server, "output_limit_kb = 64", "flood", HELLO_SPEC).await;
     output.assert_code(0);
     let report = workspace.report("flood");
     let first = &report["history"][0];
@@ -203,7 +213,7 @@ async fn endless_output_is_capped_and_marked_as_cut() {
         .unwrap()
         .len();
     assert_eq!(kept, 64 * 1024);
-    assert_run_cleaned_up(&report);
+    engine.assert_run_cleaned_up(&report);
 }
 
 /// Waits until `condition` holds, checking every 200 ms, for at most `limit`.
@@ -218,14 +228,16 @@ async fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
     false
 }
 
-async fn interrupt_mid_run(signal: &str, expected_code: i32) {
+/// `kill -<signal>` while the container runs on `engine`: the container is removed and
+/// the report written.
+pub(crate) async fn interrupt_mid_run(engine: &Engine, signal: &str, expected_code: i32) {
     require_engine();
     let sleeper = bundle(
         Some(&python_dockerfile()),
         &[("main.py", "import time\ntime.sleep(600)\n")],
     );
     let server = ScriptedServer::start(vec![ScriptedReply::Content(sleeper)]).await;
-    let workspace = Workspace::new(&server.base_url(), "", "");
+    let workspace = Workspace::on(engine, &server.base_url(), "", "");
     let name = format!("sleep-{}", signal.to_lowercase());
     let spec = workspace.spec(
         &name,
@@ -236,7 +248,9 @@ async fn interrupt_mid_run(signal: &str, expected_code: i32) {
     let pid = child.id().expect("a pid");
     let label = format!("dev.agent.spec={name}");
     let running = wait_for(Duration::from_secs(120), || {
-        !docker_lines(&["ps", "-q", "--filter", &format!("label={label}")]).is_empty()
+        !engine
+            .docker_lines(&["ps", "-q", "--filter", &format!("label={label}")])
+            .is_empty()
     })
     .await;
     assert!(running, "the container started");
@@ -258,21 +272,21 @@ async fn interrupt_mid_run(signal: &str, expected_code: i32) {
     let report = workspace.report(&name);
     assert_eq!(report["stopped_by"], "cancelled");
     assert_eq!(
-        containers_with(&label),
+        engine.containers_with(&label),
         Vec::<String>::new(),
         "no container left"
     );
-    assert_run_cleaned_up(&report);
+    engine.assert_run_cleaned_up(&report);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigint_mid_run_removes_the_container_and_writes_the_report() {
-    interrupt_mid_run("INT", 130).await;
+    interrupt_mid_run(&Engine::main(), "INT", 130).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_run_removes_the_container_and_writes_the_report() {
-    interrupt_mid_run("TERM", 143).await;
+    interrupt_mid_run(&Engine::main(), "TERM", 143).await;
 }
 
 async fn interrupt_mid_build(signal: &str, expected_code: i32, marker: &str) {
@@ -333,12 +347,17 @@ async fn sigterm_mid_build_stops_the_build_and_leaves_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn gc_removes_what_a_killed_agent_left() {
     require_engine();
+    gc_after_kill_on(&Engine::main()).await;
+}
+
+/// `kill -9` of `agent` while its container runs on `engine`, then `agent gc`.
+pub(crate) async fn gc_after_kill_on(engine: &Engine) {
     let sleeper = bundle(
         Some(&python_dockerfile()),
         &[("main.py", "import time\ntime.sleep(600)\n")],
     );
     let server = ScriptedServer::start(vec![ScriptedReply::Content(sleeper)]).await;
-    let workspace = Workspace::new(&server.base_url(), "", "");
+    let workspace = Workspace::on(engine, &server.base_url(), "", "");
     let spec = workspace.spec(
         "killed",
         &format!("{HELLO_SPEC}\n[limits]\nrun_timeout_secs = 300\n"),
@@ -347,24 +366,28 @@ async fn gc_removes_what_a_killed_agent_left() {
     let mut child = command.spawn().expect("agent starts");
     let label = "label=dev.agent.spec=killed";
     let running = wait_for(Duration::from_secs(120), || {
-        !docker_lines(&["ps", "-q", "--filter", label]).is_empty()
+        !engine
+            .docker_lines(&["ps", "-q", "--filter", label])
+            .is_empty()
     })
     .await;
     assert!(running, "the container started");
     child.kill().await.unwrap();
     let _ = child.wait().await;
     assert!(
-        !docker_lines(&["ps", "-aq", "--filter", label]).is_empty(),
+        !engine
+            .docker_lines(&["ps", "-aq", "--filter", label])
+            .is_empty(),
         "kill -9 leaves the container"
     );
     let output = agent(&workspace, &["gc"]).await;
     output.assert_code(0);
     assert_eq!(
-        docker_lines(&["ps", "-aq", "--filter", label]),
+        engine.docker_lines(&["ps", "-aq", "--filter", label]),
         Vec::<String>::new()
     );
     assert_eq!(
-        docker_lines(&["images", "-aq", "--filter", label]),
+        engine.docker_lines(&["images", "-aq", "--filter", label]),
         Vec::<String>::new()
     );
 }

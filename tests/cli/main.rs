@@ -10,6 +10,7 @@ mod hostile;
 mod locks;
 mod model_limits;
 mod oversized;
+mod podman;
 mod preflight;
 mod publish;
 mod report;

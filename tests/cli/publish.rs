@@ -14,7 +14,7 @@ use crate::support::*;
 mod reuse;
 
 /// A real registry, killed when dropped.
-struct Registry {
+pub(crate) struct Registry {
     child: std::process::Child,
     port: u16,
     credentials: Option<(String, String)>,
@@ -24,7 +24,7 @@ struct Registry {
 impl Registry {
     /// Starts `docker-registry serve` on a free port; with `credentials`, behind
     /// htpasswd (bcrypt) basic auth.
-    async fn start(credentials: Option<(&str, &str)>) -> Registry {
+    pub(crate) async fn start(credentials: Option<(&str, &str)>) -> Registry {
         let dir = tempfile::tempdir().expect("a temp dir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
@@ -87,12 +87,12 @@ impl Registry {
         }
     }
 
-    fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// The digest the registry's HTTP API gives for `name:tag`'s manifest.
-    async fn manifest_digest(&self, name: &str, tag: &str) -> String {
+    pub(crate) async fn manifest_digest(&self, name: &str, tag: &str) -> String {
         let url = format!("http://{}/v2/{name}/manifests/{tag}", self.address());
         let mut request = reqwest::Client::new().head(&url).header(
             "Accept",
@@ -125,14 +125,14 @@ impl Drop for Registry {
 }
 
 /// A Docker CLI config folder holding `config` as `config.json`.
-fn docker_config(config: &str) -> tempfile::TempDir {
+pub(crate) fn docker_config(config: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("a temp dir");
     std::fs::write(dir.path().join("config.json"), config).expect("config.json written");
     dir
 }
 
 /// A scripted model that answers with a program printing `word`.
-async fn model_printing(word: &str) -> ScriptedServer {
+pub(crate) async fn model_printing(word: &str) -> ScriptedServer {
     let reply = bundle(
         Some(&python_dockerfile()),
         &[("main.py", &format!("print('{word}')\n"))],
@@ -140,14 +140,19 @@ async fn model_printing(word: &str) -> ScriptedServer {
     ScriptedServer::start(vec![ScriptedReply::Content(reply)]).await
 }
 
-fn spec_printing(word: &str) -> String {
+pub(crate) fn spec_printing(word: &str) -> String {
     format!(
         "prompt = \"Write a Python program that prints {word}.\"\nconditions = \"It prints {word}.\"\n[[check]]\nstdout_equals = \"{word}\"\n"
     )
 }
 
 /// Runs `agent run <spec> <extra>` with `DOCKER_CONFIG` pointing at `config`.
-async fn run_with(workspace: &Workspace, spec: &Path, config: &Path, extra: &[&str]) -> Output {
+pub(crate) async fn run_with(
+    workspace: &Workspace,
+    spec: &Path,
+    config: &Path,
+    extra: &[&str],
+) -> Output {
     let mut args = vec!["run", spec.to_str().expect("utf-8")];
     args.extend_from_slice(extra);
     let mut command = agent_command(workspace, &args);
@@ -173,7 +178,7 @@ fn docker_ok(args: &[&str]) -> String {
 }
 
 /// The 12 hex of the passed iteration's bundle digest.
-fn short_digest(report: &serde_json::Value) -> String {
+pub(crate) fn short_digest(report: &serde_json::Value) -> String {
     let history = report["history"].as_array().expect("history");
     let passed = history.last().expect("an iteration");
     passed["context_digest"].as_str().expect("a digest")[..12].to_owned()

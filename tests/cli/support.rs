@@ -51,6 +51,24 @@ impl Workspace {
         Workspace { dir }
     }
 
+    /// [`Workspace::new`] whose `[docker] engines` is `engine` alone; the main engine
+    /// is the one `agent` finds by default, so for it nothing is added.
+    pub fn on(engine: &Engine, base_url: &str, model_extra: &str, limits: &str) -> Workspace {
+        let workspace = Workspace::new(base_url, model_extra, limits);
+        if engine.url == Engine::main().url {
+            return workspace;
+        }
+        let config = workspace.path().join("agent.toml");
+        let text = std::fs::read_to_string(&config)
+            .expect("agent.toml")
+            .replace(
+                "[docker]\n",
+                &format!("[docker]\nengines = [\"{}\"]\n", engine.url),
+            );
+        std::fs::write(&config, text).expect("agent.toml written");
+        workspace
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -177,6 +195,27 @@ pub async fn run_scripted(
     spec: &str,
 ) -> (Workspace, Output) {
     let workspace = Workspace::new(&server.base_url(), model_extra, limits);
+    run_scripted_in(workspace, server, name, spec).await
+}
+
+/// [`run_scripted`] with `engine` as the workspace's only engine.
+pub async fn run_scripted_on(
+    engine: &Engine,
+    server: &ScriptedServer,
+    limits: &str,
+    name: &str,
+    spec: &str,
+) -> (Workspace, Output) {
+    let workspace = Workspace::on(engine, &server.base_url(), "", limits);
+    run_scripted_in(workspace, server, name, spec).await
+}
+
+async fn run_scripted_in(
+    workspace: Workspace,
+    server: &ScriptedServer,
+    name: &str,
+    spec: &str,
+) -> (Workspace, Output) {
     let path = workspace.spec(name, spec);
     let output = agent(&workspace, &["run", path.to_str().expect("utf-8 path")]).await;
     assert_eq!(
@@ -187,23 +226,130 @@ pub async fn run_scripted(
     (workspace, output)
 }
 
-/// Ids of containers carrying `label` (`key=value`).
+/// An engine the tests look at through the Docker CLI (`docker -H <url>`): the main
+/// one, or another such as Podman's service. The free functions below look at the
+/// main engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub url: String,
+}
+
+impl Engine {
+    pub fn main() -> Engine {
+        Engine {
+            url: "unix:///var/run/docker.sock".to_owned(),
+        }
+    }
+
+    /// Podman's Docker-compatible service that `scripts/test` starts
+    /// (`scripts/podman-engine`), with the base images in it. Fails loudly without it.
+    pub fn podman() -> Engine {
+        let url = std::env::var("AGENT_TEST_PODMAN").unwrap_or_default();
+        assert!(
+            !url.is_empty(),
+            "AGENT_TEST_PODMAN is not set: run the tests through scripts/test, or \
+             `export AGENT_TEST_PODMAN=$(scripts/podman-engine start)`"
+        );
+        let engine = Engine { url };
+        assert!(
+            !engine
+                .docker_lines(&["images", "-q", PYTHON_IMAGE])
+                .is_empty(),
+            "Podman at {} lacks `{PYTHON_IMAGE}`: run scripts/podman-engine start",
+            engine.url
+        );
+        engine
+    }
+
+    /// Ids of containers carrying `label` (`key=value`).
+    pub fn containers_with(&self, label: &str) -> Vec<String> {
+        self.docker_lines(&["ps", "-aq", "--filter", &format!("label={label}")])
+    }
+
+    /// Ids of images carrying `label`, with their tags.
+    pub fn images_with(&self, label: &str) -> Vec<String> {
+        self.docker_lines(&[
+            "images",
+            "-a",
+            "--filter",
+            &format!("label={label}"),
+            "--format",
+            "{{.ID}} {{.Repository}}:{{.Tag}}",
+        ])
+    }
+
+    pub fn docker_lines(&self, args: &[&str]) -> Vec<String> {
+        let mut with_host = vec!["-H", self.url.as_str()];
+        with_host.extend_from_slice(args);
+        docker_lines(&with_host)
+    }
+
+    /// Asserts that the run left nothing on the engine but, at most, its verified
+    /// image (with the layers it is made of); removes that image.
+    pub fn assert_run_cleaned_up(&self, report: &Value) {
+        let run_id = report["run_id"].as_str().expect("run_id");
+        let label = format!("dev.agent.run={run_id}");
+        assert_eq!(
+            self.containers_with(&label),
+            Vec::<String>::new(),
+            "containers left by {run_id}"
+        );
+        let images = self.images_with(&label);
+        let Some(tag) = report["image"].as_str() else {
+            assert_eq!(images, Vec::<String>::new(), "images left by {run_id}");
+            return;
+        };
+        assert!(
+            images.iter().any(|line| line.ends_with(tag)),
+            "the verified image carries the run's label: {images:?}"
+        );
+        let chain = self.image_chain(tag);
+        let stray: Vec<&String> = images
+            .iter()
+            .filter(|line| {
+                let id = line.split(' ').next().unwrap_or_default();
+                !chain
+                    .iter()
+                    .any(|member| member.trim_start_matches("sha256:").starts_with(id))
+            })
+            .collect();
+        assert_eq!(
+            stray,
+            Vec::<&String>::new(),
+            "images left by {run_id} besides {tag}"
+        );
+        let _ = std::process::Command::new("docker")
+            .args(["-H", &self.url, "rmi", tag])
+            .output();
+    }
+
+    /// The image and its parents, full ids.
+    fn image_chain(&self, image: &str) -> Vec<String> {
+        let mut chain = Vec::new();
+        let mut next = image.to_string();
+        while !next.is_empty() && chain.len() < 200 {
+            let lines =
+                self.docker_lines(&["image", "inspect", "--format", "{{.Id}} {{.Parent}}", &next]);
+            let line = lines.first().cloned().unwrap_or_default();
+            let mut parts = line.split(' ');
+            chain.push(parts.next().unwrap_or_default().to_string());
+            next = parts.next().unwrap_or_default().to_string();
+        }
+        chain
+    }
+}
+
+/// Ids of containers carrying `label` (`key=value`) on the main engine.
 pub fn containers_with(label: &str) -> Vec<String> {
-    docker_lines(&["ps", "-aq", "--filter", &format!("label={label}")])
+    Engine::main().containers_with(label)
 }
 
-/// Ids of images carrying `label`, with their tags.
+/// Ids of images carrying `label`, with their tags, on the main engine.
 pub fn images_with(label: &str) -> Vec<String> {
-    docker_lines(&[
-        "images",
-        "-a",
-        "--filter",
-        &format!("label={label}"),
-        "--format",
-        "{{.ID}} {{.Repository}}:{{.Tag}}",
-    ])
+    Engine::main().images_with(label)
 }
 
+/// The lines `docker <args>` prints (the main engine unless `args` name another with `-H`).
 pub fn docker_lines(args: &[&str]) -> Vec<String> {
     let output = std::process::Command::new("docker")
         .args(args)
@@ -221,58 +367,9 @@ pub fn docker_lines(args: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// Asserts that the run left nothing on the engine but, at most, its verified image
-/// (with the layers it is made of); removes that image.
+/// [`Engine::assert_run_cleaned_up`] on the main engine.
 pub fn assert_run_cleaned_up(report: &Value) {
-    let run_id = report["run_id"].as_str().expect("run_id");
-    let label = format!("dev.agent.run={run_id}");
-    assert_eq!(
-        containers_with(&label),
-        Vec::<String>::new(),
-        "containers left by {run_id}"
-    );
-    let images = images_with(&label);
-    match report["image"].as_str() {
-        Some(tag) => {
-            assert!(
-                images.iter().any(|line| line.ends_with(tag)),
-                "the verified image carries the run's label: {images:?}"
-            );
-            let chain = image_chain(tag);
-            let stray: Vec<&String> = images
-                .iter()
-                .filter(|line| {
-                    let id = line.split(' ').next().unwrap_or_default();
-                    !chain
-                        .iter()
-                        .any(|member| member.trim_start_matches("sha256:").starts_with(id))
-                })
-                .collect();
-            assert_eq!(
-                stray,
-                Vec::<&String>::new(),
-                "images left by {run_id} besides {tag}"
-            );
-            let _ = std::process::Command::new("docker")
-                .args(["rmi", tag])
-                .output();
-        }
-        None => assert_eq!(images, Vec::<String>::new(), "images left by {run_id}"),
-    }
-}
-
-/// The image and its parents, full ids.
-fn image_chain(image: &str) -> Vec<String> {
-    let mut chain = Vec::new();
-    let mut next = image.to_string();
-    while !next.is_empty() && chain.len() < 200 {
-        let lines = docker_lines(&["image", "inspect", "--format", "{{.Id}} {{.Parent}}", &next]);
-        let line = lines.first().cloned().unwrap_or_default();
-        let mut parts = line.split(' ');
-        chain.push(parts.next().unwrap_or_default().to_string());
-        next = parts.next().unwrap_or_default().to_string();
-    }
-    chain
+    Engine::main().assert_run_cleaned_up(report);
 }
 
 /// A `code_bundle` reply.

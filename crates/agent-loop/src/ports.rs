@@ -9,7 +9,7 @@ use std::time::Duration;
 use agent_model::{ChatMessage, CodeBundle, ModelError, ModelSession, Purpose, Reply, Verdict};
 use agent_sandbox::{
     BuildOutcome, BuildProgress, BuildRequest, CleanupReport, PoolSession, PulledImage,
-    RegistryCredentials, RunOutcome, RunRequest, Sandbox, SandboxError,
+    RegistryCredentials, RunOutcome, RunRequest, Sandbox, SandboxError, Sealed,
 };
 use agent_spec::{FileFacts, ImageFacts};
 
@@ -101,12 +101,12 @@ pub trait EnginePort: Send + Sync {
         timeout: Duration,
     ) -> impl Future<Output = Result<PulledImage, SandboxError>> + Send;
 
-    /// A new image: `image` with `labels` added, over the same layers; its id.
-    fn relabel(
+    /// A new image: `image` with `labels` added, by a way the engine accepts.
+    fn seal(
         &self,
         image: &str,
         labels: &BTreeMap<String, String>,
-    ) -> impl Future<Output = Result<String, SandboxError>> + Send;
+    ) -> impl Future<Output = Result<Sealed, SandboxError>> + Send;
 
     /// Removes every container and image labelled `key=value` but verified images.
     fn remove_labelled(
@@ -224,12 +224,12 @@ impl EnginePort for Sandbox {
         Sandbox::pull(self, reference, credentials, timeout).await
     }
 
-    async fn relabel(
+    async fn seal(
         &self,
         image: &str,
         labels: &BTreeMap<String, String>,
-    ) -> Result<String, SandboxError> {
-        Sandbox::relabel(self, image, labels).await
+    ) -> Result<Sealed, SandboxError> {
+        Sandbox::seal(self, image, labels).await
     }
 
     async fn remove_labelled(&self, key: &str, value: &str) -> Result<CleanupReport, SandboxError> {
@@ -298,12 +298,12 @@ impl EnginePort for PoolSession {
         PoolSession::pull(self, reference, credentials, timeout).await
     }
 
-    async fn relabel(
+    async fn seal(
         &self,
         image: &str,
         labels: &BTreeMap<String, String>,
-    ) -> Result<String, SandboxError> {
-        PoolSession::relabel(self, image, labels).await
+    ) -> Result<Sealed, SandboxError> {
+        PoolSession::seal(self, image, labels).await
     }
 
     async fn remove_labelled(&self, key: &str, value: &str) -> Result<CleanupReport, SandboxError> {

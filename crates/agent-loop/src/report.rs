@@ -218,6 +218,9 @@ pub struct Report {
     /// The published image a fresh lock named, pulled and checked in place of a build.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reused: Option<Published>,
+    /// How the verified image got its labels, and how long that took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<SealRecord>,
     /// Where the verified image was pushed (`--push`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published: Option<Published>,
@@ -262,6 +265,14 @@ pub struct CandidateRecord {
     pub finished_secs: f64,
     /// Its model calls (the request, and a reformat when its reply was unusable).
     pub usage: UsageTotals,
+}
+
+/// The verified image's labelling: the way the engine accepted (`config_load`,
+/// `commit`, `build`) and its time, refused ways included.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealRecord {
+    pub method: String,
+    pub secs: f64,
 }
 
 /// A pushed verified image: the reference and the manifest digest the registry answered.

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use agent_model::{ChatMessage, CodeBundle, Purpose, Role};
+use agent_sandbox::Sealed;
 use tokio_util::sync::CancellationToken;
 
 use crate::artifacts::{self, InputDigest, iteration_dir, write_json, write_tree};
@@ -23,8 +24,8 @@ use crate::lock::{self, Lock, LockFile, LockMode, LockState};
 use crate::ports::{EnginePort, ModelPort};
 use crate::prompts::{self, message};
 use crate::report::{
-    CandidateRecord, IterationRecord, LockReport, Outcome, Published, Report, StopReason,
-    UsageTotals, round_secs,
+    CandidateRecord, IterationRecord, LockReport, Outcome, Published, Report, SealRecord,
+    StopReason, UsageTotals, round_secs,
 };
 use crate::reuse::{self, Wanted};
 use crate::seal::{Verification, seal};
@@ -45,8 +46,9 @@ struct State {
     usage: UsageTotals,
     /// The bundle the next repair starts from.
     current: Option<Bundle>,
-    /// The verified image's tag and id.
-    verified: Option<(String, String)>,
+    /// The verified image's tag, its id, and how it was sealed (a reused published
+    /// image carries its labels already and is not sealed again).
+    verified: Option<(String, String, Option<Sealed>)>,
     /// The run directory's copy of the spec, and the inputs' digests.
     kept_spec: Option<(String, Vec<InputDigest>)>,
     /// The lock as the run found it, and whether it wrote one.
@@ -299,7 +301,7 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
         let tag = job.verified_tag(digest);
         self.engine.tag(&checked.image_id, &tag).await?;
         write_tree(&job.run_dir.join("final"), files)?;
-        self.state.verified = Some((tag, checked.image_id));
+        self.state.verified = Some((tag, checked.image_id, None));
         self.state.reused = Some(published);
         Ok(())
     }
@@ -394,7 +396,7 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
         let job = self.job;
         let digest = iteration.record.context_digest.clone().unwrap_or_default();
         let tag = job.verified_tag(&digest);
-        let image_id = loop {
+        let sealed = loop {
             let verification = Verification {
                 image_id: &checked.image_id,
                 spec_digest: &setup.spec_digest,
@@ -403,7 +405,7 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
                 checks: iteration.record.passed_checks().collect(),
             };
             let error = match seal(job, self.engine, &verification, &tag).await {
-                Ok(image_id) => break image_id,
+                Ok(sealed) => break sealed,
                 Err(error) => error,
             };
             let Some(lost) = self.engine.lose_engine().await else {
@@ -421,7 +423,7 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
         };
         let state = &mut self.state;
         write_tree(&job.run_dir.join("final"), files)?;
-        state.verified = Some((tag, image_id));
+        state.verified = Some((tag, sealed.image_id.clone(), Some(sealed)));
         if let Some(lock) = &mut state.lock {
             let bundle = state.current.as_ref().expect("a verified bundle");
             lock.written = keep_lock(job, setup, bundle, &digest)?;
@@ -632,8 +634,16 @@ fn report(
         run_id: job.run_id.clone(),
         verified: state.verified.is_some() && stopped_by == StopReason::Passed,
         iterations: built_iterations(&state.history),
-        image: state.verified.as_ref().map(|(tag, _)| tag.clone()),
-        image_id: state.verified.as_ref().map(|(_, id)| id.clone()),
+        image: state.verified.as_ref().map(|(tag, _, _)| tag.clone()),
+        image_id: state.verified.as_ref().map(|(_, id, _)| id.clone()),
+        seal: state
+            .verified
+            .as_ref()
+            .and_then(|(_, _, sealed)| sealed.as_ref())
+            .map(|sealed| SealRecord {
+                method: sealed.method.name().to_owned(),
+                secs: round_secs(sealed.duration),
+            }),
         duration_secs: round_secs(started.elapsed()),
         usage: state.usage,
         model: job.settings.model.name.clone(),

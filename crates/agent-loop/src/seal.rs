@@ -1,8 +1,10 @@
 //! The verified image's labels: ownership and provenance, put on once, on the
-//! verified image only, by the engine's relabel (a new config over the same layers, no
-//! build step); then the tag.
+//! verified image only, by the cheapest way the engine accepts (the sandbox's seal);
+//! then the tag.
 
 use std::collections::BTreeMap;
+
+use agent_sandbox::Sealed;
 
 use crate::errors::LoopError;
 use crate::job::Job;
@@ -22,15 +24,16 @@ pub(crate) struct Verification<'a> {
     pub checks: Vec<&'a str>,
 }
 
-/// Labels `verification.image_id` and tags the result; returns the new image's id.
+/// Labels `verification.image_id` and tags the result; the new image and how it was
+/// made.
 pub(crate) async fn seal<E: EnginePort>(
     job: &Job,
     engine: &E,
     verification: &Verification<'_>,
     tag: &str,
-) -> Result<String, LoopError> {
-    let image_id = engine
-        .relabel(verification.image_id, &labels(job, verification))
+) -> Result<Sealed, LoopError> {
+    let sealed = engine
+        .seal(verification.image_id, &labels(job, verification))
         .await
         .map_err(|error| LoopError::Seal {
             image: verification.image_id.to_string(),
@@ -38,13 +41,13 @@ pub(crate) async fn seal<E: EnginePort>(
         })?;
     // A re-run moves the tag from the previous run's image; `tag` removes that image
     // unless something still uses it. An image that could not be tagged goes at once.
-    if let Err(error) = engine.tag(&image_id, tag).await {
+    if let Err(error) = engine.tag(&sealed.image_id, tag).await {
         let _ = engine
-            .remove_untagged_images(std::slice::from_ref(&image_id))
+            .remove_untagged_images(std::slice::from_ref(&sealed.image_id))
             .await;
         return Err(error.into());
     }
-    Ok(image_id)
+    Ok(sealed)
 }
 
 /// The run's own labels, the OCI annotations and the verification's.

@@ -9,7 +9,7 @@ use agent_model::{
 };
 use agent_sandbox::{
     BuildOutcome, BuildProgress, BuildRequest, BuildStatus, Captured, CleanupReport, PulledImage,
-    RegistryCredentials, RunOutcome, RunRequest, SandboxError,
+    RegistryCredentials, RunOutcome, RunRequest, SandboxError, SealMethod, Sealed,
 };
 use agent_spec::{
     BuildNetwork, BundleLimits, Check, DockerSettings, Limits, LimitsLayer, Matcher, ModelSettings,
@@ -187,11 +187,11 @@ impl EnginePort for ScriptedEngine {
             })
     }
 
-    async fn relabel(
+    async fn seal(
         &self,
         image: &str,
         labels: &BTreeMap<String, String>,
-    ) -> Result<String, SandboxError> {
+    ) -> Result<Sealed, SandboxError> {
         {
             let mut failing = self.failing_relabels.lock().unwrap();
             if *failing > 0 {
@@ -205,7 +205,11 @@ impl EnginePort for ScriptedEngine {
             .lock()
             .unwrap()
             .push((image.to_string(), labels.clone()));
-        Ok(SEALED.into())
+        Ok(Sealed {
+            image_id: SEALED.into(),
+            method: SealMethod::Commit,
+            duration: std::time::Duration::from_millis(40),
+        })
     }
 
     async fn lose_engine(&self) -> Option<String> {
@@ -421,6 +425,8 @@ async fn passes_at_first_try_tags_writes_final_and_cleans_up() {
         "{tag}"
     );
     assert_eq!(engine.tags.lock().unwrap()[0], (SEALED.to_string(), tag));
+    let seal = report.seal.as_ref().expect("the seal is recorded");
+    assert_eq!((seal.method.as_str(), seal.secs), ("commit", 0.04));
     assert_eq!(
         engine.removed.lock().unwrap()[0],
         ("containers", "run-1".to_string()),

@@ -2,7 +2,7 @@
 //! timeout, reports steps, keeps a capped log and the failing step's own output, and
 //! removes the containers a timed-out build leaves behind.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use bollard::Docker;
@@ -11,8 +11,9 @@ use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt;
 
 use crate::cleanup;
+use crate::dialect::{self, BuildMarker};
 use crate::errors::SandboxError;
-use crate::outcome::{BuildOutcome, BuildProgress, BuildStatus, is_image_id};
+use crate::outcome::{BuildOutcome, BuildProgress, BuildStatus};
 use crate::request::BuildRequest;
 
 /// The whole log kept per build.
@@ -25,20 +26,29 @@ const LINE_LIMIT_BYTES: usize = 64 * 1024;
 
 /// What the engine says when a step's parent image vanished between its cache hit
 /// and the step's use of it (removed by `gc --cache` or the cache's size cap while
-/// this build ran): the build is tried once more, and then builds that layer anew.
-const VANISHED_PARENT_ERRORS: [&str; 3] = [
+/// this build ran, or on Podman, whose image removal also takes the untagged parents
+/// another build's cache lookup stands on): the build is tried once more, and then
+/// builds that layer anew.
+const VANISHED_PARENT_ERRORS: [&str; 5] = [
     "unknown parent image id",
     "no such image: sha256:",
     "reference does not exist",
+    // Podman 4.3: `checking if cached image exists from a previous build: getting
+    // top layer info: layer not known`.
+    "layer not known",
+    "image not known",
 ];
 
+/// `build_args` are the build's `ARG` values (the seal's label build passes its labels
+/// so).
 pub(crate) async fn build(
     docker: &Docker,
     request: BuildRequest<'_>,
+    build_args: &BTreeMap<String, String>,
     progress: &mut (dyn FnMut(BuildProgress) + Send),
 ) -> Result<BuildOutcome, SandboxError> {
     let started = Instant::now();
-    let first = build_once(docker, request, progress).await?;
+    let first = build_once(docker, request, build_args, progress).await?;
     let vanished = match &first.status {
         BuildStatus::Failed { error, .. } => {
             let error = error.to_ascii_lowercase();
@@ -57,7 +67,7 @@ pub(crate) async fn build(
         timeout: remaining,
         ..request
     };
-    let mut second = build_once(docker, retry, progress).await?;
+    let mut second = build_once(docker, retry, build_args, progress).await?;
     second.log = format!(
         "{}\n[a cached layer vanished during the build; built again]\n\n{}",
         first.log, second.log
@@ -69,10 +79,11 @@ pub(crate) async fn build(
 async fn build_once(
     docker: &Docker,
     request: BuildRequest<'_>,
+    build_args: &BTreeMap<String, String>,
     progress: &mut (dyn FnMut(BuildProgress) + Send),
 ) -> Result<BuildOutcome, SandboxError> {
     let started = Instant::now();
-    let mut stream = start_build(docker, &request);
+    let mut stream = start_build(docker, &request, build_args);
     let mut state = BuildState::default();
     let streamed = tokio::time::timeout(request.timeout, async {
         while let Some(item) = stream.next().await {
@@ -121,9 +132,14 @@ async fn build_once(
 fn start_build(
     docker: &Docker,
     request: &BuildRequest<'_>,
+    build_args: &BTreeMap<String, String>,
 ) -> impl futures_util::Stream<Item = Result<BuildInfo, bollard::errors::Error>> {
     let labels: HashMap<&str, &str> = request
         .labels
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    let build_args: HashMap<&str, &str> = build_args
         .iter()
         .map(|(key, value)| (key.as_str(), value.as_str()))
         .collect();
@@ -134,13 +150,13 @@ fn start_build(
         .dockerfile("Dockerfile")
         .rm(true)
         .forcerm(true)
-        .labels(&labels);
+        .labels(&labels)
+        .buildargs(&build_args);
     if request.network != "default" {
         options = options.networkmode(request.network);
     }
-    // Docker reads `cachefrom` as a JSON array of references (bollard sends it so).
-    // Podman before 4.4 reads it as one repository name and refuses the array, so an
-    // engine of that kind must be sent none.
+    // A JSON array of references, as bollard sends it; `Sandbox::build` sends none to
+    // an engine that refuses the array (`dialect::takes_cache_from_list`).
     if !request.cache_from.is_empty() {
         options = options.cachefrom(&request.cache_from.to_vec());
     }
@@ -280,21 +296,20 @@ impl BuildState {
             progress(step);
             return;
         }
-        let trimmed = line.trim_start();
-        if let Some(marker) = trimmed.strip_prefix("---> ") {
-            if let Some(id) = marker.strip_prefix("Running in ") {
-                self.running_containers.push(id.trim().to_owned());
-            } else if is_image_id(marker.trim()) && !self.in_from {
+        // The builder's own bookkeeping is not what the step printed.
+        match dialect::build_marker(line) {
+            Some(BuildMarker::RunningIn(id)) => self.running_containers.push(id.to_owned()),
+            Some(BuildMarker::Image(id)) if !self.in_from => {
                 if let Some(head) = self.stage_heads.last_mut() {
-                    *head = Some(marker.trim().to_owned());
+                    *head = Some(id.to_owned());
                 }
             }
-            // The builder's own bookkeeping is not what the step printed.
-            return;
+            Some(_) => {}
+            None => self.keep_step_output(line),
         }
-        if trimmed.starts_with("Removing intermediate container ") {
-            return;
-        }
+    }
+
+    fn keep_step_output(&mut self, line: &str) {
         self.step_output.push_str(line);
         self.step_output.push('\n');
         if self.step_output.len() > STEP_OUTPUT_LIMIT_BYTES {
@@ -328,7 +343,6 @@ impl BuildState {
     }
 }
 
-/// `Step 2/5 : RUN pip install …`
 /// What the engine says when it has no copy of an image and cannot pull one: the
 /// registry refused or does not know it, or could not be reached at all.
 const UNAVAILABLE_IMAGE_ERRORS: [&str; 7] = [
@@ -347,7 +361,7 @@ const UNAVAILABLE_IMAGE_ERRORS: [&str; 7] = [
 /// image (`dial tcp: lookup registry-1.docker.io …`), so the step is where the name
 /// comes from.
 fn missing_base_image(error: &str, failing_step: Option<&str>) -> Option<String> {
-    let (_, instruction) = failing_step?.split_once(" : ")?;
+    let (_, _, instruction) = dialect::build_step(failing_step?)?;
     let mut words = instruction.split_whitespace();
     if !words.next()?.eq_ignore_ascii_case("FROM") {
         return None;
@@ -361,13 +375,11 @@ fn missing_base_image(error: &str, failing_step: Option<&str>) -> Option<String>
 }
 
 fn parse_step(line: &str) -> Option<BuildProgress> {
-    let rest = line.strip_prefix("Step ")?;
-    let (counts, instruction) = rest.split_once(" : ")?;
-    let (index, total) = counts.split_once('/')?;
+    let (index, total, instruction) = dialect::build_step(line)?;
     Some(BuildProgress::Step {
-        index: index.trim().parse().ok()?,
-        total: total.trim().parse().ok()?,
-        instruction: instruction.trim().to_owned(),
+        index,
+        total,
+        instruction: instruction.to_owned(),
     })
 }
 
@@ -434,6 +446,22 @@ mod tests {
     }
 
     #[test]
+    fn podman_steps_and_image_markers_are_read_as_dockers() {
+        let mut state = BuildState::default();
+        let steps = feed(
+            &mut state,
+            "STEP 1/3: FROM agent-base/python:3.11\nSTEP 2/3: WORKDIR /app\n--> Using cache f89f0da5017bf556179677a373ad6664558797421abcf02d30ca8b01181fdad1\n--> f89f0da5017\nSTEP 3/3: RUN false\nboom\nCOMMIT\n",
+        );
+        assert_eq!(steps.len(), 3);
+        assert_eq!(state.stage_heads, [Some("f89f0da5017".to_owned())]);
+        assert_eq!(
+            state.step_output, "boom\n",
+            "the builder's own lines are not the step's"
+        );
+        assert_eq!(state.last_step.as_deref(), Some("STEP 3/3: RUN false"));
+    }
+
+    #[test]
     fn lines_split_across_stream_items_are_joined() {
         let mut state = BuildState::default();
         feed(&mut state, "Step 1/1 : RUN ec");
@@ -488,6 +516,12 @@ mod tests {
             None
         );
         assert_eq!(missing_base_image("manifest unknown", None), None);
+        // Podman's builder (buildah) names the step and the registry its own way.
+        let podman = "creating build container: initializing source docker://no-such-image-agent:1: pinging container registry registry-1.docker.io: Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io on 10.255.255.53:53: no such host";
+        assert_eq!(
+            missing_base_image(podman, Some("STEP 1/2: FROM no-such-image-agent:1")).as_deref(),
+            Some("no-such-image-agent:1")
+        );
     }
 
     #[test]

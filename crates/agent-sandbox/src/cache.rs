@@ -83,7 +83,7 @@ fn cache_references(image: &ImageSummary) -> impl Iterator<Item = &String> {
     image
         .repo_tags
         .iter()
-        .filter(|tag| tag.starts_with(CACHE_REPOSITORY_PREFIX))
+        .filter(|tag| crate::dialect::tag_under(tag, CACHE_REPOSITORY_PREFIX))
 }
 
 async fn all_images(docker: &Docker) -> Result<Vec<ImageSummary>, SandboxError> {
@@ -102,10 +102,9 @@ fn usage_of(images: &[ImageSummary]) -> CacheUsage {
         .map(|image| (image.id.as_str(), image))
         .collect();
     let outside_cache = |image: &ImageSummary| {
-        image
-            .repo_tags
-            .iter()
-            .any(|tag| tag != "<none>:<none>" && !tag.starts_with(CACHE_REPOSITORY_PREFIX))
+        image.repo_tags.iter().any(|tag| {
+            tag != "<none>:<none>" && !crate::dialect::tag_under(tag, CACHE_REPOSITORY_PREFIX)
+        })
     };
     let mut counted: HashSet<&str> = HashSet::new();
     let mut usage = CacheUsage::default();

@@ -123,7 +123,7 @@ fn is_verified(image: &ImageSummary) -> bool {
     image
         .repo_tags
         .iter()
-        .any(|tag| tag.starts_with(VERIFIED_REPOSITORY_PREFIX))
+        .any(|tag| crate::dialect::tag_under(tag, VERIFIED_REPOSITORY_PREFIX))
 }
 
 /// Whether `id` (full `sha256:…` or a prefix, with or without the algorithm) names
@@ -152,14 +152,16 @@ async fn list_images(
     docker: &Docker,
     labels: &[String],
 ) -> Result<Vec<ImageSummary>, SandboxError> {
-    let filters = HashMap::from([("label", labels.to_vec())]);
+    let filters = HashMap::from([("label", crate::dialect::image_label_filter(labels))]);
     let options = ListImagesOptionsBuilder::default()
         .all(true)
         .filters(&filters)
         .build();
-    bounded(docker.list_images(Some(options)))
+    let mut images = bounded(docker.list_images(Some(options)))
         .await
-        .map_err(SandboxError::List)
+        .map_err(SandboxError::List)?;
+    images.retain(|image| crate::dialect::has_labels(&image.labels, labels));
+    Ok(images)
 }
 
 pub(crate) async fn remove_labelled(
@@ -254,8 +256,7 @@ pub(crate) async fn remove_untagged_images(
         let Some(image) = images.iter().find(|image| same_image(&image.id, id)) else {
             continue;
         };
-        if removed.contains(&image.id) || !image.repo_tags.iter().all(|tag| tag == "<none>:<none>")
-        {
+        if removed.contains(&image.id) || !crate::dialect::is_untagged(&image.repo_tags) {
             continue;
         }
         let has_child = images

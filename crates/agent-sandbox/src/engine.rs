@@ -76,6 +76,8 @@ impl EngineAddress {
 pub struct Sandbox {
     pub(crate) docker: Docker,
     engine: Arc<EngineInfo>,
+    /// The way of labelling that last worked here (see `seal`).
+    seal_memory: Arc<crate::seal::SealMemory>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -121,9 +123,11 @@ impl Sandbox {
                 return Err(connect_error(bollard::errors::Error::RequestTimeoutError));
             }
         };
+        let (product, product_version) = crate::dialect::product_of(&version);
         let engine = EngineInfo {
             host: host.to_owned(),
-            version: version.version.unwrap_or_default(),
+            product,
+            version: product_version,
             api_version: version.api_version.unwrap_or_default(),
             cpus: info
                 .ncpu
@@ -135,6 +139,9 @@ impl Sandbox {
         tracing::debug!(host, ?engine, "connected to the Docker engine");
         Ok(Sandbox {
             docker,
+            seal_memory: Arc::new(crate::seal::SealMemory::starting_with(
+                crate::dialect::first_seal_method(engine.product),
+            )),
             engine: Arc::new(engine),
         })
     }
@@ -149,6 +156,10 @@ impl Sandbox {
 
     pub fn engine(&self) -> &EngineInfo {
         &self.engine
+    }
+
+    pub(crate) fn seal_memory(&self) -> &crate::seal::SealMemory {
+        &self.seal_memory
     }
 
     /// Whether the engine has `image` (a reference or id) without pulling it.
@@ -169,13 +180,30 @@ impl Sandbox {
         request: BuildRequest<'_>,
         progress: &mut (dyn FnMut(BuildProgress) + Send),
     ) -> Result<BuildOutcome, SandboxError> {
-        crate::build::build(&self.docker, request, progress).await
+        let mut request = request;
+        if !request.cache_from.is_empty()
+            && !crate::dialect::takes_cache_from_list(self.engine.product, &self.engine.version)
+        {
+            tracing::warn!(
+                "{} {} takes no list of cache sources; building without them",
+                self.engine.product,
+                self.engine.version
+            );
+            request.cache_from = &[];
+        }
+        crate::build::build(
+            &self.docker,
+            request,
+            &std::collections::BTreeMap::new(),
+            progress,
+        )
+        .await
     }
 
     /// Creates, starts, feeds stdin, captures stdout/stderr apart (capped), waits with
     /// the timeout (kill on expiry), inspects for OOM, and always removes the container.
     pub async fn run(&self, request: RunRequest<'_>) -> Result<RunOutcome, SandboxError> {
-        crate::run::run(&self.docker, request).await
+        crate::run::run(&self.docker, self.engine.product, request).await
     }
 
     /// Runs `setup` commands one after the other, each committed as the next image
@@ -187,7 +215,8 @@ impl Sandbox {
         setup_env: &BTreeMap<String, String>,
         request: RunRequest<'_>,
     ) -> Result<RunOutcome, SandboxError> {
-        crate::setup::run_after_setup(&self.docker, setup, setup_env, request).await
+        crate::setup::run_after_setup(&self.docker, self.engine.product, setup, setup_env, request)
+            .await
     }
 
     /// The image's user, workdir, ports, env, labels, entrypoint, cmd, volumes and size.
@@ -232,7 +261,7 @@ impl Sandbox {
         // tag with it); without force, the engine still refuses while a container
         // uses it or it is a parent.
         let untagged = match bounded(self.docker.inspect_image(&previous)).await {
-            Ok(inspected) => inspected.repo_tags.unwrap_or_default().is_empty(),
+            Ok(inspected) => crate::dialect::is_untagged(&inspected.repo_tags.unwrap_or_default()),
             Err(_) => false,
         };
         if untagged {

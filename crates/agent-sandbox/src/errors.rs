@@ -53,6 +53,16 @@ pub enum SandboxError {
     },
     #[error("cannot label image `{image}`: {reason}")]
     Relabel { image: String, reason: String },
+    #[error("cannot label image `{image}` in any way the engine accepts")]
+    Seal {
+        image: String,
+        #[source]
+        source: Box<SandboxError>,
+    },
+    #[error("the engine's commit of `{image}` changed its config: {difference}")]
+    SealChangedConfig { image: String, difference: String },
+    #[error("the label build on `{image}` failed: {error}")]
+    LabelBuild { image: String, error: String },
     #[error("base image `{image}` is not on the engine and cannot be pulled: {reason}")]
     Pull { image: String, reason: String },
     #[error("cannot pull `{reference}`")]

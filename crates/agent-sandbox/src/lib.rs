@@ -3,20 +3,24 @@
 //! labels on everything, cleanup by label, and `gc`.
 //!
 //! Modules, bottom up: `labels`, `request`, `outcome`, `errors`, `deadline` and
-//! `context` are leaves of data and small helpers; `cleanup`, `cache`, `build` and
-//! `run` do one kind of engine work each (`setup` runs after committed setup
-//! commands, `image_facts` and `file_facts` read an image without running it); `engine` is the `Sandbox` facade over them;
+//! `context` are leaves of data and small helpers; `dialect` holds what differs
+//! between engines (Docker, Podman) for every other module; `cleanup`, `cache`,
+//! `build` and `run` do one kind of engine work each (`setup` runs after committed
+//! setup commands, `image_facts` and `file_facts` read an image without running it);
+//! `engine` is the `Sandbox` facade over them;
 //! `pull`, `publish` and `transfer` add image transfers to it, `relabel` labels an
-//! image without a build, `registry_auth` finds registry credentials; `pool` spreads
-//! work over several engines' slots. `service` runs a service through its lifetime
-//! and `probe` reaches it from inside its network namespace; `suite` runs a hidden
-//! test suite and reads its JUnit file back, which `junit` grades (pure, no engine).
+//! image without a build and `seal` picks the way an engine accepts, `registry_auth`
+//! finds registry credentials; `pool` spreads work over several engines' slots.
+//! `service` runs a service through its lifetime and `probe` reaches it from inside
+//! its network namespace; `suite` runs a hidden test suite and reads its JUnit file
+//! back, which `junit` grades (pure, no engine).
 
 mod build;
 mod cache;
 mod cleanup;
 mod context;
 mod deadline;
+mod dialect;
 mod engine;
 mod errors;
 mod file_facts;
@@ -32,6 +36,7 @@ mod registry_auth;
 mod relabel;
 mod request;
 mod run;
+mod seal;
 mod service;
 mod setup;
 mod suite;
@@ -40,6 +45,7 @@ mod transfer;
 pub use cache::entry_reference as cache_entry_reference;
 pub use cleanup::owner_id;
 pub use context::{BuildContext, Instruction, build_context, dockerfile_instructions};
+pub use dialect::Product;
 pub use engine::{DEFAULT_SOCKET, EngineAddress, Sandbox, TlsFiles};
 pub use errors::SandboxError;
 pub use labels::{
@@ -59,5 +65,6 @@ pub use registry_auth::{
     CredentialSource, DOCKER_HUB_SERVER, RegistryCredentials, registry_server, resolve_credentials,
 };
 pub use request::{BuildRequest, RunLimits, RunNetwork, RunRequest};
+pub use seal::{SealMethod, Sealed};
 pub use service::{Readiness, ReadinessReport, ReadyEnd, ServiceOutcome, ServiceRequest, StopEnd};
 pub use suite::{SuiteOutcome, SuiteRequest};

@@ -7,6 +7,9 @@ use std::time::Duration;
 pub struct EngineInfo {
     /// The address it was reached at (`unix://…`, `tcp://…`).
     pub host: String,
+    /// Which program answered (from `/version`'s components).
+    pub product: crate::dialect::Product,
+    /// The product's own version (Docker `20.10.24`, Podman `4.3.1`).
     pub version: String,
     pub api_version: String,
     /// `NCPU` of `/info`: the default number of builds and runs it takes at once.
@@ -36,7 +39,7 @@ pub struct BuildOutcome {
 }
 
 impl BuildOutcome {
-    /// The image ids the build printed as `---> <id>`, in build order: the
+    /// The image ids the build printed as `---> <id>` (buildah: `--> <id>`), in build order: the
     /// intermediate images (the last one is the built image when it succeeded). For
     /// [`crate::Sandbox::remove_untagged_images`].
     pub fn intermediate_images(&self) -> Vec<String> {
@@ -113,26 +116,20 @@ pub struct CacheUsage {
     pub bytes: u64,
 }
 
-/// The image ids a build printed as `---> <id>`, in order: its intermediate images
+/// The image ids a build printed as image markers, in order: its intermediate images
 /// (and, last, the built image).
 pub(crate) fn intermediate_images(log: &str) -> Vec<String> {
     let mut ids: Vec<String> = Vec::new();
     for line in log.lines() {
-        let Some(marker) = line.trim_start().strip_prefix("---> ") else {
+        let Some(crate::dialect::BuildMarker::Image(id)) = crate::dialect::build_marker(line)
+        else {
             continue;
         };
-        let id = marker.trim();
-        if is_image_id(id) && ids.last().is_none_or(|last| last != id) {
+        if ids.last().is_none_or(|last| last != id) {
             ids.push(id.to_owned());
         }
     }
     ids
-}
-
-/// Whether a builder's `---> <text>` marker is an image id (not `Running in …` or
-/// `Using cache`).
-pub(crate) fn is_image_id(text: &str) -> bool {
-    !text.is_empty() && text.len() <= 64 && text.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 #[cfg(test)]
@@ -164,6 +161,8 @@ mod tests {
     fn intermediate_images_are_read_from_the_log() {
         let log = "Step 1/2 : FROM x\n ---> 1a2b\nStep 2/2 : RUN y\n ---> Running in ffee\n ---> 3c4d\nSuccessfully built 3c4d\n";
         assert_eq!(intermediate_images(log), ["1a2b", "3c4d"]);
+        let podman = "STEP 1/3: FROM x\nSTEP 2/3: WORKDIR /app\n--> Using cache f89f0da5017bf5\n--> f89f0da5017\nSTEP 3/3: CMD [\"y\"]\nCOMMIT\n--> dfbc671662c\ndfbc671662cf78b6\n";
+        assert_eq!(intermediate_images(podman), ["f89f0da5017", "dfbc671662c"]);
     }
 }
 

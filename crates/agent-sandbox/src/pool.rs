@@ -288,15 +288,16 @@ impl PoolSession {
         sandbox.pull(reference, credentials, timeout).await
     }
 
-    /// [`Sandbox::relabel`] on the session's engine, where the image is. It builds
-    /// nothing, so it holds no slot.
-    pub async fn relabel(
+    /// [`Sandbox::seal`] on the session's engine, where the image is. It holds no
+    /// slot: most ways build nothing, and the label build's steps are a few
+    /// config commits.
+    pub async fn seal(
         &self,
         image: &str,
         labels: &BTreeMap<String, String>,
-    ) -> Result<String, SandboxError> {
+    ) -> Result<crate::Sealed, SandboxError> {
         let index = self.current()?;
-        self.pool.member(index).sandbox.relabel(image, labels).await
+        self.pool.member(index).sandbox.seal(image, labels).await
     }
 
     /// After an engine error: when the session's engine no longer answers, it is

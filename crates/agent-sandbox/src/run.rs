@@ -26,6 +26,7 @@ pub(crate) type Output =
 
 pub(crate) async fn run(
     docker: &Docker,
+    product: crate::dialect::Product,
     request: RunRequest<'_>,
 ) -> Result<RunOutcome, SandboxError> {
     let started = Instant::now();
@@ -39,7 +40,15 @@ pub(crate) async fn run(
     let guard = ContainerGuard::new(docker.clone(), created.id.clone());
     let result = run_created(docker, &created.id, &request, started).await;
     guard.remove().await;
-    result
+    result.map(|mut outcome| {
+        outcome.oom_killed = crate::dialect::oom_killed(
+            product,
+            outcome.oom_killed,
+            outcome.exit_code,
+            outcome.timed_out,
+        );
+        outcome
+    })
 }
 
 /// The spec's args are appended to the command (its ENTRYPOINT stays in front), not

@@ -75,8 +75,8 @@ async fn report_engine(
     let engine = sandbox.engine();
     let slots = slots.unwrap_or(engine.cpus);
     println!(
-        "ok    engine {} (API {}) at {}: {slots} slots, storage driver {}",
-        engine.version, engine.api_version, engine.host, engine.storage_driver
+        "ok    engine {} {} (API {}) at {}: {slots} slots, storage driver {}",
+        engine.product, engine.version, engine.api_version, engine.host, engine.storage_driver
     );
     let mut healthy = true;
     for image in engines::base_images(docker) {

@@ -1,0 +1,294 @@
+//! Sealing on the real engines: the main Docker engine and Podman's Docker-compatible
+//! service (`AGENT_TEST_PODMAN`, started by `scripts/podman-engine start`). Each way of
+//! labelling either gives an image that runs as the original with the labels verbatim,
+//! or is refused and leaves nothing behind; `seal` finds the way each engine accepts.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use agent_sandbox::{
+    BuildRequest, BuildStatus, EngineAddress, LABEL_OWNER, LABEL_RUN, Product, RunLimits,
+    RunNetwork, RunRequest, Sandbox, SealMethod, build_context, owner_id,
+};
+use agent_testkit::BUSYBOX_IMAGE;
+use bollard::query_parameters::{ListContainersOptionsBuilder, ListImagesOptionsBuilder};
+
+/// Fails loudly without Podman: these tests never skip themselves.
+fn podman_url() -> String {
+    std::env::var("AGENT_TEST_PODMAN").expect(
+        "AGENT_TEST_PODMAN must name Podman's socket: `export AGENT_TEST_PODMAN=$(scripts/podman-engine start)`",
+    )
+}
+
+async fn connect(url: &str) -> Sandbox {
+    Sandbox::connect_to(&EngineAddress::plain(url))
+        .await
+        .unwrap_or_else(|error| panic!("the engine at {url} must answer: {error}"))
+}
+
+fn client(url: &str) -> bollard::Docker {
+    bollard::Docker::connect_with_socket(url, 60, bollard::API_DEFAULT_VERSION).expect("client")
+}
+
+fn run_labels(run: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_RUN.to_owned(), run.to_owned()),
+        (LABEL_OWNER.to_owned(), owner_id()),
+    ])
+}
+
+/// The images and containers of this test on the engine, by id: those labelled with
+/// its run, and images descending from `built` (a label build's steps). Other
+/// processes share the engine, so nothing else is counted.
+async fn ours(docker: &bollard::Docker, run: &str, built: &str) -> BTreeSet<String> {
+    let images = docker
+        .list_images(Some(ListImagesOptionsBuilder::default().all(true).build()))
+        .await
+        .expect("images listed");
+    let parents: HashMap<&str, &str> = images
+        .iter()
+        .map(|image| (image.id.as_str(), image.parent_id.as_str()))
+        .collect();
+    let descends = |id: &str| {
+        let mut next = parents.get(id).copied();
+        while let Some(parent) = next.filter(|parent| !parent.is_empty()) {
+            if parent == built {
+                return true;
+            }
+            next = parents.get(parent).copied();
+        }
+        false
+    };
+    let labelled = |labels: Option<&HashMap<String, String>>| {
+        labels
+            .and_then(|labels| labels.get(LABEL_RUN))
+            .is_some_and(|value| value == run)
+    };
+    let filters = HashMap::from([("label", vec![format!("{LABEL_RUN}={run}")])]);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .expect("containers listed");
+    images
+        .iter()
+        .filter(|image| labelled(Some(&image.labels)) || descends(&image.id))
+        .map(|image| image.id.clone())
+        .chain(containers.into_iter().filter_map(|container| container.id))
+        .collect()
+}
+
+async fn build_marked(sandbox: &Sandbox, run: &str) -> String {
+    let dockerfile = format!(
+        "FROM {BUSYBOX_IMAGE}\nRUN echo {run} > /marker\nWORKDIR /srv\nENV MODE=sealed\nCMD [\"cat\", \"/marker\"]\n"
+    );
+    let files = BTreeMap::from([("Dockerfile".to_owned(), dockerfile.into_bytes())]);
+    let context = build_context(&files).expect("context");
+    let labels = run_labels(run);
+    let outcome = sandbox
+        .build(
+            BuildRequest {
+                context: &context,
+                labels: &labels,
+                timeout: Duration::from_secs(120),
+                network: "none",
+                cache_repository: None,
+                cache_from: &[],
+            },
+            &mut |_| {},
+        )
+        .await
+        .expect("the engine answers");
+    match outcome.status {
+        BuildStatus::Built { image_id } => image_id,
+        other => panic!("not built: {other:?}\n{}", outcome.log),
+    }
+}
+
+async fn printed_by(sandbox: &Sandbox, run: &str, image: &str) -> String {
+    let labels = run_labels(run);
+    let outcome = sandbox
+        .run(RunRequest {
+            image,
+            args: &[],
+            entrypoint: None,
+            command: None,
+            user: None,
+            env: &BTreeMap::new(),
+            stdin: None,
+            limits: RunLimits {
+                memory_mb: 64,
+                cpus: 1.0,
+                pids: 32,
+                network: RunNetwork::None,
+                timeout: Duration::from_secs(30),
+                output_limit_bytes: 4096,
+            },
+            labels: &labels,
+        })
+        .await
+        .expect("the engine answers");
+    String::from_utf8_lossy(&outcome.stdout.bytes)
+        .trim()
+        .to_owned()
+}
+
+/// The ways `product` is expected to accept, as checked: Docker all three, Podman
+/// only the build (its commit adds `container=podman` to the environment).
+fn accepted(product: Product, method: SealMethod) -> bool {
+    match product {
+        Product::Podman => method == SealMethod::Build,
+        _ => true,
+    }
+}
+
+async fn each_way_labels_verbatim_or_leaves_nothing(url: &str) {
+    let sandbox = connect(url).await;
+    let docker = client(url);
+    let product = sandbox.engine().product;
+    let run = format!("test-seal-{}-{}", std::process::id(), product as u8);
+    let built = build_marked(&sandbox, &run).await;
+    let hostile = "x\"y\\z $HOME ${PATH}\nLABEL evil=1\n".to_owned();
+    let mut labels = run_labels(&run);
+    labels.insert("dev.agent.checks".into(), hostile.clone());
+    labels.insert(
+        "org.opencontainers.image.title".into(),
+        "it's \"quoted\"".into(),
+    );
+    let before_config = docker.inspect_image(&built).await.expect("inspect").config;
+
+    for method in [
+        SealMethod::ConfigLoad,
+        SealMethod::Commit,
+        SealMethod::Build,
+    ] {
+        let before = ours(&docker, &run, &built).await;
+        let sealed = sandbox.seal_by(method, &built, &labels).await;
+        if !accepted(product, method) {
+            let error = sealed.expect_err(&format!("{product} refuses {method:?}"));
+            assert_eq!(
+                ours(&docker, &run, &built).await,
+                before,
+                "{product}: the refused {method:?} ({error}) left something"
+            );
+            continue;
+        }
+        let sealed = sealed.unwrap_or_else(|error| panic!("{product} {method:?}: {error:?}"));
+        assert_ne!(sealed, built, "a new image");
+        let after = ours(&docker, &run, &built).await;
+        let mut added: BTreeSet<String> = after.difference(&before).cloned().collect();
+        // Docker keeps a label build's steps as the new image's parents (they go
+        // with it); Podman keeps none.
+        let parents: HashMap<String, String> = docker
+            .list_images(Some(ListImagesOptionsBuilder::default().all(true).build()))
+            .await
+            .expect("images listed")
+            .into_iter()
+            .map(|image| (image.id, image.parent_id))
+            .collect();
+        let mut next = Some(sealed.clone());
+        while let Some(id) = next.take().filter(|id| added.remove(id)) {
+            next = parents.get(&id).cloned();
+        }
+        assert!(
+            added.is_empty(),
+            "{product} {method:?}: more than the image and its parents: {added:?}"
+        );
+        let config = docker
+            .inspect_image(&sealed)
+            .await
+            .expect("inspect")
+            .config
+            .expect("a config");
+        let found = config.labels.clone().unwrap_or_default();
+        for (key, value) in &labels {
+            assert_eq!(found.get(key), Some(value), "{product} {method:?}: `{key}`");
+        }
+        let old = before_config.clone().expect("a config");
+        assert_eq!(config.env, old.env, "{product} {method:?}: the environment");
+        assert_eq!(config.cmd, old.cmd, "{product} {method:?}: the command");
+        assert_eq!(printed_by(&sandbox, &run, &sealed).await, run);
+    }
+
+    // `seal` goes through the ways itself, and remembers the one that worked.
+    let first = sandbox.seal(&built, &labels).await.expect("sealed");
+    let expected = if product == Product::Podman {
+        SealMethod::Build
+    } else {
+        SealMethod::ConfigLoad
+    };
+    assert_eq!(first.method, expected, "{product}");
+    // Another seal of the same image with other values gets its own labels (no
+    // builder's cache hands it the first one's).
+    let mut other = labels.clone();
+    other.insert("dev.agent.checks".into(), "other $VALUE".into());
+    let second = sandbox.seal(&built, &other).await.expect("sealed again");
+    assert_eq!(second.method, expected);
+    let found = docker
+        .inspect_image(&second.image_id)
+        .await
+        .expect("inspect")
+        .config
+        .and_then(|config| config.labels)
+        .unwrap_or_default();
+    assert_eq!(found["dev.agent.checks"], "other $VALUE", "{product}");
+    let again = sandbox
+        .seal_by(SealMethod::Build, &built, &other)
+        .await
+        .expect("built again");
+    let found = docker
+        .inspect_image(&again)
+        .await
+        .expect("inspect")
+        .config
+        .and_then(|config| config.labels)
+        .unwrap_or_default();
+    assert_eq!(
+        found["dev.agent.checks"], "other $VALUE",
+        "{product}: the build way"
+    );
+
+    // A build's images are parents of the next: Docker removes a child first, so a
+    // second sweep takes what the first left.
+    for _ in 0..2 {
+        sandbox
+            .remove_labelled(LABEL_RUN, &run, None)
+            .await
+            .expect("cleanup");
+    }
+    let filters = std::collections::HashMap::from([("label", vec![format!("{LABEL_RUN}={run}")])]);
+    let left = docker
+        .list_images(Some(
+            ListImagesOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .expect("listed");
+    assert!(left.is_empty(), "{product}: left {left:?}");
+    assert!(!sandbox.image_present(&built).await.expect("inspect"));
+}
+
+#[tokio::test]
+async fn docker_seals_each_way_with_labels_verbatim() {
+    each_way_labels_verbatim_or_leaves_nothing(agent_sandbox::DEFAULT_SOCKET).await;
+}
+
+#[tokio::test]
+async fn podman_seals_by_build_and_its_refusals_leave_nothing() {
+    each_way_labels_verbatim_or_leaves_nothing(&podman_url()).await;
+}
+
+#[tokio::test]
+async fn podman_is_told_apart_from_docker() {
+    let podman = connect(&podman_url()).await;
+    assert_eq!(podman.engine().product, Product::Podman);
+    assert!(podman.engine().version.starts_with('4') || podman.engine().version.starts_with('5'));
+    let docker = connect(agent_sandbox::DEFAULT_SOCKET).await;
+    assert_eq!(docker.engine().product, Product::Docker);
+}
