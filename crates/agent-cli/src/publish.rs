@@ -172,7 +172,7 @@ async fn push(
 /// and for the loop's pulls of a lock's published image.
 pub fn credential_source() -> CredentialSource {
     CredentialSource {
-        config_file: docker_config_file(),
+        config_file: env::docker_config_dir().join("config.json"),
         helper_path: std::env::var_os(env::PATH),
         helper_timeout: HELPER_TIMEOUT,
     }
@@ -193,17 +193,6 @@ async fn push_target(repository: &str, tags: &[String]) -> Result<PushTarget, Fa
         tags: tags.to_vec(),
         credentials,
     })
-}
-
-/// `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`, as the Docker CLI
-/// looks.
-fn docker_config_file() -> PathBuf {
-    let dir = match (env::var(env::DOCKER_CONFIG), env::var(env::HOME)) {
-        (Some(dir), _) => PathBuf::from(dir),
-        (None, Some(home)) => Path::new(&home).join(".docker"),
-        (None, None) => PathBuf::from(".docker"),
-    };
-    dir.join("config.json")
 }
 
 /// The `--save` folder, made when missing, as an absolute path for the report.
