@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_loop::{Published, Report, SavedImage};
+use agent_run_dir::RunDir;
 use agent_sandbox::{CredentialSource, RegistryCredentials, Sandbox};
 use agent_spec::PublishSettings;
 
@@ -63,7 +64,7 @@ impl Publisher {
         &self,
         sandbox: &Sandbox,
         report: &mut Report,
-        run_dir: &Path,
+        run_dir: &RunDir,
     ) -> Option<Failure> {
         let image = report.image.clone().filter(|_| report.verified)?;
         if self.push.is_none() && self.save.is_none() {

@@ -232,8 +232,8 @@ pub struct Report {
 impl Report {
     /// Writes `report.json` in `run_dir`: the loop does at the end of a run, and a
     /// caller again when it adds what it did with the verified image.
-    pub fn write(&self, run_dir: &std::path::Path) -> Result<(), crate::errors::LoopError> {
-        crate::artifacts::write_json(&run_dir.join("report.json"), self)
+    pub fn write(&self, run_dir: &agent_run_dir::RunDir) -> Result<(), crate::errors::LoopError> {
+        crate::artifacts::write_json(&run_dir.report_json(), self)
     }
 }
 

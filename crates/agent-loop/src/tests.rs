@@ -352,7 +352,7 @@ fn harness(checks: Vec<Check>, judge: bool, limits: Limits) -> Harness {
             settings: Arc::new(settings()),
             prompts: Arc::new(Prompts::default()),
             run_id: "run-1".into(),
-            run_dir: dir.path().join("runs/hello/run-1"),
+            run_dir: agent_run_dir::RunDir::new(dir.path().join("runs/hello/run-1")),
             owner: "host/1".into(),
             lock: crate::LockMode::Off,
             provenance: crate::Provenance::default(),
@@ -445,7 +445,7 @@ async fn passes_at_first_try_tags_writes_final_and_cleans_up() {
             "{key}"
         );
     }
-    let run_dir = &harness.job.run_dir;
+    let run_dir = harness.job.run_dir.root();
     assert_eq!(
         std::fs::read_to_string(run_dir.join("final/main.py")).unwrap(),
         "print('hello')"
@@ -614,7 +614,7 @@ async fn build_failure_feeds_the_step_output_back_and_the_repair_merges() {
             && messages[1].content.contains("It prints hello.")
     );
     let final_dockerfile =
-        std::fs::read_to_string(harness.job.run_dir.join("final/Dockerfile")).unwrap();
+        std::fs::read_to_string(harness.job.run_dir.root().join("final/Dockerfile")).unwrap();
     assert_eq!(
         final_dockerfile, DOCKERFILE,
         "a null dockerfile keeps the earlier one"
@@ -658,7 +658,7 @@ async fn never_passing_stops_at_max_iterations_with_each_failure_fed_back() {
     );
     assert!(report.image.is_none());
     assert!(engine.tags.lock().unwrap().is_empty());
-    assert!(!harness.job.run_dir.join("final").exists());
+    assert!(!harness.job.run_dir.root().join("final").exists());
 }
 
 #[tokio::test]
@@ -768,9 +768,16 @@ async fn hostile_paths_are_invalid_bundles_and_nothing_is_written_outside() {
         engine.contexts.lock().unwrap().is_empty(),
         "nothing was built"
     );
-    let root = harness.job.run_dir.parent().unwrap().parent().unwrap();
+    let root = harness
+        .job
+        .run_dir
+        .root()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap();
     assert!(!root.join("escape.txt").exists());
-    assert!(!harness.job.run_dir.join("escape.txt").exists());
+    assert!(!harness.job.run_dir.root().join("escape.txt").exists());
 }
 
 #[tokio::test]
@@ -859,7 +866,7 @@ async fn cancelling_mid_run_cleans_up_and_reports_cancelled() {
     assert_eq!(result.report.stopped_by, StopReason::Cancelled);
     assert!(!result.report.verified);
     assert_eq!(engine.removed.lock().unwrap().len(), 1);
-    assert!(harness.job.run_dir.join("report.json").exists());
+    assert!(harness.job.run_dir.report_json().exists());
 }
 
 #[tokio::test]
@@ -1180,7 +1187,7 @@ async fn the_first_candidate_to_pass_is_sealed_and_every_candidate_is_reported()
         1,
         "only the winner is tagged"
     );
-    let run_dir = &harness.job.run_dir;
+    let run_dir = harness.job.run_dir.root();
     for number in 1..=3 {
         assert!(
             run_dir

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use agent_loop::{Job, LockMode, Prompts, Report};
 use agent_model::Model;
-use agent_sandbox::Pool;
+use agent_run_dir::RunDir;
+use agent_sandbox::{Pool, PoolSession};
 use agent_spec::{FlagOverrides, Spec};
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
@@ -168,7 +169,7 @@ impl Shared {
             crate::provenance::of(spec.path.parent().unwrap_or(std::path::Path::new(".")));
         let job = Job {
             limits: self.settings.limits_for(&spec),
-            run_dir: self.out.join(&spec.name).join(&run_id),
+            run_dir: RunDir::new(self.out.join(&spec.name).join(&run_id)),
             spec,
             settings: self.settings.clone(),
             prompts: self.prompts.clone(),
@@ -302,7 +303,7 @@ fn finish(
 enum SpecOutcome {
     Finished {
         report: Report,
-        run_dir: PathBuf,
+        run_dir: RunDir,
         error: Option<agent_loop::LoopError>,
         /// Why `report.html` could not be written, if it could not.
         page_warning: Option<String>,
@@ -319,24 +320,24 @@ enum SpecOutcome {
 async fn run_one(
     job: Job,
     model: &Model,
-    engine: &agent_sandbox::PoolSession,
+    engine: &PoolSession,
     sink: &agent_loop::EventSink,
     cancel: &CancellationToken,
 ) -> SpecOutcome {
-    if let Err(source) = std::fs::create_dir_all(&job.run_dir) {
+    if let Err(source) = std::fs::create_dir_all(job.run_dir.root()) {
         return SpecOutcome::Failed {
             failure: Failure {
                 code: exit::INFRASTRUCTURE,
                 error: anyhow::Error::new(source).context(format!(
                     "cannot create run directory `{}`",
-                    job.run_dir.display()
+                    job.run_dir.root().display()
                 )),
                 hint: Some("check that `--out` is writable".to_string()),
             },
             spec: job.spec,
         };
     }
-    let mut session = match model.session(&job.spec.name, &job.run_dir.join("transcript.jsonl")) {
+    let mut session = match model.session(&job.spec.name, &job.run_dir.transcript()) {
         Ok(session) => session,
         Err(error) => {
             return SpecOutcome::Failed {
@@ -357,8 +358,8 @@ async fn run_one(
 
 /// Writes the run directory's `report.html`. The page is for people reading the run:
 /// one that cannot be written is a warning, and the run stays what it was.
-async fn write_page(run_dir: &std::path::Path) -> Option<String> {
-    let dir = run_dir.to_owned();
+async fn write_page(run_dir: &RunDir) -> Option<String> {
+    let dir = run_dir.clone();
     match tokio::task::spawn_blocking(move || agent_report::write_run_report(&dir)).await {
         Ok(Ok(_)) => None,
         Ok(Err(error)) => Some(format!(
