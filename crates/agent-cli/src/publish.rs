@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_loop::{Published, Report, SavedImage};
-use agent_run_dir::RunDir;
 use agent_sandbox::{CredentialSource, RegistryCredentials, Sandbox};
 use agent_spec::PublishSettings;
 
@@ -58,14 +57,9 @@ impl Publisher {
         Ok(Publisher { push, save })
     }
 
-    /// Pushes and saves the verified image of `report`, records what happened in it
-    /// and rewrites `report.json`. Returns the first failure (exit 3).
-    pub async fn publish(
-        &self,
-        sandbox: &Sandbox,
-        report: &mut Report,
-        run_dir: &RunDir,
-    ) -> Option<Failure> {
+    /// Pushes and saves the verified image of `report` and records what happened in
+    /// it, before `report.json` is written. Returns the first failure (exit 3).
+    pub async fn publish(&self, sandbox: &Sandbox, report: &mut Report) -> Option<Failure> {
         let image = report.image.clone().filter(|_| report.verified)?;
         if self.push.is_none() && self.save.is_none() {
             return None;
@@ -90,13 +84,7 @@ impl Publisher {
             }
         }
         report.publish_error = failures.first().map(|failure| failure.one_line());
-        let mut failure = failures.into_iter().next();
-        if let Err(error) = report.write(run_dir) {
-            failure.get_or_insert(Failure::infrastructure(
-                anyhow::Error::new(error).context("cannot rewrite report.json"),
-            ));
-        }
-        failure
+        failures.into_iter().next()
     }
 }
 

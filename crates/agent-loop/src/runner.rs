@@ -132,9 +132,6 @@ pub async fn run_spec<M: ModelPort, E: EnginePort>(
     let structured_output = run.model.structured_output().map(str::to_owned);
     let mut report = report(job, run.state, stopped_by, error.as_ref(), run.started);
     report.structured_output = structured_output;
-    if let Err(write_error) = report.write(&job.run_dir) {
-        error.get_or_insert(write_error);
-    }
     events(Event::Finished {
         spec: job.spec.name.clone(),
         verified: report.verified,

@@ -459,6 +459,11 @@ async fn passes_at_first_try_tags_writes_final_and_cleans_up() {
         std::fs::read_to_string(run_dir.join("iterations/1/stdout.txt")).unwrap(),
         "hello\n"
     );
+    assert!(
+        !run_dir.join("report.json").exists(),
+        "report.json is written once, by the caller, after publishing"
+    );
+    report.write(&harness.job.run_dir).unwrap();
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
             .unwrap();
@@ -866,7 +871,10 @@ async fn cancelling_mid_run_cleans_up_and_reports_cancelled() {
     assert_eq!(result.report.stopped_by, StopReason::Cancelled);
     assert!(!result.report.verified);
     assert_eq!(engine.removed.lock().unwrap().len(), 1);
-    assert!(harness.job.run_dir.report_json().exists());
+    assert!(
+        !harness.job.run_dir.report_json().exists(),
+        "the report is returned; its caller writes report.json"
+    );
 }
 
 #[tokio::test]

@@ -32,6 +32,26 @@ pub struct RunReport {
     pub history: Vec<IterationRecord>,
     /// The first generation's candidates, with `--candidates N`.
     pub candidates: Vec<CandidateRecord>,
+    /// Where the verified image was pushed (`--push`).
+    pub published: Option<Published>,
+    /// Where the verified image was written (`--save`).
+    pub saved: Option<Saved>,
+    /// Why a push or save of the verified image failed.
+    pub publish_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Published {
+    pub reference: String,
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Saved {
+    pub path: String,
+    pub sha256: String,
 }
 
 /// One entry of `candidates`.

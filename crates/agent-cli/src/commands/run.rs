@@ -188,20 +188,7 @@ impl Shared {
                 () = cancel.cancelled() => return SpecOutcome::NotStarted(job.spec),
             };
             let engine = pool.session();
-            let mut outcome = run_one(job, &model, &engine, &sink, &cancel).await;
-            if let SpecOutcome::Finished {
-                report,
-                run_dir,
-                publish_failure,
-                ..
-            } = &mut outcome
-            {
-                // The verified image is on the engine the spec ended on.
-                if let Some(sandbox) = engine.engine() {
-                    *publish_failure = publisher.publish(&sandbox, report, run_dir).await;
-                }
-            }
-            outcome
+            run_one(job, &model, &engine, &sink, &cancel, &publisher).await
         })
     }
 }
@@ -323,6 +310,7 @@ async fn run_one(
     engine: &PoolSession,
     sink: &agent_loop::EventSink,
     cancel: &CancellationToken,
+    publisher: &Publisher,
 ) -> SpecOutcome {
     if let Err(source) = std::fs::create_dir_all(job.run_dir.root()) {
         return SpecOutcome::Failed {
@@ -346,13 +334,23 @@ async fn run_one(
             };
         }
     };
-    let result = agent_loop::run_spec(&job, &mut session, engine, sink, cancel).await;
+    let mut result = agent_loop::run_spec(&job, &mut session, engine, sink, cancel).await;
+    // The verified image is on the engine the spec ended on.
+    let publish_failure = match engine.engine() {
+        Some(sandbox) => publisher.publish(&sandbox, &mut result.report).await,
+        None => None,
+    };
+    // Written once, now that what became of the image is known; the page is made
+    // from the report just written.
+    if let Err(error) = result.report.write(&job.run_dir) {
+        result.error.get_or_insert(error);
+    }
     SpecOutcome::Finished {
         page_warning: write_page(&job.run_dir).await,
         report: result.report,
         run_dir: job.run_dir,
         error: result.error,
-        publish_failure: None,
+        publish_failure,
     }
 }
 
