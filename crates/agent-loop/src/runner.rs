@@ -32,8 +32,8 @@ use crate::seal::{Verification, seal};
 use crate::steps;
 use crate::trial::{Checked, Trial};
 
-/// A finished run: the report (always written when possible) and the failure that
-/// stopped it early, if any.
+/// A finished run: the report, for the caller to complete (publishing) and write with
+/// [`Report::write`], and the failure that stopped it early, if any.
 pub struct RunResult {
     pub report: Report,
     pub error: Option<LoopError>,
