@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::support::*;
 
+mod contexts;
 mod ssh;
 
 const MAIN_ENGINE: &str = "unix:///var/run/docker.sock";

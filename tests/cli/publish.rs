@@ -177,6 +177,11 @@ fn docker_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The run's `report.html`, written once with `report.json`, after publishing.
+fn page(workspace: &Workspace, spec: &str) -> String {
+    std::fs::read_to_string(workspace.run_dir(spec).join("report.html")).expect("report.html")
+}
+
 /// The 12 hex of the passed iteration's bundle digest.
 pub(crate) fn short_digest(report: &serde_json::Value) -> String {
     let history = report["history"].as_array().expect("history");
@@ -214,6 +219,14 @@ async fn a_pushed_image_pulls_back_runs_and_has_the_registrys_digest() {
         output.stderr
     );
     assert!(report.get("publish_error").is_none(), "{report}");
+    let page = page(&workspace, "pushed");
+    assert!(
+        page.contains(&format!(
+            "<dt>pushed</dt><dd><code>{reference}</code> <code>{digest}</code>"
+        )),
+        "report.html names where the image went"
+    );
+    assert!(!page.contains("publishing failed"));
 
     // Gone from the engine, back from the registry, and it still does what was checked.
     assert_run_cleaned_up(&report);
@@ -375,6 +388,19 @@ async fn a_saved_image_loads_with_docker_load_even_when_the_push_beside_it_finds
     );
     let sha256 = docker_free_sha256(&path);
     assert_eq!(report["saved"]["sha256"], sha256.as_str());
+    let page = page(&workspace, "saved");
+    assert!(
+        page.contains(&format!(
+            "<code>{}</code> <code>sha256:{sha256}</code>",
+            path.display()
+        )),
+        "report.html names the image file"
+    );
+    assert!(
+        page.contains("publishing failed: ") && page.contains("connection refused"),
+        "report.html says why the push failed"
+    );
+    assert!(!page.contains("<dt>pushed</dt>"));
     assert!(!path.with_extension("tar.partial").exists());
 
     let image = report["image"].as_str().expect("image").to_owned();

@@ -140,14 +140,23 @@ impl Output {
     }
 }
 
+/// `agent <args>` in the workspace, with none of the variables `agent` reads taken
+/// from the machine the tests run on (a CI job's `DOCKER_HOST`, `DOCKER_CONFIG`,
+/// `GITHUB_STEP_SUMMARY`… never leak in): `HOME` is a folder of the workspace, `PATH`
+/// is kept for the helpers `agent` starts, the key is [`API_KEY`]. A test that needs
+/// another variable sets it on the command.
 pub fn agent_command(workspace: &Workspace, args: &[&str]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent"));
+    for name in agent_cli::env::ALL {
+        command.env_remove(name);
+    }
+    let home = workspace.path().join("home");
+    std::fs::create_dir_all(&home).expect("the workspace's home folder");
     command
         .args(args)
         .current_dir(workspace.path())
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("AGENT_MODEL")
-        .env_remove("DOCKER_HOST")
+        .env("HOME", home)
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("OPENAI_API_KEY", API_KEY)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())

@@ -1,17 +1,19 @@
-//! The engines a command uses: `--engine` (repeated) over `[docker] engines` over
-//! `DOCKER_HOST`, else the local socket. `tcp://` engines use TLS the way the Docker
-//! CLI does: when `DOCKER_TLS_VERIFY` is set, with `ca.pem`, `cert.pem` and `key.pem`
-//! from `DOCKER_CERT_PATH` (default `~/.docker`). `ssh://` engines log in with the
-//! system `ssh` as the Docker CLI does. Every engine is connected at start;
+//! The engines a command uses: `--engine` (repeated) over `[docker] engines`, else
+//! the one the Docker CLI would use (`crate::discovery`: `DOCKER_HOST`, a context, a
+//! local socket). `tcp://` engines use TLS the way the Docker CLI does: a context's
+//! own certificates, else, when `DOCKER_TLS_VERIFY` is set, `ca.pem`, `cert.pem` and
+//! `key.pem` from `DOCKER_CERT_PATH` (default `~/.docker`). `ssh://` engines log in
+//! with the system `ssh` as the Docker CLI does. Every engine is connected at start;
 //! one that does not answer, or lacks a base image no registry can give, is reported
 //! and left out, and only when none is left does the command fail.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agent_sandbox::{DEFAULT_SOCKET, EngineAddress, Pool, Sandbox, SandboxError, TlsFiles};
-use agent_spec::{EngineSetting, Settings};
+use agent_sandbox::{EngineAddress, Pool, Sandbox, SandboxError, TlsFiles};
+use agent_spec::Settings;
 
+use crate::discovery::{self, DockerEnvironment, FoundBy};
 use crate::env;
 use crate::failure::Failure;
 
@@ -22,36 +24,65 @@ const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 pub struct Target {
     pub address: EngineAddress,
     pub slots: Option<usize>,
+    /// Why this engine, when no engine was named and it was found as the Docker CLI
+    /// finds one.
+    pub found_by: Option<FoundBy>,
 }
 
-/// The engines the settings name, else the one the Docker CLI would use.
-pub fn targets(settings: &Settings) -> Vec<Target> {
-    let listed = if settings.docker.engines.is_empty() {
-        vec![EngineSetting {
-            url: env::var(env::DOCKER_HOST).unwrap_or_else(|| DEFAULT_SOCKET.to_owned()),
-            slots: None,
-            identity: None,
-        }]
-    } else {
-        settings.docker.engines.clone()
-    };
+/// The engines the settings name, else the one the Docker CLI would use. A context
+/// that does not exist, or cannot be read, is a configuration error (exit 2).
+pub fn targets(settings: &Settings) -> Result<Vec<Target>, Failure> {
     let tls = tls_files();
-    listed
+    let networked = |url: &str| {
+        ["tcp://", "http://", "https://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+    };
+    if settings.docker.engines.is_empty() {
+        let found =
+            discovery::discover(&docker_environment(), &|path| path.exists()).map_err(|error| {
+                let hint = error.hint();
+                Failure::usage(error).with_hint(hint)
+            })?;
+        // A context carries its own TLS files; `DOCKER_TLS_VERIFY` is for the rest,
+        // as in the Docker CLI.
+        let tls = match found.found_by {
+            FoundBy::Context { .. } => found.context_tls,
+            _ => tls.filter(|_| networked(&found.url)),
+        };
+        return Ok(vec![Target {
+            address: EngineAddress {
+                url: found.url,
+                tls,
+                identity: None,
+            },
+            slots: None,
+            found_by: Some(found.found_by),
+        }]);
+    }
+    let listed = settings.docker.engines.clone();
+    Ok(listed
         .into_iter()
-        .map(|engine| {
-            let networked = ["tcp://", "http://", "https://"]
-                .iter()
-                .any(|scheme| engine.url.starts_with(scheme));
-            Target {
-                address: EngineAddress {
-                    tls: tls.clone().filter(|_| networked),
-                    identity: engine.identity.as_deref().map(key_path),
-                    url: engine.url,
-                },
-                slots: engine.slots,
-            }
+        .map(|engine| Target {
+            address: EngineAddress {
+                tls: tls.clone().filter(|_| networked(&engine.url)),
+                identity: engine.identity.as_deref().map(key_path),
+                url: engine.url,
+            },
+            slots: engine.slots,
+            found_by: None,
         })
-        .collect()
+        .collect())
+}
+
+/// What the environment says about the engine, for [`discovery::discover`].
+fn docker_environment() -> DockerEnvironment {
+    DockerEnvironment {
+        host: env::var(env::DOCKER_HOST),
+        context: env::var(env::DOCKER_CONTEXT),
+        config_dir: env::docker_config_dir(),
+        runtime_dir: env::var(env::XDG_RUNTIME_DIR).map(PathBuf::from),
+    }
 }
 
 /// An `identity` as written: `~/` is the home folder; other paths are taken as they
@@ -101,7 +132,7 @@ pub async fn connect(
 /// give them). With one engine, its failure is the command's, as it always was; with
 /// several, each that fails is reported on stderr and left out.
 pub async fn pool(settings: &Settings, images: &[&String]) -> Result<Pool, Failure> {
-    let (answered, failed) = connect(targets(settings)).await;
+    let (answered, failed) = connect(targets(settings)?).await;
     let several = answered.len() + failed.len() > 1;
     let mut first_failure = None;
     for (url, error) in failed {

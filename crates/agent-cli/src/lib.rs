@@ -3,8 +3,9 @@
 
 mod args;
 mod commands;
+mod discovery;
 mod engines;
-mod env;
+pub mod env;
 pub mod exit;
 mod failure;
 mod progress;

@@ -57,14 +57,9 @@ impl Publisher {
         Ok(Publisher { push, save })
     }
 
-    /// Pushes and saves the verified image of `report`, records what happened in it
-    /// and rewrites `report.json`. Returns the first failure (exit 3).
-    pub async fn publish(
-        &self,
-        sandbox: &Sandbox,
-        report: &mut Report,
-        run_dir: &Path,
-    ) -> Option<Failure> {
+    /// Pushes and saves the verified image of `report` and records what happened in
+    /// it, before `report.json` is written. Returns the first failure (exit 3).
+    pub async fn publish(&self, sandbox: &Sandbox, report: &mut Report) -> Option<Failure> {
         let image = report.image.clone().filter(|_| report.verified)?;
         if self.push.is_none() && self.save.is_none() {
             return None;
@@ -89,13 +84,7 @@ impl Publisher {
             }
         }
         report.publish_error = failures.first().map(|failure| failure.one_line());
-        let mut failure = failures.into_iter().next();
-        if let Err(error) = report.write(run_dir) {
-            failure.get_or_insert(Failure::infrastructure(
-                anyhow::Error::new(error).context("cannot rewrite report.json"),
-            ));
-        }
-        failure
+        failures.into_iter().next()
     }
 }
 
@@ -172,7 +161,7 @@ async fn push(
 /// and for the loop's pulls of a lock's published image.
 pub fn credential_source() -> CredentialSource {
     CredentialSource {
-        config_file: docker_config_file(),
+        config_file: env::docker_config_dir().join("config.json"),
         helper_path: std::env::var_os(env::PATH),
         helper_timeout: HELPER_TIMEOUT,
     }
@@ -193,17 +182,6 @@ async fn push_target(repository: &str, tags: &[String]) -> Result<PushTarget, Fa
         tags: tags.to_vec(),
         credentials,
     })
-}
-
-/// `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`, as the Docker CLI
-/// looks.
-fn docker_config_file() -> PathBuf {
-    let dir = match (env::var(env::DOCKER_CONFIG), env::var(env::HOME)) {
-        (Some(dir), _) => PathBuf::from(dir),
-        (None, Some(home)) => Path::new(&home).join(".docker"),
-        (None, None) => PathBuf::from(".docker"),
-    };
-    dir.join("config.json")
 }
 
 /// The `--save` folder, made when missing, as an absolute path for the report.

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_loop::{Report, StopReason};
+use agent_run_dir::RunDir;
 use agent_spec::{CheckResult, Spec};
 use serde::Serialize;
 
@@ -28,7 +29,7 @@ pub struct SpecSummary {
 }
 
 impl SpecSummary {
-    pub fn from_report(report: &Report, run_dir: &Path) -> SpecSummary {
+    pub fn from_report(report: &Report, run_dir: &RunDir) -> SpecSummary {
         SpecSummary {
             spec: report.spec.clone(),
             verified: report.verified,
@@ -36,8 +37,8 @@ impl SpecSummary {
             image: report.image.clone(),
             duration_secs: report.duration_secs,
             stopped_by: Some(report.stopped_by),
-            run_dir: Some(run_dir.to_path_buf()),
-            report: Some(run_dir.join("report.json")),
+            run_dir: Some(run_dir.root().to_path_buf()),
+            report: Some(run_dir.report_json()),
             prompt_tokens: report.usage.prompt_tokens,
             completion_tokens: report.usage.completion_tokens,
             error: report.error.clone(),

@@ -3,16 +3,14 @@
 //! writes outside the directory it is given.
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
+use agent_run_dir::{RunDir, SPEC_FOLDER};
 use agent_spec::Spec;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::errors::LoopError;
-
-/// Where a run directory keeps its copy of the spec and its inputs.
-pub const SPEC_FOLDER: &str = "spec";
 
 /// An input file as it was run: its context path and the SHA-256 of its contents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +40,7 @@ pub(crate) fn read_inputs(spec: &Spec) -> Result<BTreeMap<String, Vec<u8>>, Loop
 pub(crate) fn keep_spec(
     spec: &Spec,
     inputs: &BTreeMap<String, Vec<u8>>,
-    run_dir: &Path,
+    run_dir: &RunDir,
 ) -> Result<(String, Vec<InputDigest>), LoopError> {
     let text = std::fs::read(&spec.path).map_err(|source| LoopError::Input {
         path: spec.path.clone(),
@@ -54,7 +52,7 @@ pub(crate) fn keep_spec(
         .map_or_else(|| "spec.toml".into(), |name| name.to_string_lossy());
     let mut files = inputs.clone();
     files.insert(file_name.to_string(), text);
-    write_tree(&run_dir.join(SPEC_FOLDER), &files)?;
+    write_tree(&run_dir.spec_folder(), &files)?;
     let digests = inputs
         .iter()
         .map(|(path, bytes)| InputDigest {
@@ -117,9 +115,4 @@ pub(crate) fn write_tree(root: &Path, files: &BTreeMap<String, Vec<u8>>) -> Resu
         write_file(&path, bytes)?;
     }
     Ok(())
-}
-
-/// The folder of one iteration's files.
-pub(crate) fn iteration_dir(run_dir: &Path, iteration: u32) -> PathBuf {
-    run_dir.join("iterations").join(iteration.to_string())
 }

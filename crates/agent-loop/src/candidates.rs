@@ -11,12 +11,12 @@
 //! theirs is left half-built on the engine.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use agent_model::{ChatMessage, CodeBundle, Reply};
+use agent_run_dir::IterationDir;
 
-use crate::artifacts::{self, iteration_dir, write_tree};
+use crate::artifacts::{self, write_tree};
 use crate::bundle::{Bundle, Rules};
 use crate::errors::LoopError;
 use crate::events::Phase;
@@ -26,9 +26,6 @@ use crate::ports::{EnginePort, ModelPort};
 use crate::report::{CandidateRecord, Outcome, UsageTotals, round_secs};
 use crate::steps;
 use crate::trial::{Checked, Trial};
-
-/// The files of a built iteration, copied from the chosen candidate's folder.
-const ITERATION_FILES: [&str; 3] = ["build.log", "stdout.txt", "stderr.txt"];
 
 /// What a best-of-N generation needs from its run.
 pub(crate) struct Generation<'a, M, E> {
@@ -68,8 +65,11 @@ struct Candidate {
 }
 
 impl Candidate {
-    fn folder(&self, job: &Job) -> PathBuf {
-        candidate_dir(&job.run_dir, self.iteration.record.iteration, self.number)
+    /// `iterations/<n>/candidates/<k>/`.
+    fn folder(&self, job: &Job) -> IterationDir {
+        job.run_dir
+            .iteration(self.iteration.record.iteration)
+            .candidate(self.number)
     }
 
     fn passed(&self) -> bool {
@@ -181,11 +181,11 @@ impl<M: ModelPort, E: EnginePort> Generation<'_, M, E> {
             finished: None,
         };
         let folder = candidate.folder(self.job);
-        artifacts::create_dir(&folder)?;
+        artifacts::create_dir(folder.root())?;
         match steps::validate(&reply, None, &self.rules, &mut candidate.iteration) {
             Ok(bundle) => {
                 candidate.files = bundle.context_files(self.inputs);
-                write_tree(&folder.join("bundle"), &candidate.files)?;
+                write_tree(&folder.bundle(), &candidate.files)?;
                 candidate.bundle = Some(bundle);
             }
             Err(Halt::Ended(ending)) => {
@@ -262,13 +262,6 @@ async fn try_all<E: EnginePort>(
     tried.into_iter().collect()
 }
 
-/// `iterations/<n>/candidates/<k>/`.
-fn candidate_dir(run_dir: &Path, iteration: u32, candidate: u32) -> PathBuf {
-    iteration_dir(run_dir, iteration)
-        .join("candidates")
-        .join(candidate.to_string())
-}
-
 /// The first to pass; when none did, the one that got furthest (the first of equals).
 fn chosen_index(candidates: &[Candidate]) -> usize {
     let winner = candidates
@@ -288,14 +281,14 @@ fn chosen_index(candidates: &[Candidate]) -> usize {
 
 /// The chosen candidate's files, where a single first iteration puts its own.
 fn copy_up(job: &Job, chosen: &Candidate) -> Result<(), LoopError> {
-    let target = iteration_dir(&job.run_dir, chosen.iteration.record.iteration);
+    let target = job.run_dir.iteration(chosen.iteration.record.iteration);
     if chosen.bundle.is_some() {
-        write_tree(&target.join("bundle"), &chosen.files)?;
+        write_tree(&target.bundle(), &chosen.files)?;
     }
-    let folder = chosen.folder(job);
-    for name in ITERATION_FILES {
-        if let Ok(bytes) = std::fs::read(folder.join(name)) {
-            artifacts::write_file(&target.join(name), &bytes)?;
+    let evidence = chosen.folder(job).evidence().into_iter();
+    for (from, to) in evidence.zip(target.evidence()) {
+        if let Ok(bytes) = std::fs::read(from) {
+            artifacts::write_file(&to, &bytes)?;
         }
     }
     Ok(())

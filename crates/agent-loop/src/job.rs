@@ -2,10 +2,10 @@
 //! behalf: run limits, the build network, labels, and the verified image's tag.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use agent_run_dir::RunDir;
 use agent_sandbox::{CredentialSource, RunLimits, RunNetwork};
 use agent_spec::{BuildNetwork, Limits, NetworkMode, Settings, Spec};
 
@@ -19,7 +19,7 @@ pub struct Job {
     pub settings: Arc<Settings>,
     pub prompts: Arc<Prompts>,
     pub run_id: String,
-    pub run_dir: PathBuf,
+    pub run_dir: RunDir,
     /// `dev.agent.owner` label value of this process.
     pub owner: String,
     pub lock: LockMode,

@@ -23,7 +23,7 @@ mod trial;
 mod verification;
 mod verify;
 
-pub use artifacts::{InputDigest, SPEC_FOLDER, sha256_hex};
+pub use artifacts::{InputDigest, sha256_hex};
 pub use errors::LoopError;
 pub use events::{Event, EventSink, Phase};
 pub use job::{Job, Provenance, run_labels, run_limits};

@@ -1,6 +1,6 @@
 //! The two seams of the loop: the model and the engine. The real implementations are
-//! `agent_model::ModelSession` and `agent_sandbox::Sandbox` or, over several engines,
-//! `agent_sandbox::PoolSession`; the loop's unit tests use scripted ones.
+//! `agent_model::ModelSession` and `agent_sandbox::PoolSession` (a spec's share of the
+//! engines, one or several); the loop's unit tests use scripted ones.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use agent_model::{ChatMessage, CodeBundle, ModelError, ModelSession, Purpose, Reply, Verdict};
 use agent_sandbox::{
     BuildOutcome, BuildProgress, BuildRequest, CleanupReport, PoolSession, PulledImage,
-    RegistryCredentials, RunOutcome, RunRequest, Sandbox, SandboxError, Sealed,
+    RegistryCredentials, RunOutcome, RunRequest, SandboxError, Sealed,
 };
 use agent_spec::{FileFacts, ImageFacts};
 
@@ -172,80 +172,6 @@ impl ModelPort for ModelSession {
 
     fn structured_output(&self) -> Option<&'static str> {
         ModelSession::structured_output(self)
-    }
-}
-
-impl EnginePort for Sandbox {
-    async fn build(
-        &self,
-        request: BuildRequest<'_>,
-        progress: &mut (dyn FnMut(BuildProgress) + Send),
-    ) -> Result<BuildOutcome, SandboxError> {
-        Sandbox::build(self, request, progress).await
-    }
-
-    async fn run(&self, request: RunRequest<'_>) -> Result<RunOutcome, SandboxError> {
-        Sandbox::run(self, request).await
-    }
-
-    async fn run_after_setup(
-        &self,
-        setup: &[Vec<String>],
-        setup_env: &BTreeMap<String, String>,
-        request: RunRequest<'_>,
-    ) -> Result<RunOutcome, SandboxError> {
-        Sandbox::run_after_setup(self, setup, setup_env, request).await
-    }
-
-    async fn image_facts(&self, image: &str) -> Result<ImageFacts, SandboxError> {
-        Sandbox::image_facts(self, image).await
-    }
-
-    async fn file_facts(
-        &self,
-        image: &str,
-        paths: &[String],
-        labels: &BTreeMap<String, String>,
-        content_limit: usize,
-    ) -> Result<Vec<FileFacts>, SandboxError> {
-        Sandbox::file_facts(self, image, paths, labels, content_limit).await
-    }
-
-    async fn tag(&self, image: &str, reference: &str) -> Result<(), SandboxError> {
-        Sandbox::tag(self, image, reference).await
-    }
-
-    async fn pull(
-        &self,
-        reference: &str,
-        credentials: Option<&RegistryCredentials>,
-        timeout: Duration,
-    ) -> Result<PulledImage, SandboxError> {
-        Sandbox::pull(self, reference, credentials, timeout).await
-    }
-
-    async fn seal(
-        &self,
-        image: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<Sealed, SandboxError> {
-        Sandbox::seal(self, image, labels).await
-    }
-
-    async fn remove_labelled(&self, key: &str, value: &str) -> Result<CleanupReport, SandboxError> {
-        Sandbox::remove_labelled(self, key, value, None).await
-    }
-
-    async fn remove_untagged_images(&self, ids: &[String]) -> Result<CleanupReport, SandboxError> {
-        Sandbox::remove_untagged_images(self, ids).await
-    }
-
-    async fn remove_labelled_containers(
-        &self,
-        key: &str,
-        value: &str,
-    ) -> Result<CleanupReport, SandboxError> {
-        Sandbox::remove_labelled_containers(self, key, value).await
     }
 }
 

@@ -233,10 +233,10 @@ pub struct Report {
 }
 
 impl Report {
-    /// Writes `report.json` in `run_dir`: the loop does at the end of a run, and a
-    /// caller again when it adds what it did with the verified image.
-    pub fn write(&self, run_dir: &std::path::Path) -> Result<(), crate::errors::LoopError> {
-        crate::artifacts::write_json(&run_dir.join("report.json"), self)
+    /// Writes `report.json` in `run_dir`, once the run is over and what became of the
+    /// verified image is known: the loop leaves it to its caller, which publishes.
+    pub fn write(&self, run_dir: &agent_run_dir::RunDir) -> Result<(), crate::errors::LoopError> {
+        crate::artifacts::write_json(&run_dir.report_json(), self)
     }
 }
 

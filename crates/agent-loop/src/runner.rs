@@ -6,14 +6,15 @@
 //! [`crate::candidates`] and ends as the chosen candidate's iteration.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Instant;
 
 use agent_model::{ChatMessage, CodeBundle, Purpose, Role};
 use agent_sandbox::Sealed;
 use tokio_util::sync::CancellationToken;
 
-use crate::artifacts::{self, InputDigest, iteration_dir, write_json, write_tree};
+use agent_run_dir::IterationDir;
+
+use crate::artifacts::{self, InputDigest, write_json, write_tree};
 use crate::bundle::{Bundle, Rules};
 use crate::candidates::Generation;
 use crate::errors::LoopError;
@@ -32,8 +33,8 @@ use crate::seal::{Verification, seal};
 use crate::steps;
 use crate::trial::{Checked, Trial};
 
-/// A finished run: the report (always written when possible) and the failure that
-/// stopped it early, if any.
+/// A finished run: the report, for the caller to complete (publishing) and write with
+/// [`Report::write`], and the failure that stopped it early, if any.
 pub struct RunResult {
     pub report: Report,
     pub error: Option<LoopError>,
@@ -102,7 +103,7 @@ pub async fn run_spec<M: ModelPort, E: EnginePort>(
 ) -> RunResult {
     events(Event::Started {
         spec: job.spec.name.clone(),
-        run_dir: job.run_dir.display().to_string(),
+        run_dir: job.run_dir.root().display().to_string(),
         max_iterations: job.limits.max_iterations,
     });
     let mut run = Run {
@@ -133,9 +134,6 @@ pub async fn run_spec<M: ModelPort, E: EnginePort>(
     let structured_output = run.model.structured_output().map(str::to_owned);
     let mut report = report(job, run.state, stopped_by, error.as_ref(), run.started);
     report.structured_output = structured_output;
-    if let Err(write_error) = write_json(&job.run_dir.join("report.json"), &report) {
-        error.get_or_insert(write_error);
-    }
     events(Event::Finished {
         spec: job.spec.name.clone(),
         verified: report.verified,
@@ -211,12 +209,12 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
                 steps::generate(self.model, purpose, messages, usage, iteration).await?
             }
         };
-        let folder = iteration_dir(&job.run_dir, number);
-        artifacts::create_dir(&folder)?;
+        let folder = job.run_dir.iteration(number);
+        artifacts::create_dir(folder.root())?;
         let current = self.state.current.as_ref();
         let bundle = steps::validate(&reply, current, &rules(job, setup), iteration)?;
         let files = bundle.context_files(&setup.inputs);
-        write_tree(&folder.join("bundle"), &files)?;
+        write_tree(&folder.bundle(), &files)?;
         self.state.current = Some(bundle);
 
         let reused = match from_lock {
@@ -300,7 +298,7 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
             .unwrap_or_default();
         let tag = job.verified_tag(digest);
         self.engine.tag(&checked.image_id, &tag).await?;
-        write_tree(&job.run_dir.join("final"), files)?;
+        write_tree(&job.run_dir.final_bundle(), files)?;
         self.state.verified = Some((tag, checked.image_id, None));
         self.state.reused = Some(published);
         Ok(())
@@ -349,7 +347,7 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
     fn trial<'t>(
         &'t self,
         setup: &'t Setup,
-        folder: &'t Path,
+        folder: &'t IterationDir,
         phase: &'t (dyn Fn(Phase) + Send + Sync),
     ) -> Trial<'t, E> {
         Trial {
@@ -415,14 +413,14 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
             iteration.record.retried_after_lost.push(lost);
             let number = iteration.record.iteration;
             let phase = phases(job, self.events, number);
-            let folder = iteration_dir(&job.run_dir, number);
+            let folder = job.run_dir.iteration(number);
             checked = self
                 .trial(setup, &folder, &phase)
                 .attempt(files, iteration)
                 .await?;
         };
         let state = &mut self.state;
-        write_tree(&job.run_dir.join("final"), files)?;
+        write_tree(&job.run_dir.final_bundle(), files)?;
         state.verified = Some((tag, sealed.image_id.clone(), Some(sealed)));
         if let Some(lock) = &mut state.lock {
             let bundle = state.current.as_ref().expect("a verified bundle");
@@ -459,7 +457,7 @@ fn rules<'a>(job: &'a Job, setup: &'a Setup) -> Rules<'a> {
 /// The run directory, the spec and inputs kept in it, the lock, and the prompts every
 /// iteration starts from.
 fn prepare(job: &Job, state: &mut State) -> Result<Setup, LoopError> {
-    artifacts::create_dir(&job.run_dir.join("iterations"))?;
+    artifacts::create_dir(&job.run_dir.iterations())?;
     let inputs = artifacts::read_inputs(&job.spec)?;
     state.kept_spec = Some(artifacts::keep_spec(&job.spec, &inputs, &job.run_dir)?);
     let spec_digest = lock::spec_digest(&job.spec, &inputs);
@@ -596,8 +594,10 @@ fn finish(
     record.overhead_ms = overhead_ms;
     record.model_ms = u64::try_from(iteration.waited.model.as_millis()).unwrap_or(u64::MAX);
     record.queued_ms = u64::try_from(iteration.waited.queued.as_millis()).unwrap_or(u64::MAX);
-    let path = iteration_dir(&job.run_dir, record.iteration).join("result.json");
-    write_json(&path, &record)?;
+    write_json(
+        &job.run_dir.iteration(record.iteration).result_json(),
+        &record,
+    )?;
     events(Event::IterationFinished {
         spec: job.spec.name.clone(),
         iteration: record.iteration,

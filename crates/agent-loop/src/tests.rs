@@ -356,7 +356,7 @@ fn harness(checks: Vec<Check>, judge: bool, limits: Limits) -> Harness {
             settings: Arc::new(settings()),
             prompts: Arc::new(Prompts::default()),
             run_id: "run-1".into(),
-            run_dir: dir.path().join("runs/hello/run-1"),
+            run_dir: agent_run_dir::RunDir::new(dir.path().join("runs/hello/run-1")),
             owner: "host/1".into(),
             lock: crate::LockMode::Off,
             provenance: crate::Provenance::default(),
@@ -451,7 +451,7 @@ async fn passes_at_first_try_tags_writes_final_and_cleans_up() {
             "{key}"
         );
     }
-    let run_dir = &harness.job.run_dir;
+    let run_dir = harness.job.run_dir.root();
     assert_eq!(
         std::fs::read_to_string(run_dir.join("final/main.py")).unwrap(),
         "print('hello')"
@@ -465,6 +465,11 @@ async fn passes_at_first_try_tags_writes_final_and_cleans_up() {
         std::fs::read_to_string(run_dir.join("iterations/1/stdout.txt")).unwrap(),
         "hello\n"
     );
+    assert!(
+        !run_dir.join("report.json").exists(),
+        "report.json is written once, by the caller, after publishing"
+    );
+    report.write(&harness.job.run_dir).unwrap();
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
             .unwrap();
@@ -620,7 +625,7 @@ async fn build_failure_feeds_the_step_output_back_and_the_repair_merges() {
             && messages[1].content.contains("It prints hello.")
     );
     let final_dockerfile =
-        std::fs::read_to_string(harness.job.run_dir.join("final/Dockerfile")).unwrap();
+        std::fs::read_to_string(harness.job.run_dir.root().join("final/Dockerfile")).unwrap();
     assert_eq!(
         final_dockerfile, DOCKERFILE,
         "a null dockerfile keeps the earlier one"
@@ -664,7 +669,7 @@ async fn never_passing_stops_at_max_iterations_with_each_failure_fed_back() {
     );
     assert!(report.image.is_none());
     assert!(engine.tags.lock().unwrap().is_empty());
-    assert!(!harness.job.run_dir.join("final").exists());
+    assert!(!harness.job.run_dir.root().join("final").exists());
 }
 
 #[tokio::test]
@@ -774,9 +779,16 @@ async fn hostile_paths_are_invalid_bundles_and_nothing_is_written_outside() {
         engine.contexts.lock().unwrap().is_empty(),
         "nothing was built"
     );
-    let root = harness.job.run_dir.parent().unwrap().parent().unwrap();
+    let root = harness
+        .job
+        .run_dir
+        .root()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap();
     assert!(!root.join("escape.txt").exists());
-    assert!(!harness.job.run_dir.join("escape.txt").exists());
+    assert!(!harness.job.run_dir.root().join("escape.txt").exists());
 }
 
 #[tokio::test]
@@ -865,7 +877,10 @@ async fn cancelling_mid_run_cleans_up_and_reports_cancelled() {
     assert_eq!(result.report.stopped_by, StopReason::Cancelled);
     assert!(!result.report.verified);
     assert_eq!(engine.removed.lock().unwrap().len(), 1);
-    assert!(harness.job.run_dir.join("report.json").exists());
+    assert!(
+        !harness.job.run_dir.report_json().exists(),
+        "the report is returned; its caller writes report.json"
+    );
 }
 
 #[tokio::test]
@@ -1186,7 +1201,7 @@ async fn the_first_candidate_to_pass_is_sealed_and_every_candidate_is_reported()
         1,
         "only the winner is tagged"
     );
-    let run_dir = &harness.job.run_dir;
+    let run_dir = harness.job.run_dir.root();
     for number in 1..=3 {
         assert!(
             run_dir

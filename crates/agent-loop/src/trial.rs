@@ -3,9 +3,10 @@
 //! with an outcome and the evidence to feed back.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Instant;
 
+use agent_run_dir::IterationDir;
 use agent_sandbox::{BuildProgress, BuildRequest, BuildStatus, RunOutcome};
 use agent_spec::excerpt;
 
@@ -36,7 +37,7 @@ pub(crate) struct Trial<'a, E> {
     pub started: Instant,
     /// The iteration's folder for the build log and the output; `None` keeps them
     /// in memory only.
-    pub artifacts: Option<&'a Path>,
+    pub artifacts: Option<&'a IterationDir>,
     pub phase: &'a (dyn Fn(Phase) + Send + Sync),
     /// Local images the build may take cached steps from.
     pub cache_from: &'a [String],
@@ -104,7 +105,7 @@ impl<E: EnginePort> Trial<'_, E> {
         iteration.waited.engine += engine_started.elapsed();
         record.build_secs = Some(round_secs(built.duration));
         iteration.layers.extend(built.intermediate_images());
-        self.keep("build.log", built.log.as_bytes())?;
+        self.keep(IterationDir::build_log, built.log.as_bytes())?;
         match &built.status {
             BuildStatus::Built { image_id } => {
                 record.image_id = Some(image_id.clone());
@@ -186,23 +187,23 @@ impl<E: EnginePort> Trial<'_, E> {
     /// cases always had them; every case's also in `cases/<n>/` when there are several.
     fn keep_runs(&self, runs: &[CaseRun]) -> Result<(), LoopError> {
         if let Some(first) = runs.first() {
-            self.keep("stdout.txt", &first.ran.stdout.bytes)?;
-            self.keep("stderr.txt", &first.ran.stderr.bytes)?;
+            self.keep(IterationDir::stdout, &first.ran.stdout.bytes)?;
+            self.keep(IterationDir::stderr, &first.ran.stderr.bytes)?;
         }
         if let (true, Some(artifacts)) = (runs.len() > 1, self.artifacts) {
-            for (index, run) in runs.iter().enumerate() {
-                let folder = format!("cases/{}", index + 1);
-                crate::artifacts::create_dir(&artifacts.join(&folder))?;
-                self.keep(&format!("{folder}/stdout.txt"), &run.ran.stdout.bytes)?;
-                self.keep(&format!("{folder}/stderr.txt"), &run.ran.stderr.bytes)?;
+            for (number, run) in (1u32..).zip(runs) {
+                let folder = artifacts.case(number);
+                crate::artifacts::create_dir(folder.root())?;
+                write_file(&folder.stdout(), &run.ran.stdout.bytes)?;
+                write_file(&folder.stderr(), &run.ran.stderr.bytes)?;
             }
         }
         Ok(())
     }
 
-    fn keep(&self, name: &str, bytes: &[u8]) -> Result<(), LoopError> {
+    fn keep(&self, file: fn(&IterationDir) -> PathBuf, bytes: &[u8]) -> Result<(), LoopError> {
         match self.artifacts {
-            Some(folder) => write_file(&folder.join(name), bytes),
+            Some(folder) => write_file(&file(folder), bytes),
             None => Ok(()),
         }
     }

@@ -1,5 +1,6 @@
-//! The run directory as it lies on disk: `report.json`, `iterations/<n>/…` and
-//! `transcript.jsonl`, read into types of this crate's own.
+//! The run directory as it lies on disk (its layout is `agent_run_dir::RunDir`'s):
+//! `report.json`, `iterations/<n>/…` and `transcript.jsonl`, read into types of this
+//! crate's own.
 //!
 //! These types mirror only the fields the page shows, and every field has a default,
 //! so a run directory written by an older or newer `agent` (fields added, renamed or
@@ -8,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use agent_run_dir::{IterationDir, RunDir};
 use serde::Deserialize;
 
 use crate::errors::ReportError;
@@ -30,6 +32,26 @@ pub struct RunReport {
     pub history: Vec<IterationRecord>,
     /// The first generation's candidates, with `--candidates N`.
     pub candidates: Vec<CandidateRecord>,
+    /// Where the verified image was pushed (`--push`).
+    pub published: Option<Published>,
+    /// Where the verified image was written (`--save`).
+    pub saved: Option<Saved>,
+    /// Why a push or save of the verified image failed.
+    pub publish_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Published {
+    pub reference: String,
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Saved {
+    pub path: String,
+    pub sha256: String,
 }
 
 /// One entry of `candidates`.
@@ -154,7 +176,8 @@ pub struct RunOnDisk {
 /// Reads a run directory. Only `report.json` must be there and parse; every other
 /// file is shown when present and readable.
 pub fn read_run(dir: &Path) -> Result<RunOnDisk, ReportError> {
-    let report_path = dir.join("report.json");
+    let layout = RunDir::new(dir);
+    let report_path = layout.report_json();
     let text = std::fs::read(&report_path).map_err(|source| ReportError::Read {
         path: report_path.clone(),
         source,
@@ -164,13 +187,13 @@ pub fn read_run(dir: &Path) -> Result<RunOnDisk, ReportError> {
             path: report_path,
             source,
         })?;
-    let iterations = iteration_numbers(dir, &report)
+    let iterations = iteration_numbers(&layout, &report)
         .into_iter()
-        .map(|number| read_iteration(dir, &report, number))
+        .map(|number| read_iteration(&layout.iteration(number), &report, number))
         .collect();
     Ok(RunOnDisk {
         dir: dir.to_owned(),
-        calls: read_transcript(&dir.join("transcript.jsonl")),
+        calls: read_transcript(&layout.transcript()),
         iterations,
         report,
     })
@@ -178,13 +201,13 @@ pub fn read_run(dir: &Path) -> Result<RunOnDisk, ReportError> {
 
 /// The iterations named in `history` and those with a folder of their own (a run
 /// that stopped before writing its report still has its folders).
-fn iteration_numbers(dir: &Path, report: &RunReport) -> Vec<u32> {
+fn iteration_numbers(dir: &RunDir, report: &RunReport) -> Vec<u32> {
     let mut numbers: Vec<u32> = report
         .history
         .iter()
         .map(|record| record.iteration)
         .collect();
-    if let Ok(entries) = std::fs::read_dir(dir.join("iterations")) {
+    if let Ok(entries) = std::fs::read_dir(dir.iterations()) {
         numbers.extend(
             entries
                 .flatten()
@@ -196,9 +219,8 @@ fn iteration_numbers(dir: &Path, report: &RunReport) -> Vec<u32> {
     numbers
 }
 
-fn read_iteration(dir: &Path, report: &RunReport, number: u32) -> IterationOnDisk {
-    let folder = dir.join("iterations").join(number.to_string());
-    let from_file = std::fs::read(folder.join("result.json"))
+fn read_iteration(folder: &IterationDir, report: &RunReport, number: u32) -> IterationOnDisk {
+    let from_file = std::fs::read(folder.result_json())
         .ok()
         .and_then(|bytes| serde_json::from_slice::<IterationRecord>(&bytes).ok());
     let record = from_file
@@ -213,13 +235,13 @@ fn read_iteration(dir: &Path, report: &RunReport, number: u32) -> IterationOnDis
             iteration: number,
             ..IterationRecord::default()
         });
-    let bundle_dir = folder.join("bundle");
+    let bundle_dir = folder.bundle();
     IterationOnDisk {
         record,
         bundle: bundle_dir.is_dir().then(|| read_tree(&bundle_dir)),
-        build_log: std::fs::read(folder.join("build.log")).ok(),
-        stdout: std::fs::read(folder.join("stdout.txt")).ok(),
-        stderr: std::fs::read(folder.join("stderr.txt")).ok(),
+        build_log: std::fs::read(folder.build_log()).ok(),
+        stdout: std::fs::read(folder.stdout()).ok(),
+        stderr: std::fs::read(folder.stderr()).ok(),
     }
 }
 
@@ -273,7 +295,7 @@ pub fn find_run_dirs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ReportError> {
                 path: path.clone(),
                 source,
             })?;
-            if entry.file_type().is_dir() && entry.path().join("report.json").is_file() {
+            if entry.file_type().is_dir() && RunDir::is_run_dir(entry.path()) {
                 found.push(entry.path().to_owned());
                 walk.skip_current_dir();
             }

@@ -14,11 +14,10 @@ mod view;
 
 use std::path::{Path, PathBuf};
 
+use agent_run_dir::RunDir;
+
 pub use crate::disk::find_run_dirs;
 pub use crate::errors::ReportError;
-
-/// The file name of a run directory's own page.
-pub const RUN_REPORT_FILE: &str = "report.html";
 
 /// The page for the run directories `dirs`, in that order.
 pub fn render(dirs: &[PathBuf]) -> Result<String, ReportError> {
@@ -40,10 +39,11 @@ pub fn write(path: &Path, html: &str) -> Result<(), ReportError> {
     std::fs::rename(&partial, path).map_err(error)
 }
 
-/// Writes `report.html` into the run directory `dir` and returns its path.
-pub fn write_run_report(dir: &Path) -> Result<PathBuf, ReportError> {
-    let html = render(&[dir.to_owned()])?;
-    let path = dir.join(RUN_REPORT_FILE);
+/// Writes `report.html` into the run directory `dir`, from its `report.json`, and
+/// returns its path.
+pub fn write_run_report(dir: &RunDir) -> Result<PathBuf, ReportError> {
+    let html = render(&[dir.root().to_owned()])?;
+    let path = dir.report_html();
     write(&path, &html)?;
     Ok(path)
 }

@@ -107,6 +107,11 @@ pub struct RunView {
     pub duration: String,
     pub tokens: String,
     pub image: Option<String>,
+    /// Where the verified image went: the pushed reference and its digest.
+    pub published: Option<(String, String)>,
+    /// The image file `--save` wrote and its SHA-256.
+    pub saved: Option<(String, String)>,
+    pub publish_error: Option<String>,
     pub model: String,
     pub base_image: String,
     /// The longest iteration, which the timeline's bars are scaled to.
@@ -302,6 +307,17 @@ fn run_view(index: usize, run: &RunOnDisk) -> RunView {
         duration: seconds(report.duration_secs),
         tokens: thousands(report.usage.prompt_tokens + report.usage.completion_tokens),
         image: report.image.as_deref().map(text::one_line),
+        published: report.published.as_ref().map(|published| {
+            (
+                text::one_line(&published.reference),
+                text::one_line(&published.digest),
+            )
+        }),
+        saved: report
+            .saved
+            .as_ref()
+            .map(|saved| (text::one_line(&saved.path), text::one_line(&saved.sha256))),
+        publish_error: report.publish_error.as_deref().map(text::multi_line),
         model: text::one_line(&report.model),
         base_image: text::one_line(&report.base_image),
         scale: seconds(scale),

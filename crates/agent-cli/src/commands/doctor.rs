@@ -1,6 +1,7 @@
 //! `agent doctor`: is every engine reachable, which version and API version, how many
-//! slots, which storage driver, is each base image there; does the model endpoint
-//! answer.
+//! slots, which storage driver, is each base image there, and, for an engine no
+//! setting named, why it is the one (the variable, context or socket that chose it);
+//! does the model endpoint answer.
 
 use agent_spec::FlagOverrides;
 use secrecy::SecretString;
@@ -19,13 +20,16 @@ pub async fn doctor(args: DoctorArgs) -> Result<u8, Failure> {
     };
     let resolved = settings::resolve(args.config.config.as_deref(), flags)?;
     let mut healthy = true;
-    let (answered, failed) = engines::connect(engines::targets(&resolved)).await;
+    let targets = engines::targets(&resolved)?;
+    let found_by = found_by(&targets);
+    let (answered, failed) = engines::connect(targets).await;
     for (sandbox, slots) in &answered {
-        healthy &= report_engine(sandbox, *slots, &resolved.docker).await;
+        healthy &= report_engine(sandbox, *slots, &resolved.docker, &found_by).await;
     }
     for (host, error) in &failed {
         healthy = false;
         println!("fail  engine {host}: {}", agent_model::error_chain(error));
+        print_found_by(&found_by, host);
         if let Some(hint) = engine_hint(error) {
             println!("      hint: {hint}");
         }
@@ -66,11 +70,27 @@ pub async fn doctor(args: DoctorArgs) -> Result<u8, Failure> {
     })
 }
 
+/// The address of the engine found as the Docker CLI finds one, and why it was.
+fn found_by(targets: &[engines::Target]) -> Option<(String, String)> {
+    targets.iter().find_map(|target| {
+        let why = target.found_by.as_ref()?;
+        Some((target.address.url.clone(), why.to_string()))
+    })
+}
+
+/// `found by …` under the line of the engine at `host`, when it was found, not named.
+fn print_found_by(found_by: &Option<(String, String)>, host: &str) {
+    if let Some((_, why)) = found_by.as_ref().filter(|(url, _)| url == host) {
+        println!("      found by {why}");
+    }
+}
+
 /// One engine's lines: who it is, and each base image. Whether nothing failed.
 async fn report_engine(
     sandbox: &agent_sandbox::Sandbox,
     slots: Option<usize>,
     docker: &agent_spec::DockerSettings,
+    found_by: &Option<(String, String)>,
 ) -> bool {
     let engine = sandbox.engine();
     let slots = slots.unwrap_or(engine.cpus);
@@ -78,6 +98,7 @@ async fn report_engine(
         "ok    engine {} {} (API {}) at {}: {slots} slots, storage driver {}",
         engine.product, engine.version, engine.api_version, engine.host, engine.storage_driver
     );
+    print_found_by(found_by, &engine.host);
     let mut healthy = true;
     for image in engines::base_images(docker) {
         match sandbox.image_present(image).await {

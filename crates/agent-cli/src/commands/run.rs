@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use agent_loop::{Job, LockMode, Prompts, Report};
 use agent_model::Model;
-use agent_sandbox::Pool;
+use agent_run_dir::RunDir;
+use agent_sandbox::{Pool, PoolSession};
 use agent_spec::{FlagOverrides, Spec};
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
@@ -168,7 +169,7 @@ impl Shared {
             crate::provenance::of(spec.path.parent().unwrap_or(std::path::Path::new(".")));
         let job = Job {
             limits: self.settings.limits_for(&spec),
-            run_dir: self.out.join(&spec.name).join(&run_id),
+            run_dir: RunDir::new(self.out.join(&spec.name).join(&run_id)),
             spec,
             settings: self.settings.clone(),
             prompts: self.prompts.clone(),
@@ -187,20 +188,7 @@ impl Shared {
                 () = cancel.cancelled() => return SpecOutcome::NotStarted(job.spec),
             };
             let engine = pool.session();
-            let mut outcome = run_one(job, &model, &engine, &sink, &cancel).await;
-            if let SpecOutcome::Finished {
-                report,
-                run_dir,
-                publish_failure,
-                ..
-            } = &mut outcome
-            {
-                // The verified image is on the engine the spec ended on.
-                if let Some(sandbox) = engine.engine() {
-                    *publish_failure = publisher.publish(&sandbox, report, run_dir).await;
-                }
-            }
-            outcome
+            run_one(job, &model, &engine, &sink, &cancel, &publisher).await
         })
     }
 }
@@ -302,7 +290,7 @@ fn finish(
 enum SpecOutcome {
     Finished {
         report: Report,
-        run_dir: PathBuf,
+        run_dir: RunDir,
         error: Option<agent_loop::LoopError>,
         /// Why `report.html` could not be written, if it could not.
         page_warning: Option<String>,
@@ -319,24 +307,25 @@ enum SpecOutcome {
 async fn run_one(
     job: Job,
     model: &Model,
-    engine: &agent_sandbox::PoolSession,
+    engine: &PoolSession,
     sink: &agent_loop::EventSink,
     cancel: &CancellationToken,
+    publisher: &Publisher,
 ) -> SpecOutcome {
-    if let Err(source) = std::fs::create_dir_all(&job.run_dir) {
+    if let Err(source) = std::fs::create_dir_all(job.run_dir.root()) {
         return SpecOutcome::Failed {
             failure: Failure {
                 code: exit::INFRASTRUCTURE,
                 error: anyhow::Error::new(source).context(format!(
                     "cannot create run directory `{}`",
-                    job.run_dir.display()
+                    job.run_dir.root().display()
                 )),
                 hint: Some("check that `--out` is writable".to_string()),
             },
             spec: job.spec,
         };
     }
-    let mut session = match model.session(&job.spec.name, &job.run_dir.join("transcript.jsonl")) {
+    let mut session = match model.session(&job.spec.name, &job.run_dir.transcript()) {
         Ok(session) => session,
         Err(error) => {
             return SpecOutcome::Failed {
@@ -345,20 +334,30 @@ async fn run_one(
             };
         }
     };
-    let result = agent_loop::run_spec(&job, &mut session, engine, sink, cancel).await;
+    let mut result = agent_loop::run_spec(&job, &mut session, engine, sink, cancel).await;
+    // The verified image is on the engine the spec ended on.
+    let publish_failure = match engine.engine() {
+        Some(sandbox) => publisher.publish(&sandbox, &mut result.report).await,
+        None => None,
+    };
+    // Written once, now that what became of the image is known; the page is made
+    // from the report just written.
+    if let Err(error) = result.report.write(&job.run_dir) {
+        result.error.get_or_insert(error);
+    }
     SpecOutcome::Finished {
         page_warning: write_page(&job.run_dir).await,
         report: result.report,
         run_dir: job.run_dir,
         error: result.error,
-        publish_failure: None,
+        publish_failure,
     }
 }
 
 /// Writes the run directory's `report.html`. The page is for people reading the run:
 /// one that cannot be written is a warning, and the run stays what it was.
-async fn write_page(run_dir: &std::path::Path) -> Option<String> {
-    let dir = run_dir.to_owned();
+async fn write_page(run_dir: &RunDir) -> Option<String> {
+    let dir = run_dir.clone();
     match tokio::task::spawn_blocking(move || agent_report::write_run_report(&dir)).await {
         Ok(Ok(_)) => None,
         Ok(Err(error)) => Some(format!(

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use agent_loop::{Job, Outcome, Prompts};
+use agent_run_dir::RunDir;
 use agent_spec::FlagOverrides;
 
 use crate::args::VerifyArgs;
@@ -28,15 +29,16 @@ pub async fn verify(args: VerifyArgs) -> Result<u8, Failure> {
             .map_err(|error| Failure::from_loop(error, &job.settings.model.api_key_env))?;
         return Ok(print_result(&job.spec.name, &record, args.json));
     }
-    let report = read_report(&args.run_dir)?;
-    let final_dir = args.run_dir.join("final");
+    let run_dir = RunDir::new(&args.run_dir);
+    let report = read_report(&run_dir)?;
+    let final_dir = run_dir.final_bundle();
     if !final_dir.is_dir() {
         return Err(Failure::usage(anyhow::anyhow!(
             "`{}` has no final bundle: the run was not verified",
             args.run_dir.display()
         )));
     }
-    let spec = load_spec(&args.run_dir, &report)?;
+    let spec = load_spec(&run_dir, &report)?;
     let files = read_tree(&final_dir).map_err(|error| {
         Failure::usage(error.context(format!("cannot read `{}`", final_dir.display())))
     })?;
@@ -52,7 +54,7 @@ pub async fn verify(args: VerifyArgs) -> Result<u8, Failure> {
 fn job(spec: agent_spec::Spec, settings: Arc<agent_spec::Settings>, run_id: String) -> Job {
     Job {
         limits: settings.limits_for(&spec),
-        run_dir: std::env::temp_dir(),
+        run_dir: RunDir::new(std::env::temp_dir()),
         spec,
         settings,
         prompts: Arc::new(Prompts::default()),
@@ -64,8 +66,8 @@ fn job(spec: agent_spec::Spec, settings: Arc<agent_spec::Settings>, run_id: Stri
     }
 }
 
-fn read_report(run_dir: &Path) -> Result<agent_loop::Report, Failure> {
-    let report_path = run_dir.join("report.json");
+fn read_report(run_dir: &RunDir) -> Result<agent_loop::Report, Failure> {
+    let report_path = run_dir.report_json();
     let report_text = std::fs::read_to_string(&report_path).map_err(|error| {
         Failure::usage(
             anyhow::Error::new(error).context(format!("cannot read `{}`", report_path.display())),
@@ -119,11 +121,11 @@ fn print_result(spec: &str, record: &agent_loop::IterationRecord, json: bool) ->
 
 /// The spec as it was run: the run directory's own copy when it has one (its inputs
 /// checked against the digests the run recorded), else the path the run was given.
-fn load_spec(run_dir: &Path, report: &agent_loop::Report) -> Result<agent_spec::Spec, Failure> {
+fn load_spec(run_dir: &RunDir, report: &agent_loop::Report) -> Result<agent_spec::Spec, Failure> {
     let Some(copy) = &report.spec_copy else {
         return agent_spec::load_spec(Path::new(&report.spec_path)).map_err(Failure::usage);
     };
-    let spec = agent_spec::load_spec(&run_dir.join(copy)).map_err(Failure::usage)?;
+    let spec = agent_spec::load_spec(&run_dir.root().join(copy)).map_err(Failure::usage)?;
     let recorded: BTreeMap<&str, &str> = report
         .inputs
         .iter()
@@ -149,7 +151,7 @@ fn load_spec(run_dir: &Path, report: &agent_loop::Report) -> Result<agent_spec::
     if !changed.is_empty() {
         return Err(Failure::usage(anyhow::anyhow!(
             "the inputs kept in `{}` differ from those the run used: {}",
-            run_dir.join(agent_loop::SPEC_FOLDER).display(),
+            run_dir.spec_folder().display(),
             changed.join(", ")
         ))
         .with_hint("the run directory was changed after the run; verify an unchanged copy"));

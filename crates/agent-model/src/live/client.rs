@@ -9,27 +9,12 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::errors::ModelError;
+use crate::live::backoff::Backoff;
 use crate::live::gate::Gate;
 use crate::live::negotiation::Negotiation;
 
 /// Connecting never takes longer than this, whatever the request timeout.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Exponential backoff between attempts: `base * 2^retry`, at most `cap`, with jitter.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Backoff {
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            base: Duration::from_millis(500),
-            cap: Duration::from_secs(8),
-        }
-    }
-}
 
 /// The client of one endpoint; shared by every session of an invocation.
 #[derive(Clone)]

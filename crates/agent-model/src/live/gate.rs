@@ -10,11 +10,10 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
-use crate::live::client::Backoff;
+use crate::live::backoff::Backoff;
 
 /// The requests in flight and the endpoint's rate-limit pause.
 #[derive(Debug)]
@@ -77,14 +76,7 @@ impl Gate {
     /// pause ahead.
     pub fn rate_limited(&self, retry_after: Option<Duration>, backoff: Backoff) -> Duration {
         let mut pause = self.lock();
-        let wait = retry_after.unwrap_or_else(|| {
-            let exponential = backoff
-                .base
-                .saturating_mul(2u32.saturating_pow(pause.strikes.min(16)))
-                .min(backoff.cap);
-            // Jitter spreads the requests that all wake at the pause's end.
-            exponential.mul_f64(rand::rng().random_range(0.5..=1.0))
-        });
+        let wait = retry_after.unwrap_or_else(|| backoff.delay(pause.strikes));
         pause.strikes = pause.strikes.saturating_add(1);
         let until = Instant::now() + wait;
         pause.until = Some(pause.until.map_or(until, |current| current.max(until)));

@@ -4,6 +4,7 @@
 //! pause), and its answer read leniently (`parse`).
 
 mod attempt;
+mod backoff;
 mod client;
 mod gate;
 mod negotiation;
@@ -25,7 +26,8 @@ use crate::live::request::{WireMode, prepare};
 use crate::live::transport::{MAX_ERROR_BODY_BYTES, read_prefix};
 use crate::record::RequestRecord;
 
-pub(crate) use client::{Backoff, LiveClient};
+pub(crate) use backoff::Backoff;
+pub(crate) use client::LiveClient;
 
 impl LiveClient {
     /// `GET <base>/models`: any 2xx means the endpoint answers.

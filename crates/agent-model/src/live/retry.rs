@@ -10,8 +10,6 @@
 
 use std::time::Duration;
 
-use rand::Rng;
-
 use crate::backend::Answered;
 use crate::errors::ModelError;
 use crate::live::attempt::{AttemptError, HttpFailure};
@@ -93,13 +91,7 @@ impl LiveClient {
         if let Some(wanted) = retry_after {
             return wanted;
         }
-        let exponential = self
-            .backoff
-            .base
-            .saturating_mul(2u32.saturating_pow(retry.min(16)))
-            .min(self.backoff.cap);
-        // Jitter spreads the retries of concurrent specs hitting the same rate limit.
-        exponential.mul_f64(rand::rng().random_range(0.5..=1.0))
+        self.backoff.delay(retry)
     }
 
     pub(crate) fn model_error(&self, failure: AttemptError) -> ModelError {
