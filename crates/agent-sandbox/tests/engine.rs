@@ -1,9 +1,12 @@
 //! Builds, runs and cleanup against the real Docker engine. Each test labels what it
 //! makes with its own run id and checks that nothing with that label is left.
 
+mod common;
+use common::{build_labelled, built_image, sandbox, unique_run_id};
+
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use agent_sandbox::{
     BuildOutcome, BuildProgress, BuildRequest, BuildStatus, LABEL_OWNER, LABEL_RUN, RunLimits,
@@ -14,20 +17,6 @@ use agent_testkit::{BUSYBOX_IMAGE, PYTHON_IMAGE};
 /// A label only these tests put on objects, so their `gc` never touches what other
 /// processes on the same engine made.
 const LABEL_TEST: &str = "dev.agent.test";
-
-async fn sandbox() -> Sandbox {
-    Sandbox::connect(None)
-        .await
-        .expect("the Docker engine must be reachable for these tests (`docker info`)")
-}
-
-fn unique_run_id(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    format!("test-{name}-{}-{nanos}", std::process::id())
-}
 
 fn labels(run: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -97,31 +86,7 @@ async fn build_files(
     files: &BTreeMap<String, Vec<u8>>,
     timeout: Duration,
 ) -> (BuildOutcome, Vec<BuildProgress>) {
-    let context = build_context(files).expect("context");
-    let labels = labels(run);
-    let mut steps = Vec::new();
-    let outcome = sandbox
-        .build(
-            BuildRequest {
-                context: &context,
-                labels: &labels,
-                timeout,
-                network: "none",
-                cache_repository: None,
-                cache_from: &[],
-            },
-            &mut |step| steps.push(step),
-        )
-        .await
-        .expect("the engine answers");
-    (outcome, steps)
-}
-
-fn built_image(outcome: &BuildOutcome) -> String {
-    match &outcome.status {
-        BuildStatus::Built { image_id } => image_id.clone(),
-        other => panic!("expected a built image, got {other:?}\n{}", outcome.log),
-    }
+    build_labelled(sandbox, files, &labels(run), timeout).await
 }
 
 fn limits() -> RunLimits {

@@ -3,12 +3,15 @@
 //! labelling either gives an image that runs as the original with the labels verbatim,
 //! or is refused and leaves nothing behind; `seal` finds the way each engine accepts.
 
+mod common;
+use common::{build_labelled, built_image, sandbox, unique_run_id};
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use agent_sandbox::{
-    BuildRequest, BuildStatus, EngineAddress, LABEL_OWNER, LABEL_RUN, Product, RunLimits,
-    RunNetwork, RunRequest, Sandbox, SealMethod, build_context, owner_id,
+    EngineAddress, LABEL_OWNER, LABEL_RUN, Product, RunLimits, RunNetwork, RunRequest, Sandbox,
+    SealMethod, owner_id,
 };
 use agent_testkit::BUSYBOX_IMAGE;
 use bollard::query_parameters::{ListContainersOptionsBuilder, ListImagesOptionsBuilder};
@@ -87,26 +90,9 @@ async fn build_marked(sandbox: &Sandbox, run: &str) -> String {
         "FROM {BUSYBOX_IMAGE}\nRUN echo {run} > /marker\nWORKDIR /srv\nENV MODE=sealed\nCMD [\"cat\", \"/marker\"]\n"
     );
     let files = BTreeMap::from([("Dockerfile".to_owned(), dockerfile.into_bytes())]);
-    let context = build_context(&files).expect("context");
-    let labels = run_labels(run);
-    let outcome = sandbox
-        .build(
-            BuildRequest {
-                context: &context,
-                labels: &labels,
-                timeout: Duration::from_secs(120),
-                network: "none",
-                cache_repository: None,
-                cache_from: &[],
-            },
-            &mut |_| {},
-        )
-        .await
-        .expect("the engine answers");
-    match outcome.status {
-        BuildStatus::Built { image_id } => image_id,
-        other => panic!("not built: {other:?}\n{}", outcome.log),
-    }
+    let (outcome, _) =
+        build_labelled(sandbox, &files, &run_labels(run), Duration::from_secs(120)).await;
+    built_image(&outcome)
 }
 
 async fn printed_by(sandbox: &Sandbox, run: &str, image: &str) -> String {
@@ -150,7 +136,7 @@ async fn each_way_labels_verbatim_or_leaves_nothing(url: &str) {
     let sandbox = connect(url).await;
     let docker = client(url);
     let product = sandbox.engine().product;
-    let run = format!("test-seal-{}-{}", std::process::id(), product as u8);
+    let run = unique_run_id(&format!("seal-{}", product as u8));
     let built = build_marked(&sandbox, &run).await;
     let hostile = "x\"y\\z $HOME ${PATH}\nLABEL evil=1\n".to_owned();
     let mut labels = run_labels(&run);
@@ -289,6 +275,6 @@ async fn podman_is_told_apart_from_docker() {
     let podman = connect(&podman_url()).await;
     assert_eq!(podman.engine().product, Product::Podman);
     assert!(podman.engine().version.starts_with('4') || podman.engine().version.starts_with('5'));
-    let docker = connect(agent_sandbox::DEFAULT_SOCKET).await;
+    let docker = sandbox().await;
     assert_eq!(docker.engine().product, Product::Docker);
 }

@@ -5,15 +5,18 @@
 //! file they wrote. Each test labels what it makes with its own run id and checks
 //! that nothing with that label is left.
 
+mod common;
+use common::{build_labelled, built_image, sandbox, unique_run_id};
+
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use agent_sandbox::junit::{Criteria, JunitFile, Problem, grade};
 use agent_sandbox::{
-    BuildRequest, BuildStatus, DEFAULT_PROBE_IMAGE, LABEL_RUN, ProbeFailure, ProbeLimits,
-    ProbeRequest, Readiness, ReadyEnd, RunLimits, RunNetwork, Sandbox, ServiceOutcome,
-    ServiceRequest, StopEnd, SuiteOutcome, SuiteRequest, build_context,
+    DEFAULT_PROBE_IMAGE, LABEL_RUN, ProbeFailure, ProbeLimits, ProbeRequest, Readiness, ReadyEnd,
+    RunLimits, RunNetwork, Sandbox, ServiceOutcome, ServiceRequest, StopEnd, SuiteOutcome,
+    SuiteRequest,
 };
 use agent_testkit::BUSYBOX_IMAGE;
 
@@ -21,20 +24,6 @@ use agent_testkit::BUSYBOX_IMAGE;
 const PYTEST_IMAGE: &str = "agent-base/python-pytest:3.11";
 const LOG_LIMIT: usize = 64 * 1024;
 const BODY_LIMIT: usize = 32 * 1024;
-
-async fn sandbox() -> Sandbox {
-    Sandbox::connect(None)
-        .await
-        .expect("the Docker engine must be reachable for these tests (`docker info`)")
-}
-
-fn unique_run_id(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    format!("test-{name}-{}-{nanos}", std::process::id())
-}
 
 /// One label only: each label of a build is a committed step of its own.
 fn labels(run: &str) -> BTreeMap<String, String> {
@@ -79,26 +68,9 @@ async fn build(sandbox: &Sandbox, run: &str, files: &[(&str, &[u8])]) -> String 
         .iter()
         .map(|(path, content)| ((*path).to_owned(), content.to_vec()))
         .collect();
-    let context = build_context(&files).expect("context");
-    let labels = labels(run);
-    let outcome = sandbox
-        .build(
-            BuildRequest {
-                context: &context,
-                labels: &labels,
-                timeout: Duration::from_secs(300),
-                network: "none",
-                cache_repository: None,
-                cache_from: &[],
-            },
-            &mut |_| {},
-        )
-        .await
-        .expect("the engine answers");
-    match outcome.status {
-        BuildStatus::Built { image_id } => image_id,
-        other => panic!("the build failed: {other:?}\n{}", outcome.log),
-    }
+    let (outcome, _) =
+        build_labelled(sandbox, &files, &labels(run), Duration::from_secs(300)).await;
+    built_image(&outcome)
 }
 
 /// A busybox image whose command runs the shell script in `$SCRIPT`.
@@ -315,7 +287,8 @@ async fn a_service_that_never_listens_times_out_with_its_attempts() {
             readiness: Readiness::Http {
                 path: "/health".to_owned(),
             },
-            ready_timeout: Duration::from_secs(3),
+            // Long enough for two attempts on a loaded engine, where one exec takes a second.
+            ready_timeout: Duration::from_secs(6),
             probe_timeout: Duration::from_secs(2),
         },
         &[ProbeRequest::get("/never")],
@@ -329,7 +302,7 @@ async fn a_service_that_never_listens_times_out_with_its_attempts() {
     let readiness = &outcome.readiness;
     assert_eq!(readiness.end, ReadyEnd::TimedOut, "{outcome:?}");
     assert!(readiness.attempts >= 2, "{readiness:?}");
-    assert!(readiness.elapsed >= Duration::from_secs(3));
+    assert!(readiness.elapsed >= Duration::from_secs(6));
     let error = readiness.last_error.as_deref().expect("the last error");
     assert!(error.contains("Connection refused"), "{error}");
     assert!(outcome.probes.is_empty());
