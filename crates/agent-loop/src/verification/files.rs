@@ -4,8 +4,7 @@
 use agent_spec::FileCheck;
 
 use crate::job::Job;
-use crate::report::Outcome;
-use crate::verification::{Evidence, Facts, Failure, Kind, failed_list, first_failed};
+use crate::verification::{Evidence, Facts, Kind};
 
 pub(crate) struct Files<'a>(pub &'a [FileCheck]);
 
@@ -16,18 +15,10 @@ impl Kind for Files<'_> {
             .iter()
             .flat_map(|check| check.judge(&facts.file(&check.path)))
             .collect();
-        let failure = results.iter().any(|result| !result.passed).then(|| {
-            let mut feedback = String::from(
-                "Files in the image do not meet the spec's [[file]] requirements (as the image has them after the build, before the program runs):\n",
-            );
-            failed_list(&mut feedback, &results);
-            Failure {
-                outcome: Outcome::ChecksFailed,
-                detail: first_failed(&results),
-                feedback,
-            }
-        });
-        Evidence { results, failure }
+        Evidence::of_results(
+            results,
+            "Files in the image do not meet the spec's [[file]] requirements (as the image has them after the build, before the program runs):",
+        )
     }
 }
 

@@ -123,6 +123,23 @@ fn combined(results: &[CheckResult], failures: &[Failure]) -> Ending {
     }
 }
 
+impl Evidence {
+    /// A kind's results; when any failed, its feedback is `heading` over the list of
+    /// failed checks, and its detail the first of them.
+    pub(crate) fn of_results(results: Vec<CheckResult>, heading: &str) -> Evidence {
+        let failure = results.iter().any(|result| !result.passed).then(|| {
+            let mut feedback = format!("{heading}\n");
+            failed_list(&mut feedback, &results);
+            Failure {
+                outcome: Outcome::ChecksFailed,
+                detail: first_failed(&results),
+                feedback,
+            }
+        });
+        Evidence { results, failure }
+    }
+}
+
 /// The failed results of a kind as a bulleted list, `name: detail`.
 pub(crate) fn failed_list(out: &mut String, results: &[CheckResult]) {
     for result in results.iter().filter(|result| !result.passed) {
