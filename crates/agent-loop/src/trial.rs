@@ -97,6 +97,7 @@ impl<E: EnginePort> Trial<'_, E> {
             network: self.job.build_network(),
             cache_repository: Some(&cache_repository),
             cache_from: self.cache_from,
+            no_cache: false,
         };
         let built = self.engine.build(request, &mut on_progress).await;
         record.engine = self.engine.engine_host();

@@ -151,7 +151,8 @@ fn start_build(
         .rm(true)
         .forcerm(true)
         .labels(&labels)
-        .buildargs(&build_args);
+        .buildargs(&build_args)
+        .nocache(request.no_cache);
     if request.network != "default" {
         options = options.networkmode(request.network);
     }

@@ -20,6 +20,10 @@ pub struct BuildRequest<'a> {
     /// Images on the engine (pulled from a registry) whose steps the classic builder
     /// may take as cached when their history matches the Dockerfile's, step by step.
     pub cache_from: &'a [String],
+    /// Every step built afresh. Podman's builder keys a step by its text before the
+    /// build args are put in, so a cached `LABEL "${KEY}"="${VALUE}"` comes back with
+    /// the values of the build that first made it.
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -224,6 +224,7 @@ impl Sandbox {
         let (dockerfile, build_args) = label_dockerfile(image, labels);
         let files = BTreeMap::from([("Dockerfile".to_owned(), dockerfile.into_bytes())]);
         let context = crate::context::build_context(&files)?;
+        // Built afresh: a cached label step would carry another seal's labels.
         let request = BuildRequest {
             context: &context,
             labels: &BTreeMap::new(),
@@ -231,6 +232,7 @@ impl Sandbox {
             network: "none",
             cache_repository: None,
             cache_from: &[],
+            no_cache: true,
         };
         let built = crate::build::build(&self.docker, request, &build_args, &mut |_| {}).await?;
         // The `ARG` step leaves an image; only the last is wanted (on Docker the
@@ -283,8 +285,9 @@ impl Sandbox {
 /// as JSON build args, never as Dockerfile text, so nothing in them is parsed (the
 /// builder substitutes an argument's value once, verbatim), and the build has two
 /// steps however many labels there are (the build's `labels` parameter would add one
-/// step per label).
-fn label_dockerfile(
+/// step per label). Public so that tests can leave on an engine what another seal's
+/// label build leaves there.
+pub fn label_dockerfile(
     image: &str,
     labels: &BTreeMap<String, String>,
 ) -> (String, BTreeMap<String, String>) {

@@ -857,6 +857,7 @@ async fn gc_removes_what_dead_owners_left_and_keeps_live_ones() {
                 network: "none",
                 cache_repository: None,
                 cache_from: &[],
+                no_cache: false,
             },
             &mut |_| {},
         )
@@ -1243,6 +1244,7 @@ async fn a_build_keeps_every_image_it_reaches_under_cache_tags_and_none_dangling
                 network: "none",
                 cache_repository: Some(&repository),
                 cache_from: &[],
+                no_cache: false,
             },
             &mut |_| {},
         )

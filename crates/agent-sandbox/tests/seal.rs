@@ -14,7 +14,11 @@ use agent_sandbox::{
     SealMethod, owner_id,
 };
 use agent_testkit::BUSYBOX_IMAGE;
-use bollard::query_parameters::{ListContainersOptionsBuilder, ListImagesOptionsBuilder};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    RemoveImageOptionsBuilder,
+};
+use futures_util::StreamExt;
 
 /// Fails loudly without Podman: these tests never skip themselves.
 fn podman_url() -> String {
@@ -83,6 +87,32 @@ async fn ours(docker: &bollard::Docker, run: &str, built: &str) -> BTreeSet<Stri
         .map(|image| image.id.clone())
         .chain(containers.into_iter().filter_map(|container| container.id))
         .collect()
+}
+
+/// Builds `seal`'s label Dockerfile for `image` and `labels` as that seal would, and
+/// keeps every image it made, its steps included.
+async fn leave_a_label_build(
+    docker: &bollard::Docker,
+    image: &str,
+    labels: &BTreeMap<String, String>,
+) {
+    let (dockerfile, args) = agent_sandbox::label_dockerfile(image, labels);
+    let files = BTreeMap::from([("Dockerfile".to_owned(), dockerfile.into_bytes())]);
+    let context = agent_sandbox::build_context(&files).expect("context");
+    let args: HashMap<&str, &str> = args
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    let options = BuildImageOptionsBuilder::default()
+        .dockerfile("Dockerfile")
+        .buildargs(&args)
+        .rm(true)
+        .build();
+    let body = bollard::body_full(bytes::Bytes::copy_from_slice(&context.bytes));
+    let mut stream = docker.build_image(options, None, Some(body));
+    while let Some(info) = stream.next().await {
+        info.expect("the label build runs");
+    }
 }
 
 async fn build_marked(sandbox: &Sandbox, run: &str) -> String {
@@ -237,6 +267,44 @@ async fn each_way_labels_verbatim_or_leaves_nothing(url: &str) {
         found["dev.agent.checks"], "other $VALUE",
         "{product}: the build way"
     );
+
+    // Another seal's label build of the same image, its steps still on the engine (as
+    // while that seal is removing them; identical builds of several specs give one
+    // image id on Podman): this seal gets its own labels, not that build's.
+    let mut stale = labels.clone();
+    stale.insert("dev.agent.checks".into(), "another seal's".into());
+    let before_left_over = ours(&docker, &run, &built).await;
+    leave_a_label_build(&docker, &built, &stale).await;
+    let left_over: Vec<String> = ours(&docker, &run, &built)
+        .await
+        .difference(&before_left_over)
+        .cloned()
+        .collect();
+    assert!(!left_over.is_empty(), "the label build left its images");
+    let own = sandbox
+        .seal_by(expected, &built, &other)
+        .await
+        .expect("sealed beside a left-over label build");
+    let found = docker
+        .inspect_image(&own)
+        .await
+        .expect("inspect")
+        .config
+        .and_then(|config| config.labels)
+        .unwrap_or_default();
+    assert_eq!(
+        found["dev.agent.checks"], "other $VALUE",
+        "{product}: beside another seal's steps"
+    );
+    for image in &left_over {
+        let _ = docker
+            .remove_image(
+                image,
+                Some(RemoveImageOptionsBuilder::default().force(true).build()),
+                None,
+            )
+            .await;
+    }
 
     // A build's images are parents of the next: Docker removes a child first, so a
     // second sweep takes what the first left.

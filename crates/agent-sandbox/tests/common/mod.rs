@@ -42,6 +42,7 @@ pub async fn build_labelled(
                 network: "none",
                 cache_repository: None,
                 cache_from: &[],
+                no_cache: false,
             },
             &mut |step| steps.push(step),
         )
