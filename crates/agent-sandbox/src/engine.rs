@@ -16,7 +16,8 @@ use crate::outcome::{
 };
 use crate::request::{BuildRequest, RunRequest};
 
-/// How long `connect` waits for the engine to answer before calling it unreachable.
+/// How long `connect` waits for the engine to answer a ping before calling it
+/// unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The same for an `ssh://` engine, whose first answer also waits for the ssh login
 /// and the remote `docker system dial-stdio`.
@@ -110,19 +111,28 @@ impl Sandbox {
         } else {
             CONNECT_TIMEOUT
         };
-        let answered = tokio::time::timeout(patience, async {
+        // Reachable means a ping answered in time. What the engine then says of itself
+        // gets the bound of any engine call: Podman's `/info` counts its whole store
+        // under the storage lock and takes seconds while builds hold that lock.
+        let reached = tokio::time::timeout(patience, async {
             let docker = docker.negotiate_version().await?;
-            let version = docker.version().await?;
-            let info = docker.info().await?;
-            Ok::<_, bollard::errors::Error>((docker, version, info))
+            docker.ping().await?;
+            Ok::<_, bollard::errors::Error>(docker)
         })
         .await;
-        let (docker, version, info) = match answered {
-            Ok(result) => result.map_err(connect_error)?,
+        let docker = match reached {
+            Ok(answer) => answer.map_err(connect_error)?,
             Err(_elapsed) => {
                 return Err(connect_error(bollard::errors::Error::RequestTimeoutError));
             }
         };
+        let (version, info) = bounded(async {
+            let version = docker.version().await?;
+            let info = docker.info().await?;
+            Ok::<_, bollard::errors::Error>((version, info))
+        })
+        .await
+        .map_err(connect_error)?;
         let (product, product_version) = crate::dialect::product_of(&version);
         let engine = EngineInfo {
             host: host.to_owned(),
