@@ -88,9 +88,7 @@ fn cache_references(image: &ImageSummary) -> impl Iterator<Item = &String> {
 
 async fn all_images(docker: &Docker) -> Result<Vec<ImageSummary>, SandboxError> {
     let options = ListImagesOptionsBuilder::default().all(true).build();
-    bounded(docker.list_images(Some(options)))
-        .await
-        .map_err(SandboxError::List)
+    crate::cleanup::settled_image_list(docker, options).await
 }
 
 /// What the cache holds: its entries, and the bytes of the layers only it keeps (every

@@ -157,11 +157,30 @@ async fn list_images(
         .all(true)
         .filters(&filters)
         .build();
-    let mut images = bounded(docker.list_images(Some(options)))
-        .await
-        .map_err(SandboxError::List)?;
+    let mut images = settled_image_list(docker, options).await?;
     images.retain(|image| crate::dialect::has_labels(&image.labels, labels));
     Ok(images)
+}
+
+/// The engine's images as `options` select them, listed again (a few times, briefly
+/// apart) while Podman trips over an image another client is removing.
+pub(crate) async fn settled_image_list(
+    docker: &Docker,
+    options: bollard::query_parameters::ListImagesOptions,
+) -> Result<Vec<ImageSummary>, SandboxError> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        match bounded(docker.list_images(Some(options.clone()))).await {
+            Err(error) if attempt < ATTEMPTS && crate::dialect::is_listing_race(&error) => {
+                tracing::debug!(%error, attempt, "the image list raced a removal; listing again");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)))
+                    .await;
+                attempt += 1;
+            }
+            listed => return listed.map_err(SandboxError::List),
+        }
+    }
 }
 
 pub(crate) async fn remove_labelled(
@@ -245,9 +264,7 @@ pub(crate) async fn remove_untagged_images(
     ids: &[String],
 ) -> Result<CleanupReport, SandboxError> {
     let options = ListImagesOptionsBuilder::default().all(true).build();
-    let images = bounded(docker.list_images(Some(options)))
-        .await
-        .map_err(SandboxError::List)?;
+    let images = settled_image_list(docker, options).await?;
     let mut removed: HashSet<String> = HashSet::new();
     let mut report = CleanupReport::default();
     // A build prints parents before children, so the reverse order meets children

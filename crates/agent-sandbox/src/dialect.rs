@@ -166,6 +166,17 @@ pub(crate) fn is_untagged(repo_tags: &[String]) -> bool {
     repo_tags.iter().all(|tag| tag == "<none>:<none>")
 }
 
+/// Whether a failed image listing is Podman's race with a concurrent removal: it
+/// lists an image, then cannot read it back (`image not known`, HTTP 500). Listing
+/// again gives the store as it now is.
+pub(crate) fn is_listing_race(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError { status_code: 500, message }
+            if message.contains("image not known")
+    )
+}
+
 /// The label filter sent with `GET /images/json`: only the first of `labels`, since
 /// Podman 4.3 answers a filter of two with nothing; [`has_labels`] checks the rest.
 pub(crate) fn image_label_filter(labels: &[String]) -> Vec<String> {
