@@ -310,7 +310,8 @@ impl Engine {
         };
         assert!(
             images.iter().any(|line| line.ends_with(tag)),
-            "the verified image carries the run's label: {images:?}"
+            "the verified image {tag} ({}) of {run_id} carries the run's label: {images:?}",
+            report["image_id"]
         );
         let chain = self.image_chain(tag);
         let stray: Vec<&String> = images

@@ -87,14 +87,23 @@ async fn remove_container(docker: &Docker, id: &str) -> Result<bool, SandboxErro
         .force(true)
         .v(true)
         .build();
-    match bounded(docker.remove_container(id, Some(options))).await {
-        Ok(()) => Ok(true),
-        // 404: already gone. 409: the engine is already removing it.
-        Err(error) if is_status(&error, 404) || is_status(&error, 409) => Ok(false),
-        Err(source) => Err(SandboxError::Remove {
-            object: id.to_owned(),
-            source,
-        }),
+    // 409: another client (a dropped run's guard) is removing it. That removal may
+    // be cut short when its client exits, so ask again until the container is gone.
+    let patience = tokio::time::Instant::now() + crate::deadline::ENGINE_CALL_TIMEOUT;
+    loop {
+        match bounded(docker.remove_container(id, Some(options.clone()))).await {
+            Ok(()) => return Ok(true),
+            Err(error) if is_status(&error, 404) => return Ok(false),
+            Err(error) if is_status(&error, 409) && tokio::time::Instant::now() < patience => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(source) => {
+                return Err(SandboxError::Remove {
+                    object: id.to_owned(),
+                    source,
+                });
+            }
+        }
     }
 }
 
