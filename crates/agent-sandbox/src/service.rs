@@ -21,7 +21,7 @@ use crate::deadline::{DRAIN_TIMEOUT, ENGINE_CALL_TIMEOUT, bounded};
 use crate::engine::Sandbox;
 use crate::errors::SandboxError;
 use crate::outcome::Captured;
-use crate::probe::{ProbeLimits, ProbeOutcome, ProbeRequest, Prober};
+use crate::probe::{ProbeFailure, ProbeLimits, ProbeOutcome, ProbeRequest, Prober};
 use crate::request::RunLimits;
 use crate::run::{ContainerGuard, Output, container_body};
 
@@ -361,11 +361,10 @@ async fn poll(
         report.attempts += 1;
         let ready = match readiness {
             Readiness::Http { path } => {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let cut_short = left < request.probe_limits.timeout;
                 let limits = ProbeLimits {
-                    timeout: request
-                        .probe_limits
-                        .timeout
-                        .min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+                    timeout: request.probe_limits.timeout.min(left),
                     body_limit_bytes: READY_BODY_LIMIT,
                 };
                 let outcome = prober.probe(&ProbeRequest::get(path), limits).await?;
@@ -374,6 +373,14 @@ async fn poll(
                     Ok(response) => {
                         report.last_status = Some(response.status);
                         report.last_error = None;
+                        false
+                    }
+                    // An attempt that the ready timeout cut short says less than the
+                    // one before it (a refused connection, say): that one is kept.
+                    Err(ProbeFailure::TimedOut)
+                        if cut_short
+                            && (report.last_error.is_some() || report.last_status.is_some()) =>
+                    {
                         false
                     }
                     Err(failure) => {
