@@ -44,25 +44,33 @@ async fn a_missing_base_image_stops_the_run_before_any_model_call() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_spec_with_a_service_is_refused_before_any_model_call() {
+async fn a_service_without_its_probe_image_stops_the_run_before_any_model_call() {
+    require_engine();
     let server = ScriptedServer::start(Vec::new()).await;
     let workspace = Workspace::new(&server.base_url(), "", "");
+    let config = workspace.path().join("agent.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[docker]\n",
+        "[docker]\nprobe_image = \"agent-missing/probe:1\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
     let spec = workspace.spec(
         "adder",
         "prompt = \"p\"\nconditions = \"c\"\n[service]\nport = 8080\nready_tcp = true\n\
          [[probe]]\nname = \"add\"\npath = \"/add\"\n",
     );
-    for command in ["check", "run"] {
-        let output = agent(&workspace, &[command, spec.to_str().unwrap()]).await;
-        output.assert_code(2);
-        assert!(
-            output
-                .stderr
-                .contains("`[service]` is parsed but not yet run by this version"),
-            "{command}: {}",
-            output.stderr
-        );
-    }
+    agent(&workspace, &["check", spec.to_str().unwrap()])
+        .await
+        .assert_code(0);
+    let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
+    output.assert_code(3);
+    assert!(
+        output
+            .stderr
+            .contains("`agent-missing/probe:1` is not on the engine"),
+        "{}",
+        output.stderr
+    );
     assert_eq!(server.requests().len(), 0, "no model call was made");
     assert!(!workspace.out().exists(), "no run directory was made");
 }

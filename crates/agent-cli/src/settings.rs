@@ -33,13 +33,6 @@ pub fn load_specs(paths: &[PathBuf]) -> Result<Vec<Spec>, Failure> {
     let mut failures = Vec::new();
     for path in paths {
         match agent_spec::load_spec(path) {
-            Ok(spec) if spec.service.is_some() => failures.push(
-                Failure::usage(anyhow::anyhow!(
-                    "{}: `[service]` is parsed but not yet run by this version",
-                    path.display()
-                ))
-                .with_hint("remove [service] and its [[probe]]s to run the spec's other checks"),
-            ),
             Ok(spec) => specs.push(spec),
             Err(error) => failures.push(Failure::usage(error)),
         }

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use agent_model::{ChatMessage, CodeBundle, ModelError, ModelSession, Purpose, Reply, Verdict};
 use agent_sandbox::{
-    BuildOutcome, BuildProgress, BuildRequest, CleanupReport, PoolSession, PulledImage,
-    RegistryCredentials, RunOutcome, RunRequest, SandboxError, Sealed,
+    BuildOutcome, BuildProgress, BuildRequest, CleanupReport, PoolSession, ProbeRequest,
+    PulledImage, RegistryCredentials, RunOutcome, RunRequest, SandboxError, Sealed, ServiceOutcome,
+    ServiceRequest, SuiteOutcome, SuiteRequest,
 };
 use agent_spec::{FileFacts, ImageFacts};
 
@@ -71,6 +72,21 @@ pub trait EnginePort: Send + Sync {
         setup_env: &BTreeMap<String, String>,
         request: RunRequest<'_>,
     ) -> impl Future<Output = Result<RunOutcome, SandboxError>> + Send;
+
+    /// Starts the image as a service, waits until it is ready, sends `probes` in
+    /// order, stops it and removes it.
+    fn serve(
+        &self,
+        request: ServiceRequest<'_>,
+        probes: &[ProbeRequest],
+    ) -> impl Future<Output = Result<ServiceOutcome, SandboxError>> + Send;
+
+    /// Runs a hidden test suite in a container of the image and reads its JUnit file
+    /// back.
+    fn run_suite(
+        &self,
+        request: SuiteRequest<'_>,
+    ) -> impl Future<Output = Result<SuiteOutcome, SandboxError>> + Send;
 
     /// What the image's config says: user, workdir, ports, env, labels, size.
     fn image_facts(
@@ -195,6 +211,18 @@ impl EnginePort for PoolSession {
         request: RunRequest<'_>,
     ) -> Result<RunOutcome, SandboxError> {
         PoolSession::run_after_setup(self, setup, setup_env, request).await
+    }
+
+    async fn serve(
+        &self,
+        request: ServiceRequest<'_>,
+        probes: &[ProbeRequest],
+    ) -> Result<ServiceOutcome, SandboxError> {
+        PoolSession::serve(self, request, probes).await
+    }
+
+    async fn run_suite(&self, request: SuiteRequest<'_>) -> Result<SuiteOutcome, SandboxError> {
+        PoolSession::run_suite(self, request).await
     }
 
     async fn image_facts(&self, image: &str) -> Result<ImageFacts, SandboxError> {

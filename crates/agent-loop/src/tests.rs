@@ -151,6 +151,21 @@ impl EnginePort for ScriptedEngine {
         self.run(request).await
     }
 
+    async fn serve(
+        &self,
+        _request: agent_sandbox::ServiceRequest<'_>,
+        _probes: &[agent_sandbox::ProbeRequest],
+    ) -> Result<agent_sandbox::ServiceOutcome, SandboxError> {
+        panic!("the scripted engine runs no service: services are tested on the real engine")
+    }
+
+    async fn run_suite(
+        &self,
+        _request: agent_sandbox::SuiteRequest<'_>,
+    ) -> Result<agent_sandbox::SuiteOutcome, SandboxError> {
+        panic!("the scripted engine runs no suite: suites are tested on the real engine")
+    }
+
     async fn image_facts(&self, _image: &str) -> Result<agent_spec::ImageFacts, SandboxError> {
         Ok(self.image_facts.clone())
     }

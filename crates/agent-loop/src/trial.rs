@@ -140,8 +140,19 @@ impl<E: EnginePort> Trial<'_, E> {
         record.engine = self.engine.engine_host().or(record.engine.take());
         let facts = facts?;
         iteration.waited.engine += engine_started.elapsed();
-        self.keep_runs(&facts.cases)?;
-        if let Some(first) = facts.cases.first() {
+        // A service's logs stand where a spec without cases keeps its run's output.
+        let service_run = facts
+            .service
+            .as_ref()
+            .filter(|_| facts.cases.is_empty())
+            .map(|served| CaseRun::new(verification::service::as_run(served), 0));
+        let runs = if facts.cases.is_empty() {
+            service_run.as_slice()
+        } else {
+            &facts.cases
+        };
+        self.keep_runs(runs)?;
+        if let Some(first) = runs.first() {
             record.take_run(&first.ran);
         }
         if !self.job.spec.cases.is_empty() {
@@ -167,7 +178,7 @@ impl<E: EnginePort> Trial<'_, E> {
         if let Some(ending) = ending {
             return Err(Halt::Ended(ending));
         }
-        let first = facts.cases.into_iter().next();
+        let first = facts.cases.into_iter().next().or(service_run);
         Ok(match first {
             Some(run) => Checked {
                 image_id,

@@ -15,9 +15,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::engine::Sandbox;
 use crate::errors::SandboxError;
 use crate::outcome::{BuildOutcome, BuildProgress, BuildStatus, CleanupReport, RunOutcome};
+use crate::probe::ProbeRequest;
 use crate::pull::PulledImage;
 use crate::registry_auth::RegistryCredentials;
 use crate::request::{BuildRequest, RunRequest};
+use crate::service::{ServiceOutcome, ServiceRequest};
+use crate::suite::{SuiteOutcome, SuiteRequest};
 
 /// Engines that answered, with their slots. Cheap to clone.
 #[derive(Clone)]
@@ -247,6 +250,23 @@ impl PoolSession {
     ) -> Result<RunOutcome, SandboxError> {
         let (sandbox, _slot) = self.slot().await?;
         sandbox.run_after_setup(setup, setup_env, request).await
+    }
+
+    /// [`Sandbox::serve`] on the session's engine, holding one slot while the service
+    /// runs (its probes' helper only relays bytes).
+    pub async fn serve(
+        &self,
+        request: ServiceRequest<'_>,
+        probes: &[ProbeRequest],
+    ) -> Result<ServiceOutcome, SandboxError> {
+        let (sandbox, _slot) = self.slot().await?;
+        sandbox.serve(request, probes).await
+    }
+
+    /// [`Sandbox::run_suite`] on the session's engine, holding one slot.
+    pub async fn run_suite(&self, request: SuiteRequest<'_>) -> Result<SuiteOutcome, SandboxError> {
+        let (sandbox, _slot) = self.slot().await?;
+        sandbox.run_suite(request).await
     }
 
     /// [`Sandbox::image_facts`] on the session's engine; an inspect holds no slot.

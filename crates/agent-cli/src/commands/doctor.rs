@@ -113,5 +113,20 @@ async fn report_engine(
             }
         }
     }
+    let probe = &docker.probe_image;
+    match sandbox.image_present(probe).await {
+        Ok(true) => println!(
+            "ok    probe image `{probe}` is present on {} (specs with [service] need it)",
+            engine.host
+        ),
+        Ok(false) => println!(
+            "warn  probe image `{probe}` is not present on {}: specs with [service] will try to pull it",
+            engine.host
+        ),
+        Err(error) => {
+            healthy = false;
+            println!("fail  probe image `{probe}` on {}: {error}", engine.host);
+        }
+    }
     healthy
 }

@@ -57,8 +57,11 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         );
     }
     let model = model_for(&args, &resolved)?.with_bundle_limits(&resolved.bundle);
-    let pool =
-        crate::engines::pool(&resolved, &crate::engines::base_images(&resolved.docker)).await?;
+    let mut images = crate::engines::base_images(&resolved.docker);
+    if specs.iter().any(|spec| spec.service.is_some()) {
+        images.push(&resolved.docker.probe_image);
+    }
+    let pool = crate::engines::pool(&resolved, &images).await?;
     let jobs = args
         .jobs
         .map_or(pool.total_slots() * JOBS_PER_SLOT, |jobs| jobs as usize);

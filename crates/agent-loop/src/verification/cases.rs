@@ -42,9 +42,11 @@ impl CaseRun {
 pub(crate) fn to_run(job: &Job) -> Vec<Case> {
     let spec = &job.spec;
     let cases = spec.cases_to_run();
-    let nothing_else =
-        spec.image.is_none() && spec.files.is_empty() && spec.structure_tests.is_empty();
-    if !cases.is_empty() || !(spec.judge || nothing_else) {
+    let nothing_else = spec.image.is_none()
+        && spec.files.is_empty()
+        && spec.structure_tests.is_empty()
+        && spec.service.is_none();
+    if !cases.is_empty() || spec.service.is_some() || !(spec.judge || nothing_else) {
         return cases;
     }
     vec![Case {
@@ -66,6 +68,7 @@ pub(crate) fn is_default_only(job: &Job) -> bool {
         && spec.image.is_none()
         && spec.files.is_empty()
         && spec.structure_tests.is_empty()
+        && spec.service.is_none()
 }
 
 pub(crate) struct Cases;

@@ -1,19 +1,20 @@
 //! The engine's side of the checks: one image's facts gathered once per iteration —
 //! the runs of its cases and of its structure-test commands side by side (each holds
-//! an engine slot while it runs), its config from the inspect, and every path any
-//! check asks about from one created, never-started container.
+//! an engine slot while it runs), the service's lifetime with its probes, its config
+//! from the inspect, and every path any check asks about from one created,
+//! never-started container.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use agent_sandbox::{RunOutcome, RunRequest, SandboxError};
+use agent_sandbox::{RunOutcome, RunRequest, SandboxError, ServiceOutcome};
 use agent_spec::{Case, FileFacts, ImageFacts};
 use futures_util::future::join_all;
 
 use crate::job::{Job, run_limits};
 use crate::ports::EnginePort;
 use crate::verification::cases::{self, CaseRun};
-use crate::verification::structure;
+use crate::verification::{service, structure};
 
 /// Bytes of a file's content read for content checks.
 const CONTENT_LIMIT: usize = 1024 * 1024;
@@ -29,6 +30,8 @@ pub(crate) struct Facts {
     pub cases: Vec<CaseRun>,
     /// Per structure-test file, per command test, in order.
     pub commands: Vec<Vec<RunOutcome>>,
+    /// The service's lifetime, when the spec has one.
+    pub service: Option<ServiceOutcome>,
 }
 
 impl Facts {
@@ -81,7 +84,16 @@ pub(crate) async fn gather<E: EnginePort>(
                 .map(|command| command.run(job, engine, image, labels, started)),
         )
     }));
-    let (case_runs, command_runs) = tokio::join!(case_runs, command_runs);
+    let served = async {
+        match &spec.service {
+            Some(wanted) => service::serve(job, wanted, engine, image, labels, started)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    };
+    let (case_runs, command_runs, served) = tokio::join!(case_runs, command_runs, served);
+    facts.service = served?;
     facts.cases = case_runs.into_iter().collect::<Result<_, _>>()?;
     facts.commands = command_runs
         .into_iter()

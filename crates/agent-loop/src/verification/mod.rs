@@ -1,5 +1,6 @@
 //! Everything an iteration checks on a built image: the runs of its cases, its config
-//! (`[image]`), its files (`[[file]]`) and its container-structure-test configs. The
+//! (`[image]`), its files (`[[file]]`), its container-structure-test configs and the
+//! image as a service (`[service]`, `[[probe]]`). The
 //! engine's facts are gathered once per iteration ([`gather`]), then each kind of check
 //! judges them and words its own feedback, one module per kind, all through [`Kind`].
 
@@ -7,6 +8,7 @@ mod cases;
 mod files;
 mod gather;
 mod image;
+pub(crate) mod service;
 mod structure;
 
 use std::fmt::Write as _;
@@ -55,6 +57,9 @@ fn kinds(job: &Job) -> Vec<Box<dyn Kind + '_>> {
     }
     for (index, file) in job.spec.structure_tests.iter().enumerate() {
         kinds.push(Box::new(structure::Structure { file, index }));
+    }
+    if let Some(service) = &job.spec.service {
+        kinds.push(Box::new(service::ServiceKind(service)));
     }
     kinds
 }
@@ -171,5 +176,6 @@ pub(crate) fn describe(spec: &agent_spec::Spec) -> String {
     }
     text.push_str(&files::describe(&spec.files));
     text.push_str(&structure::describe(&spec.structure_tests));
+    text.push_str(&service::describe(spec));
     text
 }

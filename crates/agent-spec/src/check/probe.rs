@@ -58,6 +58,21 @@ pub struct ProbeResponse<'a> {
 }
 
 impl BodyExpectation {
+    /// What the body must be, in words for the model.
+    pub fn describe(&self) -> String {
+        let quoted = |text: &str| serde_json::to_string(&clip(text, 1024)).unwrap_or_default();
+        match self {
+            BodyExpectation::Contains(text) => format!("a body containing {}", quoted(text)),
+            BodyExpectation::Equals(text) => format!("a body equal to {}", quoted(text)),
+            BodyExpectation::Matches(regex) => {
+                format!("a body matching the regex `{}`", regex.as_str())
+            }
+            BodyExpectation::Json(value) => format!(
+                "a JSON body holding {value} (other keys may be present; numbers compare as numbers)"
+            ),
+        }
+    }
+
     /// The spec key this expectation came from, which names its result.
     pub fn key(&self) -> &'static str {
         match self {
