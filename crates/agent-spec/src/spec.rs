@@ -16,6 +16,7 @@ mod files;
 mod image;
 mod inputs;
 mod parse;
+mod paths;
 mod run;
 mod service;
 mod structure_tests;
