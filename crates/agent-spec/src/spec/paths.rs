@@ -22,9 +22,30 @@ pub(crate) struct SpecFolder<'a> {
 /// One listed entry, resolved.
 #[derive(Debug)]
 pub(crate) struct Listed {
+    /// The entry as a `/`-separated path below the spec's folder, with `.` and `..`
+    /// resolved as written (a symlink keeps its name); empty for the folder itself.
+    pub path: String,
+    /// The entry names a folder, not a file.
+    pub folder: bool,
     /// Each file as (its path below the spec's folder, through the names as written,
     /// its canonical path), in name order; one for a file.
     pub files: Vec<(String, PathBuf)>,
+}
+
+impl Listed {
+    /// Where `file` (one of `files`) sits relative to the entry: a folder's file by its
+    /// path below the folder, a listed file by its own name.
+    pub fn below<'f>(&self, file: &'f str) -> &'f str {
+        if !self.folder {
+            return file.rsplit('/').next().unwrap_or(file);
+        }
+        if self.path.is_empty() {
+            return file;
+        }
+        file.strip_prefix(self.path.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or(file)
+    }
 }
 
 impl<'a> SpecFolder<'a> {
@@ -67,7 +88,9 @@ impl<'a> SpecFolder<'a> {
                 return Err("names no file".to_owned());
             }
             return Ok(Listed {
-                files: vec![(path, canonical)],
+                files: vec![(path.clone(), canonical)],
+                path,
+                folder: false,
             });
         }
         if !metadata.is_dir() {
@@ -75,7 +98,11 @@ impl<'a> SpecFolder<'a> {
         }
         let mut files = walk(&self.root, &canonical, &path)?;
         files.sort();
-        Ok(Listed { files })
+        Ok(Listed {
+            path,
+            folder: true,
+            files,
+        })
     }
 
     /// The path below the spec's folder, from the path as written, so a symlink inside
@@ -188,5 +215,36 @@ fn walk_error(folder: &Path, prefix: &str, error: &walkdir::Error) -> String {
     match join_relative(prefix, folder, path) {
         Ok(relative) => format!("contains `{relative}`, which cannot be read: {cause}"),
         Err(problem) => problem,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::Listed;
+
+    fn listed(path: &str, folder: bool) -> Listed {
+        Listed {
+            path: path.to_owned(),
+            folder,
+            files: Vec::<(String, PathBuf)>::new(),
+        }
+    }
+
+    #[test]
+    fn a_file_sits_below_its_entry_by_its_name_and_a_folders_file_by_its_path_below_it() {
+        assert_eq!(
+            listed("hidden/test_a.py", false).below("hidden/test_a.py"),
+            "test_a.py"
+        );
+        assert_eq!(listed("test_a.py", false).below("test_a.py"), "test_a.py");
+        assert_eq!(listed("hidden", true).below("hidden/sub/x.py"), "sub/x.py");
+        assert_eq!(listed("", true).below("hidden/x.py"), "hidden/x.py");
+        // `hidden` is no prefix of `hiddenness/x.py` as a path.
+        assert_eq!(
+            listed("hidden", true).below("hiddenness/x.py"),
+            "hiddenness/x.py"
+        );
     }
 }
