@@ -3,7 +3,7 @@
 //! writes outside the directory it is given.
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use agent_run_dir::{RunDir, SPEC_FOLDER};
 use agent_spec::Spec;
@@ -21,15 +21,41 @@ pub struct InputDigest {
 
 /// The spec's inputs, read once: context path → contents.
 pub(crate) fn read_inputs(spec: &Spec) -> Result<BTreeMap<String, Vec<u8>>, LoopError> {
-    spec.inputs
+    read_files(&spec.inputs, |path, source| LoopError::Input {
+        path,
+        source,
+    })
+}
+
+/// Each suite's hidden files, read once: suite name → (path below its `dest` →
+/// contents).
+pub(crate) fn read_suite_files(
+    spec: &Spec,
+) -> Result<BTreeMap<String, BTreeMap<String, Vec<u8>>>, LoopError> {
+    spec.suites
+        .iter()
+        .map(|suite| {
+            let files = read_files(&suite.files, |path, source| LoopError::SuiteFile {
+                suite: suite.name.clone(),
+                path,
+                source,
+            })?;
+            Ok((suite.name.clone(), files))
+        })
+        .collect()
+}
+
+/// Files a spec lists, as (name, path on disk): name → contents.
+fn read_files(
+    files: &[(String, PathBuf)],
+    failed: impl Fn(PathBuf, std::io::Error) -> LoopError,
+) -> Result<BTreeMap<String, Vec<u8>>, LoopError> {
+    files
         .iter()
         .map(|(name, path)| {
             std::fs::read(path)
                 .map(|bytes| (name.clone(), bytes))
-                .map_err(|source| LoopError::Input {
-                    path: path.clone(),
-                    source,
-                })
+                .map_err(|source| failed(path.clone(), source))
         })
         .collect()
 }

@@ -21,6 +21,13 @@ pub enum LoopError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot read hidden test file `{path}` of suite `{suite}`")]
+    SuiteFile {
+        suite: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot read prompt template `{path}`")]
     Prompt {
         path: PathBuf,

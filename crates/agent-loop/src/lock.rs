@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use agent_model::{BundleFile, CodeBundle};
 use agent_spec::{
     BodyExpectation, Case, Check, ContentMatcher, FileCheck, ImageChecks, Matcher, Probe,
-    Readiness, Service, Spec,
+    Readiness, Service, Spec, Suite,
 };
 use serde::{Deserialize, Serialize};
 
@@ -35,8 +35,8 @@ pub enum LockMode {
 /// `lock.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockFile {
-    /// SHA-256 over what the spec asks: prompt, conditions, checks, run settings and
-    /// the inputs' contents.
+    /// SHA-256 over what the spec asks: prompt, conditions, checks, run settings, the
+    /// inputs' contents and the hidden test suites with their files' contents.
     pub spec_digest: String,
     pub base_image: String,
     /// SHA-256 of the build context the verified image was built from.
@@ -168,15 +168,17 @@ pub fn record_published(
 }
 
 /// The digest of what the spec asks: prompt, conditions, judging, checks, run settings,
-/// cases, image and file checks, the structure-test files' contents and the inputs'
-/// contents. Limits are left out: a lock stays fresh when only the budget changes.
-/// Each newer part enters only when the spec has it, so the digest of a spec without
-/// them is what it always was.
-pub fn spec_digest(spec: &Spec, inputs: &BTreeMap<String, Vec<u8>>) -> String {
-    let inputs: BTreeMap<&String, String> = inputs
-        .iter()
-        .map(|(path, bytes)| (path, sha256_hex(bytes)))
-        .collect();
+/// cases, image and file checks, the structure-test files' contents, the inputs'
+/// contents, and the hidden test suites with their files' contents (`suite_files`:
+/// suite name → path below its `dest` → contents). Limits are left out: a lock stays
+/// fresh when only the budget changes. Each newer part enters only when the spec has
+/// it, so the digest of a spec without them is what it always was.
+pub fn spec_digest(
+    spec: &Spec,
+    inputs: &BTreeMap<String, Vec<u8>>,
+    suite_files: &BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+) -> String {
+    let inputs = content_digests(inputs);
     let mut canonical = serde_json::json!({
         "prompt": spec.prompt,
         "conditions": spec.conditions,
@@ -213,6 +215,10 @@ pub fn spec_digest(spec: &Spec, inputs: &BTreeMap<String, Vec<u8>>) -> String {
                 serde_json::Value::from(files)
             }),
         ),
+        (
+            "suites",
+            (!spec.suites.is_empty()).then(|| suites_json(&spec.suites, suite_files)),
+        ),
     ];
     for (key, value) in parts {
         if let Some(value) = value {
@@ -220,6 +226,14 @@ pub fn spec_digest(spec: &Spec, inputs: &BTreeMap<String, Vec<u8>>) -> String {
         }
     }
     sha256_hex(canonical.to_string().as_bytes())
+}
+
+/// Path → SHA-256 of the contents.
+fn content_digests(files: &BTreeMap<String, Vec<u8>>) -> BTreeMap<&String, String> {
+    files
+        .iter()
+        .map(|(path, bytes)| (path, sha256_hex(bytes)))
+        .collect()
 }
 
 fn checks_json(checks: &[Check]) -> serde_json::Value {
@@ -309,6 +323,26 @@ fn probes_json(probes: &[Probe]) -> serde_json::Value {
         .collect()
 }
 
+/// Each suite with its files' digests; a suite missing from `suite_files` enters
+/// with none, which no read suite digests to.
+fn suites_json(
+    suites: &[Suite],
+    suite_files: &BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+) -> serde_json::Value {
+    let none = BTreeMap::new();
+    suites
+        .iter()
+        .map(|suite| {
+            let files = content_digests(suite_files.get(&suite.name).unwrap_or(&none));
+            serde_json::json!({
+                "name": suite.name, "files": files, "dest": suite.dest,
+                "command": suite.command, "junit": suite.junit, "required": suite.required,
+                "min_tests": suite.min_tests, "timeout_secs": suite.timeout_secs,
+            })
+        })
+        .collect()
+}
+
 /// A matcher as the key and value it was written with in the spec.
 fn matcher_key(matcher: &Matcher) -> (&'static str, serde_json::Value) {
     match matcher {
@@ -337,7 +371,8 @@ mod tests {
         let path = folder.join("adder.toml");
         std::fs::write(&path, text).unwrap();
         let spec = agent_spec::load_spec(&path).unwrap();
-        spec_digest(&spec, &BTreeMap::new())
+        let suite_files = crate::artifacts::read_suite_files(&spec).unwrap();
+        spec_digest(&spec, &BTreeMap::new(), &suite_files)
     }
 
     #[test]
@@ -423,5 +458,44 @@ mod tests {
             );
             seen.push(digest);
         }
+    }
+
+    #[test]
+    fn each_suite_field_and_a_hidden_files_content_change_the_digest() {
+        let folder = tempfile::tempdir().unwrap();
+        let hidden = folder.path().join("hidden");
+        std::fs::create_dir(&hidden).unwrap();
+        std::fs::write(hidden.join("test_add.py"), "def test_add(): pass\n").unwrap();
+        std::fs::write(hidden.join("test_sub.py"), "def test_sub(): pass\n").unwrap();
+        let suite = "[[suite]]\nname = \"unit\"\nfiles = [\"hidden/\"]\ndest = \"/suite\"\n\
+            command = [\"pytest\", \"/suite\"]\njunit = \"/tmp/junit.xml\"\n";
+        let variants = [
+            String::new(),
+            suite.to_owned(),
+            suite.replace("\"unit\"", "\"smoke\""),
+            suite.replace("[\"hidden/\"]", "[\"hidden/test_add.py\"]"),
+            suite.replace("\"/suite\"\n", "\"/tests\"\n"),
+            suite.replace("\"pytest\", ", "\"pytest\", \"-q\", "),
+            suite.replace("/tmp/junit.xml", "/tmp/report.xml"),
+            format!("{suite}required = [\"test_add\"]\n"),
+            format!("{suite}min_tests = 2\n"),
+            format!("{suite}timeout_secs = 30\n"),
+            format!("{suite}{}", suite.replace("\"unit\"", "\"again\"")),
+        ];
+        let mut seen = Vec::new();
+        for variant in &variants {
+            let digest = digest_of(folder.path(), &format!("{BASE}{variant}"));
+            assert!(
+                !seen.contains(&digest),
+                "{variant} did not change the digest"
+            );
+            seen.push(digest);
+        }
+        let with_suite = format!("{BASE}{suite}");
+        let first = digest_of(folder.path(), &with_suite);
+        std::fs::write(hidden.join("test_sub.py"), "def test_sub(): assert False\n").unwrap();
+        let changed = digest_of(folder.path(), &with_suite);
+        assert_ne!(first, changed, "the hidden files' contents feed the digest");
+        assert!(!seen.contains(&changed));
     }
 }

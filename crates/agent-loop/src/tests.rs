@@ -363,6 +363,7 @@ fn harness(checks: Vec<Check>, judge: bool, limits: Limits) -> Harness {
         structure_tests: Vec::new(),
         service: None,
         probes: Vec::new(),
+        suites: Vec::new(),
     };
     Harness {
         job: Job {

@@ -36,6 +36,15 @@ pub enum SpecError {
         input: String,
         problem: String,
     },
+    /// A `files` entry of a `[[suite]]` that does not exist, escapes the spec's folder,
+    /// is also an input, or lands where another of the suite's files does.
+    #[error("{location}: suite `{suite}` file `{file}` {problem}")]
+    SuiteFile {
+        location: Location,
+        suite: String,
+        file: String,
+        problem: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,8 @@
 //! `spec.toml` and `agent.toml`: their types, parsing with file/line/column errors,
 //! the layering of settings, and the checks that judge a built image: a run's output,
-//! the image's configuration, files in it, container-structure-test files, and the
-//! responses of a running service to its probes.
+//! the image's configuration, files in it, container-structure-test files, the
+//! responses of a running service to its probes, and the hidden test suites a spec
+//! runs in the image.
 //!
 //! Synchronous and free of I/O beyond reading the files it is asked to parse; it never
 //! reads the environment (callers pass the variables they resolved).
@@ -40,6 +41,6 @@ pub use settings::{
     PromptSettings, PublishSettings, StructuredOutput,
 };
 pub use spec::{
-    Case, DEFAULT_CASE, Readiness, RunSpec, Service, Spec, SpecLimits, load_spec, parse_spec,
+    Case, DEFAULT_CASE, Readiness, RunSpec, Service, Spec, SpecLimits, Suite, load_spec, parse_spec,
 };
 pub use structure::{CommandTest, FileContentTest, FileExistenceTest, MetadataTest, StructureFile};

@@ -1,8 +1,8 @@
 //! `spec.toml`: one task, its test conditions, its limits, and everything that is
 //! checked on the image it yields — runs and their cases, the image's configuration,
-//! files in it, container-structure-test files, and the image as a service with the
-//! requests made to it. One module per part of the file;
-//! `parse` reads the whole.
+//! files in it, container-structure-test files, the image as a service with the
+//! requests made to it, and hidden test suites run in it. One module per part of the
+//! file; `parse` reads the whole.
 
 use std::path::PathBuf;
 
@@ -16,9 +16,11 @@ mod files;
 mod image;
 mod inputs;
 mod parse;
+mod paths;
 mod run;
 mod service;
 mod structure_tests;
+mod suites;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -26,10 +28,11 @@ pub use cases::{Case, DEFAULT_CASE};
 pub use parse::{load_spec, parse_spec};
 pub use run::RunSpec;
 pub use service::{Readiness, Service};
+pub use suites::Suite;
 
 /// A parsed and validated spec. Everything here has been checked: names match
 /// `[a-z0-9][a-z0-9_.-]*`, regexes compile, each check has exactly one matcher, inputs
-/// exist below the spec's folder.
+/// and hidden test files exist below the spec's folder.
 #[derive(Debug, Clone)]
 pub struct Spec {
     /// `name`, or the file stem when absent.
@@ -60,6 +63,8 @@ pub struct Spec {
     pub service: Option<Service>,
     /// `[[probe]]`, in order; only with a service.
     pub probes: Vec<Probe>,
+    /// `[[suite]]`, in order; hidden test suites, never shown to the model.
+    pub suites: Vec<Suite>,
 }
 
 /// A spec's `[limits]`: each set one overrides `agent.toml`'s `[limits]`. A spec sets

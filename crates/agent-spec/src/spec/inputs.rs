@@ -1,42 +1,37 @@
 //! `inputs`: files and folders below the spec's folder that go into the build context.
 
-use std::collections::{BTreeSet, HashSet};
-use std::fs;
-use std::path::{Component, Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 use toml::Spanned;
-use walkdir::WalkDir;
 
 use crate::errors::SpecError;
-use crate::validate::{self, Source};
+use crate::spec::paths::SpecFolder;
+use crate::validate::Source;
 
 pub(crate) fn resolve_inputs(
     source: &Source<'_>,
     raw: &[Spanned<String>],
 ) -> Result<Vec<(String, PathBuf)>, SpecError> {
-    if raw.is_empty() {
+    let Some(first) = raw.first() else {
         return Ok(Vec::new());
-    }
-    let folder = validate::folder_of(source.path);
+    };
+    let fail = |input: &Spanned<String>, problem: String| SpecError::Input {
+        location: source.location(input.span()),
+        input: input.get_ref().escape_debug().to_string(),
+        problem,
+    };
+    let folder = SpecFolder::open(source.path, "inputs").map_err(|problem| fail(first, problem))?;
     let mut resolved = Vec::new();
     let mut seen = BTreeSet::new();
     for input in raw {
-        let fail = |problem: String| SpecError::Input {
-            location: source.location(input.span()),
-            input: input.get_ref().escape_debug().to_string(),
-            problem,
-        };
-        let root = fs::canonicalize(folder).map_err(|error| {
-            fail(format!(
-                "cannot be resolved: the spec's folder `{}` is not readable ({error})",
-                folder.display()
-            ))
-        })?;
-        for (context_path, disk_path) in
-            resolve_input(&root, folder, input.get_ref()).map_err(fail)?
-        {
+        let listed = folder
+            .resolve(input.get_ref())
+            .map_err(|problem| fail(input, problem))?;
+        for (context_path, disk_path) in listed.files {
             if context_path == "Dockerfile" {
                 return Err(fail(
+                    input,
                     "would replace the Dockerfile the model writes; rename it or put it in a \
                      folder"
                         .to_owned(),
@@ -49,150 +44,6 @@ pub(crate) fn resolve_inputs(
         }
     }
     Ok(resolved)
-}
-
-/// One `inputs` entry as (context path, canonical path) pairs, or the problem.
-fn resolve_input(
-    root: &Path,
-    folder: &Path,
-    input: &str,
-) -> Result<Vec<(String, PathBuf)>, String> {
-    if input.is_empty() {
-        return Err("is empty".to_owned());
-    }
-    if input.contains('\0') {
-        return Err("contains a NUL character".to_owned());
-    }
-    let written = Path::new(input);
-    let prefix = context_path(written)?;
-    let canonical = fs::canonicalize(folder.join(written)).map_err(|error| {
-        if error.kind() == std::io::ErrorKind::NotFound {
-            "does not exist".to_owned()
-        } else {
-            format!("cannot be read: {error}")
-        }
-    })?;
-    if !canonical.starts_with(root) {
-        return Err(LEAVES_FOLDER.to_owned());
-    }
-    let metadata = fs::metadata(&canonical).map_err(|error| format!("cannot be read: {error}"))?;
-    if metadata.is_file() {
-        if prefix.is_empty() {
-            return Err("names no file".to_owned());
-        }
-        return Ok(vec![(prefix, canonical)]);
-    }
-    if !metadata.is_dir() {
-        return Err("is neither a regular file nor a folder".to_owned());
-    }
-    let mut files = walk(root, &canonical, &prefix)?;
-    files.sort();
-    Ok(files)
-}
-
-/// The path inside the build context, from the path as written, so a symlink inside
-/// the folder keeps the name the user gave it.
-fn context_path(written: &Path) -> Result<String, String> {
-    let mut parts: Vec<String> = Vec::new();
-    for component in written.components() {
-        match component {
-            Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if parts.pop().is_none() {
-                    return Err(LEAVES_FOLDER.to_owned());
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => {
-                return Err("is absolute; inputs are relative to the spec's folder".to_owned());
-            }
-        }
-    }
-    Ok(parts.join("/"))
-}
-
-const LEAVES_FOLDER: &str =
-    "leaves the spec's folder (through `..` or a symlink); inputs must stay below it";
-
-/// The files below `folder` (canonical), each as (context path below `prefix`,
-/// canonical path), in name order. Symlinks are followed while they stay below
-/// `root`; a folder reached twice (a symlink back up the tree) is walked once.
-fn walk(root: &Path, folder: &Path, prefix: &str) -> Result<Vec<(String, PathBuf)>, String> {
-    let mut files = Vec::new();
-    let mut visited = HashSet::from([folder.to_path_buf()]);
-    let mut entries = WalkDir::new(folder)
-        .min_depth(1)
-        .follow_links(true)
-        .sort_by_file_name()
-        .into_iter();
-    while let Some(entry) = entries.next() {
-        let (path, descended) = match entry {
-            Ok(entry) => (entry.into_path(), true),
-            // walkdir refuses to enter a folder it is already inside; that folder was
-            // visited, and the checks below still apply to the link.
-            Err(error) if error.loop_ancestor().is_some() => {
-                let path = error.path().map(Path::to_path_buf).unwrap_or_default();
-                (path, false)
-            }
-            Err(error) => return Err(walk_error(folder, prefix, &error)),
-        };
-        let context_path = join_context(prefix, folder, &path)?;
-        let canonical = fs::canonicalize(&path)
-            .map_err(|error| format!("contains `{context_path}`, which cannot be read: {error}"))?;
-        if !canonical.starts_with(root) {
-            return Err(format!(
-                "contains `{context_path}`, a symlink that leaves the spec's folder"
-            ));
-        }
-        let metadata = fs::metadata(&canonical)
-            .map_err(|error| format!("contains `{context_path}`, which cannot be read: {error}"))?;
-        if metadata.is_dir() {
-            if !visited.insert(canonical) && descended {
-                entries.skip_current_dir();
-            }
-        } else if metadata.is_file() {
-            files.push((context_path, canonical));
-        } else {
-            return Err(format!(
-                "contains `{context_path}`, which is neither a regular file nor a folder"
-            ));
-        }
-    }
-    Ok(files)
-}
-
-/// `path` (below `folder`) as a context path below `prefix`.
-fn join_context(prefix: &str, folder: &Path, path: &Path) -> Result<String, String> {
-    let relative = path.strip_prefix(folder).unwrap_or(path);
-    let mut context = prefix.to_owned();
-    for part in relative.components() {
-        let Some(part) = part.as_os_str().to_str() else {
-            return Err(format!(
-                "contains `{}`, a name that is not UTF-8",
-                path.display()
-            ));
-        };
-        if !context.is_empty() {
-            context.push('/');
-        }
-        context.push_str(part);
-    }
-    Ok(context)
-}
-
-/// A folder that cannot be listed, or an entry whose target cannot be read.
-fn walk_error(folder: &Path, prefix: &str, error: &walkdir::Error) -> String {
-    let path = error.path().unwrap_or(folder);
-    let cause = error
-        .io_error()
-        .map_or_else(|| error.to_string(), ToString::to_string);
-    if fs::metadata(path).is_ok_and(|metadata| metadata.is_dir()) {
-        return format!("cannot be read: folder `{}`: {cause}", path.display());
-    }
-    match join_context(prefix, folder, path) {
-        Ok(context_path) => format!("contains `{context_path}`, which cannot be read: {cause}"),
-        Err(problem) => problem,
-    }
 }
 
 #[cfg(test)]

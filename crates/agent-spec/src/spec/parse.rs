@@ -17,6 +17,7 @@ use crate::spec::inputs::resolve_inputs;
 use crate::spec::run::{RawRun, RunSpec, build_run};
 use crate::spec::service::{RawProbe, RawService, build_probes, build_service};
 use crate::spec::structure_tests::read_structure_tests;
+use crate::spec::suites::{RawSuite, build_suites};
 use crate::spec::{Service, Spec, SpecLimits};
 use crate::validate::{self, LimitsOf, LimitsTable, Source};
 
@@ -30,7 +31,7 @@ pub fn load_spec(path: &Path) -> Result<Spec, SpecError> {
 }
 
 /// Parses spec text; `path` names the file in errors, gives the default name (its
-/// stem) and the folder that `inputs` are relative to.
+/// stem) and the folder that `inputs` and hidden test files are relative to.
 pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
     let mut raw: RawSpec = toml::from_str(text).map_err(|error| {
         let (location, message) = describe(path, text, &error);
@@ -75,6 +76,7 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
         .map(|table| service_part(&source, table, &raw))
         .transpose()?;
     let probes = build_probes(&source, &raw.probe, service.as_ref())?;
+    let suites = build_suites(&source, &raw.suite, &inputs)?;
     Ok(Spec {
         name,
         path: path.to_path_buf(),
@@ -91,6 +93,7 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
         structure_tests,
         service,
         probes,
+        suites,
     })
 }
 
@@ -198,6 +201,8 @@ struct RawSpec {
     service: Option<Spanned<RawService>>,
     #[serde(default)]
     probe: Vec<Spanned<RawProbe>>,
+    #[serde(default)]
+    suite: Vec<Spanned<RawSuite>>,
 }
 
 #[derive(Deserialize)]
