@@ -18,6 +18,7 @@ mod services;
 mod snapshots;
 mod structure;
 mod structured;
+mod suites;
 mod support;
 mod travel;
 

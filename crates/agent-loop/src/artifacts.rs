@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use agent_run_dir::{RunDir, SPEC_FOLDER};
-use agent_spec::Spec;
+use agent_spec::{Spec, Suite};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -27,22 +27,23 @@ pub(crate) fn read_inputs(spec: &Spec) -> Result<BTreeMap<String, Vec<u8>>, Loop
     })
 }
 
-/// Each suite's hidden files, read once: suite name → (path below its `dest` →
-/// contents).
+/// Each suite's hidden files: suite name → (path below its `dest` → contents).
 pub(crate) fn read_suite_files(
     spec: &Spec,
 ) -> Result<BTreeMap<String, BTreeMap<String, Vec<u8>>>, LoopError> {
     spec.suites
         .iter()
-        .map(|suite| {
-            let files = read_files(&suite.files, |path, source| LoopError::SuiteFile {
-                suite: suite.name.clone(),
-                path,
-                source,
-            })?;
-            Ok((suite.name.clone(), files))
-        })
+        .map(|suite| Ok((suite.name.clone(), read_suite(suite)?)))
         .collect()
+}
+
+/// One suite's hidden files: path below its `dest` → contents.
+pub(crate) fn read_suite(suite: &Suite) -> Result<BTreeMap<String, Vec<u8>>, LoopError> {
+    read_files(&suite.files, |path, source| LoopError::SuiteFile {
+        suite: suite.name.clone(),
+        path,
+        source,
+    })
 }
 
 /// Files a spec lists, as (name, path on disk): name → contents.
@@ -60,12 +61,13 @@ fn read_files(
         .collect()
 }
 
-/// Copies the spec file and its inputs into `<run_dir>/spec/`, laid out as beside the
+/// Copies the spec file, its inputs and its suites' hidden files into `<run_dir>/spec/`, laid out as beside the
 /// original (inputs are relative to the spec's folder and never leave it), and returns
 /// the copy's path relative to the run directory with the inputs' digests.
 pub(crate) fn keep_spec(
     spec: &Spec,
     inputs: &BTreeMap<String, Vec<u8>>,
+    suite_files: &BTreeMap<String, BTreeMap<String, Vec<u8>>>,
     run_dir: &RunDir,
 ) -> Result<(String, Vec<InputDigest>), LoopError> {
     let text = std::fs::read(&spec.path).map_err(|source| LoopError::Input {
@@ -78,6 +80,25 @@ pub(crate) fn keep_spec(
         .map_or_else(|| "spec.toml".into(), |name| name.to_string_lossy());
     let mut files = inputs.clone();
     files.insert(file_name.to_string(), text);
+    // The hidden files too, where they are beside the spec, so that `verify` runs the
+    // suites from the run directory alone.
+    let folder = spec
+        .path
+        .parent()
+        .and_then(|folder| std::fs::canonicalize(folder).ok());
+    for suite in &spec.suites {
+        for (below_dest, disk) in &suite.files {
+            let beside = folder
+                .as_ref()
+                .and_then(|folder| disk.strip_prefix(folder).ok());
+            let bytes = suite_files
+                .get(&suite.name)
+                .and_then(|files| files.get(below_dest));
+            if let (Some(beside), Some(bytes)) = (beside, bytes) {
+                files.insert(beside.to_string_lossy().into_owned(), bytes.clone());
+            }
+        }
+    }
     write_tree(&run_dir.spec_folder(), &files)?;
     let digests = inputs
         .iter()

@@ -459,8 +459,13 @@ fn rules<'a>(job: &'a Job, setup: &'a Setup) -> Rules<'a> {
 fn prepare(job: &Job, state: &mut State) -> Result<Setup, LoopError> {
     artifacts::create_dir(&job.run_dir.iterations())?;
     let inputs = artifacts::read_inputs(&job.spec)?;
-    state.kept_spec = Some(artifacts::keep_spec(&job.spec, &inputs, &job.run_dir)?);
     let suite_files = artifacts::read_suite_files(&job.spec)?;
+    state.kept_spec = Some(artifacts::keep_spec(
+        &job.spec,
+        &inputs,
+        &suite_files,
+        &job.run_dir,
+    )?);
     let spec_digest = lock::spec_digest(&job.spec, &inputs, &suite_files);
     let reads_lock = job.lock != LockMode::Off;
     let found = if reads_lock {

@@ -45,7 +45,8 @@ pub(crate) fn to_run(job: &Job) -> Vec<Case> {
     let nothing_else = spec.image.is_none()
         && spec.files.is_empty()
         && spec.structure_tests.is_empty()
-        && spec.service.is_none();
+        && spec.service.is_none()
+        && spec.suites.is_empty();
     if !cases.is_empty() || spec.service.is_some() || !(spec.judge || nothing_else) {
         return cases;
     }
@@ -69,6 +70,7 @@ pub(crate) fn is_default_only(job: &Job) -> bool {
         && spec.files.is_empty()
         && spec.structure_tests.is_empty()
         && spec.service.is_none()
+        && spec.suites.is_empty()
 }
 
 pub(crate) struct Cases;

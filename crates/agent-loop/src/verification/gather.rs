@@ -1,20 +1,22 @@
 //! The engine's side of the checks: one image's facts gathered once per iteration —
 //! the runs of its cases and of its structure-test commands side by side (each holds
-//! an engine slot while it runs), the service's lifetime with its probes, its config
+//! an engine slot while it runs), the service's lifetime with its probes, the hidden
+//! suites' runs, its config
 //! from the inspect, and every path any check asks about from one created,
 //! never-started container.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use agent_sandbox::{RunOutcome, RunRequest, SandboxError, ServiceOutcome};
+use agent_sandbox::{RunOutcome, RunRequest, SandboxError, ServiceOutcome, SuiteOutcome};
 use agent_spec::{Case, FileFacts, ImageFacts};
 use futures_util::future::join_all;
 
+use crate::errors::LoopError;
 use crate::job::{Job, run_limits};
 use crate::ports::EnginePort;
 use crate::verification::cases::{self, CaseRun};
-use crate::verification::{service, structure};
+use crate::verification::{service, structure, suites};
 
 /// Bytes of a file's content read for content checks.
 const CONTENT_LIMIT: usize = 1024 * 1024;
@@ -32,6 +34,8 @@ pub(crate) struct Facts {
     pub commands: Vec<Vec<RunOutcome>>,
     /// The service's lifetime, when the spec has one.
     pub service: Option<ServiceOutcome>,
+    /// Index-aligned with the spec's suites.
+    pub suites: Vec<SuiteOutcome>,
 }
 
 impl Facts {
@@ -51,7 +55,7 @@ pub(crate) async fn gather<E: EnginePort>(
     image: &str,
     labels: &BTreeMap<String, String>,
     started: Instant,
-) -> Result<Facts, SandboxError> {
+) -> Result<Facts, LoopError> {
     let spec = &job.spec;
     let mut facts = Facts::default();
     if spec.image.is_some() || !spec.structure_tests.is_empty() {
@@ -92,8 +96,15 @@ pub(crate) async fn gather<E: EnginePort>(
             None => Ok(None),
         }
     };
-    let (case_runs, command_runs, served) = tokio::join!(case_runs, command_runs, served);
+    let suite_runs = join_all(
+        spec.suites
+            .iter()
+            .map(|suite| suites::run(job, suite, engine, image, labels, started)),
+    );
+    let (case_runs, command_runs, served, suite_runs) =
+        tokio::join!(case_runs, command_runs, served, suite_runs);
     facts.service = served?;
+    facts.suites = suite_runs.into_iter().collect::<Result<_, _>>()?;
     facts.cases = case_runs.into_iter().collect::<Result<_, _>>()?;
     facts.commands = command_runs
         .into_iter()

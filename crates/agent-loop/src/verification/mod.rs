@@ -1,6 +1,7 @@
 //! Everything an iteration checks on a built image: the runs of its cases, its config
-//! (`[image]`), its files (`[[file]]`), its container-structure-test configs and the
-//! image as a service (`[service]`, `[[probe]]`). The
+//! (`[image]`), its files (`[[file]]`), its container-structure-test configs, the
+//! image as a service (`[service]`, `[[probe]]`) and its hidden test suites
+//! (`[[suite]]`). The
 //! engine's facts are gathered once per iteration ([`gather`]), then each kind of check
 //! judges them and words its own feedback, one module per kind, all through [`Kind`].
 
@@ -10,6 +11,7 @@ mod gather;
 mod image;
 pub(crate) mod service;
 mod structure;
+pub(crate) mod suites;
 
 use std::fmt::Write as _;
 
@@ -60,6 +62,9 @@ fn kinds(job: &Job) -> Vec<Box<dyn Kind + '_>> {
     }
     if let Some(service) = &job.spec.service {
         kinds.push(Box::new(service::ServiceKind(service)));
+    }
+    if !job.spec.suites.is_empty() {
+        kinds.push(Box::new(suites::Suites(&job.spec.suites)));
     }
     kinds
 }
@@ -177,5 +182,6 @@ pub(crate) fn describe(spec: &agent_spec::Spec) -> String {
     text.push_str(&files::describe(&spec.files));
     text.push_str(&structure::describe(&spec.structure_tests));
     text.push_str(&service::describe(spec));
+    text.push_str(&suites::describe(&spec.suites));
     text
 }

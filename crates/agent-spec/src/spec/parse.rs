@@ -51,7 +51,8 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
         || raw.image.is_some()
         || !raw.file.is_empty()
         || !raw.structure_tests.is_empty()
-        || raw.service.is_some();
+        || raw.service.is_some()
+        || !raw.suite.is_empty();
     let judge = resolve_judge(&source, raw.judge.as_ref(), deterministic)?;
     let limits = match raw.limits.take() {
         Some(limits) => validate::limits(&source, limits.into(), LimitsOf::Spec)?,
@@ -169,7 +170,7 @@ fn resolve_judge(
             judge.span(),
             "`judge = false` with no check of any kind leaves nothing to verify the program; \
              add a [[check]] (or [[case]] checks, [image], [[file]], `structure_tests`, \
-             [service]) or \
+             [service], [[suite]]) or \
              remove `judge`"
                 .to_owned(),
         )),

@@ -1,0 +1,198 @@
+//! A hidden test suite, end to end, as HumanEval checks a candidate: pytest files
+//! beside the spec that the model never sees, run against the built image, graded
+//! from their JUnit file; a first bundle that fails one test, a repair request with
+//! that test's name and output and none of the files, a second bundle that passes.
+
+use agent_testkit::{PYTHON_IMAGE, ScriptedReply, ScriptedServer};
+
+use crate::support::*;
+
+const CALC_SPEC: &str = r#"
+name = "calc"
+prompt = """Write /app/calc.py with `add(a, b)` and `sub(a, b)` for integers."""
+conditions = """Hidden tests import calc from /app."""
+
+[[suite]]
+name = "unit"
+files = ["hidden_tests/"]
+dest = "/suite"
+command = ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "/suite", "--junitxml=/tmp/junit.xml"]
+junit = "/tmp/junit.xml"
+required = ["test_add"]
+min_tests = 2
+timeout_secs = 60
+"#;
+
+/// The hidden file: its first line is a marker that must never reach the model.
+const HIDDEN_TESTS: &str = "# hidden-marker-5f1c: never shown to the model\nimport sys\n\nsys.path.insert(0, \"/app\")\nfrom calc import add, sub\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\ndef test_sub():\n    assert sub(5, 3) == 2, \"sub(5, 3) must be 2\"\n";
+
+fn calc(sub: &str) -> String {
+    format!("def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return {sub}\n")
+}
+
+fn dockerfile() -> String {
+    format!("FROM {PYTHON_IMAGE}\nWORKDIR /app\nCOPY calc.py /app/calc.py\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_humaneval_style_task_verifies_against_hidden_tests_it_never_saw() {
+    require_engine();
+    let wrong = bundle(Some(&dockerfile()), &[("calc.py", &calc("a + b"))]);
+    let right = bundle(Some(&dockerfile()), &[("calc.py", &calc("a - b"))]);
+    let server = ScriptedServer::start_with(move |index, request| {
+        let everything = request.all_text();
+        assert!(
+            !everything.contains("hidden-marker-5f1c"),
+            "a hidden file reached the model: {everything}"
+        );
+        match index {
+            0 => {
+                let task = request.last_user_message();
+                assert!(task.contains("Hidden test suites you cannot see"), "{task}");
+                assert!(task.contains("`unit`: its files are copied to `/suite`"), "{task}");
+                ScriptedReply::Content(wrong.clone())
+            }
+            1 => {
+                let repair = request.last_user_message();
+                for wanted in [
+                    "The hidden test suite `unit` (you cannot see its files) did not pass: 1 of 2 tests failed",
+                    "Test `",
+                    "test_sub` failed",
+                    "sub(5, 3) must be 2",
+                ] {
+                    assert!(repair.contains(wanted), "`{wanted}` in {repair}");
+                }
+                assert!(!repair.contains("test_add` failed"), "{repair}");
+                ScriptedReply::Content(right.clone())
+            }
+            _ => panic!("no third call expected"),
+        }
+    })
+    .await;
+    let workspace = Workspace::new(&server.base_url(), "", "");
+    std::fs::create_dir(workspace.path().join("hidden_tests")).unwrap();
+    std::fs::write(
+        workspace.path().join("hidden_tests/test_calc.py"),
+        HIDDEN_TESTS,
+    )
+    .unwrap();
+    let spec = workspace.spec("calc", CALC_SPEC);
+    let output = agent(
+        &workspace,
+        &[
+            "run",
+            spec.to_str().unwrap(),
+            "--json",
+            "--junit",
+            "junit.xml",
+        ],
+    )
+    .await;
+    assert_eq!(
+        server.panics(),
+        Vec::<String>::new(),
+        "the script's expectations"
+    );
+    output.assert_code(0);
+
+    let report = workspace.report("calc");
+    assert_eq!(report["verified"], true);
+    let checks = |iteration: usize| -> Vec<(String, String, bool)> {
+        report["history"][iteration]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|check| {
+                (
+                    check["group"].as_str().unwrap().to_owned(),
+                    check["name"].as_str().unwrap().to_owned(),
+                    check["passed"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let first = checks(0);
+    assert_eq!(report["history"][0]["outcome"], "checks_failed");
+    assert_eq!(first.len(), 3, "{first:?}");
+    assert!(
+        first.iter().all(|(group, ..)| group == "suite:unit"),
+        "{first:?}"
+    );
+    assert!(
+        first
+            .iter()
+            .any(|(_, name, passed)| name.ends_with("test_sub") && !passed),
+        "{first:?}"
+    );
+    assert!(
+        first
+            .iter()
+            .any(|(_, name, passed)| name.ends_with("test_add") && *passed),
+        "{first:?}"
+    );
+    assert!(first.contains(&("suite:unit".to_owned(), "grade".to_owned(), false)));
+    let last = checks(1);
+    assert!(last.iter().all(|(.., passed)| *passed), "{last:?}");
+    let grade = report["history"][1]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["name"] == "grade")
+        .unwrap();
+    assert_eq!(grade["detail"], "2 of 2 tests passed");
+    let junit = std::fs::read_to_string(workspace.path().join("junit.xml")).unwrap();
+    assert!(junit.contains("classname=\"calc.suite:unit\""), "{junit}");
+
+    // The hidden files are in no build context and not in the verified image.
+    for iteration in ["1", "2"] {
+        let bundle = workspace
+            .run_dir("calc")
+            .join("iterations")
+            .join(iteration)
+            .join("bundle");
+        let names: Vec<String> = files_below(&bundle)
+            .iter()
+            .map(|path| path.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().all(|name| !name.contains("test_calc")),
+            "{names:?}"
+        );
+    }
+    let image = report["image"].as_str().unwrap();
+    let listing = std::process::Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "ls",
+            image,
+            "/suite",
+        ])
+        .output()
+        .unwrap();
+    assert!(!listing.status.success(), "the image holds /suite");
+
+    // The run directory holds the hidden files: moved away from the original, it
+    // verifies the suite again, without the model.
+    let moved = tempfile::tempdir().unwrap();
+    let run_dir = moved.path().join("calc-run");
+    std::fs::rename(workspace.run_dir("calc"), &run_dir).unwrap();
+    std::fs::remove_dir_all(workspace.path().join("hidden_tests")).unwrap();
+    assert!(run_dir.join("spec/hidden_tests/test_calc.py").is_file());
+    let output = agent(&workspace, &["verify", run_dir.to_str().unwrap(), "--json"]).await;
+    output.assert_code(0);
+    let verified: serde_json::Value = serde_json::from_str(&output.stdout).expect("verify --json");
+    assert_eq!(verified["verified"], true, "{verified}");
+    let groups: Vec<&str> = verified["result"]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|check| check["group"].as_str().unwrap())
+        .collect();
+    assert_eq!(groups, vec!["suite:unit"; 3]);
+    assert_eq!(server.requests().len(), 2, "verify asks no model");
+    Engine::main().assert_run_cleaned_up(&report);
+}
