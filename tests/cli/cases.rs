@@ -106,38 +106,14 @@ async fn a_cli_with_three_cases_and_image_checks_is_repaired_from_both_failures(
     .await;
     let workspace = Workspace::new(&server.base_url(), "", "");
     let spec = workspace.spec("adder", ADDER_SPEC);
-    let output = agent(
-        &workspace,
-        &[
-            "run",
-            spec.to_str().unwrap(),
-            "--json",
-            "--junit",
-            "junit.xml",
-        ],
-    )
-    .await;
-    assert_eq!(
-        server.panics(),
-        Vec::<String>::new(),
-        "the script's expectations"
-    );
-    output.assert_code(0);
+    let output = run_to_verified(&workspace, &server, &spec).await;
 
     let report = workspace.report("adder");
     let first = &report["history"][0];
     assert_eq!(first["outcome"], "checks_failed");
-    let failed: Vec<(String, String)> = first["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|check| check["passed"] == false)
-        .map(|check| {
-            (
-                check["group"].as_str().unwrap().to_owned(),
-                check["name"].as_str().unwrap().to_owned(),
-            )
-        })
+    let failed: Vec<(String, String, bool)> = checks_of(&report, 0)
+        .into_iter()
+        .filter(|(.., passed)| !passed)
         .collect();
     assert_eq!(failed.len(), 2, "{failed:?}");
     assert_eq!(failed[0].0, "bad input");

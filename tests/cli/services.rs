@@ -132,64 +132,27 @@ async fn sums_verify_on(engine: &Engine, url: &str) {
         std::fs::write(&config, text).unwrap();
     }
     let spec = workspace.spec("sums", SUMS_SPEC);
-    let output = agent(
-        &workspace,
-        &[
-            "run",
-            spec.to_str().unwrap(),
-            "--json",
-            "--junit",
-            "junit.xml",
-        ],
-    )
-    .await;
-    assert_eq!(
-        server.panics(),
-        Vec::<String>::new(),
-        "the script's expectations"
-    );
-    output.assert_code(0);
+    let _ = run_to_verified(&workspace, &server, &spec).await;
 
     let report = workspace.report("sums");
     assert_eq!(report["verified"], true);
-    let first = &report["history"][0];
-    assert_eq!(first["outcome"], "checks_failed");
-    let failed: Vec<(&str, &str)> = first["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|check| check["passed"] == false)
-        .map(|check| {
-            (
-                check["group"].as_str().unwrap(),
-                check["name"].as_str().unwrap(),
-            )
-        })
+    assert_eq!(report["history"][0]["outcome"], "checks_failed");
+    let failed: Vec<(String, String, bool)> = checks_of(&report, 0)
+        .into_iter()
+        .filter(|(.., passed)| !passed)
         .collect();
-    assert_eq!(failed, vec![("probe:add", "json")]);
-    let last = &report["history"][1];
-    let groups: Vec<(&str, &str, bool)> = last["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|check| {
-            (
-                check["group"].as_str().unwrap(),
-                check["name"].as_str().unwrap(),
-                check["passed"].as_bool().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        groups,
-        vec![
-            ("service", "ready", true),
-            ("probe:health", "status", true),
-            ("probe:add", "status", true),
-            ("probe:add", "json", true),
-            ("service", "stderr_not_contains", true),
-        ]
-    );
+    assert_eq!(failed, vec![("probe:add".into(), "json".into(), false)]);
+    let expected: Vec<(String, String, bool)> = [
+        ("service", "ready"),
+        ("probe:health", "status"),
+        ("probe:add", "status"),
+        ("probe:add", "json"),
+        ("service", "stderr_not_contains"),
+    ]
+    .iter()
+    .map(|(group, name)| ((*group).to_owned(), (*name).to_owned(), true))
+    .collect();
+    assert_eq!(checks_of(&report, 1), expected);
     let junit = std::fs::read_to_string(workspace.path().join("junit.xml")).unwrap();
     assert!(junit.contains("classname=\"sums.probe:add\""), "{junit}");
     // The service's logs stand where a run's output is kept.

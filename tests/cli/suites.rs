@@ -77,41 +77,11 @@ async fn a_humaneval_style_task_verifies_against_hidden_tests_it_never_saw() {
     )
     .unwrap();
     let spec = workspace.spec("calc", CALC_SPEC);
-    let output = agent(
-        &workspace,
-        &[
-            "run",
-            spec.to_str().unwrap(),
-            "--json",
-            "--junit",
-            "junit.xml",
-        ],
-    )
-    .await;
-    assert_eq!(
-        server.panics(),
-        Vec::<String>::new(),
-        "the script's expectations"
-    );
-    output.assert_code(0);
+    let _ = run_to_verified(&workspace, &server, &spec).await;
 
     let report = workspace.report("calc");
     assert_eq!(report["verified"], true);
-    let checks = |iteration: usize| -> Vec<(String, String, bool)> {
-        report["history"][iteration]["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|check| {
-                (
-                    check["group"].as_str().unwrap().to_owned(),
-                    check["name"].as_str().unwrap().to_owned(),
-                    check["passed"].as_bool().unwrap(),
-                )
-            })
-            .collect()
-    };
-    let first = checks(0);
+    let first = checks_of(&report, 0);
     assert_eq!(report["history"][0]["outcome"], "checks_failed");
     assert_eq!(first.len(), 3, "{first:?}");
     assert!(
@@ -131,7 +101,7 @@ async fn a_humaneval_style_task_verifies_against_hidden_tests_it_never_saw() {
         "{first:?}"
     );
     assert!(first.contains(&("suite:unit".to_owned(), "grade".to_owned(), false)));
-    let last = checks(1);
+    let last = checks_of(&report, 1);
     assert!(last.iter().all(|(.., passed)| *passed), "{last:?}");
     let grade = report["history"][1]["checks"]
         .as_array()

@@ -113,6 +113,49 @@ impl Workspace {
     }
 }
 
+/// Runs `spec` with `--json` and `--junit junit.xml` and asserts that the scripted
+/// model's expectations held and that every spec verified (exit 0).
+pub async fn run_to_verified(
+    workspace: &Workspace,
+    server: &ScriptedServer,
+    spec: &Path,
+) -> Output {
+    let output = agent(
+        workspace,
+        &[
+            "run",
+            spec.to_str().unwrap(),
+            "--json",
+            "--junit",
+            "junit.xml",
+        ],
+    )
+    .await;
+    assert_eq!(
+        server.panics(),
+        Vec::<String>::new(),
+        "the script's expectations"
+    );
+    output.assert_code(0);
+    output
+}
+
+/// The checks of iteration `index` (from 0) in `report`: (group, name, passed).
+pub fn checks_of(report: &Value, index: usize) -> Vec<(String, String, bool)> {
+    report["history"][index]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|check| {
+            (
+                check["group"].as_str().expect("group").to_owned(),
+                check["name"].as_str().expect("name").to_owned(),
+                check["passed"].as_bool().expect("passed"),
+            )
+        })
+        .collect()
+}
+
 pub fn files_below(root: &Path) -> Vec<PathBuf> {
     walkdir::WalkDir::new(root)
         .into_iter()

@@ -115,6 +115,16 @@ async fn leave_a_label_build(
     }
 }
 
+async fn labels_of(docker: &bollard::Docker, image: &str) -> HashMap<String, String> {
+    docker
+        .inspect_image(image)
+        .await
+        .expect("inspect")
+        .config
+        .and_then(|config| config.labels)
+        .unwrap_or_default()
+}
+
 async fn build_marked(sandbox: &Sandbox, run: &str) -> String {
     let dockerfile = format!(
         "FROM {BUSYBOX_IMAGE}\nRUN echo {run} > /marker\nWORKDIR /srv\nENV MODE=sealed\nCMD [\"cat\", \"/marker\"]\n"
@@ -244,25 +254,13 @@ async fn each_way_labels_verbatim_or_leaves_nothing(url: &str) {
     other.insert("dev.agent.checks".into(), "other $VALUE".into());
     let second = sandbox.seal(&built, &other).await.expect("sealed again");
     assert_eq!(second.method, expected);
-    let found = docker
-        .inspect_image(&second.image_id)
-        .await
-        .expect("inspect")
-        .config
-        .and_then(|config| config.labels)
-        .unwrap_or_default();
+    let found = labels_of(&docker, &second.image_id).await;
     assert_eq!(found["dev.agent.checks"], "other $VALUE", "{product}");
     let again = sandbox
         .seal_by(SealMethod::Build, &built, &other)
         .await
         .expect("built again");
-    let found = docker
-        .inspect_image(&again)
-        .await
-        .expect("inspect")
-        .config
-        .and_then(|config| config.labels)
-        .unwrap_or_default();
+    let found = labels_of(&docker, &again).await;
     assert_eq!(
         found["dev.agent.checks"], "other $VALUE",
         "{product}: the build way"
@@ -285,13 +283,7 @@ async fn each_way_labels_verbatim_or_leaves_nothing(url: &str) {
         .seal_by(expected, &built, &other)
         .await
         .expect("sealed beside a left-over label build");
-    let found = docker
-        .inspect_image(&own)
-        .await
-        .expect("inspect")
-        .config
-        .and_then(|config| config.labels)
-        .unwrap_or_default();
+    let found = labels_of(&docker, &own).await;
     assert_eq!(
         found["dev.agent.checks"], "other $VALUE",
         "{product}: beside another seal's steps"

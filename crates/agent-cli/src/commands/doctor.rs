@@ -101,32 +101,36 @@ async fn report_engine(
     print_found_by(found_by, &engine.host);
     let mut healthy = true;
     for image in engines::base_images(docker) {
-        match sandbox.image_present(image).await {
-            Ok(true) => println!("ok    base image `{image}` is present on {}", engine.host),
-            Ok(false) => println!(
-                "warn  base image `{image}` is not present on {}: builds will try to pull it",
-                engine.host
-            ),
-            Err(error) => {
-                healthy = false;
-                println!("fail  base image `{image}` on {}: {error}", engine.host);
-            }
-        }
+        healthy &= report_image(sandbox, "base image", image, "builds").await;
     }
-    let probe = &docker.probe_image;
-    match sandbox.image_present(probe).await {
-        Ok(true) => println!(
-            "ok    probe image `{probe}` is present on {} (specs with [service] need it)",
-            engine.host
-        ),
+    healthy &= report_image(
+        sandbox,
+        "probe image",
+        &docker.probe_image,
+        "specs with [service]",
+    )
+    .await;
+    healthy
+}
+
+/// One line on whether `image` (a `role`) is on the engine; false when the engine
+/// cannot say. A missing image is a warning: `needed_by` will try to pull it.
+async fn report_image(
+    sandbox: &agent_sandbox::Sandbox,
+    role: &str,
+    image: &str,
+    needed_by: &str,
+) -> bool {
+    let host = &sandbox.engine().host;
+    match sandbox.image_present(image).await {
+        Ok(true) => println!("ok    {role} `{image}` is present on {host}"),
         Ok(false) => println!(
-            "warn  probe image `{probe}` is not present on {}: specs with [service] will try to pull it",
-            engine.host
+            "warn  {role} `{image}` is not present on {host}: {needed_by} will try to pull it"
         ),
         Err(error) => {
-            healthy = false;
-            println!("fail  probe image `{probe}` on {}: {error}", engine.host);
+            println!("fail  {role} `{image}` on {host}: {error}");
+            return false;
         }
     }
-    healthy
+    true
 }
