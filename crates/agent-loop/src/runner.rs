@@ -514,7 +514,9 @@ fn refused_by_lock(job: &Job, setup: &Setup) -> Option<StopReason> {
 }
 
 /// Writes the lock beside the spec unless it already says exactly this; whether it
-/// wrote.
+/// wrote. A lock rewritten for the same bundle (the spec changed, the bundle did not)
+/// keeps the image it was published as: its layers still serve the next build as a
+/// cache.
 fn keep_lock(job: &Job, setup: &Setup, bundle: &Bundle, digest: &str) -> Result<bool, LoopError> {
     let verified_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -525,7 +527,11 @@ fn keep_lock(job: &Job, setup: &Setup, bundle: &Bundle, digest: &str) -> Result<
         bundle_digest: digest.to_string(),
         model: job.settings.model.name.clone(),
         verified_at,
-        published: None,
+        published: setup
+            .lock
+            .as_ref()
+            .filter(|(lock, _)| lock.file.bundle_digest == digest)
+            .and_then(|(lock, _)| lock.file.published.clone()),
     };
     let unchanged = setup.lock.as_ref().is_some_and(|(lock, state)| {
         *state == LockState::Fresh && lock.file.bundle_digest == file.bundle_digest

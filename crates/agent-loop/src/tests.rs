@@ -1083,6 +1083,28 @@ mod locks {
     }
 
     #[tokio::test]
+    async fn a_stale_lock_rewritten_for_the_same_bundle_keeps_its_published_image() {
+        let mut harness = locked_harness().await;
+        let (published, _) = published_lock(&harness, None);
+        let dir = crate::lock_dir(&harness.job.spec);
+        let read = || -> crate::LockFile {
+            serde_json::from_str(&std::fs::read_to_string(dir.join("lock.json")).unwrap()).unwrap()
+        };
+        let before = read();
+        harness.job.spec.prompt = "Print hello, politely.".into();
+        let result = harness
+            .run(&mut ScriptedModel::default(), &passing_engine(1))
+            .await;
+        assert!(result.report.verified, "{:?}", result.report);
+        let lock = result.report.lock.unwrap();
+        assert_eq!((lock.found, lock.written), (LockState::Stale, true));
+        let after = read();
+        assert_ne!(after.spec_digest, before.spec_digest);
+        assert_eq!(after.bundle_digest, before.bundle_digest);
+        assert_eq!(after.published, Some(published));
+    }
+
+    #[tokio::test]
     async fn a_published_image_of_another_spec_is_said_and_the_lock_is_built() {
         let harness = locked_harness().await;
         let (_, pulled) = published_lock(&harness, Some("another"));
