@@ -121,7 +121,10 @@ async fn sums_model() -> ScriptedServer {
     .await
 }
 
-async fn sums_verify_on(engine: &Engine, url: &str) {
+/// Verifies the JSON API as spec `name` on the engine at `url` (`engine` is where its
+/// images land). Tests side by side use their own names: the verified image's tag is
+/// the spec's name and digest.
+async fn sums_verify_on(engine: &Engine, url: &str, name: &str) {
     let server = sums_model().await;
     let workspace = Workspace::new(&server.base_url(), "", "");
     let config = workspace.path().join("agent.toml");
@@ -131,10 +134,13 @@ async fn sums_verify_on(engine: &Engine, url: &str) {
             .replace("[docker]\n", &format!("[docker]\nengines = [\"{url}\"]\n"));
         std::fs::write(&config, text).unwrap();
     }
-    let spec = workspace.spec("sums", SUMS_SPEC);
+    let spec = workspace.spec(
+        name,
+        &SUMS_SPEC.replace("name = \"sums\"", &format!("name = \"{name}\"")),
+    );
     let _ = run_to_verified(&workspace, &server, &spec).await;
 
-    let report = workspace.report("sums");
+    let report = workspace.report(name);
     assert_eq!(report["verified"], true);
     assert_eq!(report["history"][0]["outcome"], "checks_failed");
     let failed: Vec<(String, String, bool)> = checks_of(&report, 0)
@@ -150,14 +156,17 @@ async fn sums_verify_on(engine: &Engine, url: &str) {
         ("service", "stderr_not_contains"),
     ]
     .iter()
-    .map(|(group, name)| ((*group).to_owned(), (*name).to_owned(), true))
+    .map(|(group, check)| ((*group).to_owned(), (*check).to_owned(), true))
     .collect();
     assert_eq!(checks_of(&report, 1), expected);
     let junit = std::fs::read_to_string(workspace.path().join("junit.xml")).unwrap();
-    assert!(junit.contains("classname=\"sums.probe:add\""), "{junit}");
+    assert!(
+        junit.contains(&format!("classname=\"{name}.probe:add\"")),
+        "{junit}"
+    );
     // The service's logs stand where a run's output is kept.
     let stdout =
-        std::fs::read_to_string(workspace.run_dir("sums").join("iterations/2/stdout.txt")).unwrap();
+        std::fs::read_to_string(workspace.run_dir(name).join("iterations/2/stdout.txt")).unwrap();
     assert!(stdout.contains("listening on 8080"), "{stdout}");
     engine.assert_run_cleaned_up(&report);
 }
@@ -166,14 +175,14 @@ async fn sums_verify_on(engine: &Engine, url: &str) {
 async fn a_json_api_is_repaired_from_its_probe_and_verified_with_no_network() {
     require_engine();
     let main = Engine::main();
-    sums_verify_on(&main, &main.url).await;
+    sums_verify_on(&main, &main.url, "sums").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_json_api_verifies_through_a_tcp_engine() {
     require_engine();
     let relay = tcp_relay().await;
-    sums_verify_on(&Engine::main(), &relay).await;
+    sums_verify_on(&Engine::main(), &relay, "sums-over-tcp").await;
 }
 
 /// A tcp engine: a relay on 127.0.0.1 to the main engine's socket, for as long as the

@@ -110,6 +110,34 @@ async fn a_humaneval_style_task_verifies_against_hidden_tests_it_never_saw() {
         .find(|check| check["name"] == "grade")
         .unwrap();
     assert_eq!(grade["detail"], "2 of 2 tests passed");
+    let suite = &report["history"][0]["suites"][0];
+    assert_eq!(suite["name"], "unit");
+    assert_eq!(suite["passed"], false);
+    assert_eq!(suite["exit_code"], 1);
+    let tests: Vec<(&str, bool)> = suite["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|test| {
+            (
+                test["name"].as_str().unwrap(),
+                test["passed"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(tests, vec![("test_add", true), ("test_sub", false)]);
+    let failed = &suite["tests"][1];
+    assert!(
+        failed["classname"].as_str().unwrap().ends_with("test_calc"),
+        "{failed}"
+    );
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("sub(5, 3) must be 2"),
+        "{failed}"
+    );
     let junit = std::fs::read_to_string(workspace.path().join("junit.xml")).unwrap();
     assert!(junit.contains("classname=\"calc.suite:unit\""), "{junit}");
 

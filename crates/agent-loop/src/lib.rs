@@ -31,7 +31,7 @@ pub use lock::{LockFile, LockMode, LockState, lock_dir, record_published};
 pub use ports::{EnginePort, ModelPort};
 pub use report::{
     CandidateRecord, CaseRecord, IterationRecord, LockReport, Outcome, Published, Report,
-    SavedImage, StopReason, UsageTotals,
+    SavedImage, StopReason, SuiteRecord, TestRecord, UsageTotals,
 };
 pub use runner::{RunResult, run_spec};
 pub use templates::{Prompts, render};

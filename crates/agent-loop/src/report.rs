@@ -107,6 +107,32 @@ pub struct IterationRecord {
     /// whose one run is the fields above).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cases: Vec<CaseRecord>,
+    /// Each `[[suite]]`'s grade and tests, in the spec's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suites: Vec<SuiteRecord>,
+}
+
+/// How one hidden suite went: its grade, and every test its JUnit file held.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuiteRecord {
+    pub name: String,
+    pub passed: bool,
+    /// The command's; `None` when it did not exit on its own or never ran.
+    pub exit_code: Option<i64>,
+    pub run_secs: f64,
+    pub tests: Vec<TestRecord>,
+}
+
+/// One test case of a suite's JUnit file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestRecord {
+    pub name: String,
+    pub classname: String,
+    pub passed: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// How one case's run went.
@@ -154,6 +180,7 @@ impl IterationRecord {
             engine: None,
             retried_after_lost: Vec::new(),
             cases: Vec::new(),
+            suites: Vec::new(),
         }
     }
 

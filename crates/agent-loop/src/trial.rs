@@ -172,6 +172,8 @@ impl<E: EnginePort> Trial<'_, E> {
                 .collect();
         }
 
+        record.suites = verification::suites::records(&self.job.spec.suites, &facts.suites);
+
         (self.phase)(Phase::Checking);
         let (checks, ending) = verification::judge(self.job, &facts);
         record.checks = checks;

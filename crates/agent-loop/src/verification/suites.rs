@@ -16,7 +16,7 @@ use agent_spec::{CheckResult, Suite, excerpt};
 use crate::errors::LoopError;
 use crate::job::{Job, run_limits};
 use crate::ports::EnginePort;
-use crate::report::Outcome;
+use crate::report::{Outcome, SuiteRecord, TestRecord, round_secs};
 use crate::verification::{Evidence, Facts, Failure, Kind};
 
 /// The most a JUnit file may weigh to be read back.
@@ -91,6 +91,35 @@ impl Kind for Suites<'_> {
         });
         Evidence { results, failure }
     }
+}
+
+/// Each suite's grade and tests, for the iteration's record.
+pub(crate) fn records(suites: &[Suite], outcomes: &[SuiteOutcome]) -> Vec<SuiteRecord> {
+    suites
+        .iter()
+        .zip(outcomes)
+        .map(|(suite, outcome)| {
+            let grade = grade(suite, outcome);
+            let ran = outcome.run.as_ref();
+            SuiteRecord {
+                name: suite.name.clone(),
+                passed: grade.passed,
+                exit_code: ran.and_then(|run| run.exit_code),
+                run_secs: ran.map_or(0.0, |run| round_secs(run.duration)),
+                tests: grade
+                    .tests
+                    .into_iter()
+                    .map(|test| TestRecord {
+                        name: test.name,
+                        classname: test.classname,
+                        passed: test.passed,
+                        skipped: test.skipped,
+                        message: test.message,
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 fn grade(suite: &Suite, outcome: &SuiteOutcome) -> Grade {
