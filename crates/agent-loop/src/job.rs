@@ -52,6 +52,22 @@ impl Job {
         )
     }
 
+    /// Where the previous verified image of the spec is in the registry when runs push:
+    /// `<repository>/<spec>:<tag>` for each moving tag (`[publish] tags`); empty when
+    /// nothing is pushed.
+    pub(crate) fn moving_references(&self) -> Vec<String> {
+        let publish = &self.settings.publish;
+        let Some(repository) = &publish.repository else {
+            return Vec::new();
+        };
+        let name = repository_name(&self.spec.name);
+        publish
+            .tags
+            .iter()
+            .map(|tag| format!("{repository}/{name}:{tag}"))
+            .collect()
+    }
+
     /// The tag of a verified image: `agent/<spec>:<12 hex of the context digest>`.
     pub(crate) fn verified_tag(&self, context_digest: &str) -> String {
         let short = &context_digest[..12.min(context_digest.len())];

@@ -362,8 +362,9 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
     }
 
     /// Before the first build: the lock's published image (under its digest), for
-    /// the build to take every unchanged step from, however stale the lock, and
-    /// `[docker] cache_from`.
+    /// the build to take every unchanged step from, however stale the lock; the
+    /// repository's moving tags of the spec, where runs push (the previous push, when
+    /// no committed lock names it); and `[docker] cache_from`.
     async fn pull_cache_sources(&mut self, setup: &Setup) -> Result<(), Halt> {
         if self.state.cache_from.is_some() {
             return Ok(());
@@ -372,11 +373,17 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
             .lock
             .as_ref()
             .and_then(|(lock, _)| lock.file.published.as_ref());
-        let references: Vec<String> = published
-            .map(reuse::pinned)
+        let mut references: Vec<String> = published.map(reuse::pinned).into_iter().collect();
+        for reference in self
+            .job
+            .moving_references()
             .into_iter()
             .chain(self.job.settings.docker.cache_from.iter().cloned())
-            .collect();
+        {
+            if !references.contains(&reference) {
+                references.push(reference);
+            }
+        }
         let kept = reuse::cache_sources(self.job, self.engine, self.events, &references).await?;
         self.state.cache_from = Some(kept);
         Ok(())

@@ -1161,6 +1161,45 @@ mod locks {
     }
 }
 
+#[tokio::test]
+async fn where_runs_push_the_repositorys_moving_tags_of_the_spec_are_cache_sources() {
+    let mut harness = harness(stdout_equals("hello"), false, Limits::default());
+    let mut settings = settings();
+    settings.publish.repository = Some("registry.test/ci".into());
+    settings.publish.tags = vec!["latest".into(), "main".into()];
+    settings.docker.cache_from = vec!["registry.test/ci/hello:latest".into()];
+    harness.job.settings = Arc::new(settings);
+    let mut model = ScriptedModel {
+        bundles: VecDeque::from([bundle(Some(DOCKERFILE), "print('hello')")]),
+        ..ScriptedModel::default()
+    };
+    let engine = ScriptedEngine {
+        builds: Mutex::new(VecDeque::from([built()])),
+        runs: Mutex::new(VecDeque::from([ran(0, "hello\n", "")])),
+        ..ScriptedEngine::default()
+    };
+    let result = harness.run(&mut model, &engine).await;
+    assert!(result.report.verified, "{:?}", result.report);
+    let asked: Vec<String> = harness
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|event| match event {
+            Event::CacheSourceSkipped { reference, .. } => Some(reference.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        asked,
+        vec![
+            "registry.test/ci/hello:latest".to_owned(),
+            "registry.test/ci/hello:main".to_owned()
+        ],
+        "each once, the moving tags first"
+    );
+}
+
 /// A harness whose first generation asks for `count` candidates.
 fn with_candidates(mut harness: Harness, count: u32) -> Harness {
     let mut settings = settings();
