@@ -341,6 +341,29 @@ mod tests {
     const SERVICE: &str = "[service]\nport = 8080\nready_http = \"/health\"\n";
 
     #[test]
+    fn the_readme_example_reads_as_it_says() {
+        let blocks = crate::spec::testing::readme_blocks("toml", "[[probe]]");
+        assert_eq!(blocks.len(), 1);
+        let spec = parse(&format!("{MINIMAL}{}", blocks[0])).unwrap();
+        let service = spec.service.unwrap();
+        assert_eq!(service.port, 8080);
+        assert!(matches!(&service.readiness, Readiness::Http(path) if path == "/health"));
+        assert_eq!(
+            (service.ready_timeout_secs, service.stop_timeout_secs),
+            (60, 10)
+        );
+        let probe = &spec.probes[0];
+        assert_eq!(
+            (probe.name.as_str(), probe.method.as_str()),
+            ("add", "POST")
+        );
+        assert_eq!(probe.headers["content-type"], "application/json");
+        assert_eq!(probe.status, Some(200));
+        assert_eq!(probe.expect.as_ref().unwrap().key(), "json");
+        assert!(!spec.judge);
+    }
+
+    #[test]
     fn design_example_parses_with_defaults() {
         let text = format!(
             "{MINIMAL}[[check]]\nstdout_contains = \"listening\"\n{SERVICE}\
