@@ -67,7 +67,14 @@ async fn a_service_without_its_probe_image_stops_the_run_before_any_model_call()
     assert!(
         output
             .stderr
-            .contains("`agent-missing/probe:1` is not on the engine"),
+            .contains("probe image `agent-missing/probe:1` is not on the engine"),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        output
+            .stderr
+            .contains("`[docker] probe_image` in agent.toml"),
         "{}",
         output.stderr
     );

@@ -131,7 +131,12 @@ pub async fn connect(
 /// The pool of engines that answer and hold `images` (pulled where a registry can
 /// give them). With one engine, its failure is the command's, as it always was; with
 /// several, each that fails is reported on stderr and left out.
-pub async fn pool(settings: &Settings, images: &[&String]) -> Result<Pool, Failure> {
+/// The engines of `settings` that answer and hold `images` (each with what it is for,
+/// `base image` or `probe image`), pulling what a registry can give.
+pub async fn pool(
+    settings: &Settings,
+    images: &[(&'static str, &String)],
+) -> Result<Pool, Failure> {
     let (answered, failed) = connect(targets(settings)?).await;
     let several = answered.len() + failed.len() > 1;
     let mut first_failure = None;
@@ -177,14 +182,17 @@ pub async fn pool(settings: &Settings, images: &[&String]) -> Result<Pool, Failu
     Ok(Pool::new(usable))
 }
 
-/// Every base image the model will be told about is on the engine before the first
-/// model call (pulled when it is not and a registry can give it): a model cannot
-/// repair a missing base image.
-async fn ensure_images(sandbox: &Sandbox, images: &[&String]) -> Result<(), SandboxError> {
-    for image in images {
-        if !sandbox.ensure_image(image, PULL_TIMEOUT).await? {
+/// Every base image the model will be told about, and the probe image when a spec has
+/// a service, is on the engine before the first model call (pulled when it is not and
+/// a registry can give it): a model cannot repair a missing one.
+async fn ensure_images(
+    sandbox: &Sandbox,
+    images: &[(&'static str, &String)],
+) -> Result<(), SandboxError> {
+    for (role, image) in images {
+        if !sandbox.ensure_image(role, image, PULL_TIMEOUT).await? {
             eprintln!(
-                "agent: pulled base image `{image}` on `{}`",
+                "agent: pulled {role} `{image}` on `{}`",
                 sandbox.engine().host
             );
         }

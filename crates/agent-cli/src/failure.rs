@@ -123,6 +123,13 @@ pub fn engine_hint(error: &SandboxError) -> Option<String> {
                 "the registry `{server}` refused the credentials for the lock's published image: `docker login {server}`, or fix its entry (or credential helper) in config.json; DOCKER_CONFIG selects another folder"
             ))
         }
+        SandboxError::Pull {
+            role: "probe image",
+            ..
+        } => Some(
+            "build the local images with `scripts/base-images` (it makes the busybox probe image), `docker pull` it where a registry is reachable, or `docker load` it; `[docker] probe_image` in agent.toml names the image that sends a service's probes"
+                .to_string(),
+        ),
         SandboxError::Pull { .. } => Some(
             "build the local base images with `scripts/base-images`, `docker pull` the image where a registry is reachable, or `docker load` it; `[docker] base_image` in agent.toml names the image the model builds FROM"
                 .to_string(),

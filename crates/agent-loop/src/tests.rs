@@ -197,6 +197,7 @@ impl EnginePort for ScriptedEngine {
             .unwrap()
             .pop_front()
             .ok_or_else(|| SandboxError::Pull {
+                role: "image",
                 image: reference.into(),
                 reason: "manifest unknown".into(),
             })

@@ -63,8 +63,13 @@ pub enum SandboxError {
     SealChangedConfig { image: String, difference: String },
     #[error("the label build on `{image}` failed: {error}")]
     LabelBuild { image: String, error: String },
-    #[error("base image `{image}` is not on the engine and cannot be pulled: {reason}")]
-    Pull { image: String, reason: String },
+    /// `role` says what the image is for: `base image`, `probe image`.
+    #[error("{role} `{image}` is not on the engine and cannot be pulled: {reason}")]
+    Pull {
+        role: &'static str,
+        image: String,
+        reason: String,
+    },
     #[error("cannot pull `{reference}`")]
     PullImage {
         reference: String,

@@ -23,8 +23,13 @@ pub struct PulledImage {
 impl Sandbox {
     /// Makes sure `image` is on the engine: `Ok(true)` when it was there, `Ok(false)`
     /// when it was pulled, an error naming the image when it can be neither found nor
-    /// pulled within `timeout`.
-    pub async fn ensure_image(&self, image: &str, timeout: Duration) -> Result<bool, SandboxError> {
+    /// pulled within `timeout`, saying what it is for (`role`: `base image`, …).
+    pub async fn ensure_image(
+        &self,
+        role: &'static str,
+        image: &str,
+        timeout: Duration,
+    ) -> Result<bool, SandboxError> {
         if self.image_present(image).await? {
             return Ok(true);
         }
@@ -32,6 +37,7 @@ impl Sandbox {
         match self.pull_stream(&reference, None, timeout).await {
             Ok(()) => Ok(false),
             Err(error) => Err(SandboxError::Pull {
+                role,
                 image: image.to_owned(),
                 reason: match error {
                     Some(error) => engine_message(&error),

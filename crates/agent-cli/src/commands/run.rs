@@ -57,9 +57,12 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         );
     }
     let model = model_for(&args, &resolved)?.with_bundle_limits(&resolved.bundle);
-    let mut images = crate::engines::base_images(&resolved.docker);
+    let mut images: Vec<(&'static str, &String)> = crate::engines::base_images(&resolved.docker)
+        .into_iter()
+        .map(|image| ("base image", image))
+        .collect();
     if specs.iter().any(|spec| spec.service.is_some()) {
-        images.push(&resolved.docker.probe_image);
+        images.push(("probe image", &resolved.docker.probe_image));
     }
     let pool = crate::engines::pool(&resolved, &images).await?;
     let jobs = args
