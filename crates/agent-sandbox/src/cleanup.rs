@@ -152,9 +152,7 @@ async fn list_containers(
         .all(true)
         .filters(&filters)
         .build();
-    bounded(docker.list_containers(Some(options)))
-        .await
-        .map_err(SandboxError::List)
+    settled(|| docker.list_containers(Some(options.clone()))).await
 }
 
 async fn list_images(
@@ -171,18 +169,28 @@ async fn list_images(
     Ok(images)
 }
 
-/// The engine's images as `options` select them, listed again (a few times, briefly
-/// apart) while Podman trips over an image another client is removing.
+/// The engine's images as `options` select them, listed as [`settled`] lists.
 pub(crate) async fn settled_image_list(
     docker: &Docker,
     options: bollard::query_parameters::ListImagesOptions,
 ) -> Result<Vec<ImageSummary>, SandboxError> {
-    const ATTEMPTS: u32 = 5;
+    settled(|| docker.list_images(Some(options.clone()))).await
+}
+
+/// What `list` gives, asked again (up to 8 times, 100 ms more apart each time, about
+/// 3.6 s in all) while the engine is in one of Podman's passing states
+/// ([`crate::dialect::is_listing_race`]).
+async fn settled<T, F, Fut>(list: F) -> Result<Vec<T>, SandboxError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, bollard::errors::Error>>,
+{
+    const ATTEMPTS: u32 = 8;
     let mut attempt = 1;
     loop {
-        match bounded(docker.list_images(Some(options.clone()))).await {
+        match bounded(list()).await {
             Err(error) if attempt < ATTEMPTS && crate::dialect::is_listing_race(&error) => {
-                tracing::debug!(%error, attempt, "the image list raced a removal; listing again");
+                tracing::debug!(%error, attempt, "the engine was between two states; listing again");
                 tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)))
                     .await;
                 attempt += 1;

@@ -166,15 +166,23 @@ pub(crate) fn is_untagged(repo_tags: &[String]) -> bool {
     repo_tags.iter().all(|tag| tag == "<none>:<none>")
 }
 
-/// Whether a failed image listing is Podman's race with a concurrent removal: it
-/// lists an image, then cannot read it back (`image not known`, HTTP 500). Listing
-/// again gives the store as it now is.
+/// Whether a failed listing is one of Podman's passing states, so that listing again
+/// soon gives the store as it then is: an image list that names an image another
+/// client is removing and then cannot read it back (`image not known`, HTTP 500), or a
+/// container list holding a container between its stop and its cleanup, whose state
+/// Podman 4.3 calls `stopped`, which is no state of Docker's API (bollard refuses the
+/// whole list).
 pub(crate) fn is_listing_race(error: &bollard::errors::Error) -> bool {
-    matches!(
-        error,
-        bollard::errors::Error::DockerResponseServerError { status_code: 500, message }
-            if message.contains("image not known")
-    )
+    match error {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message,
+        } => message.contains("image not known"),
+        bollard::errors::Error::JsonDataError { message, .. } => {
+            message.contains("unknown variant `stopped`")
+        }
+        _ => false,
+    }
 }
 
 /// The label filter sent with `GET /images/json`: only the first of `labels`, since
