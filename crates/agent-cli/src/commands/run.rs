@@ -9,7 +9,7 @@ use agent_loop::{Job, LockMode, Prompts, Report};
 use agent_model::Model;
 use agent_run_dir::RunDir;
 use agent_sandbox::{Pool, PoolSession};
-use agent_spec::{FlagOverrides, Spec};
+use agent_spec::{FlagOverrides, Settings, Spec};
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -57,14 +57,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         );
     }
     let model = model_for(&args, &resolved)?.with_bundle_limits(&resolved.bundle);
-    let mut images: Vec<(&'static str, &String)> = crate::engines::base_images(&resolved.docker)
-        .into_iter()
-        .map(|image| ("base image", image))
-        .collect();
-    if specs.iter().any(|spec| spec.service.is_some()) {
-        images.push(("probe image", &resolved.docker.probe_image));
-    }
-    let pool = crate::engines::pool(&resolved, &images).await?;
+    let pool = crate::engines::pool(&resolved, &images_needed(&resolved, &specs)).await?;
     let jobs = args
         .jobs
         .map_or(pool.total_slots() * JOBS_PER_SLOT, |jobs| jobs as usize);
@@ -91,12 +84,35 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     let (summaries, infrastructure) = collect(tasks, &progress, &resolved.model.api_key_env).await;
     progress.finish();
 
-    // Whatever this process made and did not keep goes, on every engine still there,
-    // whatever path got us here; then each build cache is trimmed to its cap, once.
-    let cap_bytes = resolved.docker.cache_max_mb.saturating_mul(1024 * 1024);
+    clean_up(&pool, &owner, resolved.docker.cache_max_mb).await;
+    for host in pool.lost() {
+        progress.println(&format!(
+            "agent: engine `{host}` was lost during the run; its iterations went to the others"
+        ));
+    }
+    finish(&args, &summaries, infrastructure, signal.received())
+}
+
+/// The images every engine must hold before the first model call, each with what it
+/// is for: the base images, and the probe image when a spec has a service.
+fn images_needed<'a>(settings: &'a Settings, specs: &[Spec]) -> Vec<(&'static str, &'a String)> {
+    let mut images: Vec<(&'static str, &String)> = crate::engines::base_images(&settings.docker)
+        .into_iter()
+        .map(|image| ("base image", image))
+        .collect();
+    if specs.iter().any(|spec| spec.service.is_some()) {
+        images.push(("probe image", &settings.docker.probe_image));
+    }
+    images
+}
+
+/// Whatever this process made and did not keep goes, on every engine still there,
+/// whatever path got here; then each build cache is trimmed to its cap, once.
+async fn clean_up(pool: &Pool, owner: &str, cache_max_mb: u64) {
+    let cap_bytes = cache_max_mb.saturating_mul(1024 * 1024);
     for sandbox in pool.live() {
         if let Err(error) = sandbox
-            .remove_labelled(agent_sandbox::LABEL_OWNER, &owner, None)
+            .remove_labelled(agent_sandbox::LABEL_OWNER, owner, None)
             .await
         {
             tracing::warn!("final cleanup failed: {error}");
@@ -107,12 +123,6 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
             tracing::warn!("cannot trim the build cache: {error}");
         }
     }
-    for host in pool.lost() {
-        progress.println(&format!(
-            "agent: engine `{host}` was lost during the run; its iterations went to the others"
-        ));
-    }
-    finish(&args, &summaries, infrastructure, signal.received())
 }
 
 /// How the run uses the locks beside the specs.
