@@ -367,6 +367,24 @@ mod tests {
     const BASE: &str = "prompt = \"Add two numbers.\"\nconditions = \"Prints the sum.\"\n\
         [[check]]\nexit_code = 0\n";
 
+    /// Asserts that `prefix` followed by each variant has a digest not in `seen`, and
+    /// adds each to it.
+    fn each_changes_the_digest(
+        folder: &Path,
+        prefix: &str,
+        variants: &[String],
+        seen: &mut Vec<String>,
+    ) {
+        for variant in variants {
+            let digest = digest_of(folder, &format!("{prefix}{variant}"));
+            assert!(
+                !seen.contains(&digest),
+                "{variant} did not change the digest"
+            );
+            seen.push(digest);
+        }
+    }
+
     fn digest_of(folder: &Path, text: &str) -> String {
         let path = folder.join("adder.toml");
         std::fs::write(&path, text).unwrap();
@@ -408,14 +426,7 @@ mod tests {
             "[[file]]\npath = \"/app/main.py\"\ncontains = \"def main\"\n".to_owned(),
         ];
         let mut seen = vec![base.clone()];
-        for variant in &variants {
-            let digest = digest_of(folder.path(), &format!("{BASE}{variant}"));
-            assert!(
-                !seen.contains(&digest),
-                "{variant} did not change the digest"
-            );
-            seen.push(digest);
-        }
+        each_changes_the_digest(folder.path(), BASE, &variants, &mut seen);
         let with_tests = format!("structure_tests = [\"structure.yaml\"]\n{BASE}");
         let first = digest_of(folder.path(), &with_tests);
         assert!(!seen.contains(&first));
@@ -450,14 +461,7 @@ mod tests {
             ),
         ];
         let mut seen = Vec::new();
-        for variant in &variants {
-            let digest = digest_of(folder.path(), &format!("{base}{variant}"));
-            assert!(
-                !seen.contains(&digest),
-                "{variant} did not change the digest"
-            );
-            seen.push(digest);
-        }
+        each_changes_the_digest(folder.path(), base, &variants, &mut seen);
     }
 
     #[test]
@@ -483,14 +487,7 @@ mod tests {
             format!("{suite}{}", suite.replace("\"unit\"", "\"again\"")),
         ];
         let mut seen = Vec::new();
-        for variant in &variants {
-            let digest = digest_of(folder.path(), &format!("{BASE}{variant}"));
-            assert!(
-                !seen.contains(&digest),
-                "{variant} did not change the digest"
-            );
-            seen.push(digest);
-        }
+        each_changes_the_digest(folder.path(), BASE, &variants, &mut seen);
         let with_suite = format!("{BASE}{suite}");
         let first = digest_of(folder.path(), &with_suite);
         std::fs::write(hidden.join("test_sub.py"), "def test_sub(): assert False\n").unwrap();
