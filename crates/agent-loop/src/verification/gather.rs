@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use agent_sandbox::{RunOutcome, RunRequest, SandboxError, ServiceOutcome, SuiteOutcome};
+use agent_sandbox::{RunOutcome, RunRequest, SandboxError, ServiceOutcome};
 use agent_spec::{Case, FileFacts, ImageFacts};
 use futures_util::future::join_all;
 
@@ -16,7 +16,8 @@ use crate::errors::LoopError;
 use crate::job::{Job, run_limits};
 use crate::ports::EnginePort;
 use crate::verification::cases::{self, CaseRun};
-use crate::verification::{service, structure, suites};
+use crate::verification::suites::{self, SuiteRun};
+use crate::verification::{service, structure};
 
 /// Bytes of a file's content read for content checks.
 const CONTENT_LIMIT: usize = 1024 * 1024;
@@ -35,7 +36,7 @@ pub(crate) struct Facts {
     /// The service's lifetime, when the spec has one.
     pub service: Option<ServiceOutcome>,
     /// Index-aligned with the spec's suites.
-    pub suites: Vec<SuiteOutcome>,
+    pub suites: Vec<SuiteRun>,
 }
 
 impl Facts {

@@ -28,7 +28,14 @@ const TEST_OUTPUT_BYTES: usize = 1536;
 /// Bytes of each stream of the suite's command shown when it wrote no usable file.
 const STREAM_BYTES: usize = 2048;
 
-/// Runs `suite` against `image`; `started` is when the spec's run started.
+/// A suite's run and its grade, graded once.
+pub(crate) struct SuiteRun {
+    pub outcome: SuiteOutcome,
+    pub grade: Grade,
+}
+
+/// Runs `suite` against `image` and grades it; `started` is when the spec's run
+/// started.
 pub(crate) async fn run<E: EnginePort>(
     job: &Job,
     suite: &Suite,
@@ -36,7 +43,7 @@ pub(crate) async fn run<E: EnginePort>(
     image: &str,
     labels: &BTreeMap<String, String>,
     started: Instant,
-) -> Result<SuiteOutcome, LoopError> {
+) -> Result<SuiteRun, LoopError> {
     let files = crate::artifacts::read_suite(suite)?;
     let secs = suite.timeout_secs.unwrap_or(job.limits.run_timeout_secs);
     let outcome = engine
@@ -52,7 +59,8 @@ pub(crate) async fn run<E: EnginePort>(
             limits: run_limits(&job.limits, job.timeout(secs, started)),
         })
         .await?;
-    Ok(outcome)
+    let grade = grade(suite, &outcome);
+    Ok(SuiteRun { outcome, grade })
 }
 
 pub(crate) struct Suites<'a>(pub &'a [Suite]);
@@ -62,10 +70,9 @@ impl Kind for Suites<'_> {
         let mut results = Vec::new();
         let mut feedback = String::new();
         let mut detail = None;
-        for (suite, outcome) in self.0.iter().zip(&facts.suites) {
+        for (suite, SuiteRun { outcome, grade }) in self.0.iter().zip(&facts.suites) {
             let group = format!("suite:{}", suite.name);
-            let grade = grade(suite, outcome);
-            let verdict = verdict(&grade, outcome);
+            let verdict = verdict(grade, outcome);
             results.extend(grade.tests.iter().map(|test| {
                 let detail = test
                     .message
@@ -81,7 +88,7 @@ impl Kind for Suites<'_> {
             ));
             if !grade.passed {
                 detail.get_or_insert_with(|| format!("suite `{}`: {verdict}", suite.name));
-                suite_feedback(&mut feedback, suite, &grade, outcome, &verdict);
+                suite_feedback(&mut feedback, suite, grade, outcome, &verdict);
             }
         }
         let failure = detail.map(|detail| Failure {
@@ -94,12 +101,11 @@ impl Kind for Suites<'_> {
 }
 
 /// Each suite's grade and tests, for the iteration's record.
-pub(crate) fn records(suites: &[Suite], outcomes: &[SuiteOutcome]) -> Vec<SuiteRecord> {
+pub(crate) fn records(suites: &[Suite], runs: &[SuiteRun]) -> Vec<SuiteRecord> {
     suites
         .iter()
-        .zip(outcomes)
-        .map(|(suite, outcome)| {
-            let grade = grade(suite, outcome);
+        .zip(runs)
+        .map(|(suite, SuiteRun { outcome, grade })| {
             let ran = outcome.run.as_ref();
             SuiteRecord {
                 name: suite.name.clone(),
@@ -108,13 +114,13 @@ pub(crate) fn records(suites: &[Suite], outcomes: &[SuiteOutcome]) -> Vec<SuiteR
                 run_secs: ran.map_or(0.0, |run| round_secs(run.duration)),
                 tests: grade
                     .tests
-                    .into_iter()
+                    .iter()
                     .map(|test| TestRecord {
-                        name: test.name,
-                        classname: test.classname,
+                        name: test.name.clone(),
+                        classname: test.classname.clone(),
                         passed: test.passed,
                         skipped: test.skipped,
-                        message: test.message,
+                        message: test.message.clone(),
                     })
                     .collect(),
             }
