@@ -128,11 +128,10 @@ pub async fn connect(
     (answered, failed)
 }
 
-/// The pool of engines that answer and hold `images` (pulled where a registry can
-/// give them). With one engine, its failure is the command's, as it always was; with
+/// The pool of the engines of `settings` that answer and hold `images` (each with
+/// what it is for, `base image` or `probe image`; pulled where a registry can give
+/// them). With one engine, its failure is the command's, as it always was; with
 /// several, each that fails is reported on stderr and left out.
-/// The engines of `settings` that answer and hold `images` (each with what it is for,
-/// `base image` or `probe image`), pulling what a registry can give.
 pub async fn pool(
     settings: &Settings,
     images: &[(&'static str, &String)],
