@@ -1,6 +1,8 @@
 //! The engine economy end to end: the layer cache holds across runs and specs, a
 //! re-run leaves nothing dangling, and a run's cleanup never takes a layer from a
-//! build that runs beside it.
+//! build that runs beside it. The classic builder's cache is images (tagged
+//! `agent-cache/<spec>:…`); BuildKit's is its own, and a re-run takes its steps from
+//! it too.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,6 +33,20 @@ fn spec_text(word: &str) -> String {
     format!(
         "prompt = \"Write a Python program that prints {word}.\"\nconditions = \"It prints exactly {word}.\"\n\n[[check]]\nstdout_equals = \"{word}\"\n"
     )
+}
+
+/// [`Workspace::new`] building with `builder`.
+fn workspace_with(server: &ScriptedServer, builder: &str) -> Workspace {
+    let workspace = Workspace::new(&server.base_url(), "", "");
+    let config = workspace.path().join("agent.toml");
+    let text = std::fs::read_to_string(&config)
+        .expect("agent.toml")
+        .replace(
+            "[docker]\n",
+            &format!("[docker]\nbuilder = \"{builder}\"\n"),
+        );
+    std::fs::write(&config, text).expect("agent.toml written");
+    workspace
 }
 
 /// The single run directory of `spec` under `out`.
@@ -110,7 +126,7 @@ async fn a_second_run_reuses_the_dependency_install_and_leaves_nothing_dangling(
         ScriptedReply::Content(reply),
     ])
     .await;
-    let workspace = Workspace::new(&server.base_url(), "", "");
+    let workspace = workspace_with(&server, "classic");
     let spec = workspace.spec(&name, &spec_text("hello"));
     for out in ["first", "second"] {
         let output = agent(
@@ -165,6 +181,70 @@ async fn a_second_run_reuses_the_dependency_install_and_leaves_nothing_dangling(
     remove_spec_images(&name);
 }
 
+/// Whether BuildKit's log (`#3 [2/5] RUN …`, `#3 CACHED`) says the step whose
+/// instruction holds `needle` was taken from the cache.
+fn vertex_cached(log: &str, needle: &str) -> bool {
+    let number = log.lines().find_map(|line| {
+        let (number, name) = line.split_once(' ')?;
+        (number.starts_with('#') && name.starts_with('[') && name.contains(needle))
+            .then(|| number.to_owned())
+    });
+    let number = number.unwrap_or_else(|| panic!("a step with `{needle}` in\n{log}"));
+    log.lines().any(|line| line == format!("{number} CACHED"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_buildkit_a_second_run_takes_the_dependency_step_from_its_cache() {
+    require_engine();
+    let name = unique("rerun-buildkit");
+    let reply = bundle(
+        Some(&dependency_dockerfile(&name, "")),
+        &[("main.py", "print('hello')")],
+    );
+    let server = ScriptedServer::start(vec![
+        ScriptedReply::Content(reply.clone()),
+        ScriptedReply::Content(reply),
+    ])
+    .await;
+    let workspace = workspace_with(&server, "buildkit");
+    let spec = workspace.spec(&name, &spec_text("hello"));
+    for out in ["first", "second"] {
+        agent(
+            &workspace,
+            &["run", "--no-lock", "--out", out, spec.to_str().unwrap()],
+        )
+        .await
+        .assert_code(0);
+    }
+    let first = run_dir(&workspace.path().join("first"), &name);
+    let second = run_dir(&workspace.path().join("second"), &name);
+    let install = format!("RUN echo 'dependencies {name}'");
+    assert!(
+        !vertex_cached(&build_log(&first, 1), &install),
+        "the first run installs"
+    );
+    assert!(
+        vertex_cached(&build_log(&second, 1), &install),
+        "the second run takes the install from the cache: {}",
+        build_log(&second, 1)
+    );
+    let (first_report, second_report) = (report(&first), report(&second));
+    assert_eq!(first_report["seal"]["method"], "rebuild", "{first_report}");
+    let earlier = first_report["image_id"].as_str().expect("image id");
+    assert_ne!(Some(earlier), second_report["image_id"].as_str());
+    assert!(!image_exists(earlier), "the image the tag left is removed");
+    let dangling_of_spec = docker_lines(&[
+        "images",
+        "-q",
+        "--filter",
+        "dangling=true",
+        "--filter",
+        &format!("label=dev.agent.spec={name}"),
+    ]);
+    assert_eq!(dangling_of_spec, Vec::<String>::new());
+    remove_spec_images(&name);
+}
+
 /// Whether an image is tagged `agent-cache/<spec>:…`: the spec's build has reached
 /// its first step of its own.
 fn has_cache_tag(spec: &str) -> bool {
@@ -197,7 +277,7 @@ async fn concurrent_runs_sharing_their_first_steps_survive_one_cleaning_up_while
         })
     })
     .await;
-    let workspace = Workspace::new(&server.base_url(), "", "");
+    let workspace = workspace_with(&server, "classic");
     let quick_spec = workspace.spec(&quick, &spec_text("alpha"));
     let slow_spec = workspace.spec(&slow, &spec_text("beta"));
     let quick_run = agent_command(

@@ -326,6 +326,10 @@ async fn doctor_lists_every_engine_with_slots_driver_and_base_images() {
         assert!(line.contains("(API 1."), "{line}");
         assert!(line.contains(" slots, storage driver "), "{line}");
         assert!(
+            line.ends_with(", builder buildkit"),
+            "auto picks BuildKit: {line}"
+        );
+        assert!(
             output.stdout.contains(&format!(
                 "ok    base image `{BUSYBOX_IMAGE}` is present on {url}"
             )),

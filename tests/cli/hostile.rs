@@ -289,7 +289,21 @@ async fn sigterm_mid_run_removes_the_container_and_writes_the_report() {
     interrupt_mid_run(&Engine::main(), "TERM", 143).await;
 }
 
-async fn interrupt_mid_build(signal: &str, expected_code: i32, marker: &str) {
+/// Whether a process of this host runs `sleep <marker>`: a build step's, whichever
+/// builder runs it (BuildKit's steps have no container the API lists).
+fn sleeping(marker: &str) -> bool {
+    let output = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .expect("ps runs");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .any(|line| line.contains(&format!("sleep {marker}")))
+}
+
+/// A signal while `builder` runs a build step: `agent` stops with `expected_code`,
+/// and the step, its container and the run's objects are gone.
+async fn interrupt_mid_build(signal: &str, expected_code: i32, marker: &str, builder: &str) {
     require_engine();
     let dockerfile = format!(
         "FROM {}\nRUN sleep {marker}\nCOPY main.py .\nCMD [\"python3\", \"main.py\"]\n",
@@ -298,17 +312,15 @@ async fn interrupt_mid_build(signal: &str, expected_code: i32, marker: &str) {
     let slow = bundle(Some(&dockerfile), &[("main.py", "print('hello')\n")]);
     let server = ScriptedServer::start(vec![ScriptedReply::Content(slow)]).await;
     let workspace = Workspace::new(&server.base_url(), "", "");
-    let name = format!("slow-build-{}", signal.to_lowercase());
+    let name = format!("slow-build-{}-{builder}", signal.to_lowercase());
     let spec = workspace.spec(&name, HELLO_SPEC);
-    let mut command = agent_command(&workspace, &["run", spec.to_str().unwrap()]);
+    let mut command = agent_command(
+        &workspace,
+        &["run", spec.to_str().unwrap(), "--builder", builder],
+    );
     let child = command.spawn().expect("agent starts");
     let pid = child.id().expect("a pid");
-    let building = wait_for(Duration::from_secs(120), || {
-        docker_lines(&["ps", "--no-trunc", "--format", "{{.Command}}"])
-            .iter()
-            .any(|command| command.contains(&format!("sleep {marker}")))
-    })
-    .await;
+    let building = wait_for(Duration::from_secs(120), || sleeping(marker)).await;
     assert!(building, "the build's RUN step started");
     std::process::Command::new("kill")
         .args([&format!("-{signal}"), &pid.to_string()])
@@ -325,23 +337,29 @@ async fn interrupt_mid_build(signal: &str, expected_code: i32, marker: &str) {
         String::from_utf8_lossy(&output.stderr)
     );
     let gone = wait_for(Duration::from_secs(30), || {
-        !docker_lines(&["ps", "-a", "--no-trunc", "--format", "{{.Command}}"])
-            .iter()
-            .any(|command| command.contains(&format!("sleep {marker}")))
+        !sleeping(marker)
+            && !docker_lines(&["ps", "-a", "--no-trunc", "--format", "{{.Command}}"])
+                .iter()
+                .any(|command| command.contains(&format!("sleep {marker}")))
     })
     .await;
-    assert!(gone, "the build container is removed");
+    assert!(gone, "the build step is stopped and its container removed");
     assert_run_cleaned_up(&workspace.report(&name));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigint_mid_build_stops_the_build_and_leaves_nothing() {
-    interrupt_mid_build("INT", 130, "617").await;
+    interrupt_mid_build("INT", 130, "617", "buildkit").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_mid_classic_build_stops_the_build_and_leaves_nothing() {
+    interrupt_mid_build("INT", 130, "623", "classic").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_build_stops_the_build_and_leaves_nothing() {
-    interrupt_mid_build("TERM", 143, "619").await;
+    interrupt_mid_build("TERM", 143, "619", "buildkit").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -291,10 +291,12 @@ async fn specs_spread_over_docker_and_podman_and_each_is_sealed_and_cleaned() {
             .as_str()
             .expect("an engine")
             .to_owned();
+        // Podman builds with its own builder and takes only the label build; the
+        // Docker engine builds with BuildKit, whose image is sealed by its rebuild.
         let expected = if engine == podman.url {
             "build"
         } else {
-            "config_load"
+            "rebuild"
         };
         assert_eq!(report["seal"]["method"], expected, "{engine}");
         let on = if engine == podman.url { &podman } else { &main };
@@ -332,4 +334,35 @@ async fn an_image_pushed_from_podman_has_the_registrys_digest_and_runs_on_docker
     let printed = main.docker_lines(&["run", "--rm", "--network", "none", &reference]);
     main.docker_lines(&["rmi", &reference]);
     assert_eq!(printed, ["from-podman"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn podman_builds_with_its_own_builder_and_refuses_buildkit_before_any_model_call() {
+    let podman = Engine::podman();
+    let server = ScriptedServer::start(vec![good_reply()]).await;
+    let workspace = Workspace::on(&podman, &server.base_url(), "", "");
+    let spec = workspace.spec("no-buildkit", HELLO_SPEC);
+    let refused = agent(
+        &workspace,
+        &["run", spec.to_str().unwrap(), "--builder", "buildkit"],
+    )
+    .await;
+    refused.assert_code(3);
+    assert!(
+        refused.stderr.contains("cannot run BuildKit builds")
+            && refused.stderr.contains("builder = \"auto\""),
+        "{}",
+        refused.stderr
+    );
+    assert!(server.requests().is_empty(), "no model call");
+    let doctor = agent(&workspace, &["doctor"]).await;
+    let line = doctor
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("ok    engine Podman"))
+        .unwrap_or_else(|| panic!("a line for Podman:\n{}", doctor.stdout));
+    assert!(
+        line.ends_with(", builder classic"),
+        "auto keeps the classic API: {line}"
+    );
 }

@@ -139,6 +139,11 @@ pub struct RunArgs {
     #[arg(long = "cache-from", value_name = "REF")]
     pub cache_from: Vec<String>,
 
+    /// Which builder builds: `auto` (per engine, the one that does less work there),
+    /// `classic` or `buildkit`. Over `[docker] builder`.
+    #[arg(long, value_name = "BUILDER")]
+    pub builder: Option<agent_spec::BuilderChoice>,
+
     /// Write each verified image as `<DIR>/<spec>.tar`, which `docker load` reads.
     #[arg(long, value_name = "DIR")]
     pub save: Option<PathBuf>,

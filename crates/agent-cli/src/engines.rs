@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use agent_sandbox::{EngineAddress, Pool, Sandbox, SandboxError, TlsFiles};
-use agent_spec::Settings;
+use agent_spec::{BuilderChoice, Settings};
 
 use crate::discovery::{self, DockerEnvironment, FoundBy};
 use crate::env;
@@ -103,16 +103,20 @@ fn tls_files() -> Option<TlsFiles> {
     Some(TlsFiles::in_folder(&folder))
 }
 
-/// Connects to every target at once: those that answered, with their slots, and
-/// the failures, in the order of the targets.
+/// Connects to every target at once, each building with the builder `builder`
+/// chooses: those that answered, with their slots, and the failures, in the order of
+/// the targets.
 pub async fn connect(
     targets: Vec<Target>,
+    builder: BuilderChoice,
 ) -> (Vec<(Sandbox, Option<usize>)>, Vec<(String, SandboxError)>) {
     let tasks: Vec<_> = targets
         .into_iter()
         .map(|target| {
             tokio::spawn(async move {
-                let connected = Sandbox::connect_to(&target.address).await;
+                let connected = Sandbox::connect_to(&target.address)
+                    .await
+                    .and_then(|sandbox| sandbox.with_builder(builder));
                 (target.address.url, target.slots, connected)
             })
         })
@@ -136,7 +140,7 @@ pub async fn pool(
     settings: &Settings,
     images: &[(&'static str, &String)],
 ) -> Result<Pool, Failure> {
-    let (answered, failed) = connect(targets(settings)?).await;
+    let (answered, failed) = connect(targets(settings)?, settings.docker.builder).await;
     let several = answered.len() + failed.len() > 1;
     let mut first_failure = None;
     for (url, error) in failed {

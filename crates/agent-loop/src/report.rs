@@ -294,8 +294,9 @@ pub struct CandidateRecord {
     pub usage: UsageTotals,
 }
 
-/// The verified image's labelling: the way the engine accepted (`config_load`,
-/// `commit`, `build`) and its time, refused ways included.
+/// The verified image's labelling: the way the engine accepted (`rebuild` for a
+/// BuildKit image, `config_load`, `commit`, `build`) and its time, refused ways
+/// included.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SealRecord {
     pub method: String,

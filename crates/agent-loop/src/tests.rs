@@ -326,6 +326,7 @@ fn settings() -> Settings {
             base_image: "agent-base/python:3.11".into(),
             allowed_base_images: Vec::new(),
             build_network: BuildNetwork::Default,
+            builder: agent_spec::BuilderChoice::Auto,
             cache_max_mb: 0,
             engines: Vec::new(),
             cache_from: Vec::new(),

@@ -31,8 +31,12 @@
 //! - Build errors: a `FROM` the engine cannot get reads `pull access denied …` on
 //!   Docker and `initializing source docker://x: pinging container registry …` on
 //!   Podman; both name the registry, which is what `build` looks for.
-//! - Not used, so not a difference here: `cachefrom` (one name, not a list, on Podman
-//!   before 4.4) and `/events` (the run's outcome comes from wait and inspect).
+//! - Cache sources: `cachefrom` is one name, not a list, on Podman before 4.4.
+//! - Builders: Docker's engine also runs BuildKit, through the session API (from API
+//!   1.39), whose steps are vertices (`[2/3] RUN …`) in status messages; Podman's
+//!   service takes the classic build API only.
+//! - Not used, so not a difference here: `/events` (the run's outcome comes from wait
+//!   and inspect).
 //! - Docker 29's containerd store names an image by its manifest digest and needs API
 //!   1.44; nothing here compares ids across engines or pins a version.
 
@@ -108,6 +112,15 @@ pub(crate) fn build_step(line: &str) -> Option<(u32, u32, &str)> {
         total.trim().parse().ok()?,
         instruction.trim(),
     ))
+}
+
+/// A BuildKit vertex that is a Dockerfile step (`[2/3] RUN …`, `[build 1/4] FROM …`):
+/// index and total within its stage, and the instruction. BuildKit's own vertices
+/// (`[internal] load build context`, `exporting to image`) are none.
+pub(crate) fn buildkit_step(name: &str) -> Option<(u32, u32, &str)> {
+    let (head, instruction) = name.strip_prefix('[')?.split_once("] ")?;
+    let (index, total) = head.rsplit(' ').next()?.split_once('/')?;
+    Some((index.parse().ok()?, total.parse().ok()?, instruction.trim()))
 }
 
 /// A line of the builder's own bookkeeping, either builder's.
@@ -251,6 +264,30 @@ pub(crate) fn first_seal_method(product: Product) -> crate::seal::SealMethod {
     }
 }
 
+/// Whether the engine runs BuildKit builds: Docker's engine from API 1.39 (18.09),
+/// which serves the session BuildKit needs. Podman's compatible service takes the
+/// classic build API only (its builder, buildah, has no BuildKit sessions).
+pub(crate) fn runs_buildkit(product: Product, api_version: &str) -> bool {
+    let mut numbers = api_version
+        .split('.')
+        .map(|part| part.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    product == Product::Docker && (major, minor) >= (1, 39)
+}
+
+/// The builder `auto` picks: the one that does less engine work there. BuildKit makes
+/// no container and commits nothing for a metadata step (`ENV`, `CMD`, `LABEL`,
+/// `EXPOSE`, `USER`…) and no image per step; measured with `scripts/bench economy`
+/// and `scripts/bench builders` (see the README), it is the faster on both storage
+/// drivers where it runs at all.
+pub(crate) fn auto_builder(product: Product, api_version: &str) -> crate::outcome::Builder {
+    if runs_buildkit(product, api_version) {
+        crate::outcome::Builder::BuildKit
+    } else {
+        crate::outcome::Builder::Classic
+    }
+}
+
 /// Whether a run's container was killed for want of memory. Docker reports it in
 /// `State.OOMKilled`. Podman 4.3 reports `false` there when the kernel's OOM killer
 /// struck (seen on cgroup v1 hosts), so on Podman a SIGKILL (exit 137) that no timeout
@@ -320,6 +357,16 @@ mod tests {
         );
         assert_eq!(build_step("STEP: nothing"), None);
         assert_eq!(build_step("Stepping 1/2 : x"), None);
+        assert_eq!(
+            buildkit_step("[stage-1 2/3] COPY app.py ."),
+            Some((2, 3, "COPY app.py ."))
+        );
+        assert_eq!(
+            buildkit_step("[1/2] FROM docker.io/x:1"),
+            Some((1, 2, "FROM docker.io/x:1"))
+        );
+        assert_eq!(buildkit_step("[internal] load build context"), None);
+        assert_eq!(buildkit_step("exporting to image"), None);
     }
 
     #[test]

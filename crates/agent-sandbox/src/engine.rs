@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_spec::{FileFacts, ImageFacts};
+use agent_spec::{BuilderChoice, FileFacts, ImageFacts};
 use bollard::Docker;
 
 use crate::deadline::bounded;
 use crate::errors::SandboxError;
 use crate::outcome::{
-    BuildOutcome, BuildProgress, CacheUsage, CleanupReport, EngineInfo, RunOutcome,
+    BuildOutcome, BuildProgress, Builder, CacheUsage, CleanupReport, EngineInfo, RunOutcome,
 };
 use crate::request::{BuildRequest, RunRequest};
 
@@ -79,6 +79,8 @@ pub struct Sandbox {
     engine: Arc<EngineInfo>,
     /// The way of labelling that last worked here (see `seal`).
     seal_memory: Arc<crate::seal::SealMemory>,
+    /// What recent BuildKit builds were made of (see `rebuild`).
+    recipes: Arc<crate::rebuild::Recipes>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -134,17 +136,19 @@ impl Sandbox {
         .await
         .map_err(connect_error)?;
         let (product, product_version) = crate::dialect::product_of(&version);
+        let api_version = version.api_version.clone().unwrap_or_default();
         let engine = EngineInfo {
             host: host.to_owned(),
             product,
             version: product_version,
-            api_version: version.api_version.unwrap_or_default(),
+            api_version: api_version.clone(),
             cpus: info
                 .ncpu
                 .and_then(|count| usize::try_from(count).ok())
                 .unwrap_or(1)
                 .max(1),
             storage_driver: info.driver.unwrap_or_default(),
+            builder: crate::dialect::auto_builder(product, &api_version),
         };
         tracing::debug!(host, ?engine, "connected to the Docker engine");
         Ok(Sandbox {
@@ -153,6 +157,7 @@ impl Sandbox {
                 crate::dialect::first_seal_method(engine.product),
             )),
             engine: Arc::new(engine),
+            recipes: Arc::default(),
         })
     }
 
@@ -164,12 +169,40 @@ impl Sandbox {
         )
     }
 
+    /// This engine with its builds going to the builder `choice` names (`auto`: the
+    /// one that does less work there); an error when it names one the engine lacks.
+    pub fn with_builder(mut self, choice: BuilderChoice) -> Result<Sandbox, SandboxError> {
+        let engine = &self.engine;
+        let builder = match choice {
+            BuilderChoice::Auto => {
+                crate::dialect::auto_builder(engine.product, &engine.api_version)
+            }
+            BuilderChoice::Classic => Builder::Classic,
+            BuilderChoice::BuildKit => {
+                if !crate::dialect::runs_buildkit(engine.product, &engine.api_version) {
+                    return Err(SandboxError::NoBuildKit {
+                        host: engine.host.clone(),
+                        product: engine.product.to_string(),
+                        api_version: engine.api_version.clone(),
+                    });
+                }
+                Builder::BuildKit
+            }
+        };
+        Arc::make_mut(&mut self.engine).builder = builder;
+        Ok(self)
+    }
+
     pub fn engine(&self) -> &EngineInfo {
         &self.engine
     }
 
     pub(crate) fn seal_memory(&self) -> &crate::seal::SealMemory {
         &self.seal_memory
+    }
+
+    pub(crate) fn recipes(&self) -> &crate::rebuild::Recipes {
+        &self.recipes
     }
 
     /// Whether the engine has `image` (a reference or id) without pulling it.
@@ -184,7 +217,7 @@ impl Sandbox {
         }
     }
 
-    /// Builds with the classic builder; `progress` is called for each step.
+    /// Builds with the engine's builder; `progress` is called for each step.
     pub async fn build(
         &self,
         request: BuildRequest<'_>,
@@ -201,13 +234,16 @@ impl Sandbox {
             );
             request.cache_from = &[];
         }
-        crate::build::build(
+        let outcome = crate::build::build(
             &self.docker,
+            self.engine.builder,
             request,
             &std::collections::BTreeMap::new(),
             progress,
         )
-        .await
+        .await?;
+        self.recipes.keep(self.engine.builder, &request, &outcome);
+        Ok(outcome)
     }
 
     /// Creates, starts, feeds stdin, captures stdout/stderr apart (capped), waits with

@@ -11,6 +11,14 @@ pub enum SandboxError {
     },
     #[error("cannot make the build context")]
     Context(#[source] std::io::Error),
+    #[error(
+        "{product} at `{host}` (API {api_version}) cannot run BuildKit builds; hint: set `[docker] builder = \"auto\"` or `\"classic\"`"
+    )]
+    NoBuildKit {
+        host: String,
+        product: String,
+        api_version: String,
+    },
     #[error("the engine failed during the build")]
     Build(#[source] bollard::errors::Error),
     #[error("cannot create the container for `{image}`")]

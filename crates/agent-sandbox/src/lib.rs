@@ -5,15 +5,16 @@
 //! Modules, bottom up: `labels`, `request`, `outcome`, `errors`, `deadline` and
 //! `context` are leaves of data and small helpers; `dialect` holds what differs
 //! between engines (Docker, Podman) for every other module; `cleanup`, `cache`,
-//! `build` and `run` do one kind of engine work each (`setup` runs after committed
-//! setup commands, `image_facts` and `file_facts` read an image without running it);
-//! `engine` is the `Sandbox` facade over them;
+//! `build` (the classic builder and BuildKit) and `run` do one kind of engine work
+//! each (`setup` runs after committed setup commands, `image_facts` and `file_facts`
+//! read an image without running it); `engine` is the `Sandbox` facade over them;
 //! `pull`, `publish` and `transfer` add image transfers to it, `relabel` labels an
-//! image without a build and `seal` picks the way an engine accepts, `registry_auth`
-//! finds registry credentials; `pool` spreads work over several engines' slots.
-//! `service` runs a service through its lifetime and `probe` reaches it from inside
-//! its network namespace; `suite` runs a hidden test suite and reads its JUnit file
-//! back, which `junit` grades (pure, no engine).
+//! image without a build, `rebuild` seals a BuildKit image by its cached build, and
+//! `seal` picks the way an engine accepts; `registry_auth` finds registry
+//! credentials; `pool` spreads work over several engines' slots. `service` runs a
+//! service through its lifetime and `probe` reaches it from inside its network
+//! namespace; `suite` runs a hidden test suite and reads its JUnit file back, which
+//! `junit` grades (pure, no engine).
 
 mod build;
 mod cache;
@@ -32,6 +33,7 @@ mod pool;
 mod probe;
 mod publish;
 mod pull;
+mod rebuild;
 mod registry_auth;
 mod relabel;
 mod request;
@@ -52,8 +54,8 @@ pub use labels::{
     CACHE_REPOSITORY_PREFIX, LABEL_OWNER, LABEL_RUN, LABEL_SPEC, VERIFIED_REPOSITORY_PREFIX,
 };
 pub use outcome::{
-    BuildOutcome, BuildProgress, BuildStatus, CacheUsage, Captured, CleanupReport, EngineInfo,
-    PushRefusal, RunOutcome,
+    BuildOutcome, BuildProgress, BuildStatus, Builder, CacheUsage, Captured, CleanupReport,
+    EngineInfo, PushRefusal, RunOutcome,
 };
 pub use pool::{Pool, PoolSession};
 pub use probe::{

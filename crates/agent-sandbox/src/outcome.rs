@@ -16,6 +16,28 @@ pub struct EngineInfo {
     pub cpus: usize,
     /// `Driver` of `/info` (`overlay2`, `fuse-overlayfs`, …).
     pub storage_driver: String,
+    /// The builder its builds go to.
+    pub builder: Builder,
+}
+
+/// Which of the engine's builders builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Builder {
+    /// The engine's first builder: one committed container per step.
+    Classic,
+    /// BuildKit, through the engine's session API.
+    #[serde(rename = "buildkit")]
+    BuildKit,
+}
+
+impl std::fmt::Display for Builder {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            Builder::Classic => "classic",
+            Builder::BuildKit => "buildkit",
+        })
+    }
 }
 
 /// Reported while a build goes on.

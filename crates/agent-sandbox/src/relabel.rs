@@ -68,7 +68,10 @@ impl Sandbox {
                     .and_then(|step| {
                         let layers = layer_count(&step);
                         Some(Step {
-                            created: step.created?,
+                            created: step
+                                .created?
+                                .format(&time::format_description::well_known::Rfc3339)
+                                .ok()?,
                             layers,
                         })
                     }),

@@ -6,6 +6,8 @@
 //! product accepts), so a later seal on it goes there first. Labels always travel as
 //! JSON (container config, build args), never as Dockerfile text, so quotes, `$` and
 //! newlines stay as they are.
+//! An image BuildKit built here is sealed first by its rebuild (`rebuild`), which
+//! keeps BuildKit's inline cache in the image.
 //! Whatever a way leaves on the engine when it fails (a container, an image, a build
 //! step's image) is removed before the next way is tried.
 
@@ -37,6 +39,9 @@ pub enum SealMethod {
     Commit,
     /// A build of `FROM <image id>` with the labels as the build's `labels`.
     Build,
+    /// BuildKit's build of the image again, every step cached, with the labels added
+    /// (see `rebuild`): only for an image BuildKit built on this engine.
+    Rebuild,
 }
 
 impl SealMethod {
@@ -52,6 +57,7 @@ impl SealMethod {
             SealMethod::ConfigLoad => "config_load",
             SealMethod::Commit => "commit",
             SealMethod::Build => "build",
+            SealMethod::Rebuild => "rebuild",
         }
     }
 }
@@ -106,6 +112,17 @@ impl Sandbox {
         labels: &BTreeMap<String, String>,
     ) -> Result<Sealed, SandboxError> {
         let started = Instant::now();
+        match self.seal_by_rebuild(image, labels).await {
+            Ok(Some(image_id)) => {
+                return Ok(Sealed {
+                    image_id,
+                    method: SealMethod::Rebuild,
+                    duration: started.elapsed(),
+                });
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "the BuildKit rebuild for the seal failed"),
+        }
         let mut refusal = None;
         for method in self.seal_memory().order() {
             match self.seal_by(method, image, labels).await {
@@ -147,6 +164,16 @@ impl Sandbox {
             SealMethod::ConfigLoad => self.relabel(image, labels).await,
             SealMethod::Commit => self.seal_by_commit(image, &before, &holder).await,
             SealMethod::Build => self.seal_by_build(image, labels).await,
+            SealMethod::Rebuild => self
+                .seal_by_rebuild(image, labels)
+                .await
+                .and_then(|rebuilt| {
+                    rebuilt.ok_or_else(|| SandboxError::Relabel {
+                        image: image.to_owned(),
+                        reason: "BuildKit did not build it on this engine, or built it anew"
+                            .to_owned(),
+                    })
+                }),
         };
         crate::cleanup::force_remove_container(&self.docker, &holder).await;
         sealed
@@ -234,7 +261,16 @@ impl Sandbox {
             cache_from: &[],
             no_cache: true,
         };
-        let built = crate::build::build(&self.docker, request, &build_args, &mut |_| {}).await?;
+        // The classic builder, which every engine has: BuildKit would not take the
+        // image by its id.
+        let built = crate::build::build(
+            &self.docker,
+            crate::outcome::Builder::Classic,
+            request,
+            &build_args,
+            &mut |_| {},
+        )
+        .await?;
         // The `ARG` step leaves an image; only the last is wanted (on Docker the
         // other stays its parent, and goes with it).
         let mut steps = built.intermediate_images();

@@ -27,10 +27,14 @@ fn podman_url() -> String {
     )
 }
 
+/// The engine at `url` with the classic builder, whose images every way labels
+/// (`buildkit` tests the seal of a BuildKit image).
 async fn connect(url: &str) -> Sandbox {
     Sandbox::connect_to(&EngineAddress::plain(url))
         .await
         .unwrap_or_else(|error| panic!("the engine at {url} must answer: {error}"))
+        .with_builder(agent_spec::BuilderChoice::Classic)
+        .expect("every engine has the classic builder")
 }
 
 fn client(url: &str) -> bollard::Docker {

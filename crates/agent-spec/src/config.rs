@@ -34,8 +34,8 @@ use crate::layer::{
 };
 use crate::position::describe;
 use crate::settings::{
-    BundleLimits, DEFAULT_BASE_IMAGE, DockerSettings, EngineSetting, Limits, ModelSettings,
-    PromptSettings, PublishSettings,
+    BuilderChoice, BundleLimits, DEFAULT_BASE_IMAGE, DockerSettings, EngineSetting, Limits,
+    ModelSettings, PromptSettings, PublishSettings,
 };
 use crate::spec::Spec;
 use crate::validate::{self, LimitsOf, LimitsTable, Source, any, at_least};
@@ -110,6 +110,7 @@ struct TomlDocker {
     base_image: Option<Spanned<String>>,
     allowed_base_images: Option<Spanned<Vec<Spanned<String>>>>,
     build_network: Option<Spanned<String>>,
+    builder: Option<Spanned<String>>,
     cache_max_mb: Option<Spanned<u64>>,
     engines: Option<Spanned<Vec<Spanned<toml::Value>>>>,
     cache_from: Option<Spanned<Vec<Spanned<String>>>>,
@@ -219,6 +220,7 @@ fn read_docker(source: &Source<'_>, docker: TomlDocker) -> Result<DockerLayer, C
             docker.build_network,
             validate::build_network,
         )?,
+        builder: source.text("builder", docker.builder, validate::builder)?,
         cache_max_mb: source.number("cache_max_mb", docker.cache_max_mb, any)?,
         engines: docker
             .engines
@@ -352,6 +354,8 @@ pub struct FlagOverrides {
     pub candidates: Option<u32>,
     /// `--cache-from`, repeated; over `[docker] cache_from` when given.
     pub cache_from: Vec<String>,
+    /// `--builder`, over `[docker] builder`.
+    pub builder: Option<BuilderChoice>,
 }
 
 /// A value from the environment or a flag, checked, its problem naming `origin`.
@@ -429,6 +433,7 @@ impl FlagOverrides {
         let docker = DockerLayer {
             engines: (!engines.is_empty()).then_some(engines),
             cache_from: (!cache_from.is_empty()).then_some(cache_from),
+            builder: self.builder,
             ..DockerLayer::default()
         };
         Ok(SettingsLayer {
@@ -520,7 +525,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::{BuildNetwork, NetworkMode, StructuredOutput};
+    use crate::settings::{BuildNetwork, BuilderChoice, NetworkMode, StructuredOutput};
     use crate::spec::parse_spec;
 
     fn parse(text: &str) -> Result<ConfigFile, ConfigError> {
@@ -669,6 +674,7 @@ mod tests {
                 base_image: "python:3.10-slim".to_owned(),
                 allowed_base_images: Vec::new(),
                 build_network: BuildNetwork::Default,
+                builder: BuilderChoice::Auto,
                 cache_max_mb: crate::settings::DEFAULT_CACHE_MAX_MB,
                 engines: Vec::new(),
                 cache_from: Vec::new(),
@@ -702,6 +708,7 @@ candidates = 3
 base_image = "agent-base/python:3.11"
 allowed_base_images = ["agent-base/python:3.11", "agent-base/busybox:1"]
 build_network = "none"
+builder = "buildkit"
 cache_max_mb = 512
 probe_image = "tools/probe:2"
 
@@ -756,6 +763,7 @@ max_path_bytes = 50
                     "agent-base/busybox:1".to_owned()
                 ],
                 build_network: BuildNetwork::None,
+                builder: BuilderChoice::BuildKit,
                 cache_max_mb: 512,
                 engines: Vec::new(),
                 cache_from: Vec::new(),
@@ -996,6 +1004,10 @@ max_path_bytes = 50
             (
                 "[docker]\nbuild_network = \"bridge\"",
                 "`build_network`: unknown network `bridge`; expected `default`, `none` or `host`",
+            ),
+            (
+                "[docker]\nbuilder = \"kaniko\"",
+                "`builder`: unknown builder `kaniko`; expected `auto`, `classic` or `buildkit`",
             ),
             ("[docker]\nbase_image = \" \"", "`base_image`: is empty"),
             ("[docker]\nprobe_image = \"\"", "`probe_image`: is empty"),

@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use crate::settings::{
-    BuildNetwork, BundleLimits, DockerSettings, EngineSetting, Limits, ModelSettings, NetworkMode,
-    PromptSettings, PublishSettings, StructuredOutput,
+    BuildNetwork, BuilderChoice, BundleLimits, DockerSettings, EngineSetting, Limits,
+    ModelSettings, NetworkMode, PromptSettings, PublishSettings, StructuredOutput,
 };
 
 /// Merging two layers: `a.combine(b)` keeps each value `a` sets and takes `b`'s where
@@ -77,6 +77,7 @@ layer! {
         base_image: String,
         allowed_base_images: Vec<String>,
         build_network: BuildNetwork,
+        builder: BuilderChoice,
         cache_max_mb: u64,
         engines: Vec<EngineSetting>,
         cache_from: Vec<String>,

@@ -41,6 +41,8 @@ pub struct DockerSettings {
     /// Empty: any `FROM` is allowed.
     pub allowed_base_images: Vec<String>,
     pub build_network: BuildNetwork,
+    /// `[docker] builder` or `--builder`: which of an engine's builders builds.
+    pub builder: BuilderChoice,
     /// The most the build cache (`agent-cache/…` images) may hold, in MiB; past it the
     /// least recently used entries are removed after each spec's run. 0: no cap.
     pub cache_max_mb: u64,
@@ -63,6 +65,26 @@ pub struct EngineSetting {
     pub url: String,
     pub slots: Option<usize>,
     pub identity: Option<String>,
+}
+
+/// `[docker] builder`: which builder an engine's builds go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuilderChoice {
+    /// Per engine, the builder that does less work there (BuildKit where the engine
+    /// runs it, else the classic builder).
+    Auto,
+    Classic,
+    /// BuildKit; an engine that cannot run it is an error.
+    BuildKit,
+}
+
+impl std::str::FromStr for BuilderChoice {
+    type Err = String;
+
+    /// `auto`, `classic` or `buildkit`, as `[docker] builder` and `--builder` take it.
+    fn from_str(value: &str) -> Result<BuilderChoice, String> {
+        crate::validate::builder(value)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +180,7 @@ impl Default for DockerSettings {
             base_image: DEFAULT_BASE_IMAGE.to_owned(),
             allowed_base_images: Vec::new(),
             build_network: BuildNetwork::Default,
+            builder: BuilderChoice::Auto,
             cache_max_mb: DEFAULT_CACHE_MAX_MB,
             engines: Vec::new(),
             cache_from: Vec::new(),

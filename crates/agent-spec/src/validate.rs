@@ -13,7 +13,7 @@ use toml::Spanned;
 use crate::errors::{ConfigError, Location, SpecError};
 use crate::layer::LimitsLayer;
 use crate::position::locate;
-use crate::settings::{BuildNetwork, NetworkMode, StructuredOutput};
+use crate::settings::{BuildNetwork, BuilderChoice, NetworkMode, StructuredOutput};
 
 /// Regexes in a spec or a structure-test file are written by the user, but still get a
 /// size limit so a typo cannot make compiling them eat the machine.
@@ -169,6 +169,17 @@ pub(crate) fn network(value: &str) -> Result<NetworkMode, String> {
         "bridge" => Ok(NetworkMode::Bridge),
         _ => Err(format!(
             "unknown network `{value}`; expected `none` or `bridge`"
+        )),
+    }
+}
+
+pub(crate) fn builder(value: &str) -> Result<BuilderChoice, String> {
+    match value {
+        "auto" => Ok(BuilderChoice::Auto),
+        "classic" => Ok(BuilderChoice::Classic),
+        "buildkit" => Ok(BuilderChoice::BuildKit),
+        _ => Err(format!(
+            "unknown builder `{value}`; expected `auto`, `classic` or `buildkit`"
         )),
     }
 }

@@ -2,9 +2,11 @@
 //! a `--locked` run on an engine that holds nothing but the base image takes the pushed
 //! image from the registry, runs and checks it, and builds nothing; with one source
 //! file changed it builds, taking the dependency step from that image. Refused credentials
-//! end that run with exit 3 and leak nowhere. The fresh engine is engine 8 of
-//! `scripts/second-engine`, which no other test uses; everything on it but the base
-//! image is removed first.
+//! end that run with exit 3 and leak nowhere. All of it with either builder: the
+//! classic builder takes the pulled image's steps by their history, BuildKit by the
+//! inline cache the seal keeps in it. The fresh engines are engines 8 (classic) and 10
+//! (BuildKit) of `scripts/second-engine`, which no other test uses; everything on them
+//! but the base image is removed first.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +16,25 @@ use serde_json::Value;
 use super::{Registry, base64_of, docker, docker_config};
 use crate::support::*;
 
-const FRESH_ENGINE: &str = "8";
+/// A builder, the fresh engine its test uses, and what its build log says of a step
+/// taken from the cache.
+struct Builder {
+    name: &'static str,
+    fresh_engine: &'static str,
+    cached_step: &'static str,
+}
+
+const CLASSIC: Builder = Builder {
+    name: "classic",
+    fresh_engine: "8",
+    cached_step: "Using cache",
+};
+
+const BUILDKIT: Builder = Builder {
+    name: "buildkit",
+    fresh_engine: "10",
+    cached_step: "CACHED",
+};
 
 /// The dependency step writes when it ran: a reused image keeps the first run's time.
 fn dockerfile() -> String {
@@ -27,16 +47,17 @@ const MAIN_SH: &str = "echo built-at-$(cat /marker)\necho reused-ok\n";
 
 const SPEC: &str = "prompt = \"Write a shell program that prints reused-ok.\"\nconditions = \"It prints reused-ok.\"\n[[check]]\nstdout_contains = \"reused-ok\"\n";
 
-/// Engine 8, started when it does not answer, holding the base image and nothing else.
-async fn fresh_engine() -> String {
+/// Engine `number`, started when it does not answer, holding the base image and
+/// nothing else.
+async fn fresh_engine(number: &str) -> String {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/second-engine");
     let output = std::process::Command::new(script)
-        .args(["start", FRESH_ENGINE])
+        .args(["start", number])
         .output()
         .expect("scripts/second-engine runs");
     assert!(
         output.status.success(),
-        "scripts/second-engine start {FRESH_ENGINE}: {}",
+        "scripts/second-engine start {number}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     let url = String::from_utf8_lossy(&output.stdout).trim().to_owned();
@@ -67,7 +88,7 @@ async fn fresh_engine() -> String {
     assert_eq!(
         docker_lines(&["-H", &url, "images", "-a", "-q"]).len(),
         1,
-        "engine {FRESH_ENGINE} holds the base image only"
+        "engine {number} holds the base image only"
     );
     url
 }
@@ -80,13 +101,16 @@ fn image_id(url: &str, image: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// `agent.toml` building on busybox.
-fn busybox_workspace(server: &ScriptedServer) -> Workspace {
+/// `agent.toml` building on busybox with `builder`.
+fn busybox_workspace(server: &ScriptedServer, builder: &Builder) -> Workspace {
     let workspace = Workspace::new(&server.base_url(), "", "");
     let config = workspace.path().join("agent.toml");
     let text = std::fs::read_to_string(&config).unwrap().replace(
         &format!("base_image = \"{}\"", agent_testkit::PYTHON_IMAGE),
-        &format!("base_image = \"{BUSYBOX_IMAGE}\""),
+        &format!(
+            "base_image = \"{BUSYBOX_IMAGE}\"\nbuilder = \"{}\"",
+            builder.name
+        ),
     );
     std::fs::write(&config, text).unwrap();
     workspace
@@ -114,13 +138,24 @@ async fn run_in(workspace: &Workspace, config: &Path, args: &[&str]) -> Output {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fresh_engine_reuses_the_pushed_image_of_an_unchanged_spec_and_its_layers_for_a_changed_source()
  {
+    reuse_on_a_fresh_engine(&CLASSIC).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_buildkit_a_fresh_engine_reuses_the_pushed_image_and_its_inline_cache() {
+    reuse_on_a_fresh_engine(&BUILDKIT).await;
+}
+
+async fn reuse_on_a_fresh_engine(builder: &Builder) {
     require_engine();
     let password = "reuse-password-sentinel-7731";
     let registry = Registry::start(Some(("ci", password))).await;
     let reply = bundle(Some(&dockerfile()), &[("main.sh", MAIN_SH)]);
     let server = ScriptedServer::start(vec![ScriptedReply::Content(reply)]).await;
-    let workspace = busybox_workspace(&server);
-    let spec = workspace.spec("reuse", SPEC);
+    let workspace = busybox_workspace(&server, builder);
+    // Its own spec name per builder: the two tests tag and push apart.
+    let name = format!("reuse-{}", builder.name);
+    let spec = workspace.spec(&name, SPEC);
     let spec = spec.to_str().unwrap();
     let auth = base64_of(&format!("ci:{password}"));
     let config = docker_config(&format!(
@@ -137,16 +172,16 @@ async fn a_fresh_engine_reuses_the_pushed_image_of_an_unchanged_spec_and_its_lay
     )
     .await;
     first.assert_code(0);
-    let (_, built) = report_in(&workspace, "first", "reuse");
+    let (_, built) = report_in(&workspace, "first", &name);
     assert_eq!(built["iterations"], 1);
     let published = built["published"].clone();
     let lock: Value = serde_json::from_str(
-        &std::fs::read_to_string(workspace.path().join("reuse.lock/lock.json")).unwrap(),
+        &std::fs::read_to_string(workspace.path().join(format!("{name}.lock/lock.json"))).unwrap(),
     )
     .unwrap();
     assert_eq!(lock["published"], published, "the lock names the push");
     let first_marker = std::fs::read_to_string(
-        report_in(&workspace, "first", "reuse")
+        report_in(&workspace, "first", &name)
             .0
             .join("iterations/1/stdout.txt"),
     )
@@ -154,7 +189,7 @@ async fn a_fresh_engine_reuses_the_pushed_image_of_an_unchanged_spec_and_its_lay
     assert_run_cleaned_up(&built);
 
     // A fresh runner: nothing but the base image on its engine.
-    let fresh = fresh_engine().await;
+    let fresh = fresh_engine(builder.fresh_engine).await;
     let second = run_in(
         &workspace,
         config.path(),
@@ -164,7 +199,7 @@ async fn a_fresh_engine_reuses_the_pushed_image_of_an_unchanged_spec_and_its_lay
     )
     .await;
     second.assert_code(0);
-    let (run_dir, reused) = report_in(&workspace, "second", "reuse");
+    let (run_dir, reused) = report_in(&workspace, "second", &name);
     assert_eq!(reused["verified"], true);
     assert_eq!(reused["reused"], published, "{reused}");
     assert_eq!(reused["iterations"], 0, "nothing was built: {reused}");
@@ -196,7 +231,7 @@ async fn a_fresh_engine_reuses_the_pushed_image_of_an_unchanged_spec_and_its_lay
     );
 
     // The same job with a wrong password: refused, exit 3, the password nowhere.
-    fresh_engine().await;
+    fresh_engine(builder.fresh_engine).await;
     let wrong = "wrong-reuse-password-4242";
     let wrong_config = docker_config(&format!(
         r#"{{"auths": {{"{}": {{"username": "ci", "password": "{wrong}"}}}}}}"#,
@@ -233,9 +268,9 @@ async fn a_fresh_engine_reuses_the_pushed_image_of_an_unchanged_spec_and_its_lay
     }
     // Only a source file changed: the fresh engine builds, and its dependency step
     // comes from the registry's image (the marker is the first run's), not run again.
-    fresh_engine().await;
+    fresh_engine(builder.fresh_engine).await;
     let absent = format!("{repository}/absent:none");
-    let source = workspace.path().join("reuse.lock/main.sh");
+    let source = workspace.path().join(format!("{name}.lock/main.sh"));
     std::fs::write(&source, format!("{MAIN_SH}echo changed\n")).unwrap();
     let changed = run_in(
         &workspace,
@@ -261,7 +296,7 @@ async fn a_fresh_engine_reuses_the_pushed_image_of_an_unchanged_spec_and_its_lay
         "a missing cache source is said and skipped: {}",
         changed.stderr
     );
-    let (run_dir, rebuilt) = report_in(&workspace, "changed", "reuse");
+    let (run_dir, rebuilt) = report_in(&workspace, "changed", &name);
     assert_eq!(rebuilt["iterations"], 1, "{rebuilt}");
     assert!(rebuilt.get("reused").is_none(), "{rebuilt}");
     assert!(
@@ -276,7 +311,7 @@ async fn a_fresh_engine_reuses_the_pushed_image_of_an_unchanged_spec_and_its_lay
         "the dependency step was not run again"
     );
     let log = std::fs::read_to_string(run_dir.join("iterations/1/build.log")).unwrap();
-    assert!(log.contains("Using cache"), "{log}");
+    assert!(log.contains(builder.cached_step), "{log}");
     let label = format!(
         "label=dev.agent.run={}",
         rebuilt["run_id"].as_str().unwrap()

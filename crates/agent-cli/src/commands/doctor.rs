@@ -22,7 +22,7 @@ pub async fn doctor(args: DoctorArgs) -> Result<u8, Failure> {
     let mut healthy = true;
     let targets = engines::targets(&resolved)?;
     let found_by = found_by(&targets);
-    let (answered, failed) = engines::connect(targets).await;
+    let (answered, failed) = engines::connect(targets, resolved.docker.builder).await;
     for (sandbox, slots) in &answered {
         healthy &= report_engine(sandbox, *slots, &resolved.docker, &found_by).await;
     }
@@ -95,8 +95,13 @@ async fn report_engine(
     let engine = sandbox.engine();
     let slots = slots.unwrap_or(engine.cpus);
     println!(
-        "ok    engine {} {} (API {}) at {}: {slots} slots, storage driver {}",
-        engine.product, engine.version, engine.api_version, engine.host, engine.storage_driver
+        "ok    engine {} {} (API {}) at {}: {slots} slots, storage driver {}, builder {}",
+        engine.product,
+        engine.version,
+        engine.api_version,
+        engine.host,
+        engine.storage_driver,
+        engine.builder
     );
     print_found_by(found_by, &engine.host);
     let mut healthy = true;

@@ -41,6 +41,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         engines: args.engine.engines.clone(),
         candidates: args.candidates,
         cache_from: args.cache_from.clone(),
+        builder: args.builder,
     };
     let resolved = Arc::new(settings::resolve(args.config.config.as_deref(), flags)?);
     let prompts = Arc::new(Prompts::load(&resolved.prompts).map_err(Failure::usage)?);

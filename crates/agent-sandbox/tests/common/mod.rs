@@ -1,18 +1,29 @@
 //! What the engine-level test binaries share: the main engine, unique run ids, and a
-//! build of a set of files under given labels.
+//! build of a set of files under given labels. Each test binary uses some of them.
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agent_spec::BuilderChoice;
 
 use agent_sandbox::{
     BuildOutcome, BuildProgress, BuildRequest, BuildStatus, Sandbox, build_context,
 };
 
-/// The main engine; these tests fail loudly without one.
+/// The main engine with the classic builder, whose output most build tests read;
+/// these tests fail loudly without an engine.
 pub async fn sandbox() -> Sandbox {
+    sandbox_with(BuilderChoice::Classic).await
+}
+
+/// The main engine building with `builder`.
+pub async fn sandbox_with(builder: BuilderChoice) -> Sandbox {
     Sandbox::connect(None)
         .await
         .expect("the Docker engine must be reachable for these tests (`docker info`)")
+        .with_builder(builder)
+        .expect("the main engine runs this builder")
 }
 
 /// A run id no other test or process on the engine uses.
