@@ -277,9 +277,10 @@ pub(crate) fn runs_buildkit(product: Product, api_version: &str) -> bool {
 
 /// The builder `auto` picks: the one that does less engine work there. BuildKit makes
 /// no container and commits nothing for a metadata step (`ENV`, `CMD`, `LABEL`,
-/// `EXPOSE`, `USER`…) and no image per step; measured with `scripts/bench economy`
-/// and `scripts/bench builders` (see the README), it is the faster on both storage
-/// drivers where it runs at all.
+/// `EXPOSE`, `USER`…) and no image per step; measured with `scripts/bench economy 40`
+/// (README, "Which builder"), its median build is 2.03 s against the classic
+/// builder's 3.77 s on fuse-overlayfs and 0.14 s against 0.21 s on overlay2, so it is
+/// picked wherever it runs.
 pub(crate) fn auto_builder(product: Product, api_version: &str) -> crate::outcome::Builder {
     if runs_buildkit(product, api_version) {
         crate::outcome::Builder::BuildKit
