@@ -17,8 +17,11 @@ use crate::errors::SandboxError;
 use crate::outcome::{BuildOutcome, BuildStatus, Builder};
 use crate::request::BuildRequest;
 
-/// How many recent builds are kept: more than the specs in flight on one engine.
+/// How many recent builds are kept: more than the specs in flight on one engine...
 const KEPT_RECIPES: usize = 64;
+/// ...and at most this much of their contexts (a bundle may weigh 4 MiB), the oldest
+/// going first.
+const KEPT_CONTEXT_BYTES: usize = 64 * 1024 * 1024;
 /// A rebuild takes every step from the cache; this bounds one that does not.
 const REBUILD_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -54,9 +57,6 @@ impl Recipes {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         recipes.retain(|recipe| &recipe.image_id != image_id);
-        if recipes.len() == KEPT_RECIPES {
-            recipes.pop_front();
-        }
         recipes.push_back(Recipe {
             image_id: image_id.clone(),
             context: request.context.clone(),
@@ -64,6 +64,15 @@ impl Recipes {
             network: request.network.to_owned(),
             cache_from: request.cache_from.to_vec(),
         });
+        let mut bytes: usize = recipes
+            .iter()
+            .map(|recipe| recipe.context.bytes.len())
+            .sum();
+        while recipes.len() > KEPT_RECIPES || (bytes > KEPT_CONTEXT_BYTES && recipes.len() > 1) {
+            if let Some(oldest) = recipes.pop_front() {
+                bytes -= oldest.context.bytes.len();
+            }
+        }
     }
 
     fn find(&self, image_id: &str) -> Option<Recipe> {
@@ -145,5 +154,64 @@ impl Sandbox {
             .root_fs
             .and_then(|root| root.layers)
             .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keep(recipes: &Recipes, builder: Builder, image_id: &str, context_bytes: usize) {
+        let context = BuildContext {
+            bytes: vec![0; context_bytes],
+            digest: String::new(),
+        };
+        let labels = BTreeMap::new();
+        let request = BuildRequest {
+            context: &context,
+            labels: &labels,
+            timeout: Duration::from_secs(1),
+            network: "none",
+            cache_repository: None,
+            cache_from: &[],
+            no_cache: false,
+        };
+        let outcome = BuildOutcome {
+            status: BuildStatus::Built {
+                image_id: image_id.to_owned(),
+            },
+            log: String::new(),
+            duration: Duration::ZERO,
+        };
+        recipes.keep(builder, &request, &outcome);
+    }
+
+    #[test]
+    fn recent_buildkit_builds_are_kept_within_a_count_and_a_size() {
+        let recipes = Recipes::default();
+        keep(&recipes, Builder::Classic, "classic", 10);
+        assert!(
+            recipes.find("classic").is_none(),
+            "only BuildKit images are rebuilt"
+        );
+        for index in 0..KEPT_RECIPES + 6 {
+            keep(&recipes, Builder::BuildKit, &format!("image-{index}"), 10);
+        }
+        assert!(recipes.find("image-5").is_none(), "the oldest go first");
+        assert!(recipes.find("image-6").is_some());
+        assert!(
+            recipes
+                .find(&format!("image-{}", KEPT_RECIPES + 5))
+                .is_some()
+        );
+        keep(&recipes, Builder::BuildKit, "large", KEPT_CONTEXT_BYTES);
+        assert!(
+            recipes.find("large").is_some(),
+            "the newest stays, however large"
+        );
+        assert!(
+            recipes.find("image-6").is_none(),
+            "the others make room for it"
+        );
     }
 }
