@@ -24,10 +24,14 @@ use crate::request::BuildRequest;
 /// this build ran, or on Podman, whose image removal also takes the untagged parents
 /// another build's cache lookup stands on): the build is tried once more, and then
 /// builds that layer anew.
-const VANISHED_PARENT_ERRORS: [&str; 5] = [
+const VANISHED_PARENT_ERRORS: [&str; 6] = [
     "unknown parent image id",
     "no such image: sha256:",
     "reference does not exist",
+    // Docker 20.10, when the cached image a step stands on went between its cache hit
+    // and the step's commit: `failed to get digest sha256:…: open
+    // /var/lib/docker/image/…/imagedb/content/sha256/…: no such file or directory`.
+    "failed to get digest sha256:",
     // Podman 4.3: `checking if cached image exists from a previous build: getting
     // top layer info: layer not known`.
     "layer not known",
@@ -45,17 +49,8 @@ pub(crate) async fn build(
 ) -> Result<BuildOutcome, SandboxError> {
     let started = Instant::now();
     let first = build_once(docker, builder, request, build_args, progress).await?;
-    let vanished = match &first.status {
-        BuildStatus::Failed { error, .. } => {
-            let error = error.to_ascii_lowercase();
-            VANISHED_PARENT_ERRORS
-                .iter()
-                .any(|known| error.contains(known))
-        }
-        _ => false,
-    };
     let remaining = request.timeout.saturating_sub(started.elapsed());
-    if !vanished || remaining.is_zero() {
+    if !parent_vanished(&first.status) || remaining.is_zero() {
         return Ok(first);
     }
     tracing::info!("a cached layer vanished during the build; building again");
@@ -70,6 +65,17 @@ pub(crate) async fn build(
     );
     second.duration = started.elapsed();
     Ok(second)
+}
+
+/// Whether the build failed because a cached image it stood on went meanwhile.
+fn parent_vanished(status: &BuildStatus) -> bool {
+    let BuildStatus::Failed { error, .. } = status else {
+        return false;
+    };
+    let error = error.to_ascii_lowercase();
+    VANISHED_PARENT_ERRORS
+        .iter()
+        .any(|known| error.contains(known))
 }
 
 async fn build_once(
@@ -199,4 +205,31 @@ async fn read(
         }
         (Some(other), None) => return Err(SandboxError::Build(other)),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(error: &str) -> BuildStatus {
+        BuildStatus::Failed {
+            error: error.to_owned(),
+            failing_step: None,
+            step_output: String::new(),
+            missing_image: None,
+        }
+    }
+
+    #[test]
+    fn a_cached_parent_that_went_meanwhile_is_told_from_a_step_that_failed() {
+        let gone = "failed to get digest sha256:2edd30695eff065be2886247d16265d2f7c5106546497d78b478339bd20702d0: open /var/lib/docker/image/fuse-overlayfs/imagedb/content/sha256/2edd30695eff065be2886247d16265d2f7c5106546497d78b478339bd20702d0: no such file or directory";
+        assert!(parent_vanished(&failed(gone)));
+        assert!(parent_vanished(&failed(
+            "checking if cached image exists from a previous build: getting top layer info: layer not known"
+        )));
+        assert!(!parent_vanished(&failed(
+            "The command '/bin/sh -c false' returned a non-zero code: 1"
+        )));
+        assert!(!parent_vanished(&BuildStatus::TimedOut));
+    }
 }
