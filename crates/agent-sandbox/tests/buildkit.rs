@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use agent_sandbox::{
-    BuildProgress, BuildStatus, Builder, EngineAddress, LABEL_OWNER, LABEL_RUN, Sandbox,
-    SandboxError, SealMethod, owner_id,
+    BuildProgress, BuildRequest, BuildStatus, Builder, EngineAddress, LABEL_OWNER, LABEL_RUN,
+    Sandbox, SandboxError, SealMethod, owner_id,
 };
 use agent_spec::BuilderChoice;
 use agent_testkit::BUSYBOX_IMAGE;
@@ -176,6 +176,43 @@ async fn a_base_image_buildkit_cannot_get_is_named_as_the_dockerfile_names_it() 
         "{error}\n{}",
         outcome.log
     );
+    clean_up(&sandbox, &run).await;
+}
+
+#[tokio::test]
+async fn buildkit_run_steps_get_the_build_network_asked_for() {
+    let sandbox = buildkit().await;
+    let run = unique_run_id("buildkit-network");
+    // Interfaces other than `lo` in the step's network namespace.
+    let dockerfile = format!(
+        "FROM {BUSYBOX_IMAGE}\nRUN echo {run} && ls /sys/class/net | grep -v '^lo$' | wc -l > /interfaces\nCMD [\"cat\", \"/interfaces\"]\n"
+    );
+    let files = BTreeMap::from([("Dockerfile".to_owned(), dockerfile.into_bytes())]);
+    let context = agent_sandbox::build_context(&files).expect("context");
+    let mut counts = Vec::new();
+    for network in ["none", "host"] {
+        let labels = labels(&run);
+        let outcome = sandbox
+            .build(
+                BuildRequest {
+                    context: &context,
+                    labels: &labels,
+                    timeout: Duration::from_secs(120),
+                    network,
+                    cache_repository: None,
+                    cache_from: &[],
+                    no_cache: true,
+                },
+                &mut |_| {},
+            )
+            .await
+            .expect("the engine answers");
+        let image = built_image(&outcome);
+        let printed = docker(&["run", "--rm", "--network", "none", &image]);
+        counts.push(String::from_utf8_lossy(&printed.stdout).trim().to_owned());
+    }
+    assert_eq!(counts[0], "0", "`none` has only loopback");
+    assert_ne!(counts[1], "0", "`host` has the host's interfaces");
     clean_up(&sandbox, &run).await;
 }
 
