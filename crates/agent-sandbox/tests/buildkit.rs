@@ -263,6 +263,33 @@ async fn a_buildkit_build_past_its_timeout_stops_and_leaves_no_step_running() {
 }
 
 #[tokio::test]
+async fn a_buildkit_step_flooding_past_the_timeout_is_stopped_with_its_log_capped() {
+    let sandbox = buildkit().await;
+    let run = unique_run_id("buildkit-flood");
+    let marker = format!("flood-{run}");
+    let dockerfile = format!("FROM {BUSYBOX_IMAGE}\nRUN while true; do echo {marker}; done\n");
+    let (outcome, _) = build(&sandbox, &run, &dockerfile, Duration::from_secs(5)).await;
+    assert_eq!(outcome.status, BuildStatus::TimedOut);
+    assert!(
+        outcome.log.contains(&marker),
+        "the step's output is in the log"
+    );
+    assert!(
+        outcome.log.len() <= 4 * 1024 * 1024 + 256,
+        "the log is capped: {} bytes",
+        outcome.log.len()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut left = processes_holding(&marker);
+    while !left.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        left = processes_holding(&marker);
+    }
+    assert!(left.is_empty(), "left running: {left:?}");
+    clean_up(&sandbox, &run).await;
+}
+
+#[tokio::test]
 async fn a_buildkit_image_is_sealed_by_its_cached_rebuild_with_its_inline_cache() {
     let sandbox = buildkit().await;
     let run = unique_run_id("buildkit-seal");
