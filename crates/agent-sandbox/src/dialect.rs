@@ -89,14 +89,16 @@ pub(crate) fn product_of(version: &SystemVersion) -> (Product, String) {
 /// array of references; Podman before 4.4 reads one repository name and answers the
 /// array with a 400, so such an engine is sent no cache sources and builds without them.
 pub(crate) fn takes_cache_from_list(product: Product, version: &str) -> bool {
-    if product != Product::Podman {
-        return true;
-    }
+    product != Product::Podman || major_minor(version) >= (4, 4)
+}
+
+/// The first two numbers of a version (`4.3.1`, `1.41`, `4.4.0-rc1`); a part that is
+/// not a number counts as 0.
+fn major_minor(version: &str) -> (u32, u32) {
     let mut numbers = version
         .split(['.', '-'])
         .map(|part| part.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-    (major, minor) >= (4, 4)
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
 }
 
 /// A build step line, either builder's: index, total and the instruction.
@@ -268,11 +270,7 @@ pub(crate) fn first_seal_method(product: Product) -> crate::seal::SealMethod {
 /// which serves the session BuildKit needs. Podman's compatible service takes the
 /// classic build API only (its builder, buildah, has no BuildKit sessions).
 pub(crate) fn runs_buildkit(product: Product, api_version: &str) -> bool {
-    let mut numbers = api_version
-        .split('.')
-        .map(|part| part.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-    product == Product::Docker && (major, minor) >= (1, 39)
+    product == Product::Docker && major_minor(api_version) >= (1, 39)
 }
 
 /// The builder `auto` picks: the one that does less engine work there. BuildKit makes
@@ -332,6 +330,15 @@ mod tests {
         assert!(takes_cache_from_list(Product::Podman, "4.4.0"));
         assert!(takes_cache_from_list(Product::Podman, "5.2.1-dev"));
         assert!(takes_cache_from_list(Product::Docker, "20.10.24"));
+    }
+
+    #[test]
+    fn buildkit_runs_on_docker_from_api_1_39_only() {
+        assert!(runs_buildkit(Product::Docker, "1.41"));
+        assert!(runs_buildkit(Product::Docker, "1.39"));
+        assert!(!runs_buildkit(Product::Docker, "1.38"));
+        assert!(!runs_buildkit(Product::Podman, "1.41"));
+        assert!(!runs_buildkit(Product::Other, "1.41"));
     }
 
     #[test]
