@@ -12,7 +12,7 @@ use bollard::models::{BuildInfo, BuildInfoAux, ImageId};
 use bollard::query_parameters::BuilderVersion;
 
 use super::Reader;
-use super::evidence::{self, CappedLog, Tail};
+use super::evidence::{self, CappedLog, FailingStep, Tail};
 use crate::dialect;
 use crate::errors::SandboxError;
 use crate::outcome::{BuildProgress, BuildStatus};
@@ -129,20 +129,16 @@ impl Reader for Vertices {
         &mut self.log
     }
 
-    fn failed(&mut self, error: String) -> BuildStatus {
-        self.log.push(&format!("ERROR: {error}\n"));
+    fn failing_step(&self) -> FailingStep {
         let vertex = self
             .failed
             .as_ref()
             .and_then(|digest| self.by_digest.get(digest));
-        let instruction = vertex.and_then(|vertex| from_instruction(&vertex.name));
-        BuildStatus::Failed {
-            missing_image: evidence::missing_base_image(&error, instruction.as_deref()),
-            failing_step: vertex.map(|vertex| vertex.name.clone()),
-            step_output: vertex
-                .map_or_else(String::new, |vertex| vertex.output.as_str().to_owned()),
-            error,
-        }
+        vertex.map_or_else(FailingStep::default, |vertex| FailingStep {
+            name: Some(vertex.name.clone()),
+            instruction: from_instruction(&vertex.name),
+            output: vertex.output.as_str().to_owned(),
+        })
     }
 }
 
@@ -295,7 +291,7 @@ mod tests {
             step_output,
             missing_image,
             ..
-        } = vertices.failed("failed to solve: exit code: 1".to_owned())
+        } = crate::build::failed(&mut vertices, "failed to solve: exit code: 1".to_owned())
         else {
             panic!("a failure");
         };
@@ -327,9 +323,10 @@ mod tests {
             },
             &mut |_| {},
         );
-        let BuildStatus::Failed { missing_image, .. } =
-            vertices.failed("failed to solve: no-such-image:1: pull access denied".to_owned())
-        else {
+        let BuildStatus::Failed { missing_image, .. } = crate::build::failed(
+            &mut vertices,
+            "failed to solve: no-such-image:1: pull access denied".to_owned(),
+        ) else {
             panic!("a failure");
         };
         assert_eq!(missing_image.as_deref(), Some("no-such-image:1"));

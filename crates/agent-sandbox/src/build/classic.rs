@@ -8,7 +8,7 @@ use bollard::Docker;
 use bollard::models::{BuildInfo, BuildInfoAux, ImageId};
 
 use super::Reader;
-use super::evidence::{self, CappedLog, Tail};
+use super::evidence::{self, CappedLog, FailingStep, Tail};
 use crate::cleanup;
 use crate::dialect::{self, BuildMarker};
 use crate::errors::SandboxError;
@@ -97,18 +97,15 @@ impl Reader for BuildState {
         &mut self.log
     }
 
-    fn failed(&mut self, error: String) -> BuildStatus {
-        self.log.push(&format!("ERROR: {error}\n"));
-        let instruction = self
-            .last_step
-            .as_deref()
-            .and_then(dialect::build_step)
-            .map(|(_, _, instruction)| instruction);
-        BuildStatus::Failed {
-            missing_image: evidence::missing_base_image(&error, instruction),
-            failing_step: self.last_step.clone(),
-            step_output: self.step_output.as_str().to_owned(),
-            error,
+    fn failing_step(&self) -> FailingStep {
+        FailingStep {
+            name: self.last_step.clone(),
+            instruction: self
+                .last_step
+                .as_deref()
+                .and_then(dialect::build_step)
+                .map(|(_, _, instruction)| instruction.to_owned()),
+            output: self.step_output.as_str().to_owned(),
         }
     }
 }
@@ -254,13 +251,15 @@ mod tests {
             "Step 1/2 : FROM --platform=linux/amd64 no-such:1 AS base\n",
         );
         let denied = "pull access denied for no-such, repository does not exist or may require 'docker login'";
-        let BuildStatus::Failed { missing_image, .. } = state.failed(denied.to_owned()) else {
+        let BuildStatus::Failed { missing_image, .. } =
+            crate::build::failed(&mut state, denied.to_owned())
+        else {
             panic!("a failure");
         };
         assert_eq!(missing_image.as_deref(), Some("no-such:1"));
         feed(&mut state, "Step 2/2 : RUN pip install x\n");
         let BuildStatus::Failed { missing_image, .. } =
-            state.failed("dial tcp: timeout".to_owned())
+            crate::build::failed(&mut state, "dial tcp: timeout".to_owned())
         else {
             panic!("a failure");
         };

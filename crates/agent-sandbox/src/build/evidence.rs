@@ -79,6 +79,17 @@ pub(super) fn without_colours(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// What a builder knows of the step its build failed at.
+#[derive(Default)]
+pub(super) struct FailingStep {
+    /// The step as the builder names it (`Step 3/3 : RUN …`, `[3/3] RUN …`).
+    pub name: Option<String>,
+    /// Its instruction (`FROM x:1`, `RUN …`), when it can be told.
+    pub instruction: Option<String>,
+    /// The tail of what it printed.
+    pub output: String,
+}
+
 /// What the engine says when it has no copy of an image and cannot pull one: the
 /// registry refused or does not know it, or could not be reached at all.
 const UNAVAILABLE_IMAGE_ERRORS: [&str; 7] = [

@@ -140,8 +140,21 @@ trait Reader {
     /// The id of the image the build made, once the engine has said it.
     fn image_id(&self) -> Option<&str>;
     fn log(&mut self) -> &mut evidence::CappedLog;
-    /// The failure `error` ended the build with, with the evidence gathered.
-    fn failed(&mut self, error: String) -> BuildStatus;
+    /// What it knows of the step the build failed at.
+    fn failing_step(&self) -> evidence::FailingStep;
+}
+
+/// The failure `error` ended the build with, logged, with the evidence `reader`
+/// gathered.
+fn failed(reader: &mut impl Reader, error: String) -> BuildStatus {
+    reader.log().push(&format!("ERROR: {error}\n"));
+    let step = reader.failing_step();
+    BuildStatus::Failed {
+        missing_image: evidence::missing_base_image(&error, step.instruction.as_deref()),
+        failing_step: step.name,
+        step_output: step.output,
+        error,
+    }
 }
 
 /// Reads `stream` into `reader` under `timeout`: the build's status, or `None` at
@@ -188,7 +201,10 @@ async fn read(
     });
     Ok(Some(match (error, built) {
         (None, Some(built)) => built,
-        (None, None) => reader.failed("the engine ended the build without an image".to_owned()),
+        (None, None) => failed(
+            reader,
+            "the engine ended the build without an image".to_owned(),
+        ),
         // bollard 0.21.1 may report a decoding error after the stream has already
         // delivered the image id: the build succeeded.
         (Some(error), Some(built)) => {
@@ -196,12 +212,12 @@ async fn read(
             built
         }
         (Some(bollard::errors::Error::DockerStreamError { error }), None) => {
-            reader.failed(error.trim().to_owned())
+            failed(reader, error.trim().to_owned())
         }
         // The engine answered, but refused the build (a Dockerfile it cannot parse,
         // say): an outcome for the model, not an engine error.
         (Some(bollard::errors::Error::DockerResponseServerError { message, .. }), None) => {
-            reader.failed(message.trim().to_owned())
+            failed(reader, message.trim().to_owned())
         }
         (Some(other), None) => return Err(SandboxError::Build(other)),
     }))
