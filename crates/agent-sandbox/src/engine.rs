@@ -205,6 +205,19 @@ impl Sandbox {
         &self.recipes
     }
 
+    /// What the engine says of `image` (a reference or id).
+    pub(crate) async fn inspect(
+        &self,
+        image: &str,
+    ) -> Result<bollard::models::ImageInspect, SandboxError> {
+        bounded(self.docker.inspect_image(image))
+            .await
+            .map_err(|source| SandboxError::InspectImage {
+                image: image.to_owned(),
+                source,
+            })
+    }
+
     /// Whether the engine has `image` (a reference or id) without pulling it.
     pub async fn image_present(&self, image: &str) -> Result<bool, SandboxError> {
         match bounded(self.docker.inspect_image(image)).await {

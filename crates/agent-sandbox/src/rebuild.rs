@@ -11,7 +11,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::context::BuildContext;
-use crate::deadline::bounded;
 use crate::engine::Sandbox;
 use crate::errors::SandboxError;
 use crate::outcome::{BuildOutcome, BuildStatus, Builder};
@@ -144,13 +143,9 @@ impl Sandbox {
     }
 
     async fn layers(&self, image: &str) -> Result<Vec<String>, SandboxError> {
-        let inspected = bounded(self.docker.inspect_image(image))
-            .await
-            .map_err(|source| SandboxError::InspectImage {
-                image: image.to_owned(),
-                source,
-            })?;
-        Ok(inspected
+        Ok(self
+            .inspect(image)
+            .await?
             .root_fs
             .and_then(|root| root.layers)
             .unwrap_or_default())

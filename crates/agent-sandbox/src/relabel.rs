@@ -28,12 +28,7 @@ impl Sandbox {
             image: image.to_owned(),
             reason,
         };
-        let inspected = bounded(self.docker.inspect_image(image))
-            .await
-            .map_err(|source| SandboxError::InspectImage {
-                image: image.to_owned(),
-                source,
-            })?;
+        let inspected = self.inspect(image).await?;
         let history = bounded(self.docker.image_history(image))
             .await
             .map_err(|error| failed(format!("cannot read its history: {error}")))?;

@@ -154,7 +154,7 @@ impl Sandbox {
         image: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<String, SandboxError> {
-        let before = self.inspect_for_seal(image).await?;
+        let before = self.inspect(image).await?;
         // A created container of the image, carrying every label the new image gets,
         // held while the way works: the commit's source, and what keeps Podman (which
         // prunes an untagged parent with its child, whatever `noprune` says) from
@@ -229,7 +229,7 @@ impl Sandbox {
             source,
         })?
         .id;
-        let difference = match self.inspect_for_seal(&committed).await {
+        let difference = match self.inspect(&committed).await {
             Ok(after) => match crate::dialect::same_run_config(before, &after) {
                 Ok(()) => return Ok(committed),
                 Err(difference) => SandboxError::SealChangedConfig {
@@ -298,15 +298,6 @@ impl Sandbox {
                 ),
             }),
         }
-    }
-
-    async fn inspect_for_seal(&self, image: &str) -> Result<ImageInspect, SandboxError> {
-        bounded(self.docker.inspect_image(image))
-            .await
-            .map_err(|source| SandboxError::InspectImage {
-                image: image.to_owned(),
-                source,
-            })
     }
 
     async fn discard_image(&self, image: &str) {
