@@ -113,12 +113,12 @@ fn remove_spec_images(spec: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_second_run_reuses_the_dependency_install_and_leaves_nothing_dangling() {
-    require_engine();
-    let name = unique("rerun");
+/// Two runs of a spec named `name` whose Dockerfile has a dependency step, both
+/// verified with `builder`: the workspace (kept while its runs are read) and the two
+/// run directories.
+async fn run_twice(name: &str, builder: &str) -> (Workspace, PathBuf, PathBuf) {
     let reply = bundle(
-        Some(&dependency_dockerfile(&name, "")),
+        Some(&dependency_dockerfile(name, "")),
         &[("main.py", "print('hello')")],
     );
     let server = ScriptedServer::start(vec![
@@ -126,18 +126,39 @@ async fn a_second_run_reuses_the_dependency_install_and_leaves_nothing_dangling(
         ScriptedReply::Content(reply),
     ])
     .await;
-    let workspace = workspace_with(&server, "classic");
-    let spec = workspace.spec(&name, &spec_text("hello"));
+    let workspace = workspace_with(&server, builder);
+    let spec = workspace.spec(name, &spec_text("hello"));
     for out in ["first", "second"] {
-        let output = agent(
+        agent(
             &workspace,
             &["run", "--no-lock", "--out", out, spec.to_str().unwrap()],
         )
-        .await;
-        output.assert_code(0);
+        .await
+        .assert_code(0);
     }
-    let first = run_dir(&workspace.path().join("first"), &name);
-    let second = run_dir(&workspace.path().join("second"), &name);
+    let first = run_dir(&workspace.path().join("first"), name);
+    let second = run_dir(&workspace.path().join("second"), name);
+    (workspace, first, second)
+}
+
+/// No dangling image carries the spec's label.
+fn assert_nothing_of_spec_dangles(name: &str) {
+    let dangling_of_spec = docker_lines(&[
+        "images",
+        "-q",
+        "--filter",
+        "dangling=true",
+        "--filter",
+        &format!("label=dev.agent.spec={name}"),
+    ]);
+    assert_eq!(dangling_of_spec, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_run_reuses_the_dependency_install_and_leaves_nothing_dangling() {
+    require_engine();
+    let name = unique("rerun");
+    let (_workspace, first, second) = run_twice(&name, "classic").await;
 
     let install = |dir: &Path| step(&build_log(dir, 1), 2);
     assert!(
@@ -158,15 +179,7 @@ async fn a_second_run_reuses_the_dependency_install_and_leaves_nothing_dangling(
     let later = second_report["image_id"].as_str().expect("image id");
     assert_ne!(earlier, later, "each run labels its verified image anew");
     assert!(!image_exists(earlier), "the image the tag left is removed");
-    let dangling_of_spec = docker_lines(&[
-        "images",
-        "-q",
-        "--filter",
-        "dangling=true",
-        "--filter",
-        &format!("label=dev.agent.spec={name}"),
-    ]);
-    assert_eq!(dangling_of_spec, Vec::<String>::new());
+    assert_nothing_of_spec_dangles(&name);
     let dangling = docker_lines(&["images", "-q", "--no-trunc", "--filter", "dangling=true"]);
     for log in [build_log(&first, 1), build_log(&second, 1)] {
         for id in printed_ids(&log) {
@@ -197,27 +210,7 @@ fn vertex_cached(log: &str, needle: &str) -> bool {
 async fn with_buildkit_a_second_run_takes_the_dependency_step_from_its_cache() {
     require_engine();
     let name = unique("rerun-buildkit");
-    let reply = bundle(
-        Some(&dependency_dockerfile(&name, "")),
-        &[("main.py", "print('hello')")],
-    );
-    let server = ScriptedServer::start(vec![
-        ScriptedReply::Content(reply.clone()),
-        ScriptedReply::Content(reply),
-    ])
-    .await;
-    let workspace = workspace_with(&server, "buildkit");
-    let spec = workspace.spec(&name, &spec_text("hello"));
-    for out in ["first", "second"] {
-        agent(
-            &workspace,
-            &["run", "--no-lock", "--out", out, spec.to_str().unwrap()],
-        )
-        .await
-        .assert_code(0);
-    }
-    let first = run_dir(&workspace.path().join("first"), &name);
-    let second = run_dir(&workspace.path().join("second"), &name);
+    let (_workspace, first, second) = run_twice(&name, "buildkit").await;
     let install = format!("RUN echo 'dependencies {name}'");
     assert!(
         !vertex_cached(&build_log(&first, 1), &install),
@@ -233,15 +226,7 @@ async fn with_buildkit_a_second_run_takes_the_dependency_step_from_its_cache() {
     let earlier = first_report["image_id"].as_str().expect("image id");
     assert_ne!(Some(earlier), second_report["image_id"].as_str());
     assert!(!image_exists(earlier), "the image the tag left is removed");
-    let dangling_of_spec = docker_lines(&[
-        "images",
-        "-q",
-        "--filter",
-        "dangling=true",
-        "--filter",
-        &format!("label=dev.agent.spec={name}"),
-    ]);
-    assert_eq!(dangling_of_spec, Vec::<String>::new());
+    assert_nothing_of_spec_dangles(&name);
     remove_spec_images(&name);
 }
 

@@ -232,6 +232,18 @@ fn processes_holding(marker: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits up to 20 s for the host to have no process whose command line holds
+/// `marker`; fails naming those left.
+async fn assert_no_process_left(marker: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut left = processes_holding(marker);
+    while !left.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        left = processes_holding(marker);
+    }
+    assert!(left.is_empty(), "left running: {left:?}");
+}
+
 #[tokio::test]
 async fn a_buildkit_build_past_its_timeout_stops_and_leaves_no_step_running() {
     let sandbox = buildkit().await;
@@ -252,13 +264,7 @@ async fn a_buildkit_build_past_its_timeout_stops_and_leaves_no_step_running() {
             .contains("[build stopped at the timeout of 4 s]")
     );
     // The step ran (its process was there) and is stopped once the client is gone.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut left = processes_holding(&marker);
-    while !left.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        left = processes_holding(&marker);
-    }
-    assert!(left.is_empty(), "left running: {left:?}");
+    assert_no_process_left(&marker).await;
     clean_up(&sandbox, &run).await;
 }
 
@@ -279,13 +285,7 @@ async fn a_buildkit_step_flooding_past_the_timeout_is_stopped_with_its_log_cappe
         "the log is capped: {} bytes",
         outcome.log.len()
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut left = processes_holding(&marker);
-    while !left.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        left = processes_holding(&marker);
-    }
-    assert!(left.is_empty(), "left running: {left:?}");
+    assert_no_process_left(&marker).await;
     clean_up(&sandbox, &run).await;
 }
 
