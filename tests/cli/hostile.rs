@@ -290,15 +290,9 @@ async fn sigterm_mid_run_removes_the_container_and_writes_the_report() {
 }
 
 /// Whether a process of this host runs `sleep <marker>`: a build step's, whichever
-/// builder runs it (BuildKit's steps have no container the API lists).
+/// builder runs it.
 fn sleeping(marker: &str) -> bool {
-    let output = std::process::Command::new("ps")
-        .args(["-eo", "args"])
-        .output()
-        .expect("ps runs");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .any(|line| line.contains(&format!("sleep {marker}")))
+    !agent_testkit::processes_holding(&format!("sleep {marker}")).is_empty()
 }
 
 /// A signal while `builder` runs a build step: `agent` stops with `expected_code`,

@@ -16,7 +16,7 @@ use agent_sandbox::{
     Sandbox, SandboxError, SealMethod, owner_id,
 };
 use agent_spec::BuilderChoice;
-use agent_testkit::BUSYBOX_IMAGE;
+use agent_testkit::{BUSYBOX_IMAGE, processes_holding};
 
 fn labels(run: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -214,22 +214,6 @@ async fn buildkit_run_steps_get_the_build_network_asked_for() {
     assert_eq!(counts[0], "0", "`none` has only loopback");
     assert_ne!(counts[1], "0", "`host` has the host's interfaces");
     clean_up(&sandbox, &run).await;
-}
-
-/// The host's processes whose command line holds `marker`: BuildKit runs a step's
-/// process under the engine, without a container the API lists.
-fn processes_holding(marker: &str) -> Vec<String> {
-    let output = Command::new("ps")
-        .args(["-eo", "args"])
-        .output()
-        .expect("ps runs");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|line| {
-            line.contains(marker) && !line.contains("cargo") && !line.contains("nextest")
-        })
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Waits up to 20 s for the host to have no process whose command line holds
