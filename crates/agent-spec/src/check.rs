@@ -14,4 +14,4 @@ pub use image::{IMAGE_GROUP, ImageChecks, ImageFacts};
 pub use output::{Check, Matcher, Observed};
 pub use probe::{BodyExpectation, Probe, ProbeFacts, ProbeResponse};
 pub use result::CheckResult;
-pub use text::excerpt;
+pub use text::{ceil_boundary, excerpt, floor_boundary};

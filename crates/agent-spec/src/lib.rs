@@ -27,7 +27,7 @@ mod validate;
 pub use check::{
     BodyExpectation, Check, CheckResult, ContentMatcher, FILE_GROUP, FileCheck, FileEntry,
     FileFacts, IMAGE_GROUP, ImageChecks, ImageFacts, Matcher, Observed, Probe, ProbeFacts,
-    ProbeResponse, excerpt, ls_mode,
+    ProbeResponse, ceil_boundary, excerpt, floor_boundary, ls_mode,
 };
 pub use config::{ConfigFile, EnvOverrides, FlagOverrides, Settings};
 pub use engines::engine_url;

@@ -11,10 +11,7 @@ use crate::errors::Location;
 /// The 1-based line and column (in characters) of a byte offset; offsets past the end
 /// or inside a multi-byte character are clamped so that a bad span never panics.
 pub(crate) fn locate(path: &Path, text: &str, offset: usize) -> Location {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
+    let offset = crate::check::text::floor_boundary(text, offset);
     let before = &text[..offset];
     let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
     Location {

@@ -286,11 +286,7 @@ fn logs_feedback(out: &mut String, outcome: &ServiceOutcome, stdout: &str, stder
 
 /// The last `limit` bytes of `text`, from a character boundary.
 fn tail(text: &str, limit: usize) -> &str {
-    let mut start = text.len().saturating_sub(limit);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
+    &text[agent_spec::ceil_boundary(text, text.len().saturating_sub(limit))..]
 }
 
 /// The service as the model must know it, for the task prompt.

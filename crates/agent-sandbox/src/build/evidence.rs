@@ -24,7 +24,7 @@ impl CappedLog {
             return;
         }
         if self.cut_bytes == 0 {
-            let kept = floor_char_boundary(text, room);
+            let kept = agent_spec::floor_boundary(text, room);
             self.text.push_str(&text[..kept]);
             self.cut_bytes = text.len() - kept;
         } else {
@@ -54,7 +54,7 @@ impl Tail {
     pub(super) fn push(&mut self, text: &str) {
         self.0.push_str(text);
         if self.0.len() > STEP_OUTPUT_LIMIT_BYTES {
-            let cut = ceil_char_boundary(&self.0, self.0.len() - STEP_OUTPUT_LIMIT_BYTES);
+            let cut = agent_spec::ceil_boundary(&self.0, self.0.len() - STEP_OUTPUT_LIMIT_BYTES);
             self.0.replace_range(..cut, "");
         }
     }
@@ -116,22 +116,6 @@ pub(super) fn missing_base_image(error: &str, instruction: Option<&str>) -> Opti
         .iter()
         .any(|known| error.contains(known))
         .then(|| image.to_owned())
-}
-
-pub(super) fn floor_char_boundary(text: &str, index: usize) -> usize {
-    let mut index = index.min(text.len());
-    while !text.is_char_boundary(index) {
-        index -= 1;
-    }
-    index
-}
-
-fn ceil_char_boundary(text: &str, index: usize) -> usize {
-    let mut index = index.min(text.len());
-    while !text.is_char_boundary(index) {
-        index += 1;
-    }
-    index
 }
 
 #[cfg(test)]

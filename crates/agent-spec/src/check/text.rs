@@ -196,7 +196,8 @@ pub(crate) fn cap(detail: &str, limit: usize) -> String {
     }
 }
 
-pub(crate) fn floor_boundary(text: &str, mut index: usize) -> usize {
+/// `index`, or the nearest character boundary of `text` below it.
+pub fn floor_boundary(text: &str, mut index: usize) -> usize {
     index = index.min(text.len());
     while !text.is_char_boundary(index) {
         index -= 1;
@@ -204,7 +205,8 @@ pub(crate) fn floor_boundary(text: &str, mut index: usize) -> usize {
     index
 }
 
-pub(crate) fn ceil_boundary(text: &str, mut index: usize) -> usize {
+/// `index`, or the nearest character boundary of `text` above it.
+pub fn ceil_boundary(text: &str, mut index: usize) -> usize {
     index = index.min(text.len());
     while !text.is_char_boundary(index) {
         index += 1;
