@@ -48,6 +48,46 @@ async fn build(
     build_labelled(sandbox, &files, &labels(run), timeout).await
 }
 
+/// A base image of the test's own (busybox with a label naming `run`), for the tests
+/// that assert cache hits. On a cold builder, a step on a base that a concurrent build
+/// holds and then fails or cancels is not kept in the cache, so the next build runs it
+/// again (moby/buildkit#4674: wasted work, not a wrong image). A base no other test
+/// builds on keeps those tests apart from the failing builds beside them.
+fn own_base(run: &str) -> String {
+    let tag = format!("agent-test/base-{run}:1");
+    let dockerfile = format!("FROM {BUSYBOX_IMAGE}\nLABEL dev.agent.test-base={run}\n");
+    let mut child = Command::new("docker")
+        .args(["build", "-q", "-t", &tag, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the docker CLI runs");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(dockerfile.as_bytes())
+        .expect("the Dockerfile is written");
+    let built = child.wait_with_output().expect("docker build ends");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    tag
+}
+
+fn remove_own_base(tag: &str) {
+    let removed = docker(&["rmi", tag]);
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+}
+
 async fn clean_up(sandbox: &Sandbox, run: &str) {
     sandbox
         .remove_labelled(LABEL_RUN, run, None)
@@ -59,20 +99,24 @@ async fn clean_up(sandbox: &Sandbox, run: &str) {
 async fn a_buildkit_build_reports_its_steps_labels_its_image_and_a_rebuild_runs_nothing() {
     let sandbox = buildkit().await;
     let run = unique_run_id("buildkit-ok");
+    let base = own_base(&run);
     let dockerfile = format!(
-        "FROM {BUSYBOX_IMAGE}\nRUN echo ran-{run} && date +%s%N > /marker\nENV RUN_ID={run}\nCMD [\"cat\", \"/marker\"]\n"
+        "FROM {base}\nRUN echo ran-{run} && date +%s%N > /marker\nENV RUN_ID={run}\nCMD [\"cat\", \"/marker\"]\n"
     );
-    let (outcome, steps) = build(&sandbox, &run, &dockerfile, Duration::from_secs(120)).await;
+    let (outcome, mut steps) = build(&sandbox, &run, &dockerfile, Duration::from_secs(120)).await;
     let image = built_image(&outcome);
     assert!(image.starts_with("sha256:"), "{image}");
     // BuildKit names the steps that make a layer; ENV and CMD change only the config.
+    // Its solver starts them in the order it reaches them, not the Dockerfile's: a
+    // cached FROM may come after the RUN that needs it. Each comes once.
+    steps.sort_by_key(|BuildProgress::Step { index, .. }| *index);
     assert_eq!(
         steps,
         [
             BuildProgress::Step {
                 index: 1,
                 total: 2,
-                instruction: format!("FROM docker.io/{BUSYBOX_IMAGE}"),
+                instruction: format!("FROM docker.io/{base}"),
             },
             BuildProgress::Step {
                 index: 2,
@@ -100,7 +144,8 @@ async fn a_buildkit_build_reports_its_steps_labels_its_image_and_a_rebuild_runs_
     assert_eq!(
         built_image(&again),
         image,
-        "the same steps make the same image"
+        "the same steps make the same image: {}",
+        again.log
     );
     assert!(again.log.contains("CACHED"), "{}", again.log);
     assert!(
@@ -109,6 +154,7 @@ async fn a_buildkit_build_reports_its_steps_labels_its_image_and_a_rebuild_runs_
         again.log
     );
     clean_up(&sandbox, &run).await;
+    remove_own_base(&base);
 }
 
 #[tokio::test]
@@ -277,8 +323,8 @@ async fn a_buildkit_step_flooding_past_the_timeout_is_stopped_with_its_log_cappe
 async fn a_buildkit_image_is_sealed_by_its_cached_rebuild_with_its_inline_cache() {
     let sandbox = buildkit().await;
     let run = unique_run_id("buildkit-seal");
-    let dockerfile =
-        format!("FROM {BUSYBOX_IMAGE}\nRUN echo {run} > /marker\nCMD [\"cat\", \"/marker\"]\n");
+    let base = own_base(&run);
+    let dockerfile = format!("FROM {base}\nRUN echo {run} > /marker\nCMD [\"cat\", \"/marker\"]\n");
     let (outcome, _) = build(&sandbox, &run, &dockerfile, Duration::from_secs(120)).await;
     let image = built_image(&outcome);
     let mut seal_labels = labels(&run);
@@ -346,6 +392,7 @@ async fn a_buildkit_image_is_sealed_by_its_cached_rebuild_with_its_inline_cache(
     assert_eq!(String::from_utf8_lossy(&label.stdout).trim(), "another");
     clean_up(&sandbox, &run).await;
     let _ = docker(&["rmi", &again.image_id, &sealed.image_id, &image]);
+    remove_own_base(&base);
 }
 
 #[tokio::test]
