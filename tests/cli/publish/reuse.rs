@@ -6,7 +6,7 @@
 //! classic builder takes the pulled image's steps by their history, BuildKit by the
 //! inline cache the seal keeps in it. The fresh engines are engines 8 (classic) and 10
 //! (BuildKit) of `scripts/second-engine`, which no other test uses; everything on them
-//! but the base image is removed first.
+//! but the base image, the build cache included, is removed first.
 
 use std::path::{Path, PathBuf};
 
@@ -48,7 +48,8 @@ const MAIN_SH: &str = "echo built-at-$(cat /marker)\necho reused-ok\n";
 const SPEC: &str = "prompt = \"Write a shell program that prints reused-ok.\"\nconditions = \"It prints reused-ok.\"\n[[check]]\nstdout_contains = \"reused-ok\"\n";
 
 /// Engine `number`, started when it does not answer, holding the base image and
-/// nothing else.
+/// nothing else: no other image, and no BuildKit step cache from an earlier run (which
+/// would hand the dependency step to a build as a registry's image would).
 async fn fresh_engine(number: &str) -> String {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/second-engine");
     let output = std::process::Command::new(script)
@@ -68,6 +69,12 @@ async fn fresh_engine(number: &str) -> String {
     for id in others {
         let _ = docker(&["-H", &url, "rmi", "-f", &id]);
     }
+    let pruned = docker(&["-H", &url, "builder", "prune", "--all", "--force"]);
+    assert!(
+        pruned.status.success(),
+        "docker builder prune on engine {number}: {}",
+        String::from_utf8_lossy(&pruned.stderr)
+    );
     if image_id(&url, BUSYBOX_IMAGE).is_none() {
         let saved = docker(&["save", BUSYBOX_IMAGE]);
         assert!(saved.status.success(), "docker save {BUSYBOX_IMAGE}");
