@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agent_sandbox::{EngineAddress, Pool, Sandbox, SandboxError, TlsFiles};
+use agent_sandbox::{EngineAddress, ImageRole, Pool, Sandbox, SandboxError, TlsFiles};
 use agent_spec::{BuilderChoice, Settings};
 
 use crate::discovery::{self, DockerEnvironment, FoundBy};
@@ -136,10 +136,7 @@ pub async fn connect(
 /// what it is for, `base image` or `probe image`; pulled where a registry can give
 /// them). With one engine, its failure is the command's, as it always was; with
 /// several, each that fails is reported on stderr and left out.
-pub async fn pool(
-    settings: &Settings,
-    images: &[(&'static str, &String)],
-) -> Result<Pool, Failure> {
+pub async fn pool(settings: &Settings, images: &[(ImageRole, &String)]) -> Result<Pool, Failure> {
     let (answered, failed) = connect(targets(settings)?, settings.docker.builder).await;
     let several = answered.len() + failed.len() > 1;
     let mut first_failure = None;
@@ -190,9 +187,9 @@ pub async fn pool(
 /// a registry can give it): a model cannot repair a missing one.
 async fn ensure_images(
     sandbox: &Sandbox,
-    images: &[(&'static str, &String)],
+    images: &[(ImageRole, &String)],
 ) -> Result<(), SandboxError> {
-    for (role, image) in images {
+    for &(role, image) in images {
         if !sandbox.ensure_image(role, image, PULL_TIMEOUT).await? {
             eprintln!(
                 "agent: pulled {role} `{image}` on `{}`",

@@ -3,7 +3,7 @@
 
 use agent_loop::LoopError;
 use agent_model::ModelError;
-use agent_sandbox::SandboxError;
+use agent_sandbox::{ImageRole, SandboxError};
 
 use crate::exit;
 
@@ -124,7 +124,7 @@ pub fn engine_hint(error: &SandboxError) -> Option<String> {
             ))
         }
         SandboxError::Pull {
-            role: "probe image",
+            role: ImageRole::Probe,
             ..
         } => Some(
             "build the local images with `scripts/base-images` (it makes the busybox probe image), `docker pull` it where a registry is reachable, or `docker load` it; `[docker] probe_image` in agent.toml names the image that sends a service's probes"

@@ -197,7 +197,7 @@ impl EnginePort for ScriptedEngine {
             .unwrap()
             .pop_front()
             .ok_or_else(|| SandboxError::Pull {
-                role: "image",
+                role: agent_sandbox::ImageRole::Base,
                 image: reference.into(),
                 reason: "manifest unknown".into(),
             })

@@ -71,10 +71,9 @@ pub enum SandboxError {
     SealChangedConfig { image: String, difference: String },
     #[error("the label build on `{image}` failed: {error}")]
     LabelBuild { image: String, error: String },
-    /// `role` says what the image is for: `base image`, `probe image`.
     #[error("{role} `{image}` is not on the engine and cannot be pulled: {reason}")]
     Pull {
-        role: &'static str,
+        role: crate::pull::ImageRole,
         image: String,
         reason: String,
     },

@@ -62,7 +62,7 @@ pub use probe::{
     DEFAULT_PROBE_IMAGE, HttpResponse, ProbeFailure, ProbeLimits, ProbeOutcome, ProbeRequest,
 };
 pub use publish::{Pushed, Saved};
-pub use pull::PulledImage;
+pub use pull::{ImageRole, PulledImage};
 pub use registry_auth::{
     CredentialSource, DOCKER_HUB_SERVER, RegistryCredentials, registry_server, resolve_credentials,
 };

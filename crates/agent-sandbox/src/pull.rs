@@ -13,6 +13,25 @@ use crate::errors::SandboxError;
 use crate::outcome::PushRefusal;
 use crate::registry_auth::RegistryCredentials;
 
+/// What an image that [`Sandbox::ensure_image`] makes sure of is for: the error of a
+/// missing one and its hint name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageRole {
+    /// An image the model's Dockerfile may build `FROM`.
+    Base,
+    /// The image of the helper container that sends a service's probes.
+    Probe,
+}
+
+impl std::fmt::Display for ImageRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ImageRole::Base => "base image",
+            ImageRole::Probe => "probe image",
+        })
+    }
+}
+
 /// An image pulled from a registry, as the engine holds it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PulledImage {
@@ -23,10 +42,10 @@ pub struct PulledImage {
 impl Sandbox {
     /// Makes sure `image` is on the engine: `Ok(true)` when it was there, `Ok(false)`
     /// when it was pulled, an error naming the image when it can be neither found nor
-    /// pulled within `timeout`, saying what it is for (`role`: `base image`, …).
+    /// pulled within `timeout`, saying what it is for.
     pub async fn ensure_image(
         &self,
-        role: &'static str,
+        role: ImageRole,
         image: &str,
         timeout: Duration,
     ) -> Result<bool, SandboxError> {

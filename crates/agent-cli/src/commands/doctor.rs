@@ -3,6 +3,7 @@
 //! setting named, why it is the one (the variable, context or socket that chose it);
 //! does the model endpoint answer.
 
+use agent_sandbox::ImageRole;
 use agent_spec::FlagOverrides;
 use secrecy::SecretString;
 
@@ -106,11 +107,11 @@ async fn report_engine(
     print_found_by(found_by, &engine.host);
     let mut healthy = true;
     for image in engines::base_images(docker) {
-        healthy &= report_image(sandbox, "base image", image, "builds").await;
+        healthy &= report_image(sandbox, ImageRole::Base, image, "builds").await;
     }
     healthy &= report_image(
         sandbox,
-        "probe image",
+        ImageRole::Probe,
         &docker.probe_image,
         "specs with [service]",
     )
@@ -122,7 +123,7 @@ async fn report_engine(
 /// cannot say. A missing image is a warning: `needed_by` will try to pull it.
 async fn report_image(
     sandbox: &agent_sandbox::Sandbox,
-    role: &str,
+    role: ImageRole,
     image: &str,
     needed_by: &str,
 ) -> bool {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use agent_loop::{Job, LockMode, Prompts, Report};
 use agent_model::Model;
 use agent_run_dir::RunDir;
-use agent_sandbox::{Pool, PoolSession};
+use agent_sandbox::{ImageRole, Pool, PoolSession};
 use agent_spec::{FlagOverrides, Settings, Spec};
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
@@ -96,13 +96,13 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
 
 /// The images every engine must hold before the first model call, each with what it
 /// is for: the base images, and the probe image when a spec has a service.
-fn images_needed<'a>(settings: &'a Settings, specs: &[Spec]) -> Vec<(&'static str, &'a String)> {
-    let mut images: Vec<(&'static str, &String)> = crate::engines::base_images(&settings.docker)
+fn images_needed<'a>(settings: &'a Settings, specs: &[Spec]) -> Vec<(ImageRole, &'a String)> {
+    let mut images: Vec<(ImageRole, &String)> = crate::engines::base_images(&settings.docker)
         .into_iter()
-        .map(|image| ("base image", image))
+        .map(|image| (ImageRole::Base, image))
         .collect();
     if specs.iter().any(|spec| spec.service.is_some()) {
-        images.push(("probe image", &settings.docker.probe_image));
+        images.push((ImageRole::Probe, &settings.docker.probe_image));
     }
     images
 }
