@@ -64,6 +64,29 @@ async fn check_lists_each_spec_on_stdout() {
         "single",
         "prompt = \"p\"\nconditions = \"c\"\n[limits]\nmax_iterations = 1\n[[check]]\nexit_code = 0\n",
     );
+    std::fs::write(
+        workspace.path().join("structure.yaml"),
+        "schemaVersion: \"2.0.0\"\nfileExistenceTests:\n  - name: app\n    path: /app\n    shouldExist: true\n",
+    )
+    .unwrap();
+    let cases = workspace.spec(
+        "cases",
+        "prompt = \"p\"\nconditions = \"c\"\nstructure_tests = [\"structure.yaml\"]\n[[check]]\nexit_code = 0\n[[case]]\nname = \"one\"\n[[case]]\nname = \"two\"\n[image]\nnon_root = true\nworkdir = \"/app\"\n[[file]]\npath = \"/app/main.py\"\n",
+    );
+    let service = workspace.spec(
+        "service",
+        "prompt = \"p\"\nconditions = \"c\"\n[service]\nport = 8080\nready_tcp = true\n[[probe]]\nname = \"health\"\npath = \"/health\"\n[[probe]]\nname = \"add\"\npath = \"/add\"\n",
+    );
+    std::fs::create_dir_all(workspace.path().join("hidden")).unwrap();
+    std::fs::write(
+        workspace.path().join("hidden/test_add.py"),
+        "def test_add(): pass\n",
+    )
+    .unwrap();
+    let suite = workspace.spec(
+        "suite",
+        "prompt = \"p\"\nconditions = \"c\"\n[[suite]]\nname = \"unit\"\nfiles = [\"hidden/\"]\ndest = \"/suite\"\ncommand = [\"python3\", \"-m\", \"pytest\", \"/suite\", \"--junitxml=/tmp/junit.xml\"]\njunit = \"/tmp/junit.xml\"\n",
+    );
     let output = agent(
         &workspace,
         &[
@@ -71,6 +94,9 @@ async fn check_lists_each_spec_on_stdout() {
             judged.to_str().unwrap(),
             checked.to_str().unwrap(),
             single.to_str().unwrap(),
+            cases.to_str().unwrap(),
+            service.to_str().unwrap(),
+            suite.to_str().unwrap(),
         ],
     )
     .await;

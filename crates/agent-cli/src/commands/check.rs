@@ -13,16 +13,53 @@ pub fn check(args: CheckArgs) -> Result<u8, Failure> {
     let specs = settings::load_specs(&args.specs)?;
     for spec in &specs {
         let limits = resolved.limits_for(spec);
+        let mut parts = verified_parts(spec);
+        parts.push(format!(
+            "max {}",
+            count(limits.max_iterations as usize, "iteration")
+        ));
         println!(
-            "ok  {}  {}  ({}{}, max {})",
+            "ok  {}  {}  ({})",
             spec.name,
             spec.path.display(),
-            count(spec.checks.len(), "check"),
-            if spec.judge { ", judged" } else { "" },
-            count(limits.max_iterations as usize, "iteration")
+            parts.join(", ")
         );
     }
     Ok(exit::VERIFIED)
+}
+
+/// What a run of `spec` verifies: its checks, then each other part it has.
+fn verified_parts(spec: &agent_spec::Spec) -> Vec<String> {
+    let counted = [
+        (spec.cases.len(), "case"),
+        // One per result `[image]` gives, as its judge counts them.
+        (
+            spec.image.as_ref().map_or(0, |image| {
+                image.judge(&agent_spec::ImageFacts::default()).len()
+            }),
+            "image check",
+        ),
+        (spec.files.len(), "file check"),
+        (spec.structure_tests.len(), "structure-test file"),
+    ];
+    let mut parts = vec![count(spec.checks.len(), "check")];
+    parts.extend(
+        counted
+            .into_iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, noun)| count(n, noun)),
+    );
+    if spec.service.is_some() {
+        let probes = count(spec.probes.len(), "probe");
+        parts.push(format!("a service with {probes}"));
+    }
+    if !spec.suites.is_empty() {
+        parts.push(count(spec.suites.len(), "hidden suite"));
+    }
+    if spec.judge {
+        parts.push("judged".to_owned());
+    }
+    parts
 }
 
 /// `1 check`, `2 checks`.
