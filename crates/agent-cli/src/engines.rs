@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use agent_sandbox::{EngineAddress, ImageRole, Pool, Sandbox, SandboxError, TlsFiles};
-use agent_spec::{BuilderChoice, Settings};
+use agent_spec::{BuilderChoice, Settings, Spec};
 
 use crate::discovery::{self, DockerEnvironment, FoundBy};
 use crate::env;
@@ -198,6 +198,14 @@ async fn ensure_images(
         }
     }
     Ok(())
+}
+
+/// The probe image, when one of `specs` has a service: it sends the service's probes.
+pub fn probe_image<'a>(settings: &'a Settings, specs: &[Spec]) -> Option<(ImageRole, &'a String)> {
+    specs
+        .iter()
+        .any(|spec| spec.service.is_some())
+        .then_some((ImageRole::Probe, &settings.docker.probe_image))
 }
 
 /// The base image and the allowed ones, each once.

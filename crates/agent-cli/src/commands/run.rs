@@ -101,9 +101,7 @@ fn images_needed<'a>(settings: &'a Settings, specs: &[Spec]) -> Vec<(ImageRole, 
         .into_iter()
         .map(|image| (ImageRole::Base, image))
         .collect();
-    if specs.iter().any(|spec| spec.service.is_some()) {
-        images.push((ImageRole::Probe, &settings.docker.probe_image));
-    }
+    images.extend(crate::engines::probe_image(settings, specs));
     images
 }
 

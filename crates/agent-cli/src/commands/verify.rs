@@ -22,7 +22,7 @@ pub async fn verify(args: VerifyArgs) -> Result<u8, Failure> {
     let resolved = Arc::new(settings::resolve(args.config.config.as_deref(), flags)?);
     if let Some(image) = &args.image {
         let spec = agent_spec::load_spec(&args.run_dir).map_err(Failure::usage)?;
-        let pool = crate::engines::pool(&resolved, &[]).await?;
+        let pool = pool_for(&resolved, &spec).await?;
         let job = job(spec, resolved, format!("verify-{}", std::process::id()));
         let record = agent_loop::verify_image(&job, image, &pool.session())
             .await
@@ -42,12 +42,24 @@ pub async fn verify(args: VerifyArgs) -> Result<u8, Failure> {
     let files = read_tree(&final_dir).map_err(|error| {
         Failure::usage(error.context(format!("cannot read `{}`", final_dir.display())))
     })?;
-    let pool = crate::engines::pool(&resolved, &[]).await?;
+    let pool = pool_for(&resolved, &spec).await?;
     let job = job(spec, resolved, format!("verify-{}", report.run_id));
     let record = agent_loop::verify_bundle(&job, &files, &pool.session())
         .await
         .map_err(|error| Failure::from_loop(error, &job.settings.model.api_key_env))?;
     Ok(print_result(&job.spec.name, &record, args.json))
+}
+
+/// The engines, each holding the probe image when `spec` has a service (nothing is
+/// started before a missing one is named).
+async fn pool_for(
+    settings: &agent_spec::Settings,
+    spec: &agent_spec::Spec,
+) -> Result<agent_sandbox::Pool, Failure> {
+    let needed: Vec<_> = crate::engines::probe_image(settings, std::slice::from_ref(spec))
+        .into_iter()
+        .collect();
+    crate::engines::pool(settings, &needed).await
 }
 
 /// A job that only builds, runs and checks: no model, no lock.
