@@ -501,14 +501,16 @@ async fn a_recorded_transcript_replays_to_the_same_outcome() {
     let fixed = bundle(None, &[("main.py", "print('hello')\n")]);
     let server = ScriptedServer::start(vec![content(first), content(fixed)]).await;
     let workspace = Workspace::new(&server.base_url(), "", "");
-    let spec = workspace.spec("hello", HELLO_SPEC);
+    // A name of its own: the verified tag is per spec name and digest, and other tests
+    // verify HELLO_SPEC beside this one.
+    let spec = workspace.spec("replayed", HELLO_SPEC);
     agent(
         &workspace,
         &["run", spec.to_str().unwrap(), "--out", "recorded"],
     )
     .await
     .assert_code(0);
-    let recorded_dir = std::fs::read_dir(workspace.path().join("recorded/hello"))
+    let recorded_dir = std::fs::read_dir(workspace.path().join("recorded/replayed"))
         .unwrap()
         .next()
         .unwrap()
@@ -536,7 +538,7 @@ async fn a_recorded_transcript_replays_to_the_same_outcome() {
     )
     .await;
     output.assert_code(0);
-    let replayed = workspace.report("hello");
+    let replayed = workspace.report("replayed");
     let outcomes = |report: &serde_json::Value| -> Vec<String> {
         report["history"]
             .as_array()

@@ -49,15 +49,17 @@ async fn auto_finds_json_object_with_the_schema_keeps_it_and_reports_it() {
         output.stdout
     );
 
-    let spec = workspace.spec("hello", HELLO_SPEC);
+    // A name of its own: the verified tag is per spec name and digest, and other tests
+    // verify HELLO_SPEC beside this one.
+    let spec = workspace.spec("structured", HELLO_SPEC);
     let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
     output.assert_code(0);
     assert_eq!(server.panics(), Vec::<String>::new());
-    let report = workspace.report("hello");
+    let report = workspace.report("structured");
     assert_eq!(report["structured_output"], "json_object_schema");
     assert_eq!(report["history"][0]["outcome"], "passed");
     let transcript =
-        std::fs::read_to_string(workspace.run_dir("hello").join("transcript.jsonl")).unwrap();
+        std::fs::read_to_string(workspace.run_dir("structured").join("transcript.jsonl")).unwrap();
     let line: serde_json::Value = serde_json::from_str(transcript.lines().next().unwrap()).unwrap();
     assert_eq!(line["request"]["response_format"], "json_object_schema");
     assert_run_cleaned_up(&report);
