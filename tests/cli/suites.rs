@@ -2,6 +2,8 @@
 //! beside the spec that the model never sees, run against the built image, graded
 //! from their JUnit file; a first bundle that fails one test, a repair request with
 //! that test's name and output and none of the files, a second bundle that passes.
+//! And a suite beside a service: both verified in every iteration, and only what
+//! failed fed back.
 
 use agent_testkit::{PYTHON_IMAGE, ScriptedReply, ScriptedServer};
 
@@ -32,6 +34,20 @@ fn calc(sub: &str) -> String {
 
 fn dockerfile() -> String {
     format!("FROM {PYTHON_IMAGE}\nWORKDIR /app\nCOPY calc.py /app/calc.py\n")
+}
+
+/// A workspace holding `hidden_tests/test_calc.py` beside spec `name`, run to verified.
+async fn verified_with_hidden_tests(server: &ScriptedServer, name: &str, text: &str) -> Workspace {
+    let workspace = Workspace::new(&server.base_url(), "", "");
+    std::fs::create_dir(workspace.path().join("hidden_tests")).unwrap();
+    std::fs::write(
+        workspace.path().join("hidden_tests/test_calc.py"),
+        HIDDEN_TESTS,
+    )
+    .unwrap();
+    let spec = workspace.spec(name, text);
+    let _ = run_to_verified(&workspace, server, &spec).await;
+    workspace
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -69,15 +85,7 @@ async fn a_humaneval_style_task_verifies_against_hidden_tests_it_never_saw() {
         }
     })
     .await;
-    let workspace = Workspace::new(&server.base_url(), "", "");
-    std::fs::create_dir(workspace.path().join("hidden_tests")).unwrap();
-    std::fs::write(
-        workspace.path().join("hidden_tests/test_calc.py"),
-        HIDDEN_TESTS,
-    )
-    .unwrap();
-    let spec = workspace.spec("calc", CALC_SPEC);
-    let _ = run_to_verified(&workspace, &server, &spec).await;
+    let workspace = verified_with_hidden_tests(&server, "calc", CALC_SPEC).await;
 
     let report = workspace.report("calc");
     assert_eq!(report["verified"], true);
@@ -192,5 +200,78 @@ async fn a_humaneval_style_task_verifies_against_hidden_tests_it_never_saw() {
         .collect();
     assert_eq!(groups, vec!["suite:unit"; 3]);
     assert_eq!(server.requests().len(), 2, "verify asks no model");
+    Engine::main().assert_run_cleaned_up(&report);
+}
+
+/// The calc module, also served over HTTP: a service and a hidden suite in one spec.
+const SERVED_CALC_SPEC: &str = r#"
+name = "served-calc"
+prompt = """Write /app/calc.py with `add(a, b)` and `sub(a, b)`, and serve /app over HTTP on port 8080."""
+conditions = """GET /calc.py answers the module; hidden tests import calc from /app."""
+
+[service]
+port = 8080
+ready_http = "/"
+ready_timeout_secs = 30
+stop_timeout_secs = 3
+
+[[probe]]
+name = "module"
+path = "/calc.py"
+body_contains = "def add"
+
+[[suite]]
+name = "unit"
+files = ["hidden_tests/"]
+dest = "/suite"
+command = ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "/suite", "--junitxml=/tmp/junit.xml"]
+junit = "/tmp/junit.xml"
+min_tests = 2
+timeout_secs = 60
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_and_a_hidden_suite_in_one_spec_are_both_verified_each_iteration() {
+    require_engine();
+    let dockerfile = format!(
+        "FROM {PYTHON_IMAGE}\nWORKDIR /app\nCOPY calc.py /app/calc.py\nCMD [\"python3\", \"-m\", \"http.server\", \"8080\", \"--directory\", \"/app\"]\n"
+    );
+    let wrong = bundle(Some(&dockerfile), &[("calc.py", &calc("a + b"))]);
+    let right = bundle(None, &[("calc.py", &calc("a - b"))]);
+    let server = ScriptedServer::start_with(move |index, request| match index {
+        0 => ScriptedReply::Content(wrong.clone()),
+        1 => {
+            // The service passed: only the suite is fed back.
+            let repair = request.last_user_message();
+            assert!(repair.contains("test_sub` failed"), "{repair}");
+            assert!(!repair.contains("Probe `module`"), "{repair}");
+            ScriptedReply::Content(right.clone())
+        }
+        _ => panic!("no third call expected"),
+    })
+    .await;
+    let workspace = verified_with_hidden_tests(&server, "served-calc", SERVED_CALC_SPEC).await;
+
+    let report = workspace.report("served-calc");
+    for (iteration, suite_passed) in [(0, false), (1, true)] {
+        let checks = checks_of(&report, iteration);
+        let passed = |group: &str, name: &str| {
+            checks
+                .iter()
+                .find(|(g, n, _)| g == group && n == name)
+                .map(|(.., passed)| *passed)
+        };
+        assert_eq!(passed("service", "ready"), Some(true), "{checks:?}");
+        assert_eq!(passed("probe:module", "status"), Some(true), "{checks:?}");
+        assert_eq!(
+            passed("suite:unit", "grade"),
+            Some(suite_passed),
+            "{checks:?}"
+        );
+        assert_eq!(
+            report["history"][iteration]["suites"][0]["passed"],
+            suite_passed
+        );
+    }
     Engine::main().assert_run_cleaned_up(&report);
 }
