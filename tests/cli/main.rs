@@ -3,6 +3,7 @@
 
 mod candidates;
 mod cases;
+mod commands;
 mod economy;
 mod engines;
 mod floods;

@@ -45,8 +45,8 @@ pub struct RunLimits {
 
 pub struct RunRequest<'a> {
     pub image: &'a str,
-    /// Appended to the image's command (its CMD is replaced by these when non-empty,
-    /// after the ENTRYPOINT as usual).
+    /// Appended to the command: to `command` when given, else to the image's CMD (an
+    /// entrypoint override clears that CMD, as it does for `docker run`).
     pub args: &'a [String],
     /// Replaces the image's ENTRYPOINT; `Some(&[])` clears it (as `--entrypoint ""`).
     pub entrypoint: Option<&'a [String]>,

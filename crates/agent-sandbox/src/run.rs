@@ -51,18 +51,25 @@ pub(crate) async fn run(
     })
 }
 
-/// The spec's args are appended to the command (its ENTRYPOINT stays in front), not
-/// put in place of its CMD as `docker run image args` would. The command is the
-/// request's own when it has one, else the image's CMD.
+/// The command sent to the engine, as `docker run [--entrypoint E] IMAGE [COMMAND] [ARGS]`
+/// would send it: an explicit command with the args after it, exactly as written; no
+/// command at all when there are no args (the engine then applies the image's CMD, or
+/// none under an entrypoint override, as it always does). Only where args are appended
+/// to the image's own CMD does this read the image: that is the one thing `docker run`
+/// cannot say, since its args replace the CMD.
 async fn command(
     docker: &Docker,
     request: &RunRequest<'_>,
 ) -> Result<Option<Vec<String>>, SandboxError> {
     if let Some(command) = request.command {
-        return Ok(Some(appended_command(Some(command.to_vec()), request.args)));
+        return Ok(Some([command, request.args].concat()));
     }
     if request.args.is_empty() {
         return Ok(None);
+    }
+    if request.entrypoint.is_some() {
+        // An entrypoint override clears the image's CMD, as the engine's own merge does.
+        return Ok(Some(request.args.to_vec()));
     }
     let image_command = bounded(docker.inspect_image(request.image))
         .await
@@ -72,7 +79,7 @@ async fn command(
         })?
         .config
         .and_then(|config| config.cmd);
-    Ok(Some(appended_command(image_command, request.args)))
+    Ok(Some(appended_to_image_command(image_command, request.args)))
 }
 
 pub(crate) fn container_config(
@@ -377,11 +384,20 @@ impl Drop for ContainerGuard {
 
 /// The image's CMD with `args` after it. A shell-form CMD (`sh -c "script"`) gets them
 /// as the script's positional parameters, so `"$@"` carries them to the program.
-fn appended_command(image_command: Option<Vec<String>>, args: &[String]) -> Vec<String> {
+/// The image's CMD with `args` (never empty here) after it. A shell-form CMD
+/// (`/bin/sh -c SCRIPT`, as the builder writes `CMD python3 main.py`) gets `"$@"` after
+/// its script's last word, with the args as the shell's positional parameters, so
+/// `CMD python3 main.py` with `--fast` runs `python3 main.py --fast`, each arg one word
+/// whatever it holds. The script's trailing separators (white space, newlines, `;`) go
+/// first: left in, they would make `"$@"` a command of its own.
+fn appended_to_image_command(image_command: Option<Vec<String>>, args: &[String]) -> Vec<String> {
     let mut command = image_command.unwrap_or_default();
-    let shell_form = command.len() == 3 && command[0].ends_with("sh") && command[1] == "-c";
-    if shell_form {
-        command[2].push_str(" \"$@\"");
+    if let [shell, flag, script] = command.as_mut_slice()
+        && shell.ends_with("sh")
+        && flag == "-c"
+    {
+        let kept = script.trim_end_matches(|c: char| c.is_whitespace() || c == ';');
+        *script = format!("{kept} \"$@\"");
         command.push("sh".to_owned());
     }
     command.extend(args.iter().cloned());
@@ -397,15 +413,15 @@ mod tests {
     }
 
     #[test]
-    fn args_are_appended_to_the_command() {
+    fn args_are_appended_to_the_image_command() {
         let args = strings(&["--fast", "two words"]);
         assert_eq!(
-            appended_command(Some(strings(&["python3", "main.py"])), &args),
+            appended_to_image_command(Some(strings(&["python3", "main.py"])), &args),
             strings(&["python3", "main.py", "--fast", "two words"])
         );
-        assert_eq!(appended_command(None, &args), args);
+        assert_eq!(appended_to_image_command(None, &args), args);
         assert_eq!(
-            appended_command(Some(strings(&["/bin/sh", "-c", "python3 main.py"])), &args),
+            appended_to_image_command(Some(strings(&["/bin/sh", "-c", "python3 main.py"])), &args),
             strings(&[
                 "/bin/sh",
                 "-c",
@@ -415,5 +431,17 @@ mod tests {
                 "two words"
             ])
         );
+    }
+
+    /// A script ending in a newline or `;` once ran `"$@"` as a command of its own,
+    /// whose status 0 hid the script's failure.
+    #[test]
+    fn a_shell_form_script_keeps_its_last_command_when_args_are_appended() {
+        let args = strings(&["x"]);
+        for script in ["false\n", "false;", "false ; \n\t"] {
+            let command =
+                appended_to_image_command(Some(strings(&["/bin/sh", "-c", script])), &args);
+            assert_eq!(command[2], "false \"$@\"", "{script:?}");
+        }
     }
 }
