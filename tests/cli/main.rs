@@ -13,6 +13,7 @@ mod oversized;
 mod podman;
 mod preflight;
 mod publish;
+mod reference;
 mod report;
 mod services;
 mod snapshots;
