@@ -355,3 +355,13 @@ async fn every_toml_block_of_the_readme_and_the_docs_passes_agent_check() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert!(checked >= 12, "only {checked} TOML blocks were found");
 }
+
+/// The README shows the spec `scripts/demo` runs as it is in `fixtures/`.
+#[test]
+fn the_readme_example_is_the_fixture_the_demo_runs() {
+    let root = repository_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let fixture = std::fs::read_to_string(root.join("fixtures/fizzbuzz/spec.toml")).unwrap();
+    let blocks = fenced_blocks(&readme, "toml");
+    assert_eq!(blocks.first().map(|(_, block)| block), Some(&fixture));
+}
