@@ -1,6 +1,6 @@
 //! One spec with several cases, image and file checks, end to end: the adder CLI of
-//! the README, a first bundle that fails a case and an image check, a repair request
-//! naming both, a second bundle that passes, and the groups in every result.
+//! the user guide, a first bundle that fails a case and an image check, a repair
+//! request naming both, a second bundle that passes, and the groups in every result.
 
 use agent_testkit::{PYTHON_IMAGE, ScriptedReply, ScriptedServer};
 

@@ -14,6 +14,7 @@ mod oversized;
 mod podman;
 mod preflight;
 mod publish;
+mod reference;
 mod report;
 mod services;
 mod snapshots;

@@ -1,4 +1,4 @@
-//! The image as a service, end to end: the JSON API of the README (`GET /health`,
+//! The image as a service, end to end: the JSON API of the user guide (`GET /health`,
 //! `POST /add`) with no network, a first bundle whose sum is wrong, a repair request
 //! that shows the probe's request and response, a second bundle that passes; on the
 //! local engine and on a tcp one. And a service that never becomes ready, fed back

@@ -34,10 +34,10 @@ pub(crate) fn observed(stdout: &str) -> Observed<'_> {
     }
 }
 
-/// The fenced blocks of `language` in the README that contain `marker`, so the
-/// examples it shows are tested to read as it says.
+/// The fenced blocks of `language` in the user guide (`docs/guide.md`) that contain
+/// `marker`, so the examples it shows are tested to read as it says.
 pub(crate) fn readme_blocks(language: &str, marker: &str) -> Vec<String> {
-    let readme = include_str!("../../../../README.md");
+    let readme = include_str!("../../../../docs/guide.md");
     let fence = format!("```{language}\n");
     let mut blocks = Vec::new();
     let mut rest = readme;
