@@ -18,7 +18,7 @@ use crate::cleanup;
 use crate::deadline::{DRAIN_TIMEOUT, bounded};
 use crate::errors::SandboxError;
 use crate::outcome::{Captured, RunOutcome};
-use crate::request::{RunLimits, RunNetwork, RunRequest};
+use crate::request::{RunAccess, RunLimits, RunNetwork, RunRequest};
 
 /// The attach stream: what the container writes, as the engine pushes it.
 pub(crate) type Output =
@@ -144,8 +144,6 @@ pub(crate) fn host_config(limits: &RunLimits) -> HostConfig {
             }
             .to_owned(),
         ),
-        cap_drop: Some(vec!["ALL".to_owned()]),
-        security_opt: Some(vec!["no-new-privileges".to_owned()]),
         auto_remove: Some(false),
         // The output is read through the attach stream; the engine's own log of it
         // would only fill its disk and slow a chatty program down to the log
@@ -154,6 +152,25 @@ pub(crate) fn host_config(limits: &RunLimits) -> HostConfig {
             typ: Some("none".to_owned()),
             config: None,
         }),
+        ..access_config(&limits.access)
+    }
+}
+
+/// Capabilities, privilege escalation, `--privileged` and host mounts. An exact
+/// capability set is every capability dropped and those added back, which is what
+/// the engine's `Capabilities` field (that bollard leaves out) does.
+fn access_config(access: &RunAccess) -> HostConfig {
+    let (cap_drop, cap_add) = match (&access.capabilities, access.engine_defaults) {
+        (Some(capabilities), _) => (Some(vec!["ALL".to_owned()]), Some(capabilities.clone())),
+        (None, true) => (None, None),
+        (None, false) => (Some(vec!["ALL".to_owned()]), None),
+    };
+    HostConfig {
+        cap_drop,
+        cap_add,
+        security_opt: (!access.engine_defaults).then(|| vec!["no-new-privileges".to_owned()]),
+        privileged: access.privileged.then_some(true),
+        binds: (!access.binds.is_empty()).then(|| access.binds.clone()),
         ..Default::default()
     }
 }

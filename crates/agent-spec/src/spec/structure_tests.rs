@@ -7,12 +7,42 @@ use std::path::Path;
 use toml::Spanned;
 
 use crate::errors::SpecError;
-use crate::structure::{StructureFile, parse_structure};
+use crate::structure::{StructureDefaults, StructureFile, StructureSettings, parse_structure};
 use crate::validate::{self, Source};
+
+/// `structure_defaults` and `structure_allow_host`: how every structure-test file
+/// of the spec runs.
+pub(crate) fn structure_settings(
+    source: &Source<'_>,
+    defaults: Option<&Spanned<String>>,
+    allow_host: Option<bool>,
+) -> Result<StructureSettings, SpecError> {
+    let defaults = match defaults {
+        None => StructureDefaults::Agent,
+        Some(written) => match written.get_ref().as_str() {
+            "agent" => StructureDefaults::Agent,
+            "cst" => StructureDefaults::Cst,
+            other => {
+                return Err(SpecError::Input {
+                    location: source.location(written.span()),
+                    input: other.escape_debug().to_string(),
+                    problem: "must be \"agent\" (the spec's limits, no network, capabilities dropped) \
+                              or \"cst\" (as container-structure-test runs them: docker run's defaults)"
+                        .to_owned(),
+                });
+            }
+        },
+    };
+    Ok(StructureSettings {
+        defaults,
+        allow_host: allow_host.unwrap_or(false),
+    })
+}
 
 pub(crate) fn read_structure_tests(
     source: &Source<'_>,
     raw: &[Spanned<String>],
+    settings: StructureSettings,
 ) -> Result<Vec<StructureFile>, SpecError> {
     let folder = validate::folder_of(source.path);
     let mut files: Vec<StructureFile> = Vec::with_capacity(raw.len());
@@ -48,7 +78,7 @@ pub(crate) fn read_structure_tests(
                 fail(format!("cannot be read: {error}"))
             }
         })?;
-        files.push(parse_structure(name, &path, &text)?);
+        files.push(parse_structure(name, &path, &text, settings)?);
     }
     Ok(files)
 }
@@ -107,14 +137,14 @@ mod tests {
         assert!(problem("[\"tests.json\"]").2.contains("`.yaml` or `.yml`"));
         fs::write(
             folder.path().join("bad.yml"),
-            "schemaVersion: 2.0.0\nlicenseTests: []\n",
+            "schemaVersion: 2.0.0\nlicenseTest: []\n",
         )
         .unwrap();
         match spec_with(folder.path(), "[\"bad.yml\"]") {
             Err(SpecError::Invalid { location, message }) => {
                 assert_eq!(location.path, folder.path().join("bad.yml"));
                 assert_eq!((location.line, location.column), (2, 1));
-                assert!(message.contains("licenseTests"), "{message}");
+                assert!(message.contains("unknown key `licenseTest`"), "{message}");
             }
             other => panic!("expected the YAML's own place, got {other:?}"),
         }
