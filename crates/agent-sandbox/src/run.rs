@@ -396,7 +396,8 @@ impl Drop for ContainerGuard {
 /// as the script's positional parameters, so `"$@"` carries them to the program.
 fn appended_command(image_command: Option<Vec<String>>, args: &[String]) -> Vec<String> {
     let mut command = image_command.unwrap_or_default();
-    let shell_form = command.len() == 3 && command[0].ends_with("sh") && command[1] == "-c";
+    let shell_form =
+        !args.is_empty() && command.len() == 3 && command[0].ends_with("sh") && command[1] == "-c";
     if shell_form {
         command[2].push_str(" \"$@\"");
         command.push("sh".to_owned());
@@ -421,6 +422,8 @@ mod tests {
             strings(&["python3", "main.py", "--fast", "two words"])
         );
         assert_eq!(appended_command(None, &args), args);
+        let script = strings(&["sh", "-c", "echo start\nfalse\n"]);
+        assert_eq!(appended_command(Some(script.clone()), &[]), script);
         assert_eq!(
             appended_command(Some(strings(&["/bin/sh", "-c", "python3 main.py"])), &args),
             strings(&[
