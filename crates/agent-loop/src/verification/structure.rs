@@ -40,9 +40,15 @@ pub(crate) struct CommandRun {
 pub(crate) fn commands(file: &StructureFile, image: &ImageFacts) -> Vec<CommandRun> {
     let options = &file.run_options;
     let cst = file.settings.defaults == StructureDefaults::Cst;
+    // The tool sends `capabilities` in the engine's `Capabilities` field, which
+    // Docker 20.10 and later ignore: under its defaults they change nothing. agent's
+    // own defaults add them back to the empty set, as `--cap-add` (their documented
+    // meaning) would.
+    let capabilities =
+        (!cst && !options.capabilities.is_empty()).then(|| options.capabilities.clone());
     let access = RunAccess {
         engine_defaults: cst,
-        capabilities: (!options.capabilities.is_empty()).then(|| options.capabilities.clone()),
+        capabilities,
         privileged: options.privileged,
         binds: options.bind_mounts.clone(),
     };
