@@ -415,6 +415,46 @@ mod tests {
     }
 
     #[test]
+    fn access_is_none_by_default_and_docker_runs_own_when_asked() {
+        let limits = RunLimits {
+            memory_mb: 64,
+            cpus: 1.0,
+            pids: 16,
+            network: RunNetwork::None,
+            timeout: std::time::Duration::ZERO,
+            output_limit_bytes: 0,
+            access: RunAccess::default(),
+        };
+        let none = host_config(&limits);
+        assert_eq!(none.cap_drop, Some(strings(&["ALL"])));
+        assert_eq!(none.cap_add, None);
+        assert_eq!(none.security_opt, Some(strings(&["no-new-privileges"])));
+        assert_eq!((none.privileged, none.binds), (None, None));
+        let engine = host_config(&RunLimits {
+            access: RunAccess {
+                engine_defaults: true,
+                ..RunAccess::default()
+            },
+            ..limits.clone()
+        });
+        assert_eq!((engine.cap_drop, engine.security_opt), (None, None));
+        assert_eq!(engine.memory, none.memory, "the limits hold either way");
+        let exact = host_config(&RunLimits {
+            access: RunAccess {
+                capabilities: Some(strings(&["CAP_CHOWN"])),
+                privileged: true,
+                binds: strings(&["/etc:/host-etc:ro"]),
+                ..RunAccess::default()
+            },
+            ..limits
+        });
+        assert_eq!(exact.cap_drop, Some(strings(&["ALL"])));
+        assert_eq!(exact.cap_add, Some(strings(&["CAP_CHOWN"])));
+        assert_eq!(exact.privileged, Some(true));
+        assert_eq!(exact.binds, Some(strings(&["/etc:/host-etc:ro"])));
+    }
+
+    #[test]
     fn args_are_appended_to_the_command() {
         let args = strings(&["--fast", "two words"]);
         assert_eq!(

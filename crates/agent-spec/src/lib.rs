@@ -45,5 +45,5 @@ pub use spec::{
 };
 pub use structure::{
     CommandTest, FileContentTest, FileExistenceTest, LicenseTest, MetadataTest, RunOptions,
-    StructureDefaults, StructureFile,
+    StructureDefaults, StructureFile, StructureSettings,
 };

@@ -114,6 +114,43 @@ mod tests {
     }
 
     #[test]
+    fn the_structure_settings_reach_every_file() {
+        use crate::structure::{StructureDefaults, StructureSettings};
+        let folder = tempfile::tempdir().unwrap();
+        fs::write(
+            folder.path().join("s.yaml"),
+            "schemaVersion: 2.0.0\ncontainerRunOptions: {privileged: true}\ncommandTests: [{name: a, command: id}]\n",
+        )
+        .unwrap();
+        let list = "[\"s.yaml\"]\nstructure_defaults = \"cst\"\nstructure_allow_host = true";
+        let spec = spec_with(folder.path(), list).unwrap();
+        assert_eq!(
+            spec.structure_tests[0].settings,
+            StructureSettings {
+                defaults: StructureDefaults::Cst,
+                allow_host: true
+            }
+        );
+        let default = spec_with(folder.path(), "[]").unwrap();
+        assert!(default.structure_tests.is_empty());
+        match spec_with(
+            folder.path(),
+            "[\"s.yaml\"]\nstructure_defaults = \"docker\"",
+        ) {
+            Err(SpecError::Input { problem, .. }) => {
+                assert!(problem.contains("\"agent\""), "{problem}")
+            }
+            other => panic!("expected the setting refused, got {other:?}"),
+        }
+        match spec_with(folder.path(), "[\"s.yaml\"]") {
+            Err(SpecError::Invalid { message, .. }) => {
+                assert!(message.contains("structure_allow_host = true"), "{message}")
+            }
+            other => panic!("expected the host option refused, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn problems_name_the_entry_or_the_place_in_the_yaml() {
         let folder = tempfile::tempdir().unwrap();
         let problem = |list: &str| match spec_with(folder.path(), list) {
