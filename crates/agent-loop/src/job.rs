@@ -141,6 +141,7 @@ pub fn run_limits(limits: &Limits, timeout: Duration) -> RunLimits {
         timeout,
         output_limit_bytes: usize::try_from(limits.output_limit_kb.saturating_mul(1024))
             .unwrap_or(usize::MAX),
+        access: agent_sandbox::RunAccess::default(),
     }
 }
 

@@ -43,6 +43,7 @@ async fn main() {
                         network: RunNetwork::None,
                         timeout: Duration::from_secs(60),
                         output_limit_bytes: 64 * 1024,
+                        access: agent_sandbox::RunAccess::default(),
                     },
                     port: 8080,
                     readiness: Readiness::Http {

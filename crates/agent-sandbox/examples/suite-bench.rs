@@ -99,6 +99,7 @@ async fn one_round(
                 network: RunNetwork::None,
                 timeout: Duration::from_secs(120),
                 output_limit_bytes: 64 * 1024,
+                access: agent_sandbox::RunAccess::default(),
             },
         })
         .await

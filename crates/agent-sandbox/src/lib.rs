@@ -66,7 +66,7 @@ pub use pull::{ImageRole, PulledImage};
 pub use registry_auth::{
     CredentialSource, DOCKER_HUB_SERVER, RegistryCredentials, registry_server, resolve_credentials,
 };
-pub use request::{BuildRequest, RunLimits, RunNetwork, RunRequest};
+pub use request::{BuildRequest, RunAccess, RunLimits, RunNetwork, RunRequest};
 pub use seal::{SealMethod, Sealed, label_dockerfile};
 pub use service::{Readiness, ReadinessReport, ReadyEnd, ServiceOutcome, ServiceRequest, StopEnd};
 pub use suite::{SuiteOutcome, SuiteRequest};

@@ -25,7 +25,7 @@ use crate::cleanup::is_status;
 use crate::deadline::bounded;
 use crate::errors::SandboxError;
 use crate::outcome::Captured;
-use crate::request::{RunLimits, RunNetwork};
+use crate::request::{RunAccess, RunLimits, RunNetwork};
 use crate::run::{ContainerGuard, Output, host_config};
 
 /// The image the helper runs when the caller names none: it needs busybox's `nc`,
@@ -255,6 +255,7 @@ fn helper_config(
         network: RunNetwork::None,
         timeout: Duration::ZERO,
         output_limit_bytes: 0,
+        access: RunAccess::default(),
     };
     let mut host = host_config(&limits);
     host.network_mode = Some(format!("container:{service}"));

@@ -41,6 +41,23 @@ pub struct RunLimits {
     pub timeout: Duration,
     /// Per stream: bytes kept; the rest is read and discarded.
     pub output_limit_bytes: usize,
+    /// Privileges and host paths; the default gives none.
+    pub access: RunAccess,
+}
+
+/// What a container may do beyond its own processes. The default: every capability
+/// dropped, no privilege escalation, nothing of the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunAccess {
+    /// `docker run`'s own defaults: the engine's default capabilities and privilege
+    /// escalation allowed, as container-structure-test runs its containers.
+    pub engine_defaults: bool,
+    /// The exact capability set (`CAP_NET_ADMIN` or `NET_ADMIN`), whatever the above.
+    pub capabilities: Option<Vec<String>>,
+    /// Every device and capability of the host (`--privileged`).
+    pub privileged: bool,
+    /// Host paths mounted in, as `docker run -v` takes them (`/host:/inside:ro`).
+    pub binds: Vec<String>,
 }
 
 pub struct RunRequest<'a> {

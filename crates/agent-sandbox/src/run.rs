@@ -18,7 +18,7 @@ use crate::cleanup;
 use crate::deadline::{DRAIN_TIMEOUT, bounded};
 use crate::errors::SandboxError;
 use crate::outcome::{Captured, RunOutcome};
-use crate::request::{RunLimits, RunNetwork, RunRequest};
+use crate::request::{RunAccess, RunLimits, RunNetwork, RunRequest};
 
 /// The attach stream: what the container writes, as the engine pushes it.
 pub(crate) type Output =
@@ -151,8 +151,6 @@ pub(crate) fn host_config(limits: &RunLimits) -> HostConfig {
             }
             .to_owned(),
         ),
-        cap_drop: Some(vec!["ALL".to_owned()]),
-        security_opt: Some(vec!["no-new-privileges".to_owned()]),
         auto_remove: Some(false),
         // The output is read through the attach stream; the engine's own log of it
         // would only fill its disk and slow a chatty program down to the log
@@ -161,6 +159,25 @@ pub(crate) fn host_config(limits: &RunLimits) -> HostConfig {
             typ: Some("none".to_owned()),
             config: None,
         }),
+        ..access_config(&limits.access)
+    }
+}
+
+/// Capabilities, privilege escalation, `--privileged` and host mounts. An exact
+/// capability set is every capability dropped and those added back, which is what
+/// the engine's `Capabilities` field (that bollard leaves out) does.
+fn access_config(access: &RunAccess) -> HostConfig {
+    let (cap_drop, cap_add) = match (&access.capabilities, access.engine_defaults) {
+        (Some(capabilities), _) => (Some(vec!["ALL".to_owned()]), Some(capabilities.clone())),
+        (None, true) => (None, None),
+        (None, false) => (Some(vec!["ALL".to_owned()]), None),
+    };
+    HostConfig {
+        cap_drop,
+        cap_add,
+        security_opt: (!access.engine_defaults).then(|| vec!["no-new-privileges".to_owned()]),
+        privileged: access.privileged.then_some(true),
+        binds: (!access.binds.is_empty()).then(|| access.binds.clone()),
         ..Default::default()
     }
 }
@@ -382,8 +399,6 @@ impl Drop for ContainerGuard {
     }
 }
 
-/// The image's CMD with `args` after it. A shell-form CMD (`sh -c "script"`) gets them
-/// as the script's positional parameters, so `"$@"` carries them to the program.
 /// The image's CMD with `args` (never empty here) after it. A shell-form CMD
 /// (`/bin/sh -c SCRIPT`, as the builder writes `CMD python3 main.py`) gets `"$@"` after
 /// its script's last word, with the args as the shell's positional parameters, so
@@ -410,6 +425,46 @@ mod tests {
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|item| (*item).to_owned()).collect()
+    }
+
+    #[test]
+    fn access_is_none_by_default_and_docker_runs_own_when_asked() {
+        let limits = RunLimits {
+            memory_mb: 64,
+            cpus: 1.0,
+            pids: 16,
+            network: RunNetwork::None,
+            timeout: std::time::Duration::ZERO,
+            output_limit_bytes: 0,
+            access: RunAccess::default(),
+        };
+        let none = host_config(&limits);
+        assert_eq!(none.cap_drop, Some(strings(&["ALL"])));
+        assert_eq!(none.cap_add, None);
+        assert_eq!(none.security_opt, Some(strings(&["no-new-privileges"])));
+        assert_eq!((none.privileged, none.binds), (None, None));
+        let engine = host_config(&RunLimits {
+            access: RunAccess {
+                engine_defaults: true,
+                ..RunAccess::default()
+            },
+            ..limits.clone()
+        });
+        assert_eq!((engine.cap_drop, engine.security_opt), (None, None));
+        assert_eq!(engine.memory, none.memory, "the limits hold either way");
+        let exact = host_config(&RunLimits {
+            access: RunAccess {
+                capabilities: Some(strings(&["CAP_CHOWN"])),
+                privileged: true,
+                binds: strings(&["/etc:/host-etc:ro"]),
+                ..RunAccess::default()
+            },
+            ..limits
+        });
+        assert_eq!(exact.cap_drop, Some(strings(&["ALL"])));
+        assert_eq!(exact.cap_add, Some(strings(&["CAP_CHOWN"])));
+        assert_eq!(exact.privileged, Some(true));
+        assert_eq!(exact.binds, Some(strings(&["/etc:/host-etc:ro"])));
     }
 
     #[test]

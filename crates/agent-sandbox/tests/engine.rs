@@ -97,6 +97,7 @@ fn limits() -> RunLimits {
         network: RunNetwork::None,
         timeout: Duration::from_secs(30),
         output_limit_bytes: 1024 * 1024,
+        access: agent_sandbox::RunAccess::default(),
     }
 }
 

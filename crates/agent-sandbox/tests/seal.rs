@@ -157,6 +157,7 @@ async fn printed_by(sandbox: &Sandbox, run: &str, image: &str) -> String {
                 network: RunNetwork::None,
                 timeout: Duration::from_secs(30),
                 output_limit_bytes: 4096,
+                access: agent_sandbox::RunAccess::default(),
             },
             labels: &labels,
         })

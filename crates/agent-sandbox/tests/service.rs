@@ -88,6 +88,7 @@ fn limits() -> RunLimits {
         network: RunNetwork::None,
         timeout: Duration::from_secs(60),
         output_limit_bytes: LOG_LIMIT,
+        access: agent_sandbox::RunAccess::default(),
     }
 }
 

@@ -43,4 +43,7 @@ pub use settings::{
 pub use spec::{
     Case, DEFAULT_CASE, Readiness, RunSpec, Service, Spec, SpecLimits, Suite, load_spec, parse_spec,
 };
-pub use structure::{CommandTest, FileContentTest, FileExistenceTest, MetadataTest, StructureFile};
+pub use structure::{
+    CommandTest, FileContentTest, FileExistenceTest, LicenseTest, MetadataTest, RunOptions,
+    StructureDefaults, StructureFile, StructureSettings,
+};

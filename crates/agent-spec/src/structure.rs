@@ -1,6 +1,6 @@
-//! container-structure-test configs (schema 2.0.0) read as checks: their types, how
-//! they are read from YAML with line and column errors, and how each kind of test is
-//! judged, exactly as the real `container-structure-test` binary judges it.
+//! container-structure-test configs (schemas 1.0.0 and 2.0.0) read as checks: their
+//! types, how they are read from YAML with line and column errors, and how each kind
+//! of test is judged, exactly as the real `container-structure-test` binary judges it.
 //!
 //! One file per kind of test, as the tool's own `pkg/types/v2` has them; what they
 //! share (Go's `os.Expand`, RE2-style matching, the results' names) sits here.
@@ -8,15 +8,19 @@
 mod command;
 mod file_content;
 mod file_existence;
+mod license;
 mod metadata;
 mod parse;
+mod run_options;
 mod yaml;
 
 pub use command::CommandTest;
 pub use file_content::FileContentTest;
 pub use file_existence::FileExistenceTest;
+pub use license::LicenseTest;
 pub use metadata::MetadataTest;
 pub(crate) use parse::parse_structure;
+pub use run_options::{RunOptions, StructureDefaults, StructureSettings};
 
 use regex::Regex;
 
@@ -37,6 +41,32 @@ pub struct StructureFile {
     pub file_content_tests: Vec<FileContentTest>,
     /// `None` when the file has no `metadataTest`, or an empty one (the tool skips it).
     pub metadata_test: Option<MetadataTest>,
+    pub license_tests: Vec<LicenseTest>,
+    pub schema: Schema,
+    /// `containerRunOptions` (schema 2.0.0 only).
+    pub run_options: RunOptions,
+    /// The spec's `structure_defaults` and `structure_allow_host`.
+    pub settings: StructureSettings,
+}
+
+/// The file's `schemaVersion`: the tool reads both, with different rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// 1.0.0: `command` is a list, no metadata test or run options, and
+    /// `globalEnvVars` reach setup commands only.
+    V1,
+    V2,
+}
+
+/// What one command test's containers get, every `$VAR` expanded as the tool does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandEnv {
+    /// `KEY=value` of each setup command's container.
+    pub setup: Vec<String>,
+    /// `KEY=value` of the test command's container (before the run options' env).
+    pub run: Vec<String>,
+    /// The command and its args.
+    pub command: Vec<String>,
 }
 
 impl StructureFile {
@@ -57,7 +87,31 @@ impl StructureFile {
             .iter()
             .map(|(key, value)| (key.clone(), expand_env(value, image_env)))
             .collect();
-        merge_env(image_env, &globals)
+        match self.schema {
+            // 1.0.0 never sets them on the image: they reach setup commands alone.
+            Schema::V1 => image_env.to_vec(),
+            Schema::V2 => merge_env(image_env, &globals),
+        }
+    }
+
+    /// The env and command of `test` on an image whose env is `image_env`. Schema
+    /// 2.0.0 sets the globals on the image first; 1.0.0 hands them, with the test's
+    /// own, to the setup commands only.
+    pub fn command_env(&self, test: &CommandTest, image_env: &[String]) -> CommandEnv {
+        let environment = self.environment(image_env);
+        let globals = self.global_env_values(image_env);
+        // In 2.0.0 the globals are on the image already; giving them to the setup
+        // containers again changes nothing.
+        let setup = [globals.clone(), test.setup_env(&environment)].concat();
+        let run = match self.schema {
+            Schema::V1 => test.run_env(),
+            Schema::V2 => [globals, test.run_env()].concat(),
+        };
+        CommandEnv {
+            command: test.full_command(&environment, &setup),
+            setup,
+            run,
+        }
     }
 }
 
@@ -261,10 +315,19 @@ pub(crate) mod testing {
     use std::path::Path;
 
     use crate::errors::SpecError;
-    use crate::structure::{StructureFile, parse_structure};
+    use crate::structure::{StructureFile, StructureSettings, parse_structure};
+
+    fn parse(text: &str) -> Result<StructureFile, SpecError> {
+        parse_structure(
+            "structure.yaml",
+            Path::new("/specs/structure.yaml"),
+            text,
+            StructureSettings::default(),
+        )
+    }
 
     pub(crate) fn structure(text: &str) -> StructureFile {
-        match parse_structure("structure.yaml", Path::new("/specs/structure.yaml"), text) {
+        match parse(text) {
             Ok(file) => file,
             Err(error) => panic!("{error}"),
         }
@@ -272,7 +335,7 @@ pub(crate) mod testing {
 
     /// The (line, column, message) of the error a structure file gives.
     pub(crate) fn refused(text: &str) -> (usize, usize, String) {
-        match parse_structure("structure.yaml", Path::new("/specs/structure.yaml"), text) {
+        match parse(text) {
             Err(SpecError::Invalid { location, message }) => {
                 assert_eq!(location.path, Path::new("/specs/structure.yaml"));
                 (location.line, location.column, message)

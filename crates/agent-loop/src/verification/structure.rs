@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use agent_sandbox::{RunOutcome, RunRequest, SandboxError};
-use agent_spec::{CheckResult, ImageFacts, Observed, StructureFile, excerpt};
+use agent_sandbox::{RunAccess, RunNetwork, RunOutcome, RunRequest, SandboxError};
+use agent_spec::{
+    CheckResult, ImageFacts, Observed, RunOptions, StructureDefaults, StructureFile, excerpt,
+};
 
 use crate::job::{Job, run_limits};
 use crate::ports::EnginePort;
@@ -26,22 +28,67 @@ pub(crate) struct CommandRun {
     env: BTreeMap<String, String>,
     /// `containerRunOptions.user`, for setup and the command alike.
     user: Option<String>,
+    access: RunAccess,
+    /// `structure_defaults = "cst"`: a bridge network, as `docker run` gives.
+    bridge: bool,
+    /// Why the tool could not even create the container (an unset host variable):
+    /// the test fails with it and nothing runs.
+    refused: Option<String>,
 }
 
 /// The file's command tests against an image whose env is `image.env`.
 pub(crate) fn commands(file: &StructureFile, image: &ImageFacts) -> Vec<CommandRun> {
-    let environment = file.environment(&image.env);
-    let globals = file.global_env_values(&image.env);
+    let options = &file.run_options;
+    let cst = file.settings.defaults == StructureDefaults::Cst;
+    // The tool sends `capabilities` in the engine's `Capabilities` field, which
+    // Docker 20.10 and later ignore: under its defaults they change nothing. agent's
+    // own defaults add them back to the empty set, as `--cap-add` (their documented
+    // meaning) would.
+    let capabilities =
+        (!cst && !options.capabilities.is_empty()).then(|| options.capabilities.clone());
+    let access = RunAccess {
+        engine_defaults: cst,
+        capabilities,
+        privileged: options.privileged,
+        binds: options.bind_mounts.clone(),
+    };
+    let options_env = options.is_set().then(|| options_env(options));
     file.command_tests
         .iter()
-        .map(|test| CommandRun {
-            setup: test.setup.clone(),
-            setup_env: env_map(globals.iter().chain(&test.setup_env(&environment))),
-            command: test.full_command(&environment),
-            env: env_map(globals.iter().chain(&test.run_env())),
-            user: test.user.clone(),
+        .map(|test| {
+            let planned = file.command_env(test, &image.env);
+            let mut env = env_map(planned.run.iter());
+            let mut refused = None;
+            match &options_env {
+                Some(Ok(pairs)) => env.extend(pairs.iter().cloned()),
+                Some(Err(why)) => refused = Some(why.clone()),
+                None => {}
+            }
+            CommandRun {
+                setup: test.setup.clone(),
+                setup_env: env_map(planned.setup.iter()),
+                command: planned.command,
+                env,
+                user: test.user.clone(),
+                access: access.clone(),
+                bridge: cst,
+                refused,
+            }
         })
         .collect()
+}
+
+/// The env the run options give each test command: the env file's, then the host
+/// variables `envVars` names. They are read here, when the tests run, because the
+/// tool reads them from its own environment when it runs; they never reach the
+/// spec's digest or the model.
+fn options_env(options: &RunOptions) -> Result<Vec<(String, String)>, String> {
+    let from_file = options.read_env_file().unwrap_or_else(|why| {
+        tracing::warn!(%why, "the envFile gives no variables, as container-structure-test then does");
+        Vec::new()
+    });
+    let host = |name: &str| std::env::var(name).ok();
+    options.container_env(&from_file, &host)
 }
 
 /// `KEY=value` items as a map, later keys over earlier ones.
@@ -53,8 +100,9 @@ fn env_map<'a>(items: impl Iterator<Item = &'a String>) -> BTreeMap<String, Stri
 }
 
 impl CommandRun {
-    /// Under the spec's limits and labels, in a fresh container (after committed setup
-    /// containers when the test has setup commands).
+    /// Under the spec's limits and labels (its network and capabilities unless the
+    /// spec asks for the tool's defaults), in a fresh container (after committed
+    /// setup containers when the test has setup commands).
     pub async fn run<E: EnginePort>(
         &self,
         job: &Job,
@@ -63,7 +111,18 @@ impl CommandRun {
         labels: &BTreeMap<String, String>,
         started: Instant,
     ) -> Result<RunOutcome, SandboxError> {
+        if let Some(why) = &self.refused {
+            return Ok(RunOutcome {
+                start_error: Some(why.clone()),
+                ..RunOutcome::default()
+            });
+        }
         let timeout = job.timeout(job.limits.run_timeout_secs, started);
+        let mut limits = run_limits(&job.limits, timeout);
+        limits.access = self.access.clone();
+        if self.bridge {
+            limits.network = RunNetwork::Bridge;
+        }
         let request = RunRequest {
             image,
             args: &[],
@@ -72,7 +131,7 @@ impl CommandRun {
             user: self.user.as_deref(),
             env: &self.env,
             stdin: None,
-            limits: run_limits(&job.limits, timeout),
+            limits,
             labels,
         };
         if self.setup.is_empty() {
@@ -96,7 +155,11 @@ pub(crate) fn paths(file: &StructureFile, image: &ImageFacts) -> Vec<String> {
         .file_content_tests
         .iter()
         .map(|test| test.path().to_owned());
-    existence.chain(content).collect()
+    let licenses = file
+        .license_tests
+        .iter()
+        .flat_map(|test| test.files.iter().cloned());
+    existence.chain(content).chain(licenses).collect()
 }
 
 pub(crate) struct Structure<'a> {
@@ -128,6 +191,10 @@ impl Kind for Structure<'_> {
         }
         for test in &file.file_existence_tests {
             results.push(test.judge(&facts.file(&test.path(&environment))));
+        }
+        for test in &file.license_tests {
+            let read: Vec<_> = test.files.iter().map(|path| facts.file(path)).collect();
+            results.push(test.judge(&read.iter().collect::<Vec<_>>()));
         }
         if let Some(metadata) = &file.metadata_test {
             results.extend(metadata.judge(&facts.image));
@@ -215,6 +282,13 @@ pub(crate) fn describe(files: &[StructureFile]) -> String {
         }
         for test in &file.file_content_tests {
             let _ = writeln!(text, "- content test `{}` on `{}`", test.name, test.path());
+        }
+        for test in &file.license_tests {
+            let _ = writeln!(
+                text,
+                "- license test: {} readable, none naming AGPL or WTFPL",
+                serde_json::to_string(&test.files).unwrap_or_default()
+            );
         }
         if file.metadata_test.is_some() {
             let _ = writeln!(text, "- a metadata test of the image's configuration");

@@ -16,7 +16,7 @@ use crate::spec::image::{RawImage, build_image};
 use crate::spec::inputs::resolve_inputs;
 use crate::spec::run::{RawRun, RunSpec, build_run};
 use crate::spec::service::{RawProbe, RawService, build_probes, build_service};
-use crate::spec::structure_tests::read_structure_tests;
+use crate::spec::structure_tests::{read_structure_tests, structure_settings};
 use crate::spec::suites::{RawSuite, build_suites};
 use crate::spec::{Service, Spec, SpecLimits};
 use crate::validate::{self, LimitsOf, LimitsTable, Source};
@@ -70,7 +70,12 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
         .transpose()?;
     let files = build_files(&source, &raw.file)?;
     let inputs = resolve_inputs(&source, &raw.inputs)?;
-    let structure_tests = read_structure_tests(&source, &raw.structure_tests)?;
+    let structure = structure_settings(
+        &source,
+        raw.structure_defaults.as_ref(),
+        raw.structure_allow_host,
+    )?;
+    let structure_tests = read_structure_tests(&source, &raw.structure_tests, structure)?;
     let service = raw
         .service
         .as_ref()
@@ -199,6 +204,8 @@ struct RawSpec {
     file: Vec<Spanned<RawFile>>,
     #[serde(default)]
     structure_tests: Vec<Spanned<String>>,
+    structure_defaults: Option<Spanned<String>>,
+    structure_allow_host: Option<bool>,
     service: Option<Spanned<RawService>>,
     #[serde(default)]
     probe: Vec<Spanned<RawProbe>>,

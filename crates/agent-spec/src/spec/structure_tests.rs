@@ -7,12 +7,42 @@ use std::path::Path;
 use toml::Spanned;
 
 use crate::errors::SpecError;
-use crate::structure::{StructureFile, parse_structure};
+use crate::structure::{StructureDefaults, StructureFile, StructureSettings, parse_structure};
 use crate::validate::{self, Source};
+
+/// `structure_defaults` and `structure_allow_host`: how every structure-test file
+/// of the spec runs.
+pub(crate) fn structure_settings(
+    source: &Source<'_>,
+    defaults: Option<&Spanned<String>>,
+    allow_host: Option<bool>,
+) -> Result<StructureSettings, SpecError> {
+    let defaults = match defaults {
+        None => StructureDefaults::Agent,
+        Some(written) => match written.get_ref().as_str() {
+            "agent" => StructureDefaults::Agent,
+            "cst" => StructureDefaults::Cst,
+            other => {
+                return Err(SpecError::Input {
+                    location: source.location(written.span()),
+                    input: other.escape_debug().to_string(),
+                    problem: "must be \"agent\" (the spec's limits, no network, capabilities dropped) \
+                              or \"cst\" (as container-structure-test runs them: docker run's defaults)"
+                        .to_owned(),
+                });
+            }
+        },
+    };
+    Ok(StructureSettings {
+        defaults,
+        allow_host: allow_host.unwrap_or(false),
+    })
+}
 
 pub(crate) fn read_structure_tests(
     source: &Source<'_>,
     raw: &[Spanned<String>],
+    settings: StructureSettings,
 ) -> Result<Vec<StructureFile>, SpecError> {
     let folder = validate::folder_of(source.path);
     let mut files: Vec<StructureFile> = Vec::with_capacity(raw.len());
@@ -48,7 +78,7 @@ pub(crate) fn read_structure_tests(
                 fail(format!("cannot be read: {error}"))
             }
         })?;
-        files.push(parse_structure(name, &path, &text)?);
+        files.push(parse_structure(name, &path, &text, settings)?);
     }
     Ok(files)
 }
@@ -84,6 +114,43 @@ mod tests {
     }
 
     #[test]
+    fn the_structure_settings_reach_every_file() {
+        use crate::structure::{StructureDefaults, StructureSettings};
+        let folder = tempfile::tempdir().unwrap();
+        fs::write(
+            folder.path().join("s.yaml"),
+            "schemaVersion: 2.0.0\ncontainerRunOptions: {privileged: true}\ncommandTests: [{name: a, command: id}]\n",
+        )
+        .unwrap();
+        let list = "[\"s.yaml\"]\nstructure_defaults = \"cst\"\nstructure_allow_host = true";
+        let spec = spec_with(folder.path(), list).unwrap();
+        assert_eq!(
+            spec.structure_tests[0].settings,
+            StructureSettings {
+                defaults: StructureDefaults::Cst,
+                allow_host: true
+            }
+        );
+        let default = spec_with(folder.path(), "[]").unwrap();
+        assert!(default.structure_tests.is_empty());
+        match spec_with(
+            folder.path(),
+            "[\"s.yaml\"]\nstructure_defaults = \"docker\"",
+        ) {
+            Err(SpecError::Input { problem, .. }) => {
+                assert!(problem.contains("\"agent\""), "{problem}")
+            }
+            other => panic!("expected the setting refused, got {other:?}"),
+        }
+        match spec_with(folder.path(), "[\"s.yaml\"]") {
+            Err(SpecError::Invalid { message, .. }) => {
+                assert!(message.contains("structure_allow_host = true"), "{message}")
+            }
+            other => panic!("expected the host option refused, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn problems_name_the_entry_or_the_place_in_the_yaml() {
         let folder = tempfile::tempdir().unwrap();
         let problem = |list: &str| match spec_with(folder.path(), list) {
@@ -107,14 +174,14 @@ mod tests {
         assert!(problem("[\"tests.json\"]").2.contains("`.yaml` or `.yml`"));
         fs::write(
             folder.path().join("bad.yml"),
-            "schemaVersion: 2.0.0\nlicenseTests: []\n",
+            "schemaVersion: 2.0.0\nlicenseTest: []\n",
         )
         .unwrap();
         match spec_with(folder.path(), "[\"bad.yml\"]") {
             Err(SpecError::Invalid { location, message }) => {
                 assert_eq!(location.path, folder.path().join("bad.yml"));
                 assert_eq!((location.line, location.column), (2, 1));
-                assert!(message.contains("licenseTests"), "{message}");
+                assert!(message.contains("unknown key `licenseTest`"), "{message}");
             }
             other => panic!("expected the YAML's own place, got {other:?}"),
         }

@@ -23,6 +23,8 @@ pub struct CommandTest {
     /// `containerRunOptions.user` of the file: the user setup and test commands run
     /// as; `None`, the image's.
     pub user: Option<String>,
+    /// The file sets `containerRunOptions`: the test's `envVars` reach setup only.
+    pub(crate) run_options_set: bool,
     pub(crate) group: String,
     pub(crate) expected_output: Vec<GoRegex>,
     pub(crate) excluded_output: Vec<GoRegex>,
@@ -36,13 +38,18 @@ impl CommandTest {
     /// The command and its args with `$VAR`/`${VAR}` expanded as the tool does:
     /// against the environment of the image the command runs in, which is
     /// `environment` ([`StructureFile::environment`](super::StructureFile::environment))
-    /// and, once setup commands were committed, the setup env too. The entrypoint is
-    /// cleared when it runs.
-    pub fn full_command(&self, environment: &[String]) -> Vec<String> {
+    /// and, once setup commands were committed, their env (`setup_env`, `KEY=value`)
+    /// too. The entrypoint is cleared when it runs.
+    pub fn full_command(&self, environment: &[String], setup_env: &[String]) -> Vec<String> {
         let environment = if self.setup.is_empty() {
             environment.to_vec()
         } else {
-            merge_env(environment, &self.setup_pairs(environment))
+            let pairs: Vec<(String, String)> = setup_env
+                .iter()
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                .collect();
+            merge_env(environment, &pairs)
         };
         std::iter::once(&self.command)
             .chain(&self.args)
@@ -69,9 +76,10 @@ impl CommandTest {
     /// `KEY=value` for the test command's container. Surprising but the tool's: here
     /// `envVars` are passed as written, never expanded, unlike for setup; and when the
     /// file sets `containerRunOptions`, the tool replaces them with the options' own
-    /// (none here), so the test command gets none of them.
+    /// ([`RunOptions::container_env`](super::RunOptions::container_env)), so the
+    /// test command gets none of them.
     pub fn run_env(&self) -> Vec<String> {
-        if self.user.is_some() {
+        if self.run_options_set {
             return Vec::new();
         }
         self.env
@@ -198,7 +206,7 @@ commandTests:
             .map(str::to_owned)
             .to_vec();
         assert_eq!(
-            test.full_command(&environment),
+            file.command_env(test, &environment).command,
             ["/usr/local/bin/adder", "3", "4"]
         );
         assert_eq!(test.setup_env(&environment), ["MODE=fast-/home/app"]);
@@ -209,7 +217,7 @@ commandTests:
         );
         assert_eq!(test.user, None);
         let plain = &file.command_tests[1];
-        assert_eq!(plain.full_command(&environment), ["python3"]);
+        assert_eq!(file.command_env(plain, &environment).command, ["python3"]);
     }
 
     #[test]
@@ -217,8 +225,9 @@ commandTests:
         let file = structure(
             "schemaVersion: 2.0.0\ncommandTests:\n  - name: a\n    command: echo\n    args: [$MODE]\n    envVars: [{key: MODE, value: m}]\n  - name: b\n    setup: [[true]]\n    command: echo\n    args: [$MODE]\n    envVars: [{key: MODE, value: m}]\n",
         );
-        assert_eq!(file.command_tests[0].full_command(&[]), ["echo", ""]);
-        assert_eq!(file.command_tests[1].full_command(&[]), ["echo", "m"]);
+        let command = |index: usize| file.command_env(&file.command_tests[index], &[]).command;
+        assert_eq!(command(0), ["echo", ""]);
+        assert_eq!(command(1), ["echo", "m"]);
     }
 
     #[test]
@@ -346,9 +355,11 @@ commandTests:
         }
         let (line, column, message) =
             refused("schemaVersion: 2.0.0\ncontainerRunOptions:\n  privileged: true\n");
-        assert_eq!((line, column), (3, 3));
+        assert_eq!((line, column), (3, 15));
         assert!(
-            message.contains("unknown key `privileged` in containerRunOptions"),
+            message.contains(
+                "`privileged` in containerRunOptions is run only with `structure_allow_host = true`"
+            ),
             "{message}"
         );
     }

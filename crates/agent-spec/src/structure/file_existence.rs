@@ -15,6 +15,8 @@ pub struct FileExistenceTest {
     pub(crate) uid: Option<u64>,
     pub(crate) gid: Option<u64>,
     pub(crate) executable_by: Option<ExecutableBy>,
+    /// Schema 2.0.0 expands `$VAR` in the path; 1.0.0 reads it as written.
+    pub(crate) expand: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,9 +30,14 @@ pub(crate) enum ExecutableBy {
 impl FileExistenceTest {
     /// The path to look at: as written, with `$VAR` expanded against `environment`
     /// ([`StructureFile::environment`](super::StructureFile::environment)), as the
-    /// tool does for existence tests (and, surprisingly, not for content tests).
+    /// tool does for existence tests of schema 2.0.0 (and, surprisingly, not for
+    /// content tests, nor in schema 1.0.0).
     pub fn path(&self, environment: &[String]) -> String {
-        expand_env(&self.path, environment)
+        if self.expand {
+            expand_env(&self.path, environment)
+        } else {
+            self.path.clone()
+        }
     }
 
     /// The tool's rules: a missing path fails when it should exist and passes when it

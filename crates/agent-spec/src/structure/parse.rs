@@ -1,8 +1,11 @@
 //! Reading a structure-test file: YAML into [`StructureFile`], as strictly as the
-//! real tool reads it (`yaml.UnmarshalStrict`: unknown and repeated keys refused),
-//! and refusing at once what the tool would only report as a failed test (a test
-//! without a name or command, an empty setup command, an unknown `isExecutableBy`,
-//! a regex that does not compile) or what is not supported here.
+//! real tool reads it (`yaml.UnmarshalStrict`: unknown and repeated keys refused,
+//! the keys of the file's schema only), and refusing at once what the tool would only
+//! report as a failed test (a test without a name or command, an empty setup command,
+//! an unknown `isExecutableBy`, a regex that does not compile) or what is not
+//! supported here.
+
+mod options;
 
 use std::path::Path;
 
@@ -11,24 +14,28 @@ use crate::structure::file_existence::ExecutableBy;
 use crate::structure::metadata::ValueMatcher;
 use crate::structure::yaml::{self, Node, Value};
 use crate::structure::{
-    CommandTest, FileContentTest, FileExistenceTest, GoRegex, MetadataTest, StructureFile,
-    go_pattern,
+    CommandTest, FileContentTest, FileExistenceTest, GoRegex, MetadataTest, RunOptions, Schema,
+    StructureFile, StructureSettings, go_pattern,
 };
 use crate::validate;
 
-/// The one schema this reads; the tool's 1.0.0 is older and differs.
+/// The schema new files are told to use; the tool reads 1.0.0 too.
 const SCHEMA_VERSION: &str = "2.0.0";
 
 /// Parses a structure-test file: `written` is its path as the spec names it (the
-/// group of its results), `path` where it was read from (for errors).
+/// group of its results), `path` where it was read from (for errors and the place
+/// an `envFile` is relative to), `settings` the spec's.
 pub(crate) fn parse_structure(
     written: &str,
     path: &Path,
     text: &str,
+    settings: StructureSettings,
 ) -> Result<StructureFile, SpecError> {
-    let decoder = Decoder {
+    let mut decoder = Decoder {
         path,
         group: written,
+        schema: Schema::V2,
+        settings,
     };
     let root = yaml::parse(text)
         .map_err(|error| {
@@ -48,16 +55,57 @@ pub(crate) fn parse_structure(
     decoder.file(&root, text)
 }
 
+/// Every top-level key of schema 2.0.0; 1.0.0 has those of [`KEYS_V1`].
+const KEYS_V2: [&str; 8] = [
+    "schemaVersion",
+    "globalEnvVars",
+    "commandTests",
+    "fileExistenceTests",
+    "fileContentTests",
+    "licenseTests",
+    "metadataTest",
+    "containerRunOptions",
+];
+const KEYS_V1: [&str; 6] = [
+    "schemaVersion",
+    "globalEnvVars",
+    "commandTests",
+    "fileExistenceTests",
+    "fileContentTests",
+    "licenseTests",
+];
+/// A command test's keys; 1.0.0 has all but `args` (the last).
+const COMMAND_KEYS: [&str; 11] = [
+    "name",
+    "setup",
+    "teardown",
+    "command",
+    "expectedOutput",
+    "excludedOutput",
+    "expectedError",
+    "excludedError",
+    "exitCode",
+    "envVars",
+    "args",
+];
+/// A file existence test's keys; 1.0.0 has the first four.
+const EXISTENCE_KEYS: [&str; 7] = [
+    "name",
+    "path",
+    "shouldExist",
+    "permissions",
+    "uid",
+    "gid",
+    "isExecutableBy",
+];
+
 struct Decoder<'a> {
     path: &'a Path,
     group: &'a str,
+    /// Read from `schemaVersion` before anything else.
+    schema: Schema,
+    settings: StructureSettings,
 }
-
-/// Top-level keys the tool knows that are not supported here, with why.
-const UNSUPPORTED: [(&str, &str); 1] = [(
-    "licenseTests",
-    "license tests are not supported; remove them (Debian images keep licenses in /usr/share/doc, a `fileExistenceTests` entry can check one)",
-)];
 
 impl Decoder<'_> {
     fn at(&self, line: usize, column: usize, message: String) -> SpecError {
@@ -75,18 +123,21 @@ impl Decoder<'_> {
         self.at(node.line, node.column, message)
     }
 
-    fn file(&self, root: &Node, text: &str) -> Result<StructureFile, SpecError> {
-        let keys = [
-            "schemaVersion",
-            "globalEnvVars",
-            "commandTests",
-            "fileExistenceTests",
-            "fileContentTests",
-            "metadataTest",
-            "containerRunOptions",
-            "licenseTests",
-        ];
-        let fields = self.fields(root, "the file", &keys)?;
+    fn file(&mut self, root: &Node, text: &str) -> Result<StructureFile, SpecError> {
+        // The tool reads the version before anything else, and refuses the rest of a
+        // file whose version it does not know.
+        if !matches!(root.value, Value::Mapping(_)) {
+            return Err(self.fail(
+                root,
+                format!("the file must be a mapping, not {}", root.kind()),
+            ));
+        }
+        self.schema = self.version(root)?;
+        let (keys, what): (&[&str], &str) = match self.schema {
+            Schema::V1 => (&KEYS_V1, "the file (schema 1.0.0)"),
+            Schema::V2 => (&KEYS_V2, "the file"),
+        };
+        let fields = self.fields(root, what, keys)?;
         let mut file = StructureFile {
             path: self.group.to_owned(),
             contents: text.to_owned(),
@@ -95,14 +146,13 @@ impl Decoder<'_> {
             file_existence_tests: Vec::new(),
             file_content_tests: Vec::new(),
             metadata_test: None,
+            license_tests: Vec::new(),
+            schema: self.schema,
+            run_options: RunOptions::default(),
+            settings: self.settings,
         };
-        // The tool reads the version before anything else, and refuses the rest of a
-        // file whose version it does not know.
-        self.version(root, &fields)?;
-        let mut run_user = None;
         for (key, value) in fields {
             match key.as_str() {
-                "schemaVersion" => {}
                 "globalEnvVars" => {
                     file.global_env = self.env_vars(value, "globalEnvVars", false)?
                 }
@@ -123,81 +173,64 @@ impl Decoder<'_> {
                     }
                 }
                 "metadataTest" => file.metadata_test = self.metadata_test(value)?,
-                "containerRunOptions" => run_user = self.run_options(value)?,
-                _ => {
-                    let why = UNSUPPORTED
-                        .iter()
-                        .find(|(name, _)| *name == key)
-                        .map_or("", |(_, why)| *why);
-                    return Err(self.fail(&key_node(root, &key), format!("`{key}`: {why}")));
-                }
+                "containerRunOptions" => file.run_options = self.run_options(value)?,
+                "licenseTests" => file.license_tests = self.license_tests(value)?,
+                _ => {}
             }
         }
         if file.command_tests.is_empty()
             && file.file_existence_tests.is_empty()
             && file.file_content_tests.is_empty()
             && file.metadata_test.is_none()
+            && file.license_tests.is_empty()
         {
             // The tool fails a run that has no test at all.
             return Err(self.at(
                 root.line,
                 root.column,
                 "the file has no tests; add `commandTests`, `fileExistenceTests`, \
-                 `fileContentTests` or `metadataTest`"
+                 `fileContentTests`, `licenseTests` or `metadataTest`"
                     .to_owned(),
             ));
         }
         for test in &mut file.command_tests {
-            test.user.clone_from(&run_user);
+            test.user.clone_from(&file.run_options.user);
+            test.run_options_set = file.run_options.is_set();
         }
         Ok(file)
     }
 
-    fn version(&self, root: &Node, fields: &[(String, &Node)]) -> Result<(), SpecError> {
-        let Some((_, node)) = fields.iter().find(|(key, _)| key == "schemaVersion") else {
+    fn version(&self, root: &Node) -> Result<Schema, SpecError> {
+        let Some(node) = value_node(root, "schemaVersion") else {
             return Err(self.at(
                 root.line,
                 root.column,
                 format!("`schemaVersion` is missing; add `schemaVersion: \"{SCHEMA_VERSION}\"`"),
             ));
         };
-        let version = self.string(node, "schemaVersion")?;
-        if version != SCHEMA_VERSION {
-            return Err(self.fail(
+        // The tool's own words, when it knows no such version.
+        match self.string(node, "schemaVersion")?.as_str() {
+            "1.0.0" => Ok(Schema::V1),
+            "2.0.0" => Ok(Schema::V2),
+            "" => Err(self.fail(
                 node,
-                format!("schema version `{version}` is not supported; use `{SCHEMA_VERSION}`"),
-            ));
+                format!("`schemaVersion` is empty; write `schemaVersion: \"{SCHEMA_VERSION}\"`"),
+            )),
+            version => Err(self.fail(
+                node,
+                format!(
+                    "unsupported schema version `{version}`: container-structure-test reads `1.0.0` and `2.0.0`; use `{SCHEMA_VERSION}`"
+                ),
+            )),
         }
-        Ok(())
-    }
-
-    /// `containerRunOptions`: only `user` is supported; the others reach outside the
-    /// container (host env vars, env files, mounts, privileges).
-    fn run_options(&self, node: &Node) -> Result<Option<String>, SpecError> {
-        let fields = self.fields(node, "containerRunOptions", &["user"])?;
-        let mut user = None;
-        for (_, value) in fields {
-            let text = self.string(value, "user")?;
-            user = (!text.is_empty()).then_some(text);
-        }
-        Ok(user)
     }
 
     fn command_test(&self, node: &Node) -> Result<CommandTest, SpecError> {
-        let keys = [
-            "name",
-            "setup",
-            "teardown",
-            "command",
-            "args",
-            "envVars",
-            "expectedOutput",
-            "excludedOutput",
-            "expectedError",
-            "excludedError",
-            "exitCode",
-        ];
-        let fields = self.fields(node, "a command test", &keys)?;
+        let keys: &[&str] = match self.schema {
+            Schema::V1 => &COMMAND_KEYS[..COMMAND_KEYS.len() - 1],
+            Schema::V2 => &COMMAND_KEYS,
+        };
+        let fields = self.fields(node, "a command test", keys)?;
         let mut test = CommandTest {
             name: String::new(),
             setup: Vec::new(),
@@ -207,6 +240,7 @@ impl Decoder<'_> {
             env: Vec::new(),
             group: self.group.to_owned(),
             user: None,
+            run_options_set: false,
             expected_output: Vec::new(),
             excluded_output: Vec::new(),
             expected_error: Vec::new(),
@@ -218,6 +252,12 @@ impl Decoder<'_> {
                 "name" => test.name = self.string(value, "name")?,
                 "setup" => test.setup = self.commands(value, "setup")?,
                 "teardown" => test.teardown = self.commands(value, "teardown")?,
+                // 1.0.0 has the command and its args in one list.
+                "command" if self.schema == Schema::V1 => {
+                    let mut words = self.strings(value, "command")?.into_iter();
+                    test.command = words.next().unwrap_or_default();
+                    test.args = words.collect();
+                }
                 "command" => test.command = self.string(value, "command")?,
                 "args" => test.args = self.strings(value, "args")?,
                 "envVars" => test.env = self.env_vars(value, "envVars", true)?,
@@ -239,16 +279,11 @@ impl Decoder<'_> {
     }
 
     fn file_existence_test(&self, node: &Node) -> Result<FileExistenceTest, SpecError> {
-        let keys = [
-            "name",
-            "path",
-            "shouldExist",
-            "permissions",
-            "uid",
-            "gid",
-            "isExecutableBy",
-        ];
-        let fields = self.fields(node, "a file existence test", &keys)?;
+        let keys: &[&str] = match self.schema {
+            Schema::V1 => &EXISTENCE_KEYS[..4],
+            Schema::V2 => &EXISTENCE_KEYS,
+        };
+        let fields = self.fields(node, "a file existence test", keys)?;
         let mut test = FileExistenceTest {
             name: String::new(),
             group: self.group.to_owned(),
@@ -258,6 +293,7 @@ impl Decoder<'_> {
             uid: None,
             gid: None,
             executable_by: None,
+            expand: self.schema == Schema::V2,
         };
         for (key, value) in fields {
             match key.as_str() {
@@ -632,17 +668,16 @@ impl Decoder<'_> {
     }
 }
 
-/// The key node named `key` in a mapping, for pointing at it.
-fn key_node(mapping: &Node, key: &str) -> Node {
-    if let Value::Mapping(entries) = &mapping.value {
-        if let Some((found, _)) = entries
-            .iter()
-            .find(|(found, _)| matches!(&found.value, Value::Scalar { text, .. } if text == key))
-        {
-            return found.clone();
-        }
-    }
-    mapping.clone()
+/// The value of the key named `key` in a mapping (the last, as a Go decoder keeps).
+fn value_node<'n>(mapping: &'n Node, key: &str) -> Option<&'n Node> {
+    let Value::Mapping(entries) = &mapping.value else {
+        return None;
+    };
+    entries
+        .iter()
+        .rev()
+        .find(|(found, _)| matches!(&found.value, Value::Scalar { text, .. } if text == key))
+        .map(|(_, value)| value)
 }
 
 #[cfg(test)]
@@ -650,17 +685,17 @@ mod tests {
     use crate::structure::testing::{refused, structure};
 
     #[test]
-    fn the_file_needs_schema_2_and_a_test() {
+    fn the_file_needs_a_known_schema_and_a_test() {
         let (line, column, message) = refused("commandTests: []\n");
         assert_eq!((line, column), (1, 1));
         assert!(message.contains("`schemaVersion` is missing"), "{message}");
-        let (line, column, message) = refused("schemaVersion: '1.0.0'\n");
+        let (line, column, message) = refused("schemaVersion: '3.0.0'\n");
         assert_eq!((line, column), (1, 16));
         assert!(
-            message.contains("schema version `1.0.0` is not supported"),
+            message.contains("unsupported schema version `3.0.0`"),
             "{message}"
         );
-        let (line, _, message) = refused("licenseTests: []\nschemaVersion: '1.0.0'\n");
+        let (line, _, message) = refused("metadataTst: []\nschemaVersion: '4'\n");
         assert_eq!(line, 2, "the version is read first: {message}");
         let (_, _, message) = refused("schemaVersion: '2.0.0'\ncommandTests: ~\n");
         assert!(message.contains("has no tests"), "{message}");
@@ -674,14 +709,46 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_and_unknown_keys_are_named_with_their_place() {
-        let (line, column, message) =
-            refused("schemaVersion: 2.0.0\nlicenseTests:\n  - debian: true\n");
-        assert_eq!((line, column), (2, 1));
-        assert!(
-            message.starts_with("`licenseTests`: license tests are not supported"),
-            "{message}"
+    fn schema_1_has_its_own_keys_and_a_command_list() {
+        let file = structure(
+            "schemaVersion: 1.0.0\nglobalEnvVars: [{key: G, value: g}]\ncommandTests:\n  - name: a\n    command: [sh, -c, 'echo $G']\n    setup: [[true]]\nfileExistenceTests:\n  - name: f\n    path: $HOME\n    permissions: drwx------\nlicenseTests:\n  - files: [/l]\n",
         );
+        let test = &file.command_tests[0];
+        assert_eq!(
+            (test.command.as_str(), test.args.as_slice()),
+            ("sh", &["-c".to_owned(), "echo $G".to_owned()][..])
+        );
+        let plan = file.command_env(test, &["HOME=/root".to_owned()]);
+        assert_eq!(plan.setup, ["G=g"], "1.0.0 gives the globals to setup");
+        assert!(plan.run.is_empty(), "and not to the test command");
+        assert_eq!(
+            file.file_existence_tests[0].path(&["HOME=/root".to_owned()]),
+            "$HOME",
+            "1.0.0 never expands a path"
+        );
+        assert_eq!(file.license_tests[0].files, ["/l"]);
+        for (body, key) in [
+            ("metadataTest: {user: a}\n", "metadataTest"),
+            ("containerRunOptions: {user: a}\n", "containerRunOptions"),
+            (
+                "commandTests: [{name: a, command: [x], args: [y]}]\n",
+                "args",
+            ),
+            ("fileExistenceTests: [{name: a, path: /a, uid: 0}]\n", "uid"),
+        ] {
+            let (_, _, message) = refused(&format!("schemaVersion: 1.0.0\n{body}"));
+            assert!(
+                message.contains(&format!("unknown key `{key}`")),
+                "{message}"
+            );
+        }
+        let (_, _, message) =
+            refused("schemaVersion: 1.0.0\ncommandTests: [{name: a, command: []}]\n");
+        assert!(message.contains("has no `command`"), "{message}");
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_place() {
         let (line, column, message) = refused("schemaVersion: 2.0.0\ncommandTest: []\n");
         assert_eq!((line, column), (2, 1));
         assert!(
@@ -689,10 +756,10 @@ mod tests {
             "{message}"
         );
         let (line, column, message) =
-            refused("schemaVersion: 2.0.0\ncontainerRunOptions:\n  envVars: [HOME]\n");
+            refused("schemaVersion: 2.0.0\ncontainerRunOptions:\n  envVar: [HOME]\n");
         assert_eq!((line, column), (3, 3));
         assert!(
-            message.contains("unknown key `envVars` in containerRunOptions"),
+            message.contains("unknown key `envVar` in containerRunOptions"),
             "{message}"
         );
     }
