@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use crate::check::{Check, FileCheck, ImageChecks, Probe};
-use crate::layer::LimitsLayer;
+use crate::config::{Combine, Limits, LimitsLayer, Settings};
 use crate::structure::StructureFile;
 
 mod cases;
@@ -25,7 +25,9 @@ mod suites;
 pub(crate) mod testing;
 
 pub use cases::{Case, DEFAULT_CASE};
-pub use parse::{load_spec, parse_spec};
+pub use parse::load_spec;
+#[cfg(test)]
+pub(crate) use parse::parse_spec;
 pub use run::RunSpec;
 pub use service::{Readiness, Service};
 pub use suites::Suite;
@@ -70,3 +72,14 @@ pub struct Spec {
 /// A spec's `[limits]`: each set one overrides `agent.toml`'s `[limits]`. A spec sets
 /// only `max_iterations`, the timeouts, `memory_mb`, `cpus` and `network`.
 pub type SpecLimits = LimitsLayer;
+
+impl Settings {
+    /// The limits one spec runs with: the flags over the spec's `[limits]` over these
+    /// settings' limits.
+    pub fn limits_for(&self, spec: &Spec) -> Limits {
+        self.limit_flags
+            .clone()
+            .combine(spec.limits.clone())
+            .resolve(self.limits.clone())
+    }
+}

@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config::{LimitsOf, LimitsTable, read_limits};
 use crate::errors::SpecError;
 use crate::position::describe;
 use crate::spec::cases::{RawCase, build_cases};
@@ -19,7 +20,7 @@ use crate::spec::service::{RawProbe, RawService, build_probes, build_service};
 use crate::spec::structure_tests::read_structure_tests;
 use crate::spec::suites::{RawSuite, build_suites};
 use crate::spec::{Service, Spec, SpecLimits};
-use crate::validate::{self, LimitsOf, LimitsTable, Source};
+use crate::validate::{Source, name as check_name};
 
 /// Reads and validates a spec file.
 pub fn load_spec(path: &Path) -> Result<Spec, SpecError> {
@@ -55,7 +56,7 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
         || !raw.suite.is_empty();
     let judge = resolve_judge(&source, raw.judge.as_ref(), deterministic)?;
     let limits = match raw.limits.take() {
-        Some(limits) => validate::limits(&source, limits.into(), LimitsOf::Spec)?,
+        Some(limits) => read_limits(&source, limits.into(), LimitsOf::Spec)?,
         None => SpecLimits::default(),
     };
     let run = match &raw.run {
@@ -231,38 +232,11 @@ impl From<RawLimits> for LimitsTable {
     }
 }
 
-/// Names become image tags, labels and folder names, hence the narrow alphabet.
-const NAME_LIMIT: usize = 128;
-
-pub(crate) fn check_name(name: &str) -> Result<(), String> {
-    let mut characters = name.chars();
-    let Some(first) = characters.next() else {
-        return Err("is empty".to_owned());
-    };
-    let allowed_first = first.is_ascii_lowercase() || first.is_ascii_digit();
-    let allowed_rest = characters.all(|character| {
-        character.is_ascii_lowercase()
-            || character.is_ascii_digit()
-            || matches!(character, '_' | '.' | '-')
-    });
-    if !allowed_first || !allowed_rest {
-        return Err(
-            "is not allowed: use lowercase letters, digits, `_`, `.` and `-`, \
-                    starting with a letter or digit"
-                .to_owned(),
-        );
-    }
-    if name.len() > NAME_LIMIT {
-        return Err(format!("is longer than {NAME_LIMIT} characters"));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::check::Matcher;
-    use crate::settings::NetworkMode;
+    use crate::config::NetworkMode;
     use crate::spec::testing::{MINIMAL, invalid, parse};
 
     #[test]

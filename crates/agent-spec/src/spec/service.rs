@@ -10,8 +10,7 @@ use toml::Spanned;
 use crate::check::{BodyExpectation, Probe};
 use crate::errors::SpecError;
 use crate::spec::checks::compile;
-use crate::spec::parse::check_name;
-use crate::validate::{Source, at_least};
+use crate::validate::{self, Source, at_least};
 
 /// `[service]`, validated.
 #[derive(Debug, Clone)]
@@ -177,7 +176,7 @@ fn build_probe(
             "[[probe]] has no `name`; give each probe a short unique name".to_owned(),
         ));
     };
-    check_name(name.get_ref())
+    validate::name(name.get_ref())
         .map_err(|problem| source.invalid(name.span(), format!("probe name {problem}")))?;
     if !names.insert(name.get_ref().clone()) {
         return Err(source.invalid(

@@ -9,10 +9,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::errors::SpecError;
-use crate::spec::parse::check_name;
 use crate::spec::paths::SpecFolder;
 use crate::spec::run::build_list;
-use crate::validate::{Source, at_least};
+use crate::validate::{self, Source, at_least};
 
 /// A `[[suite]]`, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,7 +143,7 @@ fn suite_name(
         ));
     };
     let text = name.get_ref();
-    check_name(text).map_err(|problem| {
+    validate::name(text).map_err(|problem| {
         source.invalid(
             name.span(),
             format!("suite name `{}` {problem}", text.escape_debug()),

@@ -1,5 +1,6 @@
 //! The resolved settings a spec runs with: every value decided, nothing optional
-//! that a layer could still fill in. [`crate::layer`] produces them.
+//! that a layer could still fill in. The layers (`config::layer`) produce them; the
+//! `FromStr` of each choice is how every source spells it.
 
 use std::path::PathBuf;
 
@@ -33,6 +34,24 @@ pub enum StructuredOutput {
     JsonSchema,
     JsonObject,
     None,
+}
+
+impl std::str::FromStr for StructuredOutput {
+    type Err = String;
+
+    /// `auto` is accepted but not yet named in the hint: until the model client chooses
+    /// a mode per server, it behaves as `json_schema`.
+    fn from_str(value: &str) -> Result<StructuredOutput, String> {
+        match value {
+            "auto" => Ok(StructuredOutput::Auto),
+            "json_schema" => Ok(StructuredOutput::JsonSchema),
+            "json_object" => Ok(StructuredOutput::JsonObject),
+            "none" => Ok(StructuredOutput::None),
+            _ => Err(format!(
+                "unknown mode `{value}`; expected `auto`, `json_schema`, `json_object` or `none`"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -83,7 +102,14 @@ impl std::str::FromStr for BuilderChoice {
 
     /// `auto`, `classic` or `buildkit`, as `[docker] builder` and `--builder` take it.
     fn from_str(value: &str) -> Result<BuilderChoice, String> {
-        crate::validate::builder(value)
+        match value {
+            "auto" => Ok(BuilderChoice::Auto),
+            "classic" => Ok(BuilderChoice::Classic),
+            "buildkit" => Ok(BuilderChoice::BuildKit),
+            _ => Err(format!(
+                "unknown builder `{value}`; expected `auto`, `classic` or `buildkit`"
+            )),
+        }
     }
 }
 
@@ -94,10 +120,39 @@ pub enum BuildNetwork {
     Host,
 }
 
+impl std::str::FromStr for BuildNetwork {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<BuildNetwork, String> {
+        match value {
+            "default" => Ok(BuildNetwork::Default),
+            "none" => Ok(BuildNetwork::None),
+            "host" => Ok(BuildNetwork::Host),
+            _ => Err(format!(
+                "unknown network `{value}`; expected `default`, `none` or `host`"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetworkMode {
     None,
     Bridge,
+}
+
+impl std::str::FromStr for NetworkMode {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<NetworkMode, String> {
+        match value {
+            "none" => Ok(NetworkMode::None),
+            "bridge" => Ok(NetworkMode::Bridge),
+            _ => Err(format!(
+                "unknown network `{value}`; expected `none` or `bridge`"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -11,8 +11,8 @@
 
 use toml::Spanned;
 
+use crate::config::settings::EngineSetting;
 use crate::errors::ConfigError;
-use crate::settings::EngineSetting;
 use crate::validate::Source;
 
 /// An engine address `agent` can reach: `unix://` (or a socket path), `tcp://`,

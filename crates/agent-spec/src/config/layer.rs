@@ -1,11 +1,11 @@
 //! One layer of settings: every field optional, `None` where the source is silent.
 //! Each source (`agent.toml`, a spec's `[limits]`, the environment, the flags) is read
 //! into a layer; layers are merged with [`Combine`] and resolved over the built-in
-//! defaults into the types of [`crate::settings`].
+//! defaults into the types of `config::settings`.
 
 use std::path::PathBuf;
 
-use crate::settings::{
+use crate::config::settings::{
     BuildNetwork, BuilderChoice, BundleLimits, DockerSettings, EngineSetting, Limits,
     ModelSettings, NetworkMode, PromptSettings, PublishSettings, StructuredOutput,
 };
