@@ -29,6 +29,7 @@ mod layer;
 mod limits;
 mod overrides;
 mod settings;
+mod tables;
 #[cfg(test)]
 mod tests;
 
@@ -37,10 +38,8 @@ pub(crate) use layer::Combine;
 pub use layer::LimitsLayer;
 pub(crate) use limits::{LimitsOf, LimitsTable, read as read_limits};
 pub use overrides::{EnvOverrides, FlagOverrides};
-pub use settings::{
-    BuildNetwork, BuilderChoice, BundleLimits, DockerSettings, Limits, ModelSettings, NetworkMode,
-    PromptSettings, PublishSettings, StructuredOutput,
-};
+pub use settings::{BuildNetwork, BuilderChoice, Limits, NetworkMode, StructuredOutput};
+pub use tables::{BundleLimits, DockerSettings, ModelSettings, PromptSettings, PublishSettings};
 
 use crate::errors::ConfigError;
 

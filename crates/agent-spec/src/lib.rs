@@ -18,6 +18,7 @@ mod check;
 mod config;
 mod errors;
 mod position;
+mod spanned;
 mod spec;
 mod structure;
 mod validate;

@@ -7,7 +7,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use toml::Spanned;
+use crate::spanned::Spanned;
 
 use crate::errors::{ConfigError, Location, SpecError};
 use crate::position::locate;
@@ -108,6 +108,16 @@ impl Source<'_> {
             |value| check(&value),
             |problem| format!("`{key}`: {problem}"),
         )
+    }
+
+    /// A value read by `read`, which words and places its own problems.
+    pub fn with<R, U, E>(
+        &self,
+        key: &str,
+        value: Option<R>,
+        read: impl FnOnce(&Self, &str, R) -> Result<U, E>,
+    ) -> Result<Option<U>, E> {
+        value.map(|value| read(self, key, value)).transpose()
     }
 }
 

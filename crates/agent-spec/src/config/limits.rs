@@ -1,8 +1,8 @@
 //! `[limits]`, which `agent.toml` and a spec both have (a spec takes only some of
 //! its keys): the table as written, and its checks into a [`LimitsLayer`].
 
+use crate::spanned::Spanned;
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::config::layer::LimitsLayer;
 use crate::config::settings::NetworkMode;
@@ -12,7 +12,7 @@ use crate::validate::{Invalid, Source, any, at_least, cpus};
 pub(crate) const MINIMUM_MEMORY_MB: u64 = 6;
 
 /// `[limits]` as written, in `agent.toml` or (a subset of the keys) in a spec.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, schemars::JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LimitsTable {
     pub max_iterations: Option<Spanned<u32>>,

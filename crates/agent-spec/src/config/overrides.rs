@@ -2,8 +2,9 @@
 //! [`SettingsLayer`]; a problem names the variable or the flag.
 
 use crate::config::engines::engine_url;
-use crate::config::layer::{DockerLayer, LimitsLayer, ModelLayer, PublishLayer, SettingsLayer};
+use crate::config::layer::LimitsLayer;
 use crate::config::settings::{BuilderChoice, EngineSetting};
+use crate::config::tables::{DockerLayer, ModelLayer, PublishLayer, SettingsLayer};
 use crate::errors::ConfigError;
 use crate::validate::{self, at_least};
 

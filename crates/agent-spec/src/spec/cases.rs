@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use crate::spanned::Spanned;
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::check::{Check, CheckResult, FILE_GROUP, IMAGE_GROUP, Observed};
 use crate::errors::SpecError;

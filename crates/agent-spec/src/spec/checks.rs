@@ -3,9 +3,9 @@
 
 use std::collections::HashSet;
 
+use crate::spanned::Spanned;
 use regex::Regex;
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::check::{Check, Matcher};
 use crate::errors::SpecError;

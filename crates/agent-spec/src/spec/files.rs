@@ -2,8 +2,8 @@
 
 use std::collections::HashSet;
 
+use crate::spanned::Spanned;
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::check::{ContentMatcher, FileCheck, parse_ls_mode};
 use crate::errors::SpecError;

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::spanned::Spanned;
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::check::ImageChecks;
 use crate::errors::SpecError;

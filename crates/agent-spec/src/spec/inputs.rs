@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use toml::Spanned;
+use crate::spanned::Spanned;
 
 use crate::errors::SpecError;
 use crate::spec::paths::SpecFolder;

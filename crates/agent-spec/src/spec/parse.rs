@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
+use crate::spanned::Spanned;
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::config::{LimitsOf, LimitsTable, read_limits};
 use crate::errors::SpecError;

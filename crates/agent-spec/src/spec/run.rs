@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::spanned::Spanned;
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::errors::SpecError;
 use crate::validate::{self, Source};

@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use crate::spanned::Spanned;
 use regex::Regex;
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::check::{BodyExpectation, Probe};
 use crate::errors::SpecError;

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use toml::Spanned;
+use crate::spanned::Spanned;
 
 use crate::errors::SpecError;
 use crate::structure::{StructureFile, parse_structure};
