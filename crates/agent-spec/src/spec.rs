@@ -12,6 +12,7 @@ use crate::structure::StructureFile;
 
 mod cases;
 mod checks;
+mod digest;
 mod files;
 mod image;
 mod inputs;
@@ -35,11 +36,15 @@ pub use suites::Suite;
 /// A parsed and validated spec. Everything here has been checked: names match
 /// `[a-z0-9][a-z0-9_.-]*`, regexes compile, each check has exactly one matcher, inputs
 /// and hidden test files exist below the spec's folder.
-#[derive(Debug, Clone)]
+/// What it asks is also its serialized form ([`Spec::digest`]): every field enters
+/// but where it lives (`name`, `path`, the files on disk) and its budget (`limits`).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Spec {
     /// `name`, or the file stem when absent.
+    #[serde(skip)]
     pub name: String,
     /// The file it was read from.
+    #[serde(skip)]
     pub path: PathBuf,
     pub prompt: String,
     pub conditions: String,
@@ -47,7 +52,9 @@ pub struct Spec {
     pub judge: bool,
     /// Input files, each as (path inside the build context, absolute path on disk).
     /// A folder in `inputs` is expanded to the files below it, sorted.
+    #[serde(serialize_with = "digest::context_paths")]
     pub inputs: Vec<(String, PathBuf)>,
+    #[serde(skip)]
     pub limits: SpecLimits,
     pub run: RunSpec,
     /// The top-level `[[check]]`s; with cases they hold for every case.
@@ -60,6 +67,7 @@ pub struct Spec {
     /// `[[file]]`.
     pub files: Vec<FileCheck>,
     /// `structure_tests = [...]`, each read and parsed.
+    #[serde(serialize_with = "digest::structure_files")]
     pub structure_tests: Vec<StructureFile>,
     /// `[service]`: the image runs as a service; top-level checks judge its logs.
     pub service: Option<Service>,

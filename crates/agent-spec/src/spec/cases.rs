@@ -17,7 +17,7 @@ use crate::validate::Source;
 pub const DEFAULT_CASE: &str = "run";
 
 /// One run of the image: what the container gets and what must hold of it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Case {
     /// Unique within the spec; the group of its results.
     pub name: String,

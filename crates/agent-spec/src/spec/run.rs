@@ -10,7 +10,7 @@ use crate::errors::SpecError;
 use crate::validate::{self, Source};
 
 /// A spec's `[run]`: what the container gets besides its image.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct RunSpec {
     pub stdin: Option<String>,
     pub env: BTreeMap<String, String>,

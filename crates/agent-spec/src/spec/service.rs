@@ -13,7 +13,7 @@ use crate::spec::checks::compile;
 use crate::validate::{self, Source, at_least};
 
 /// `[service]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Service {
     /// Where it listens inside the container.
     pub port: u16,
@@ -23,12 +23,13 @@ pub struct Service {
 }
 
 /// When the service counts as ready.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Readiness {
     /// `GET` of this path (it starts with `/`) answers a 2xx.
     Http(String),
     /// A line of either stream matches.
-    Log(Regex),
+    Log(#[serde(serialize_with = "crate::check::text::pattern")] Regex),
     /// The port accepts a connection.
     Tcp,
 }

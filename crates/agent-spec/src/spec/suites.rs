@@ -14,13 +14,14 @@ use crate::spec::run::build_list;
 use crate::validate::{self, Source, at_least};
 
 /// A `[[suite]]`, validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Suite {
     /// Unique among the spec's suites.
     pub name: String,
     /// Each hidden file as (its path below `dest`, its canonical path on disk), sorted
     /// by the first, each path once. A listed file lands by its own name, a listed
     /// folder's files by their paths below that folder.
+    #[serde(serialize_with = "crate::spec::digest::context_paths")]
     pub files: Vec<(String, PathBuf)>,
     /// The absolute folder in the container the files are copied to, after the build
     /// and before `command` starts; never `/`, without a trailing `/`.
