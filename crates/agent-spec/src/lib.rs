@@ -18,6 +18,7 @@ mod check;
 mod config;
 mod errors;
 mod position;
+mod problems;
 mod spanned;
 mod spec;
 mod structure;
@@ -33,6 +34,7 @@ pub use config::{
     FlagOverrides, Limits, LimitsLayer, ModelSettings, NetworkMode, PromptSettings,
     PublishSettings, Settings, StructuredOutput,
 };
+pub use errors::{ConfigErrors, Problems, SpecErrors};
 pub use spec::{
     Case, DEFAULT_CASE, Readiness, RunSpec, Service, Spec, SpecLimits, Suite, load_spec,
 };

@@ -10,8 +10,9 @@ use crate::config::settings::DEFAULT_BASE_IMAGE;
 use crate::config::tables::{
     BundleTable, DockerLayer, DockerTable, ModelTable, PromptsTable, PublishTable, SettingsLayer,
 };
-use crate::errors::ConfigError;
+use crate::errors::{ConfigError, ConfigErrors};
 use crate::position::describe;
+use crate::problems::every_problem;
 use crate::spanned::Spanned;
 use crate::validate::{self, Source};
 
@@ -24,12 +25,15 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
-    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
+    /// Reads and checks the file, with every problem found in it.
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            ConfigErrors::new(vec![ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }])
         })?;
-        ConfigFile::parse(path, &text)
+        every_problem(&text, |text| ConfigFile::parse(path, text))
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {

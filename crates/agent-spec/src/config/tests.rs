@@ -669,7 +669,11 @@ fn a_missing_prompt_file_is_an_error_with_location() {
 
 #[test]
 fn a_missing_config_file_is_a_read_error() {
-    let error = ConfigFile::load(Path::new("/nonexistent/agent.toml")).unwrap_err();
+    let error = ConfigFile::load(Path::new("/nonexistent/agent.toml"))
+        .unwrap_err()
+        .into_iter()
+        .next()
+        .unwrap();
     assert!(matches!(error, ConfigError::Read { .. }));
     assert_eq!(
         error.to_string(),

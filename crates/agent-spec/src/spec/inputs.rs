@@ -59,7 +59,7 @@ mod tests {
         let path = folder.join("task.toml");
         let text = format!("{MINIMAL}inputs = {inputs}\n");
         fs::write(&path, &text).unwrap();
-        load_spec(&path)
+        load_spec(&path).map_err(|problems| problems.into_iter().next().unwrap())
     }
 
     /// The (problem, line, column) of an `Input` error.

@@ -8,8 +8,9 @@ use crate::spanned::Spanned;
 use serde::Deserialize;
 
 use crate::config::{LimitsOf, LimitsTable, read_limits};
-use crate::errors::SpecError;
+use crate::errors::{SpecError, SpecErrors};
 use crate::position::describe;
+use crate::problems::every_problem;
 use crate::spec::cases::{RawCase, build_cases};
 use crate::spec::checks::{RawCheck, build_checks};
 use crate::spec::files::{RawFile, build_files};
@@ -22,13 +23,16 @@ use crate::spec::suites::{RawSuite, build_suites};
 use crate::spec::{Service, Spec, SpecLimits};
 use crate::validate::{Source, name as check_name};
 
-/// Reads and validates a spec file.
-pub fn load_spec(path: &Path) -> Result<Spec, SpecError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
-        path: path.to_path_buf(),
-        source,
+/// Reads and validates a spec file, with every problem found in it (up to
+/// [`MAX_PROBLEMS`](crate::problems::MAX_PROBLEMS)).
+pub fn load_spec(path: &Path) -> Result<Spec, SpecErrors> {
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        SpecErrors::new(vec![SpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        }])
     })?;
-    parse_spec(path, &text)
+    every_problem(&text, |text| parse_spec(path, text))
 }
 
 /// Parses spec text; `path` names the file in errors, gives the default name (its

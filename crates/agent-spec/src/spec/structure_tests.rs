@@ -64,7 +64,7 @@ mod tests {
     fn spec_with(folder: &std::path::Path, list: &str) -> Result<crate::spec::Spec, SpecError> {
         let path = folder.join("web.toml");
         fs::write(&path, format!("{MINIMAL}structure_tests = {list}\n")).unwrap();
-        load_spec(&path)
+        load_spec(&path).map_err(|problems| problems.into_iter().next().unwrap())
     }
 
     #[test]

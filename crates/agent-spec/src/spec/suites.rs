@@ -337,7 +337,7 @@ mod tests {
     fn spec_in(folder: &Path, text: &str) -> Result<Spec, SpecError> {
         let path = folder.join("fizzbuzz.toml");
         fs::write(&path, format!("{MINIMAL}{text}")).unwrap();
-        load_spec(&path)
+        load_spec(&path).map_err(|problems| problems.into_iter().next().unwrap())
     }
 
     /// The (line, column, message) of an `Invalid` error.
