@@ -14,6 +14,7 @@ mod podman;
 mod preflight;
 mod publish;
 mod report;
+mod schema;
 mod services;
 mod snapshots;
 mod structure;

@@ -33,7 +33,7 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
-pub use file::ConfigFile;
+pub use file::{ConfigFile, config_schema};
 pub(crate) use layer::Combine;
 pub use layer::LimitsLayer;
 pub(crate) use limits::{LimitsOf, LimitsTable, read as read_limits};

@@ -32,10 +32,11 @@ pub use check::{
 pub use config::{
     BuildNetwork, BuilderChoice, BundleLimits, ConfigFile, DockerSettings, EnvOverrides,
     FlagOverrides, Limits, LimitsLayer, ModelSettings, NetworkMode, PromptSettings,
-    PublishSettings, Settings, StructuredOutput,
+    PublishSettings, Settings, StructuredOutput, config_schema,
 };
 pub use errors::{ConfigErrors, Problems, SpecErrors};
 pub use spec::{
     Case, DEFAULT_CASE, Readiness, RunSpec, Service, Spec, SpecLimits, Suite, load_spec,
+    spec_schema,
 };
 pub use structure::{CommandTest, StructureFile};

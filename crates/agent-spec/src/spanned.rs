@@ -48,3 +48,11 @@ impl<T: schemars::JsonSchema> schemars::JsonSchema for Spanned<T> {
         T::json_schema(generator)
     }
 }
+
+/// The JSON Schema of a file read into `T`, titled: unknown keys are refused
+/// (`additionalProperties: false`) as the parser refuses them.
+pub(crate) fn schema_of<T: schemars::JsonSchema>(title: &str) -> serde_json::Value {
+    let mut schema = schemars::schema_for!(T);
+    schema.insert("title".to_owned(), title.into());
+    schema.to_value()
+}

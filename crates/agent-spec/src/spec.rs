@@ -26,9 +26,9 @@ mod suites;
 pub(crate) mod testing;
 
 pub use cases::{Case, DEFAULT_CASE};
-pub use parse::load_spec;
 #[cfg(test)]
 pub(crate) use parse::parse_spec;
+pub use parse::{load_spec, spec_schema};
 pub use run::RunSpec;
 pub use service::{Readiness, Service};
 pub use suites::Suite;

@@ -49,6 +49,11 @@ impl ConfigFile {
     }
 }
 
+/// The JSON Schema of `agent.toml`, generated from the tables it is read with.
+pub fn config_schema() -> serde_json::Value {
+    crate::spanned::schema_of::<ConfigTable>("agent.toml")
+}
+
 /// `agent.toml` as written: the table its JSON Schema is generated from.
 #[derive(Deserialize, schemars::JsonSchema, Default)]
 #[serde(deny_unknown_fields)]

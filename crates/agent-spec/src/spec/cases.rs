@@ -74,8 +74,9 @@ impl Spec {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Case")]
 pub(crate) struct RawCase {
     name: Option<Spanned<String>>,
     stdin: Option<String>,

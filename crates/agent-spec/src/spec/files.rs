@@ -10,8 +10,9 @@ use crate::errors::SpecError;
 use crate::spec::checks::compile;
 use crate::validate::Source;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "File")]
 pub(crate) struct RawFile {
     path: Option<Spanned<String>>,
     exists: Option<Spanned<bool>>,

@@ -35,6 +35,11 @@ pub fn load_spec(path: &Path) -> Result<Spec, SpecErrors> {
     every_problem(&text, |text| parse_spec(path, text))
 }
 
+/// The JSON Schema of `spec.toml`, generated from the tables it is read with.
+pub fn spec_schema() -> serde_json::Value {
+    crate::spanned::schema_of::<RawSpec>("spec.toml")
+}
+
 /// Parses spec text; `path` names the file in errors, gives the default name (its
 /// stem) and the folder that `inputs` and hidden test files are relative to.
 pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
@@ -184,8 +189,9 @@ fn resolve_judge(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Spec")]
 struct RawSpec {
     name: Option<Spanned<String>>,
     prompt: Spanned<String>,
@@ -211,8 +217,9 @@ struct RawSpec {
     suite: Vec<Spanned<RawSuite>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Limits")]
 struct RawLimits {
     max_iterations: Option<Spanned<u32>>,
     build_timeout_secs: Option<Spanned<u64>>,

@@ -17,8 +17,9 @@ pub struct RunSpec {
     pub args: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Run")]
 pub(crate) struct RawRun {
     stdin: Option<String>,
     #[serde(default)]

@@ -37,8 +37,9 @@ pub enum Readiness {
 pub(crate) const DEFAULT_READY_TIMEOUT_SECS: u64 = 60;
 pub(crate) const DEFAULT_STOP_TIMEOUT_SECS: u64 = 10;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Service")]
 pub(crate) struct RawService {
     port: Spanned<i64>,
     ready_http: Option<Spanned<String>>,
@@ -48,8 +49,9 @@ pub(crate) struct RawService {
     stop_timeout_secs: Option<Spanned<u64>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Probe")]
 pub(crate) struct RawProbe {
     name: Option<Spanned<String>>,
     method: Option<Spanned<String>>,
@@ -61,6 +63,7 @@ pub(crate) struct RawProbe {
     body_contains: Option<Spanned<String>>,
     body_equals: Option<Spanned<String>>,
     body_matches: Option<Spanned<String>>,
+    #[schemars(with = "Option<serde_json::Value>")]
     json: Option<Spanned<toml::Value>>,
 }
 

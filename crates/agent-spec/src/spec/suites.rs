@@ -40,8 +40,9 @@ pub struct Suite {
 
 pub(crate) const DEFAULT_MIN_TESTS: usize = 1;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Suite")]
 pub(crate) struct RawSuite {
     name: Option<Spanned<String>>,
     files: Option<Spanned<Vec<Spanned<String>>>>,
