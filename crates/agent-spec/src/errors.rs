@@ -67,11 +67,6 @@ pub enum ConfigError {
 #[derive(Debug)]
 pub struct Problems<E>(Vec<E>);
 
-/// A spec's problems.
-pub type SpecErrors = Problems<SpecError>;
-/// `agent.toml`'s problems.
-pub type ConfigErrors = Problems<ConfigError>;
-
 impl<E> Problems<E> {
     pub(crate) fn new(problems: Vec<E>) -> Problems<E> {
         Problems(problems)

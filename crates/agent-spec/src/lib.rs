@@ -9,8 +9,10 @@
 //!
 //! Modules, leaves first: `errors`; `check` (one file per kind of check, `text` how
 //! they word their details); `position` (offsets to lines and columns, toml's errors
-//! reworded); `validate` (the checks every file shares, and `Source` that points a
-//! problem at its value); `structure` (container-structure-test files); `config`
+//! reworded); `problems` (every problem of a file in one pass); `spanned` (values
+//! with their place, and the JSON Schema of the tables they sit in); `validate` (the
+//! checks every file shares, and `Source` that points a problem at its value);
+//! `structure` (container-structure-test files); `config`
 //! (`agent.toml`, the environment and the flags, layered into [`Settings`]); and
 //! `spec` (one file per part of `spec.toml`). Each depends only on those before it.
 
@@ -25,16 +27,16 @@ mod structure;
 mod validate;
 
 pub use check::{
-    BodyExpectation, Check, CheckResult, ContentMatcher, FileCheck, FileEntry, FileFacts,
-    ImageChecks, ImageFacts, Matcher, Observed, Probe, ProbeFacts, ProbeResponse, ceil_boundary,
-    excerpt, floor_boundary, ls_mode,
+    Check, CheckResult, ContentMatcher, FileCheck, FileEntry, FileFacts, ImageChecks, ImageFacts,
+    Matcher, Observed, Probe, ProbeFacts, ProbeResponse, ceil_boundary, excerpt, floor_boundary,
+    ls_mode,
 };
 pub use config::{
     BuildNetwork, BuilderChoice, BundleLimits, ConfigFile, DockerSettings, EnvOverrides,
     FlagOverrides, Limits, LimitsLayer, ModelSettings, NetworkMode, PromptSettings,
     PublishSettings, Settings, StructuredOutput, config_schema,
 };
-pub use errors::{ConfigErrors, Problems, SpecErrors};
+pub use errors::Problems;
 pub use spec::{
     Case, DEFAULT_CASE, Readiness, RunSpec, Service, Spec, SpecLimits, Suite, load_spec,
     spec_schema,

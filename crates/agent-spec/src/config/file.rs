@@ -10,7 +10,7 @@ use crate::config::settings::DEFAULT_BASE_IMAGE;
 use crate::config::tables::{
     BundleTable, DockerLayer, DockerTable, ModelTable, PromptsTable, PublishTable, SettingsLayer,
 };
-use crate::errors::{ConfigError, ConfigErrors};
+use crate::errors::{ConfigError, Problems};
 use crate::position::describe;
 use crate::problems::every_problem;
 use crate::spanned::Spanned;
@@ -26,9 +26,9 @@ pub struct ConfigFile {
 
 impl ConfigFile {
     /// Reads and checks the file, with every problem found in it.
-    pub fn load(path: &Path) -> Result<ConfigFile, ConfigErrors> {
+    pub fn load(path: &Path) -> Result<ConfigFile, Problems<ConfigError>> {
         let text = std::fs::read_to_string(path).map_err(|source| {
-            ConfigErrors::new(vec![ConfigError::Read {
+            Problems::new(vec![ConfigError::Read {
                 path: path.to_path_buf(),
                 source,
             }])

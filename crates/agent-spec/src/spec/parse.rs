@@ -8,7 +8,7 @@ use crate::spanned::Spanned;
 use serde::Deserialize;
 
 use crate::config::{LimitsOf, LimitsTable, read_limits};
-use crate::errors::{SpecError, SpecErrors};
+use crate::errors::{Problems, SpecError};
 use crate::position::describe;
 use crate::problems::every_problem;
 use crate::spec::cases::{RawCase, build_cases};
@@ -25,9 +25,9 @@ use crate::validate::{Source, name as check_name};
 
 /// Reads and validates a spec file, with every problem found in it (up to
 /// [`MAX_PROBLEMS`](crate::problems::MAX_PROBLEMS)).
-pub fn load_spec(path: &Path) -> Result<Spec, SpecErrors> {
+pub fn load_spec(path: &Path) -> Result<Spec, Problems<SpecError>> {
     let text = std::fs::read_to_string(path).map_err(|source| {
-        SpecErrors::new(vec![SpecError::Read {
+        Problems::new(vec![SpecError::Read {
             path: path.to_path_buf(),
             source,
         }])
