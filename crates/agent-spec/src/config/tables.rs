@@ -1,6 +1,6 @@
 //! The tables of `agent.toml` whose keys stand alone, each key declared once: its
 //! name, resolved type, default, how the file writes it and how it is checked. From
-//! that one declaration [`table!`] makes the resolved settings and their defaults,
+//! that one declaration `table!` makes the resolved settings and their defaults,
 //! the layer with its merge, the file's table with spans (which the JSON Schema of
 //! `agent.toml` is also generated from) and the reading of that table into the layer.
 

@@ -23,8 +23,7 @@ use crate::spec::suites::{RawSuite, build_suites};
 use crate::spec::{Service, Spec, SpecLimits};
 use crate::validate::{Source, name as check_name};
 
-/// Reads and validates a spec file, with every problem found in it (up to
-/// [`MAX_PROBLEMS`](crate::problems::MAX_PROBLEMS)).
+/// Reads and validates a spec file, with every problem found in it (up to 20).
 pub fn load_spec(path: &Path) -> Result<Spec, Problems<SpecError>> {
     let text = std::fs::read_to_string(path).map_err(|source| {
         Problems::new(vec![SpecError::Read {
