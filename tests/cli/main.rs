@@ -16,6 +16,7 @@ mod preflight;
 mod publish;
 mod reference;
 mod report;
+mod schema;
 mod services;
 mod snapshots;
 mod structure;

@@ -122,6 +122,8 @@ fn listed_keys(stderr: &str) -> BTreeSet<String> {
 }
 
 /// The fenced blocks of `language` in a Markdown text, with the line each starts on.
+/// The blocks fenced exactly as ```` ```toml ```` are agent's own files; another tool's
+/// TOML names its file after the language (```` ```toml .taplo.toml ````) and is left out.
 fn fenced_blocks(text: &str, language: &str) -> Vec<(usize, String)> {
     let fence = format!("```{language}");
     let mut blocks = Vec::new();

@@ -38,6 +38,55 @@ async fn errors_in_a_spec_name_the_place_and_what_is_allowed() {
     insta::assert_snapshot!(filtered(&workspace, &output.stderr));
 }
 
+/// A bad `name`, an unknown key and a string where a list goes: three errors in one
+/// run, in file order, each with its place; `run` stops on them before any model call.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_error_of_a_spec_in_one_run() {
+    let server = ScriptedServer::start(vec![]).await;
+    let workspace = Workspace::new(&server.base_url(), "", "");
+    let spec = workspace.spec(
+        "three",
+        "name = \"Three Mistakes\"\nprompt = \"p\"\nconditions = \"c\"\n\n[run]\nargs = \"x\"\n\n\
+         [[check]]\nstdout_equal = \"x\"\n",
+    );
+    let output = agent(&workspace, &["check", spec.to_str().unwrap()]).await;
+    output.assert_code(2);
+    assert_eq!(
+        output.stderr.matches("error: ").count(),
+        3,
+        "{}",
+        output.stderr
+    );
+    insta::assert_snapshot!(filtered(&workspace, &output.stderr));
+
+    let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
+    output.assert_code(2);
+    assert_eq!(
+        output.stderr.matches("error: ").count(),
+        3,
+        "{}",
+        output.stderr
+    );
+    assert!(server.requests().is_empty(), "no model call");
+}
+
+/// `agent.toml`'s errors, all of them in one run.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_error_of_the_config_in_one_run() {
+    let workspace = Workspace::new(
+        "http://127.0.0.1:9/v1",
+        "temprature = 0.1",
+        "cpus = \"two\"",
+    );
+    let spec = workspace.spec(
+        "hello",
+        "prompt = \"p\"\nconditions = \"c\"\n[[check]]\nexit_code = 0\n",
+    );
+    let output = agent(&workspace, &["check", spec.to_str().unwrap()]).await;
+    output.assert_code(2);
+    insta::assert_snapshot!(filtered(&workspace, &output.stderr));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_engine_says_what_to_do() {
     let workspace = Workspace::new("http://127.0.0.1:9/v1", "", "");

@@ -37,6 +37,23 @@ pub enum Command {
     Gc(GcArgs),
     /// Write one self-contained HTML page for many runs.
     Report(ReportArgs),
+    /// Print the JSON Schema of spec.toml or agent.toml, for editors and scripts.
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which file's schema.
+    #[arg(value_enum)]
+    pub file: SchemaFile,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SchemaFile {
+    /// A spec (`spec.toml`).
+    Spec,
+    /// The config (`agent.toml`).
+    Config,
 }
 
 #[derive(Debug, Args)]

@@ -44,6 +44,7 @@ pub fn main() -> ExitCode {
             Command::Doctor(args) => commands::doctor::doctor(args).await,
             Command::Gc(args) => commands::gc::gc(args).await,
             Command::Report(args) => commands::report::report(args),
+            Command::Schema(args) => commands::schema::schema(args),
         }
     });
     // Leftover blocking work (a stalled stdin writer, say) must not hold the exit.

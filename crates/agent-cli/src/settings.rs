@@ -17,7 +17,7 @@ pub fn resolve(config: Option<&Path>, flags: FlagOverrides) -> Result<Settings, 
         None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|path| path.is_file()),
     };
     let file = match &path {
-        Some(path) => Some(ConfigFile::load(path).map_err(Failure::usage)?),
+        Some(path) => Some(ConfigFile::load(path).map_err(every_failure)?),
         None => None,
     };
     let environment = EnvOverrides {
@@ -34,7 +34,7 @@ pub fn load_specs(paths: &[PathBuf]) -> Result<Vec<Spec>, Failure> {
     for path in paths {
         match agent_spec::load_spec(path) {
             Ok(spec) => specs.push(spec),
-            Err(error) => failures.push(Failure::usage(error)),
+            Err(problems) => failures.extend(problems.into_iter().map(Failure::usage)),
         }
     }
     let mut names = std::collections::BTreeMap::new();
@@ -55,12 +55,23 @@ pub fn load_specs(paths: &[PathBuf]) -> Result<Vec<Spec>, Failure> {
     }
     match failures.len() {
         0 => Ok(specs),
-        _ => {
-            let last = failures.pop().expect("one failure at least");
-            for failure in &failures {
-                failure.print();
-            }
-            Err(last)
-        }
+        _ => Err(last_of(failures)),
     }
+}
+
+/// Each problem of a file as a failure of its own: all but the last printed here,
+/// the last returned, to be printed as the command ends.
+pub fn every_failure<E>(problems: agent_spec::Problems<E>) -> Failure
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    last_of(problems.into_iter().map(Failure::usage).collect())
+}
+
+fn last_of(mut failures: Vec<Failure>) -> Failure {
+    let last = failures.pop().expect("one failure at least");
+    for failure in &failures {
+        failure.print();
+    }
+    last
 }

@@ -7,13 +7,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use agent_model::{BundleFile, CodeBundle};
-use agent_spec::{
-    BodyExpectation, Case, Check, ContentMatcher, FileCheck, ImageChecks, Matcher, Probe,
-    Readiness, Service, Spec, Suite,
-};
+use agent_spec::Spec;
 use serde::{Deserialize, Serialize};
 
-use crate::artifacts::{sha256_hex, write_json, write_tree};
+use crate::artifacts::{write_json, write_tree};
 use crate::bundle::{Bundle, DOCKERFILE};
 use crate::errors::LoopError;
 use crate::report::Published;
@@ -167,202 +164,10 @@ pub fn record_published(
     Ok(true)
 }
 
-/// The digest of what the spec asks: prompt, conditions, judging, checks, run settings,
-/// cases, image and file checks, the structure-test files' contents, the inputs'
-/// contents, and the hidden test suites with their files' contents (`suite_files`:
-/// suite name → path below its `dest` → contents). Limits are left out: a lock stays
-/// fresh when only the budget changes. Each newer part enters only when the spec has
-/// it, so the digest of a spec without them is what it always was.
-pub fn spec_digest(
-    spec: &Spec,
-    inputs: &BTreeMap<String, Vec<u8>>,
-    suite_files: &BTreeMap<String, BTreeMap<String, Vec<u8>>>,
-) -> String {
-    let inputs = content_digests(inputs);
-    let mut canonical = serde_json::json!({
-        "prompt": spec.prompt,
-        "conditions": spec.conditions,
-        "judge": spec.judge,
-        "checks": checks_json(&spec.checks),
-        "run": {"stdin": spec.run.stdin, "env": spec.run.env, "args": spec.run.args},
-        "inputs": inputs,
-    });
-    let parts = [
-        (
-            "cases",
-            (!spec.cases.is_empty()).then(|| cases_json(&spec.cases)),
-        ),
-        ("image", spec.image.as_ref().map(image_json)),
-        (
-            "files",
-            (!spec.files.is_empty()).then(|| files_json(&spec.files)),
-        ),
-        ("service", spec.service.as_ref().map(service_json)),
-        (
-            "probes",
-            (!spec.probes.is_empty()).then(|| probes_json(&spec.probes)),
-        ),
-        (
-            "structure_tests",
-            (!spec.structure_tests.is_empty()).then(|| {
-                let files: Vec<serde_json::Value> = spec
-                    .structure_tests
-                    .iter()
-                    .map(|file| {
-                        serde_json::json!([file.path, sha256_hex(file.contents.as_bytes())])
-                    })
-                    .collect();
-                serde_json::Value::from(files)
-            }),
-        ),
-        (
-            "suites",
-            (!spec.suites.is_empty()).then(|| suites_json(&spec.suites, suite_files)),
-        ),
-    ];
-    for (key, value) in parts {
-        if let Some(value) = value {
-            canonical[key] = value;
-        }
-    }
-    sha256_hex(canonical.to_string().as_bytes())
-}
-
-/// Path → SHA-256 of the contents.
-fn content_digests(files: &BTreeMap<String, Vec<u8>>) -> BTreeMap<&String, String> {
-    files
-        .iter()
-        .map(|(path, bytes)| (path, sha256_hex(bytes)))
-        .collect()
-}
-
-fn checks_json(checks: &[Check]) -> serde_json::Value {
-    checks
-        .iter()
-        .map(|check| {
-            let (kind, value) = matcher_key(&check.matcher);
-            serde_json::json!({"name": check.name, kind: value})
-        })
-        .collect()
-}
-
-fn cases_json(cases: &[Case]) -> serde_json::Value {
-    cases
-        .iter()
-        .map(|case| {
-            serde_json::json!({
-                "name": case.name, "stdin": case.stdin, "args": case.args, "env": case.env,
-                "entrypoint": case.entrypoint, "command": case.command,
-                "timeout_secs": case.timeout_secs, "checks": checks_json(&case.checks),
-            })
-        })
-        .collect()
-}
-
-fn image_json(image: &ImageChecks) -> serde_json::Value {
-    serde_json::json!({
-        "non_root": image.non_root, "user": image.user, "workdir": image.workdir,
-        "exposed_ports": image.exposed_ports, "env": image.env, "labels": image.labels,
-        "entrypoint": image.entrypoint, "cmd": image.cmd, "max_size_mb": image.max_size_mb,
-    })
-}
-
-fn files_json(files: &[FileCheck]) -> serde_json::Value {
-    files
-        .iter()
-        .map(|file| {
-            let content = file.content.as_ref().map(|content| {
-                let text = match content {
-                    ContentMatcher::Contains(text) | ContentMatcher::NotContains(text) => {
-                        text.as_str()
-                    }
-                    ContentMatcher::Matches(regex) => regex.as_str(),
-                };
-                serde_json::json!({content.key(): text})
-            });
-            serde_json::json!({
-                "path": file.path, "exists": file.exists, "mode": file.mode, "uid": file.uid,
-                "gid": file.gid, "executable": file.executable, "content": content,
-            })
-        })
-        .collect()
-}
-
-fn service_json(service: &Service) -> serde_json::Value {
-    let (kind, value): (&str, serde_json::Value) = match &service.readiness {
-        Readiness::Http(path) => ("ready_http", path.as_str().into()),
-        Readiness::Log(regex) => ("ready_log", regex.as_str().into()),
-        Readiness::Tcp => ("ready_tcp", true.into()),
-    };
-    serde_json::json!({
-        "port": service.port, kind: value, "ready_timeout_secs": service.ready_timeout_secs,
-        "stop_timeout_secs": service.stop_timeout_secs,
-    })
-}
-
-fn probes_json(probes: &[Probe]) -> serde_json::Value {
-    probes
-        .iter()
-        .map(|probe| {
-            let expect = probe.expect.as_ref().map(|expect| {
-                let value: serde_json::Value = match expect {
-                    BodyExpectation::Contains(text) | BodyExpectation::Equals(text) => {
-                        text.as_str().into()
-                    }
-                    BodyExpectation::Matches(regex) => regex.as_str().into(),
-                    BodyExpectation::Json(json) => json.clone(),
-                };
-                serde_json::json!({expect.key(): value})
-            });
-            serde_json::json!({
-                "name": probe.name, "method": probe.method, "path": probe.path,
-                "headers": probe.headers, "body": probe.body, "status": probe.status,
-                "expect": expect,
-            })
-        })
-        .collect()
-}
-
-/// Each suite with its files' digests; a suite missing from `suite_files` enters
-/// with none, which no read suite digests to.
-fn suites_json(
-    suites: &[Suite],
-    suite_files: &BTreeMap<String, BTreeMap<String, Vec<u8>>>,
-) -> serde_json::Value {
-    let none = BTreeMap::new();
-    suites
-        .iter()
-        .map(|suite| {
-            let files = content_digests(suite_files.get(&suite.name).unwrap_or(&none));
-            serde_json::json!({
-                "name": suite.name, "files": files, "dest": suite.dest,
-                "command": suite.command, "junit": suite.junit, "required": suite.required,
-                "min_tests": suite.min_tests, "timeout_secs": suite.timeout_secs,
-            })
-        })
-        .collect()
-}
-
-/// A matcher as the key and value it was written with in the spec.
-fn matcher_key(matcher: &Matcher) -> (&'static str, serde_json::Value) {
-    match matcher {
-        Matcher::ExitCode(code) => ("exit_code", (*code).into()),
-        Matcher::StdoutEquals(text) => ("stdout_equals", text.as_str().into()),
-        Matcher::StdoutContains(text) => ("stdout_contains", text.as_str().into()),
-        Matcher::StdoutNotContains(text) => ("stdout_not_contains", text.as_str().into()),
-        Matcher::StdoutMatches(regex) => ("stdout_matches", regex.as_str().into()),
-        Matcher::StderrContains(text) => ("stderr_contains", text.as_str().into()),
-        Matcher::StderrNotContains(text) => ("stderr_not_contains", text.as_str().into()),
-        Matcher::StderrMatches(regex) => ("stderr_matches", regex.as_str().into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
     use std::path::Path;
-
-    use super::spec_digest;
 
     const BASE: &str = "prompt = \"Add two numbers.\"\nconditions = \"Prints the sum.\"\n\
         [[check]]\nexit_code = 0\n";
@@ -390,17 +195,19 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let spec = agent_spec::load_spec(&path).unwrap();
         let suite_files = crate::artifacts::read_suite_files(&spec).unwrap();
-        spec_digest(&spec, &BTreeMap::new(), &suite_files)
+        spec.digest(&BTreeMap::new(), &suite_files)
     }
 
     #[test]
-    fn a_spec_without_the_newer_parts_keeps_the_digest_it_had() {
+    fn the_digest_of_a_plain_spec_is_pinned() {
         let folder = tempfile::tempdir().unwrap();
-        // The digest of BASE before cases, image, file and structure checks existed:
-        // SHA-256 of its canonical JSON with sorted keys, computed apart from this code.
+        // SHA-256 of {"spec": <BASE serialized>, "inputs": {}, "suite_files": {}} with
+        // sorted keys and no spaces, computed apart from this code (Python's json and
+        // hashlib). It moves only when the spec's serialized form does, which makes
+        // every earlier lock stale once.
         assert_eq!(
             digest_of(folder.path(), BASE),
-            "2a74529464865f7a2b320086c8a2235bfe2a96c7545c6cd0dfa830a7c62c2740"
+            "283f9ea0cba030a8f09b0ba7b5f37ebcc9c105f3fd89ef6b15b23c178cfd6370"
         );
     }
 

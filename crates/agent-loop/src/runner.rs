@@ -473,7 +473,7 @@ fn prepare(job: &Job, state: &mut State) -> Result<Setup, LoopError> {
         &suite_files,
         &job.run_dir,
     )?);
-    let spec_digest = lock::spec_digest(&job.spec, &inputs, &suite_files);
+    let spec_digest = job.spec.digest(&inputs, &suite_files);
     let reads_lock = job.lock != LockMode::Off;
     let found = if reads_lock {
         lock::read(&job.spec)?

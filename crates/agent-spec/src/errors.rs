@@ -61,3 +61,44 @@ pub enum ConfigError {
     #[error("{origin}: {message}")]
     Override { origin: String, message: String },
 }
+
+/// Every problem found in one file, in file order: `agent check` reports them all
+/// at once. Shown one per line.
+#[derive(Debug)]
+pub struct Problems<E>(Vec<E>);
+
+impl<E> Problems<E> {
+    pub(crate) fn new(problems: Vec<E>) -> Problems<E> {
+        Problems(problems)
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, E> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<E> IntoIterator for Problems<E> {
+    type Item = E;
+    type IntoIter = std::vec::IntoIter<E>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for Problems<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+impl<E: std::error::Error> std::error::Error for Problems<E> {}

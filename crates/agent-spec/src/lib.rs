@@ -7,43 +7,38 @@
 //! Synchronous and free of I/O beyond reading the files it is asked to parse; it never
 //! reads the environment (callers pass the variables they resolved).
 //!
-//! Modules, leaves first: `errors`, `settings` (resolved types), `position`, `layer`
-//! (optional layers and their merge), `validate` (the shared checks), `check` (one
-//! file per kind of check), `structure` (container-structure-test files), `spec` (one
-//! file per part of `spec.toml`), `engines` (`[docker] engines`), and `config`, the
-//! facade that merges every source into [`Settings`].
+//! Modules, leaves first: `errors`; `check` (one file per kind of check, `text` how
+//! they word their details); `position` (offsets to lines and columns, toml's errors
+//! reworded); `problems` (every problem of a file in one pass); `spanned` (values
+//! with their place, and the JSON Schema of the tables they sit in); `validate` (the
+//! checks every file shares, and `Source` that points a problem at its value);
+//! `structure` (container-structure-test files); `config`
+//! (`agent.toml`, the environment and the flags, layered into [`Settings`]); and
+//! `spec` (one file per part of `spec.toml`). Each depends only on those before it.
 
 mod check;
 mod config;
-mod engines;
 mod errors;
-mod layer;
 mod position;
-mod settings;
+mod problems;
+mod spanned;
 mod spec;
 mod structure;
 mod validate;
 
 pub use check::{
-    BodyExpectation, Check, CheckResult, ContentMatcher, FILE_GROUP, FileCheck, FileEntry,
-    FileFacts, IMAGE_GROUP, ImageChecks, ImageFacts, Matcher, Observed, Probe, ProbeFacts,
-    ProbeResponse, ceil_boundary, excerpt, floor_boundary, ls_mode,
+    Check, CheckResult, ContentMatcher, FileCheck, FileEntry, FileFacts, ImageChecks, ImageFacts,
+    Matcher, Observed, Probe, ProbeFacts, ProbeResponse, ceil_boundary, excerpt, floor_boundary,
+    ls_mode,
 };
-pub use config::{ConfigFile, EnvOverrides, FlagOverrides, Settings};
-pub use engines::engine_url;
-pub use errors::{ConfigError, Location, SpecError};
-pub use layer::{
-    BundleLayer, Combine, DockerLayer, LimitsLayer, ModelLayer, PromptsLayer, PublishLayer,
-    SettingsLayer,
+pub use config::{
+    BuildNetwork, BuilderChoice, BundleLimits, ConfigFile, DockerSettings, EnvOverrides,
+    FlagOverrides, Limits, LimitsLayer, ModelSettings, NetworkMode, PromptSettings,
+    PublishSettings, Settings, StructuredOutput, config_schema,
 };
-pub use settings::{
-    BuildNetwork, BuilderChoice, BundleLimits, DockerSettings, EngineSetting, Limits,
-    ModelSettings, NetworkMode, PromptSettings, PublishSettings, StructuredOutput,
-};
+pub use errors::Problems;
 pub use spec::{
-    Case, DEFAULT_CASE, Readiness, RunSpec, Service, Spec, SpecLimits, Suite, load_spec, parse_spec,
+    Case, DEFAULT_CASE, Readiness, RunSpec, Service, Spec, SpecLimits, Suite, load_spec,
+    spec_schema,
 };
-pub use structure::{
-    CommandTest, FileContentTest, FileExistenceTest, LicenseTest, MetadataTest, RunOptions,
-    StructureDefaults, StructureFile, StructureSettings,
-};
+pub use structure::{CommandTest, RunOptions, StructureDefaults, StructureFile};

@@ -21,6 +21,25 @@ pub(crate) fn locate(path: &Path, text: &str, offset: usize) -> Location {
     }
 }
 
+/// The byte offset of a 1-based line and column (in characters), the inverse of
+/// [`locate`]; past the end of a line or of the text, the end.
+pub(crate) fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let mut offset = 0;
+    for _ in 1..line {
+        match text[offset..].find('\n') {
+            Some(newline) => offset += newline + 1,
+            None => return text.len(),
+        }
+    }
+    let rest = &text[offset..];
+    let line_end = rest.find('\n').unwrap_or(rest.len());
+    offset
+        + rest[..line_end]
+            .char_indices()
+            .nth(column.saturating_sub(1))
+            .map_or(line_end, |(index, _)| index)
+}
+
 /// A toml error as a location and a message a user can act on.
 pub(crate) fn describe(path: &Path, text: &str, error: &toml::de::Error) -> (Location, String) {
     let span = error.span().unwrap_or(0..0);
@@ -259,6 +278,15 @@ mod tests {
         assert_eq!((location.line, location.column), (1, 3));
         let location = locate(Path::new("x.toml"), text, text.rfind('=').unwrap());
         assert_eq!((location.line, location.column), (2, 4));
+    }
+
+    #[test]
+    fn offset_of_undoes_locate() {
+        let text = "a = 1\nbé = 2\n\nc = 3";
+        for offset in text.char_indices().map(|(index, _)| index) {
+            let location = locate(Path::new("x"), text, offset);
+            assert_eq!(offset_of(text, location.line, location.column), offset);
+        }
     }
 
     #[test]

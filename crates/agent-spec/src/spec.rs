@@ -7,11 +7,12 @@
 use std::path::PathBuf;
 
 use crate::check::{Check, FileCheck, ImageChecks, Probe};
-use crate::layer::LimitsLayer;
+use crate::config::{Combine, Limits, LimitsLayer, Settings};
 use crate::structure::StructureFile;
 
 mod cases;
 mod checks;
+mod digest;
 mod files;
 mod image;
 mod inputs;
@@ -25,7 +26,9 @@ mod suites;
 pub(crate) mod testing;
 
 pub use cases::{Case, DEFAULT_CASE};
-pub use parse::{load_spec, parse_spec};
+#[cfg(test)]
+pub(crate) use parse::parse_spec;
+pub use parse::{load_spec, spec_schema};
 pub use run::RunSpec;
 pub use service::{Readiness, Service};
 pub use suites::Suite;
@@ -33,11 +36,15 @@ pub use suites::Suite;
 /// A parsed and validated spec. Everything here has been checked: names match
 /// `[a-z0-9][a-z0-9_.-]*`, regexes compile, each check has exactly one matcher, inputs
 /// and hidden test files exist below the spec's folder.
-#[derive(Debug, Clone)]
+/// What it asks is also its serialized form ([`Spec::digest`]): every field enters
+/// but where it lives (`name`, `path`, the files on disk) and its budget (`limits`).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Spec {
     /// `name`, or the file stem when absent.
+    #[serde(skip)]
     pub name: String,
     /// The file it was read from.
+    #[serde(skip)]
     pub path: PathBuf,
     pub prompt: String,
     pub conditions: String,
@@ -45,7 +52,9 @@ pub struct Spec {
     pub judge: bool,
     /// Input files, each as (path inside the build context, absolute path on disk).
     /// A folder in `inputs` is expanded to the files below it, sorted.
+    #[serde(serialize_with = "digest::context_paths")]
     pub inputs: Vec<(String, PathBuf)>,
+    #[serde(skip)]
     pub limits: SpecLimits,
     pub run: RunSpec,
     /// The top-level `[[check]]`s; with cases they hold for every case.
@@ -58,6 +67,7 @@ pub struct Spec {
     /// `[[file]]`.
     pub files: Vec<FileCheck>,
     /// `structure_tests = [...]`, each read and parsed.
+    #[serde(serialize_with = "digest::structure_files")]
     pub structure_tests: Vec<StructureFile>,
     /// `[service]`: the image runs as a service; top-level checks judge its logs.
     pub service: Option<Service>,
@@ -70,3 +80,14 @@ pub struct Spec {
 /// A spec's `[limits]`: each set one overrides `agent.toml`'s `[limits]`. A spec sets
 /// only `max_iterations`, the timeouts, `memory_mb`, `cpus` and `network`.
 pub type SpecLimits = LimitsLayer;
+
+impl Settings {
+    /// The limits one spec runs with: the flags over the spec's `[limits]` over these
+    /// settings' limits.
+    pub fn limits_for(&self, spec: &Spec) -> Limits {
+        self.limit_flags
+            .clone()
+            .combine(spec.limits.clone())
+            .resolve(self.limits.clone())
+    }
+}

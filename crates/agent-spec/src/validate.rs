@@ -7,13 +7,10 @@
 use std::ops::Range;
 use std::path::Path;
 
-use serde::Deserialize;
-use toml::Spanned;
+use crate::spanned::Spanned;
 
 use crate::errors::{ConfigError, Location, SpecError};
-use crate::layer::LimitsLayer;
 use crate::position::locate;
-use crate::settings::{BuildNetwork, BuilderChoice, NetworkMode, StructuredOutput};
 
 /// Regexes in a spec or a structure-test file are written by the user, but still get a
 /// size limit so a typo cannot make compiling them eat the machine.
@@ -38,9 +35,6 @@ pub(crate) fn regex(pattern: &str, multi_line: bool) -> Result<regex::Regex, Str
                 .to_owned()
         })
 }
-
-/// The engine refuses a memory limit below 6 MB.
-pub(crate) const MINIMUM_MEMORY_MB: u64 = 6;
 
 /// An error type with a "problem at a place in a file" variant.
 pub(crate) trait Invalid {
@@ -115,6 +109,16 @@ impl Source<'_> {
             |problem| format!("`{key}`: {problem}"),
         )
     }
+
+    /// A value read by `read`, which words and places its own problems.
+    pub fn with<R, U, E>(
+        &self,
+        key: &str,
+        value: Option<R>,
+        read: impl FnOnce(&Self, &str, R) -> Result<U, E>,
+    ) -> Result<Option<U>, E> {
+        value.map(|value| read(self, key, value)).transpose()
+    }
 }
 
 /// `check` for a number that needs at least `minimum`.
@@ -160,52 +164,6 @@ pub(crate) fn temperature(value: f64) -> Result<f64, String> {
         Ok(value)
     } else {
         Err("must be between 0 and 2".to_owned())
-    }
-}
-
-pub(crate) fn network(value: &str) -> Result<NetworkMode, String> {
-    match value {
-        "none" => Ok(NetworkMode::None),
-        "bridge" => Ok(NetworkMode::Bridge),
-        _ => Err(format!(
-            "unknown network `{value}`; expected `none` or `bridge`"
-        )),
-    }
-}
-
-pub(crate) fn builder(value: &str) -> Result<BuilderChoice, String> {
-    match value {
-        "auto" => Ok(BuilderChoice::Auto),
-        "classic" => Ok(BuilderChoice::Classic),
-        "buildkit" => Ok(BuilderChoice::BuildKit),
-        _ => Err(format!(
-            "unknown builder `{value}`; expected `auto`, `classic` or `buildkit`"
-        )),
-    }
-}
-
-pub(crate) fn build_network(value: &str) -> Result<BuildNetwork, String> {
-    match value {
-        "default" => Ok(BuildNetwork::Default),
-        "none" => Ok(BuildNetwork::None),
-        "host" => Ok(BuildNetwork::Host),
-        _ => Err(format!(
-            "unknown network `{value}`; expected `default`, `none` or `host`"
-        )),
-    }
-}
-
-/// `auto` is accepted but not yet named in the hint: until the model client chooses a
-/// mode per server, it behaves as `json_schema`.
-pub(crate) fn structured_output(value: &str) -> Result<StructuredOutput, String> {
-    match value {
-        "auto" => Ok(StructuredOutput::Auto),
-        "json_schema" => Ok(StructuredOutput::JsonSchema),
-        "json_object" => Ok(StructuredOutput::JsonObject),
-        "none" => Ok(StructuredOutput::None),
-        _ => Err(format!(
-            "unknown mode `{value}`; expected `auto`, `json_schema`, `json_object` or `none`"
-        )),
     }
 }
 
@@ -319,70 +277,39 @@ pub(crate) fn variable_name(value: &str) -> Result<String, String> {
     }
 }
 
+/// Names become image tags, labels and folder names, hence the narrow alphabet.
+const NAME_LIMIT: usize = 128;
+
+/// A spec, case, probe or suite name: `[a-z0-9][a-z0-9_.-]*`, at most
+/// [`NAME_LIMIT`] bytes.
+pub(crate) fn name(name: &str) -> Result<(), String> {
+    let mut characters = name.chars();
+    let Some(first) = characters.next() else {
+        return Err("is empty".to_owned());
+    };
+    let allowed_first = first.is_ascii_lowercase() || first.is_ascii_digit();
+    let allowed_rest = characters.all(|character| {
+        character.is_ascii_lowercase()
+            || character.is_ascii_digit()
+            || matches!(character, '_' | '.' | '-')
+    });
+    if !allowed_first || !allowed_rest {
+        return Err(
+            "is not allowed: use lowercase letters, digits, `_`, `.` and `-`, \
+                    starting with a letter or digit"
+                .to_owned(),
+        );
+    }
+    if name.len() > NAME_LIMIT {
+        return Err(format!("is longer than {NAME_LIMIT} characters"));
+    }
+    Ok(())
+}
+
 /// The folder a file's relative paths are resolved against.
 pub(crate) fn folder_of(path: &Path) -> &Path {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     }
-}
-
-/// `[limits]` as written, in `agent.toml` or (a subset of the keys) in a spec.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LimitsTable {
-    pub max_iterations: Option<Spanned<u32>>,
-    pub build_timeout_secs: Option<Spanned<u64>>,
-    pub run_timeout_secs: Option<Spanned<u64>>,
-    pub memory_mb: Option<Spanned<u64>>,
-    pub cpus: Option<Spanned<f64>>,
-    pub pids: Option<Spanned<i64>>,
-    pub output_limit_kb: Option<Spanned<u64>>,
-    pub max_total_tokens: Option<Spanned<u64>>,
-    pub max_wall_secs: Option<Spanned<u64>>,
-    pub network: Option<Spanned<String>>,
-}
-
-/// Whose `[limits]` is read: a spec's messages say a little more about memory and
-/// leave the key off an unknown network.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LimitsOf {
-    Config,
-    Spec,
-}
-
-/// Checks a `[limits]` table into a layer, pointing any problem at its value.
-pub(crate) fn limits<E: Invalid>(
-    source: &Source<'_>,
-    table: LimitsTable,
-    of: LimitsOf,
-) -> Result<LimitsLayer, E> {
-    let memory_note = match of {
-        LimitsOf::Config => "",
-        LimitsOf::Spec => " (the engine refuses less)",
-    };
-    let network = match of {
-        LimitsOf::Config => source.text("network", table.network, network)?,
-        LimitsOf::Spec => {
-            source.value(table.network, |value| network(&value), |problem| problem)?
-        }
-    };
-    Ok(LimitsLayer {
-        max_iterations: source.number("max_iterations", table.max_iterations, at_least(1))?,
-        build_timeout_secs: source.number(
-            "build_timeout_secs",
-            table.build_timeout_secs,
-            at_least(1),
-        )?,
-        run_timeout_secs: source.number("run_timeout_secs", table.run_timeout_secs, at_least(1))?,
-        memory_mb: source.value(table.memory_mb, at_least(MINIMUM_MEMORY_MB), |problem| {
-            format!("`memory_mb` {problem}{memory_note}")
-        })?,
-        cpus: source.number("cpus", table.cpus, cpus)?,
-        pids: source.number("pids", table.pids, at_least(1))?,
-        output_limit_kb: source.number("output_limit_kb", table.output_limit_kb, at_least(1))?,
-        max_total_tokens: source.number("max_total_tokens", table.max_total_tokens, any)?,
-        max_wall_secs: source.number("max_wall_secs", table.max_wall_secs, any)?,
-        network,
-    })
 }

@@ -5,4 +5,5 @@ pub mod doctor;
 pub mod gc;
 pub mod report;
 pub mod run;
+pub mod schema;
 pub mod verify;

@@ -21,7 +21,7 @@ pub async fn verify(args: VerifyArgs) -> Result<u8, Failure> {
     };
     let resolved = Arc::new(settings::resolve(args.config.config.as_deref(), flags)?);
     if let Some(image) = &args.image {
-        let spec = agent_spec::load_spec(&args.run_dir).map_err(Failure::usage)?;
+        let spec = agent_spec::load_spec(&args.run_dir).map_err(crate::settings::every_failure)?;
         let pool = pool_for(&resolved, &spec).await?;
         let job = job(spec, resolved, format!("verify-{}", std::process::id()));
         let record = agent_loop::verify_image(&job, image, &pool.session())
@@ -135,9 +135,11 @@ fn print_result(spec: &str, record: &agent_loop::IterationRecord, json: bool) ->
 /// checked against the digests the run recorded), else the path the run was given.
 fn load_spec(run_dir: &RunDir, report: &agent_loop::Report) -> Result<agent_spec::Spec, Failure> {
     let Some(copy) = &report.spec_copy else {
-        return agent_spec::load_spec(Path::new(&report.spec_path)).map_err(Failure::usage);
+        return agent_spec::load_spec(Path::new(&report.spec_path))
+            .map_err(crate::settings::every_failure);
     };
-    let spec = agent_spec::load_spec(&run_dir.root().join(copy)).map_err(Failure::usage)?;
+    let spec = agent_spec::load_spec(&run_dir.root().join(copy))
+        .map_err(crate::settings::every_failure)?;
     let recorded: BTreeMap<&str, &str> = report
         .inputs
         .iter()

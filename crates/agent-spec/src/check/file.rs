@@ -31,7 +31,7 @@ pub struct FileEntry {
 }
 
 /// One `[[file]]` table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct FileCheck {
     /// Absolute.
     pub path: String,
@@ -46,12 +46,13 @@ pub struct FileCheck {
 }
 
 /// What a `[[file]]` asks of the file's content; at most one per table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ContentMatcher {
     Contains(String),
     NotContains(String),
     /// Multi-line, like the output matchers.
-    Matches(Regex),
+    Matches(#[serde(serialize_with = "crate::check::text::pattern")] Regex),
 }
 
 /// The file-type bits of `st_mode`.

@@ -28,7 +28,7 @@ pub struct ImageFacts {
 }
 
 /// A spec's `[image]`: each set field is one check.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ImageChecks {
     /// `USER` is set and is neither `root` nor `0` (a `uid:gid` form is judged by its
     /// user part).

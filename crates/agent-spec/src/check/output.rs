@@ -10,7 +10,7 @@ use crate::check::text::{
 };
 
 /// One `[[check]]` table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Check {
     /// `name`, or a name made from the matcher (`exit_code`, `stdout_contains #2`, …),
     /// unique within the spec.
@@ -18,17 +18,18 @@ pub struct Check {
     pub matcher: Matcher,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Matcher {
     ExitCode(i64),
     StdoutEquals(String),
     StdoutContains(String),
     StdoutNotContains(String),
     /// Multi-line mode (`(?m)`), so `^` and `$` match at line ends.
-    StdoutMatches(Regex),
+    StdoutMatches(#[serde(serialize_with = "crate::check::text::pattern")] Regex),
     StderrContains(String),
     StderrNotContains(String),
-    StderrMatches(Regex),
+    StderrMatches(#[serde(serialize_with = "crate::check::text::pattern")] Regex),
 }
 
 /// What a finished container did, as the checks see it.

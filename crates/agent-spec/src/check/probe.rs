@@ -16,7 +16,7 @@ use crate::check::result::CheckResult;
 use crate::check::text::{self, QUOTE_LIMIT, Stream, clip, quote};
 
 /// A probe as the spec gives it, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Probe {
     /// Unique within the spec; results are of group `probe:<name>`.
     pub name: String,
@@ -33,11 +33,12 @@ pub struct Probe {
 }
 
 /// At most one expectation on the response body.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BodyExpectation {
     Contains(String),
     Equals(String),
-    Matches(Regex),
+    Matches(#[serde(serialize_with = "crate::check::text::pattern")] Regex),
     /// A subset of the JSON body (see the module's rule).
     Json(serde_json::Value),
 }

@@ -214,6 +214,14 @@ pub fn ceil_boundary(text: &str, mut index: usize) -> usize {
     index
 }
 
+/// A regex serialized as the pattern it was written as (the spec's digest reads it).
+pub(crate) fn pattern<S: serde::Serializer>(
+    regex: &regex::Regex,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(regex.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use crate::spanned::Spanned;
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::check::{Check, CheckResult, FILE_GROUP, IMAGE_GROUP, Observed};
 use crate::errors::SpecError;
@@ -17,7 +17,7 @@ use crate::validate::Source;
 pub const DEFAULT_CASE: &str = "run";
 
 /// One run of the image: what the container gets and what must hold of it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Case {
     /// Unique within the spec; the group of its results.
     pub name: String,
@@ -74,8 +74,9 @@ impl Spec {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Case")]
 pub(crate) struct RawCase {
     name: Option<Spanned<String>>,
     stdin: Option<String>,

@@ -3,16 +3,17 @@
 
 use std::collections::HashSet;
 
+use crate::spanned::Spanned;
 use regex::Regex;
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::check::{Check, Matcher};
 use crate::errors::SpecError;
 use crate::validate::{self, Source};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Check")]
 pub(crate) struct RawCheck {
     name: Option<Spanned<String>>,
     exit_code: Option<Spanned<i64>>,

@@ -2,16 +2,17 @@
 
 use std::collections::HashSet;
 
+use crate::spanned::Spanned;
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::check::{ContentMatcher, FileCheck, parse_ls_mode};
 use crate::errors::SpecError;
 use crate::spec::checks::compile;
 use crate::validate::Source;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "File")]
 pub(crate) struct RawFile {
     path: Option<Spanned<String>>,
     exists: Option<Spanned<bool>>,

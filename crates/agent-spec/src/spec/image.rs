@@ -2,21 +2,23 @@
 
 use std::collections::BTreeMap;
 
+use crate::spanned::Spanned;
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::check::ImageChecks;
 use crate::errors::SpecError;
 use crate::spec::run::{build_env, build_list};
 use crate::validate::Source;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Image")]
 pub(crate) struct RawImage {
     non_root: Option<Spanned<bool>>,
     user: Option<Spanned<String>>,
     workdir: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(schema_with = "port_list")]
     exposed_ports: Vec<Spanned<toml::Value>>,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, Spanned<String>>,
@@ -105,6 +107,14 @@ pub(crate) fn build_image(
 
 /// A port as the image's config lists it: `8080` is `8080/tcp`; a text may name the
 /// protocol (`53/udp`).
+/// `exposed_ports`: numbers, or `"8080/tcp"`-like texts.
+fn port_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 65535}, {"type": "string"}]}
+    })
+}
+
 fn exposed_port(value: &toml::Value) -> Result<String, String> {
     let (number, protocol) = match value {
         toml::Value::Integer(number) => (*number, "tcp"),

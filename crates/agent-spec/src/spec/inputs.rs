@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use toml::Spanned;
+use crate::spanned::Spanned;
 
 use crate::errors::SpecError;
 use crate::spec::paths::SpecFolder;
@@ -59,7 +59,7 @@ mod tests {
         let path = folder.join("task.toml");
         let text = format!("{MINIMAL}inputs = {inputs}\n");
         fs::write(&path, &text).unwrap();
-        load_spec(&path)
+        load_spec(&path).map_err(|problems| problems.into_iter().next().unwrap())
     }
 
     /// The (problem, line, column) of an `Input` error.

@@ -4,11 +4,13 @@
 
 use std::path::Path;
 
+use crate::spanned::Spanned;
 use serde::Deserialize;
-use toml::Spanned;
 
-use crate::errors::SpecError;
+use crate::config::{LimitsOf, LimitsTable, read_limits};
+use crate::errors::{Problems, SpecError};
 use crate::position::describe;
+use crate::problems::every_problem;
 use crate::spec::cases::{RawCase, build_cases};
 use crate::spec::checks::{RawCheck, build_checks};
 use crate::spec::files::{RawFile, build_files};
@@ -19,15 +21,22 @@ use crate::spec::service::{RawProbe, RawService, build_probes, build_service};
 use crate::spec::structure_tests::{read_structure_tests, structure_settings};
 use crate::spec::suites::{RawSuite, build_suites};
 use crate::spec::{Service, Spec, SpecLimits};
-use crate::validate::{self, LimitsOf, LimitsTable, Source};
+use crate::validate::{Source, name as check_name};
 
-/// Reads and validates a spec file.
-pub fn load_spec(path: &Path) -> Result<Spec, SpecError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
-        path: path.to_path_buf(),
-        source,
+/// Reads and validates a spec file, with every problem found in it (up to 20).
+pub fn load_spec(path: &Path) -> Result<Spec, Problems<SpecError>> {
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        Problems::new(vec![SpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        }])
     })?;
-    parse_spec(path, &text)
+    every_problem(&text, |text| parse_spec(path, text))
+}
+
+/// The JSON Schema of `spec.toml`, generated from the tables it is read with.
+pub fn spec_schema() -> serde_json::Value {
+    crate::spanned::schema_of::<RawSpec>("spec.toml")
 }
 
 /// Parses spec text; `path` names the file in errors, gives the default name (its
@@ -55,7 +64,7 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
         || !raw.suite.is_empty();
     let judge = resolve_judge(&source, raw.judge.as_ref(), deterministic)?;
     let limits = match raw.limits.take() {
-        Some(limits) => validate::limits(&source, limits.into(), LimitsOf::Spec)?,
+        Some(limits) => read_limits(&source, limits.into(), LimitsOf::Spec)?,
         None => SpecLimits::default(),
     };
     let run = match &raw.run {
@@ -184,8 +193,9 @@ fn resolve_judge(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Spec")]
 struct RawSpec {
     name: Option<Spanned<String>>,
     prompt: Spanned<String>,
@@ -213,8 +223,9 @@ struct RawSpec {
     suite: Vec<Spanned<RawSuite>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Limits")]
 struct RawLimits {
     max_iterations: Option<Spanned<u32>>,
     build_timeout_secs: Option<Spanned<u64>>,
@@ -238,38 +249,11 @@ impl From<RawLimits> for LimitsTable {
     }
 }
 
-/// Names become image tags, labels and folder names, hence the narrow alphabet.
-const NAME_LIMIT: usize = 128;
-
-pub(crate) fn check_name(name: &str) -> Result<(), String> {
-    let mut characters = name.chars();
-    let Some(first) = characters.next() else {
-        return Err("is empty".to_owned());
-    };
-    let allowed_first = first.is_ascii_lowercase() || first.is_ascii_digit();
-    let allowed_rest = characters.all(|character| {
-        character.is_ascii_lowercase()
-            || character.is_ascii_digit()
-            || matches!(character, '_' | '.' | '-')
-    });
-    if !allowed_first || !allowed_rest {
-        return Err(
-            "is not allowed: use lowercase letters, digits, `_`, `.` and `-`, \
-                    starting with a letter or digit"
-                .to_owned(),
-        );
-    }
-    if name.len() > NAME_LIMIT {
-        return Err(format!("is longer than {NAME_LIMIT} characters"));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::check::Matcher;
-    use crate::settings::NetworkMode;
+    use crate::config::NetworkMode;
     use crate::spec::testing::{MINIMAL, invalid, parse};
 
     #[test]

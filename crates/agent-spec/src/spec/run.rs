@@ -3,22 +3,23 @@
 
 use std::collections::BTreeMap;
 
+use crate::spanned::Spanned;
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::errors::SpecError;
 use crate::validate::{self, Source};
 
 /// A spec's `[run]`: what the container gets besides its image.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct RunSpec {
     pub stdin: Option<String>,
     pub env: BTreeMap<String, String>,
     pub args: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Run")]
 pub(crate) struct RawRun {
     stdin: Option<String>,
     #[serde(default)]

@@ -3,18 +3,17 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use crate::spanned::Spanned;
 use regex::Regex;
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::check::{BodyExpectation, Probe};
 use crate::errors::SpecError;
 use crate::spec::checks::compile;
-use crate::spec::parse::check_name;
-use crate::validate::{Source, at_least};
+use crate::validate::{self, Source, at_least};
 
 /// `[service]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Service {
     /// Where it listens inside the container.
     pub port: u16,
@@ -24,12 +23,13 @@ pub struct Service {
 }
 
 /// When the service counts as ready.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Readiness {
     /// `GET` of this path (it starts with `/`) answers a 2xx.
     Http(String),
     /// A line of either stream matches.
-    Log(Regex),
+    Log(#[serde(serialize_with = "crate::check::text::pattern")] Regex),
     /// The port accepts a connection.
     Tcp,
 }
@@ -37,8 +37,9 @@ pub enum Readiness {
 pub(crate) const DEFAULT_READY_TIMEOUT_SECS: u64 = 60;
 pub(crate) const DEFAULT_STOP_TIMEOUT_SECS: u64 = 10;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Service")]
 pub(crate) struct RawService {
     port: Spanned<i64>,
     ready_http: Option<Spanned<String>>,
@@ -48,8 +49,9 @@ pub(crate) struct RawService {
     stop_timeout_secs: Option<Spanned<u64>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Probe")]
 pub(crate) struct RawProbe {
     name: Option<Spanned<String>>,
     method: Option<Spanned<String>>,
@@ -61,6 +63,7 @@ pub(crate) struct RawProbe {
     body_contains: Option<Spanned<String>>,
     body_equals: Option<Spanned<String>>,
     body_matches: Option<Spanned<String>>,
+    #[schemars(with = "Option<serde_json::Value>")]
     json: Option<Spanned<toml::Value>>,
 }
 
@@ -177,7 +180,7 @@ fn build_probe(
             "[[probe]] has no `name`; give each probe a short unique name".to_owned(),
         ));
     };
-    check_name(name.get_ref())
+    validate::name(name.get_ref())
         .map_err(|problem| source.invalid(name.span(), format!("probe name {problem}")))?;
     if !names.insert(name.get_ref().clone()) {
         return Err(source.invalid(

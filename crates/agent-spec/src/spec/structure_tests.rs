@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use toml::Spanned;
+use crate::spanned::Spanned;
 
 use crate::errors::SpecError;
 use crate::structure::{StructureDefaults, StructureFile, StructureSettings, parse_structure};
@@ -94,7 +94,7 @@ mod tests {
     fn spec_with(folder: &std::path::Path, list: &str) -> Result<crate::spec::Spec, SpecError> {
         let path = folder.join("web.toml");
         fs::write(&path, format!("{MINIMAL}structure_tests = {list}\n")).unwrap();
-        load_spec(&path)
+        load_spec(&path).map_err(|problems| problems.into_iter().next().unwrap())
     }
 
     #[test]
@@ -133,15 +133,21 @@ mod tests {
         );
         let default = spec_with(folder.path(), "[]").unwrap();
         assert!(default.structure_tests.is_empty());
-        match spec_with(
-            folder.path(),
-            "[\"s.yaml\"]\nstructure_defaults = \"docker\"",
-        ) {
-            Err(SpecError::Input { problem, .. }) => {
-                assert!(problem.contains("\"agent\""), "{problem}")
-            }
-            other => panic!("expected the setting refused, got {other:?}"),
-        }
+        // Every error of the spec is reported: the bad setting among them.
+        let path = folder.path().join("web.toml");
+        fs::write(
+            &path,
+            format!("{MINIMAL}structure_tests = [\"s.yaml\"]\nstructure_defaults = \"docker\"\n"),
+        )
+        .unwrap();
+        let problems = load_spec(&path).expect_err("the setting is refused");
+        assert!(
+            problems.iter().any(|problem| matches!(
+                problem,
+                SpecError::Input { problem, .. } if problem.contains("\"agent\"")
+            )),
+            "{problems:?}"
+        );
         match spec_with(folder.path(), "[\"s.yaml\"]") {
             Err(SpecError::Invalid { message, .. }) => {
                 assert!(message.contains("structure_allow_host = true"), "{message}")

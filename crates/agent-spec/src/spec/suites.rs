@@ -5,23 +5,23 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
+use crate::spanned::Spanned;
 use serde::Deserialize;
-use toml::Spanned;
 
 use crate::errors::SpecError;
-use crate::spec::parse::check_name;
 use crate::spec::paths::SpecFolder;
 use crate::spec::run::build_list;
-use crate::validate::{Source, at_least};
+use crate::validate::{self, Source, at_least};
 
 /// A `[[suite]]`, validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Suite {
     /// Unique among the spec's suites.
     pub name: String,
     /// Each hidden file as (its path below `dest`, its canonical path on disk), sorted
     /// by the first, each path once. A listed file lands by its own name, a listed
     /// folder's files by their paths below that folder.
+    #[serde(serialize_with = "crate::spec::digest::context_paths")]
     pub files: Vec<(String, PathBuf)>,
     /// The absolute folder in the container the files are copied to, after the build
     /// and before `command` starts; never `/`, without a trailing `/`.
@@ -40,8 +40,9 @@ pub struct Suite {
 
 pub(crate) const DEFAULT_MIN_TESTS: usize = 1;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Suite")]
 pub(crate) struct RawSuite {
     name: Option<Spanned<String>>,
     files: Option<Spanned<Vec<Spanned<String>>>>,
@@ -144,7 +145,7 @@ fn suite_name(
         ));
     };
     let text = name.get_ref();
-    check_name(text).map_err(|problem| {
+    validate::name(text).map_err(|problem| {
         source.invalid(
             name.span(),
             format!("suite name `{}` {problem}", text.escape_debug()),
@@ -337,7 +338,7 @@ mod tests {
     fn spec_in(folder: &Path, text: &str) -> Result<Spec, SpecError> {
         let path = folder.join("fizzbuzz.toml");
         fs::write(&path, format!("{MINIMAL}{text}")).unwrap();
-        load_spec(&path)
+        load_spec(&path).map_err(|problems| problems.into_iter().next().unwrap())
     }
 
     /// The (line, column, message) of an `Invalid` error.

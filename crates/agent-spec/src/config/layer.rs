@@ -1,14 +1,9 @@
 //! One layer of settings: every field optional, `None` where the source is silent.
 //! Each source (`agent.toml`, a spec's `[limits]`, the environment, the flags) is read
 //! into a layer; layers are merged with [`Combine`] and resolved over the built-in
-//! defaults into the types of [`crate::settings`].
+//! defaults into the types of `config::settings`.
 
-use std::path::PathBuf;
-
-use crate::settings::{
-    BuildNetwork, BuilderChoice, BundleLimits, DockerSettings, EngineSetting, Limits,
-    ModelSettings, NetworkMode, PromptSettings, PublishSettings, StructuredOutput,
-};
+use crate::config::settings::{Limits, NetworkMode};
 
 /// Merging two layers: `a.combine(b)` keeps each value `a` sets and takes `b`'s where
 /// `a` is silent, so the higher layer goes on the left.
@@ -50,40 +45,7 @@ macro_rules! layer {
         }
     };
 }
-
-layer! {
-    /// `[model]`.
-    pub struct ModelLayer => ModelSettings {
-        base_url: String,
-        api_key_env: String,
-        name: String,
-        temperature: f64,
-        request_timeout_secs: u64,
-        max_retries: u32,
-        max_retry_after_secs: u64,
-        structured_output: StructuredOutput,
-        stream: bool,
-        /// `Some(None)` would mean "leave it to the server" explicitly; no source says
-        /// that today, so a set value is always `Some(Some(_))`.
-        max_tokens: Option<u32>,
-        max_concurrent_requests: u32,
-        candidates: u32,
-    }
-}
-
-layer! {
-    /// `[docker]`.
-    pub struct DockerLayer => DockerSettings {
-        base_image: String,
-        allowed_base_images: Vec<String>,
-        build_network: BuildNetwork,
-        builder: BuilderChoice,
-        cache_max_mb: u64,
-        engines: Vec<EngineSetting>,
-        cache_from: Vec<String>,
-        probe_image: String,
-    }
-}
+pub(crate) use layer;
 
 layer! {
     /// `[limits]` of `agent.toml` or of a spec (which takes only some of the keys).
@@ -98,58 +60,6 @@ layer! {
         max_total_tokens: u64,
         max_wall_secs: u64,
         network: NetworkMode,
-    }
-}
-
-layer! {
-    /// `[bundle]`.
-    pub struct BundleLayer => BundleLimits {
-        max_total_bytes: u64,
-        max_files: usize,
-        max_file_bytes: u64,
-        max_path_bytes: usize,
-    }
-}
-
-layer! {
-    /// `[prompts]`.
-    pub struct PromptsLayer => PromptSettings {
-        system: Option<PathBuf>,
-        task: Option<PathBuf>,
-        repair: Option<PathBuf>,
-        judge: Option<PathBuf>,
-    }
-}
-
-layer! {
-    /// `[publish]`.
-    pub struct PublishLayer => PublishSettings {
-        repository: Option<String>,
-        tags: Vec<String>,
-    }
-}
-
-/// Every table of `agent.toml` as one layer.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SettingsLayer {
-    pub model: ModelLayer,
-    pub docker: DockerLayer,
-    pub limits: LimitsLayer,
-    pub bundle: BundleLayer,
-    pub prompts: PromptsLayer,
-    pub publish: PublishLayer,
-}
-
-impl Combine for SettingsLayer {
-    fn combine(self, lower: Self) -> Self {
-        SettingsLayer {
-            model: self.model.combine(lower.model),
-            docker: self.docker.combine(lower.docker),
-            limits: self.limits.combine(lower.limits),
-            bundle: self.bundle.combine(lower.bundle),
-            prompts: self.prompts.combine(lower.prompts),
-            publish: self.publish.combine(lower.publish),
-        }
     }
 }
 

@@ -9,10 +9,10 @@
 //! An `ssh://user@host` engine may name the private key to log in with:
 //! `{ url = "ssh://ci@builder-3", identity = "~/.ssh/builder_ed25519" }`.
 
-use toml::Spanned;
+use crate::spanned::Spanned;
 
+use crate::config::settings::EngineSetting;
 use crate::errors::ConfigError;
-use crate::settings::EngineSetting;
 use crate::validate::Source;
 
 /// An engine address `agent` can reach: `unix://` (or a socket path), `tcp://`,
@@ -60,15 +60,46 @@ fn ssh_url(value: &str, rest: &str) -> Result<String, String> {
     Ok(value.trim_end_matches('/').to_owned())
 }
 
+/// An entry of `[docker] engines` as written: an address or a table, read by
+/// [`read`] with messages of its own; the schema says the same.
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+pub(crate) struct EngineEntry(toml::Value);
+
+impl schemars::JsonSchema for EngineEntry {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EngineEntry".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An engine address (`unix://`, `tcp://`, `http(s)://`, `ssh://user@host`), or a table with `url`, `slots` (builds and runs at once) and `identity` (the key of an `ssh://` engine).",
+            "anyOf": [
+                {"type": "string"},
+                {
+                    "type": "object",
+                    "properties": {
+                        "url": {"type": "string"},
+                        "slots": {"type": "integer", "minimum": 1},
+                        "identity": {"type": "string"}
+                    },
+                    "required": ["url"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
+
 /// The `engines` array of `agent.toml`'s `[docker]`.
 pub(crate) fn read(
     source: &Source<'_>,
-    list: Spanned<Vec<Spanned<toml::Value>>>,
+    list: Spanned<Vec<Spanned<EngineEntry>>>,
 ) -> Result<Vec<EngineSetting>, ConfigError> {
     let mut engines = Vec::new();
     for entry in list.into_inner() {
         let span = entry.span();
-        let engine = match entry.into_inner() {
+        let engine = match entry.into_inner().0 {
             toml::Value::String(url) => EngineSetting {
                 url,
                 slots: None,

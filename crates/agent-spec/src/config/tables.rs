@@ -1,0 +1,220 @@
+//! The tables of `agent.toml` whose keys stand alone, each key declared once: its
+//! name, resolved type, default, how the file writes it and how it is checked. From
+//! that one declaration `table!` makes the resolved settings and their defaults,
+//! the layer with its merge, the file's table with spans (which the JSON Schema of
+//! `agent.toml` is also generated from) and the reading of that table into the layer.
+
+use std::path::PathBuf;
+
+use crate::config::engines::{self, EngineEntry};
+use crate::config::file::{prompt_file, read_allowed_images, read_cache_from, read_tags};
+use crate::config::layer::{Combine, LimitsLayer, layer};
+use crate::config::settings::{
+    BuildNetwork, BuilderChoice, DEFAULT_BASE_IMAGE, DEFAULT_CACHE_MAX_MB, DEFAULT_PROBE_IMAGE,
+    EngineSetting, StructuredOutput,
+};
+use crate::errors::ConfigError;
+use crate::spanned::Spanned;
+use crate::validate::{self, Source, any, at_least};
+
+/// `$how` is a method of [`Source`]: `text` and `number` check the value with
+/// `$check` and word its problem with the key; `with` hands the key and the value as
+/// written to `$check`, which reads it.
+macro_rules! table {
+    (
+        $(#[$meta:meta])*
+        pub struct $resolved:ident, layer $layer:ident, file $file:ident {
+            $(
+                $(#[$field_meta:meta])*
+                $field:ident: $type:ty = $default:expr;
+                    $raw:ty => $how:ident($check:expr),
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $resolved {
+            $($(#[$field_meta])* pub $field: $type,)*
+        }
+
+        impl Default for $resolved {
+            fn default() -> Self {
+                $resolved { $($field: $default,)* }
+            }
+        }
+
+        layer! {
+            $(#[$meta])*
+            pub struct $layer => $resolved {
+                $($field: $type,)*
+            }
+        }
+
+        $(#[$meta])*
+        #[derive(serde::Deserialize, schemars::JsonSchema, Default)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct $file {
+            $($(#[$field_meta])* pub(crate) $field: Option<$raw>,)*
+        }
+
+        impl $file {
+            /// Every value checked, its problem pointing at it.
+            pub(crate) fn read(self, source: &Source<'_>) -> Result<$layer, ConfigError> {
+                Ok($layer {
+                    $($field: source.$how(stringify!($field), self.$field, $check)?,)*
+                })
+            }
+        }
+    };
+}
+
+table! {
+    /// `[model]`: the endpoint and how it is asked.
+    pub struct ModelSettings, layer ModelLayer, file ModelTable {
+        /// Includes `/v1`; requests go to `<base_url>/chat/completions`.
+        base_url: String = "https://api.openai.com/v1".to_owned();
+            Spanned<String> => text(validate::base_url),
+        /// The name of the environment variable that holds the key (never the key).
+        api_key_env: String = "OPENAI_API_KEY".to_owned();
+            Spanned<String> => text(validate::variable_name),
+        /// The model's name.
+        name: String = "gpt-4o-2024-08-06".to_owned();
+            Spanned<String> => text(validate::model_name),
+        /// Sampling temperature, 0 to 2.
+        temperature: f64 = 0.2;
+            Spanned<f64> => number(validate::temperature),
+        /// Seconds one request may take.
+        request_timeout_secs: u64 = 180;
+            Spanned<u64> => number(at_least(1)),
+        /// Retries of a request that failed with 429, 5xx or a connection error.
+        max_retries: u32 = 4;
+            Spanned<u32> => number(any),
+        /// Longest wait a `Retry-After` header may impose before a retry.
+        max_retry_after_secs: u64 = 60;
+            Spanned<u64> => number(any),
+        /// `auto`, `json_schema`, `json_object` or `none`: how the reply's shape is asked for.
+        structured_output: StructuredOutput = StructuredOutput::Auto;
+            Spanned<String> => text(str::parse::<StructuredOutput>),
+        /// Ask for SSE streaming (`stream = true`); default false.
+        stream: bool = false;
+            Spanned<bool> => number(any),
+        /// `max_tokens` sent with each request; unset leaves it to the server.
+        max_tokens: Option<u32> = None;
+            Spanned<u32> => number(|value| at_least(1)(value).map(Some)),
+        /// Requests to the endpoint in flight at once, across every spec of a run.
+        max_concurrent_requests: u32 = 8;
+            Spanned<u32> => number(at_least(1)),
+        /// Bundles asked for in a spec's first generation, built and run side by side.
+        candidates: u32 = 1;
+            Spanned<u32> => number(validate::candidates),
+    }
+}
+
+table! {
+    /// `[docker]`: what the model builds from, and where and how builds and runs go.
+    pub struct DockerSettings, layer DockerLayer, file DockerTable {
+        /// What the model is told to build `FROM`.
+        base_image: String = DEFAULT_BASE_IMAGE.to_owned();
+            Spanned<String> => text(validate::non_empty),
+        /// Empty: any `FROM` is allowed; else `FROM` must be one of these.
+        allowed_base_images: Vec<String> = Vec::new();
+            Spanned<Vec<Spanned<String>>> => with(read_allowed_images),
+        /// `default`, `none` or `host`: the network `RUN` steps get.
+        build_network: BuildNetwork = BuildNetwork::Default;
+            Spanned<String> => text(str::parse::<BuildNetwork>),
+        /// `auto`, `classic` or `buildkit` (or `--builder`): which of an engine's builders builds.
+        builder: BuilderChoice = BuilderChoice::Auto;
+            Spanned<String> => text(str::parse::<BuilderChoice>),
+        /// The most the build cache (`agent-cache/…` images) may hold, in MiB; past it the
+        /// least recently used entries are removed after each spec's run. 0: no cap.
+        cache_max_mb: u64 = DEFAULT_CACHE_MAX_MB;
+            Spanned<u64> => number(any),
+        /// Where builds and runs go (or `--engine`): addresses, or tables with `url`,
+        /// `slots` and `identity`. Empty: the engine the Docker CLI would use
+        /// (`DOCKER_HOST`, else the local socket).
+        engines: Vec<EngineSetting> = Vec::new();
+            Spanned<Vec<Spanned<EngineEntry>>> => with(|source, _, list| engines::read(source, list)),
+        /// Images in a registry a build may take unchanged steps from (or `--cache-from`),
+        /// pulled before the first build (missing ones are skipped).
+        cache_from: Vec<String> = Vec::new();
+            Spanned<Vec<Spanned<String>>> => with(read_cache_from),
+        /// The image whose container sends a service's probes from inside its network
+        /// namespace; it needs `nc`, `sleep` and `true` (busybox has them).
+        probe_image: String = DEFAULT_PROBE_IMAGE.to_owned();
+            Spanned<String> => text(validate::non_empty),
+    }
+}
+
+table! {
+    /// `[bundle]`: what a model's bundle may weigh.
+    pub struct BundleLimits, layer BundleLayer, file BundleTable {
+        /// Bytes of every file together.
+        max_total_bytes: u64 = 4 * 1024 * 1024;
+            Spanned<u64> => number(at_least(1)),
+        /// Files in a bundle.
+        max_files: usize = 64;
+            Spanned<usize> => number(at_least(1)),
+        /// Bytes of one file.
+        max_file_bytes: u64 = 1024 * 1024;
+            Spanned<u64> => number(at_least(1)),
+        /// Longest file path, in bytes.
+        max_path_bytes: usize = 200;
+            Spanned<usize> => number(at_least(1)),
+    }
+}
+
+table! {
+    /// `[prompts]`: files that replace the built-in prompt templates, relative to
+    /// `agent.toml`'s folder.
+    pub struct PromptSettings, layer PromptsLayer, file PromptsTable {
+        /// The system prompt.
+        system: Option<PathBuf> = None;
+            Spanned<String> => with(prompt_file),
+        /// The first request of a spec.
+        task: Option<PathBuf> = None;
+            Spanned<String> => with(prompt_file),
+        /// Each repair request.
+        repair: Option<PathBuf> = None;
+            Spanned<String> => with(prompt_file),
+        /// The judge's request.
+        judge: Option<PathBuf> = None;
+            Spanned<String> => with(prompt_file),
+    }
+}
+
+table! {
+    /// `[publish]`: where verified images are pushed.
+    pub struct PublishSettings, layer PublishLayer, file PublishTable {
+        /// `host[:port]/path`: images go to `<repository>/<spec>:<12 hex of the bundle
+        /// digest>`; unset: not pushed.
+        repository: Option<String> = None;
+            Spanned<String> => text(|value| validate::repository(value).map(Some)),
+        /// Moving tags pushed beside the digest tag (e.g. `latest`).
+        tags: Vec<String> = Vec::new();
+            Vec<Spanned<String>> => with(read_tags),
+    }
+}
+
+/// Every table of `agent.toml` as one layer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SettingsLayer {
+    pub model: ModelLayer,
+    pub docker: DockerLayer,
+    pub limits: LimitsLayer,
+    pub bundle: BundleLayer,
+    pub prompts: PromptsLayer,
+    pub publish: PublishLayer,
+}
+
+impl Combine for SettingsLayer {
+    fn combine(self, lower: Self) -> Self {
+        SettingsLayer {
+            model: self.model.combine(lower.model),
+            docker: self.docker.combine(lower.docker),
+            limits: self.limits.combine(lower.limits),
+            bundle: self.bundle.combine(lower.bundle),
+            prompts: self.prompts.combine(lower.prompts),
+            publish: self.publish.combine(lower.publish),
+        }
+    }
+}
