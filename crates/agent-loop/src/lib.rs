@@ -19,6 +19,7 @@ mod runner;
 mod seal;
 mod steps;
 mod templates;
+mod text;
 mod trial;
 mod verification;
 mod verify;

@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use agent_run_dir::IterationDir;
 use agent_sandbox::{BuildProgress, BuildRequest, BuildStatus, RunOutcome};
-use agent_spec::excerpt;
 
 use crate::artifacts::write_file;
 use crate::errors::LoopError;
@@ -18,6 +17,7 @@ use crate::iteration::{Halt, Iteration, end};
 use crate::job::Job;
 use crate::ports::EnginePort;
 use crate::report::{CaseRecord, Outcome, round_secs};
+use crate::text::first_line;
 use crate::verification::{self, CaseRun};
 
 /// What a build and run that met every check leave for the steps after.
@@ -221,20 +221,4 @@ impl<E: EnginePort> Trial<'_, E> {
             None => Ok(()),
         }
     }
-}
-
-/// The start of a multi-line detail on one line, for progress and `detail`: the first
-/// line, and the next when the first ends in a colon.
-pub(crate) fn gist(text: &str) -> String {
-    let mut lines = text.trim().lines().map(str::trim);
-    let first = lines.next().unwrap_or_default();
-    let line = match lines.next() {
-        Some(second) if first.ends_with(':') => format!("{first} {second}"),
-        _ => first.to_string(),
-    };
-    excerpt(&line, 240).replace('\n', " ")
-}
-
-pub(crate) fn first_line(text: &str) -> &str {
-    text.trim().lines().next().unwrap_or_default()
 }

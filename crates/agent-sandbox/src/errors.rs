@@ -73,7 +73,7 @@ pub enum SandboxError {
     LabelBuild { image: String, error: String },
     #[error("{role} `{image}` is not on the engine and cannot be pulled: {reason}")]
     Pull {
-        role: crate::pull::ImageRole,
+        role: crate::outcome::ImageRole,
         image: String,
         reason: String,
     },

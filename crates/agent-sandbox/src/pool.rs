@@ -14,9 +14,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::Sandbox;
 use crate::errors::SandboxError;
+use crate::outcome::PulledImage;
 use crate::outcome::{BuildOutcome, BuildProgress, BuildStatus, CleanupReport, RunOutcome};
 use crate::probe::ProbeRequest;
-use crate::pull::PulledImage;
 use crate::registry_auth::RegistryCredentials;
 use crate::request::{BuildRequest, RunRequest};
 use crate::service::{ServiceOutcome, ServiceRequest};

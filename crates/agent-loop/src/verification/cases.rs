@@ -10,7 +10,7 @@ use agent_spec::{Case, CheckResult, DEFAULT_CASE, Matcher, Observed, excerpt};
 use crate::feedback;
 use crate::job::Job;
 use crate::report::Outcome;
-use crate::trial::{first_line, gist};
+use crate::text::{first_line, gist};
 use crate::verification::{Evidence, Facts, Failure, Kind, failed_list};
 
 /// Failed cases shown with their output; the rest are named only.
@@ -317,11 +317,7 @@ pub(crate) fn describe(spec: &agent_spec::Spec) -> String {
         }
         let _ = writeln!(text, "\nCase `{}`: {}.", case.name, fed.join("; "));
         for check in &case.checks {
-            let _ = writeln!(
-                text,
-                "- {}",
-                crate::prompts::describe_matcher(&check.matcher)
-            );
+            let _ = writeln!(text, "- {}", crate::text::describe_matcher(&check.matcher));
         }
     }
     text

@@ -166,7 +166,7 @@ pub(crate) fn first_failed(results: &[CheckResult]) -> String {
             format!(
                 "check `{}` failed: {}",
                 result.name,
-                crate::trial::gist(&result.detail)
+                crate::text::gist(&result.detail)
             )
         })
         .unwrap_or_default()

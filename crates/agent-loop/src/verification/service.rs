@@ -315,11 +315,7 @@ pub(crate) fn describe(spec: &agent_spec::Spec) -> String {
     if !spec.checks.is_empty() {
         text.push_str("What the service writes until it is stopped must meet:\n");
         for check in &spec.checks {
-            let _ = writeln!(
-                text,
-                "- {}",
-                crate::prompts::describe_matcher(&check.matcher)
-            );
+            let _ = writeln!(text, "- {}", crate::text::describe_matcher(&check.matcher));
         }
     }
     text
