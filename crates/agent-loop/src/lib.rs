@@ -29,7 +29,7 @@ pub use errors::LoopError;
 pub use events::{Event, EventSink, Phase};
 pub use job::{Job, Provenance, run_labels, run_limits};
 pub use lock::{LockFile, LockMode, LockState, lock_dir, record_published};
-pub use ports::{EnginePort, ModelPort};
+pub use ports::ModelPort;
 pub use report::{
     CandidateRecord, CaseRecord, IterationRecord, LockReport, Outcome, Published, Report,
     SavedImage, StopReason, SuiteRecord, TestRecord, UsageTotals,

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use agent_model::{ChatMessage, CodeBundle, Purpose, Role};
-use agent_sandbox::Sealed;
+use agent_sandbox::{EnginePort, Sealed};
 use tokio_util::sync::CancellationToken;
 
 use agent_run_dir::IterationDir;
@@ -22,7 +22,7 @@ use crate::events::{Event, EventSink, Phase};
 use crate::iteration::{Ending, Halt, Iteration};
 use crate::job::Job;
 use crate::lock::{self, Lock, LockFile, LockMode, LockState};
-use crate::ports::{EnginePort, ModelPort};
+use crate::ports::ModelPort;
 use crate::prompts::{self, message};
 use crate::report::{
     CandidateRecord, IterationRecord, LockReport, Outcome, Published, Report, SealRecord,
@@ -634,7 +634,10 @@ fn finish(
 /// the end of the whole `agent run`, not per spec: each trim lists every image.
 async fn clean_up<E: EnginePort>(job: &Job, engine: &E) -> Result<(), LoopError> {
     engine
-        .remove_labelled_containers(agent_sandbox::LABEL_RUN, &job.run_id)
+        .remove(agent_sandbox::RemovalScope::Containers {
+            key: agent_sandbox::LABEL_RUN,
+            value: &job.run_id,
+        })
         .await?;
     Ok(())
 }

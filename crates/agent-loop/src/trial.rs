@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use agent_run_dir::IterationDir;
-use agent_sandbox::{BuildProgress, BuildRequest, BuildStatus, RunOutcome};
+use agent_sandbox::{BuildProgress, BuildRequest, BuildStatus, EnginePort, RunOutcome};
 
 use crate::artifacts::write_file;
 use crate::errors::LoopError;
@@ -15,7 +15,6 @@ use crate::events::Phase;
 use crate::feedback;
 use crate::iteration::{Halt, Iteration, end};
 use crate::job::Job;
-use crate::ports::EnginePort;
 use crate::report::{CaseRecord, Outcome, round_secs};
 use crate::text::first_line;
 use crate::verification::{self, CaseRun};

@@ -2,22 +2,22 @@
 //! build context, builds with a timeout, runs under limits with capped output,
 //! labels on everything, cleanup by label, and `gc`.
 //!
-//! Modules, bottom up: `labels`, `request`, `outcome` (every type an operation
-//! answers with: outcomes, the product, the seal's way, an image's role), `errors`,
-//! `deadline` and `context` are leaves of data and small helpers; `dialect` holds
-//! what differs between engines (Docker, Podman) for every other module and uses
-//! nothing above `outcome`; `memory` is what an engine remembers between calls;
-//! `cleanup`, `cache`, `build` (the classic builder and BuildKit) and `run` do one
-//! kind of engine work each (`setup` runs after committed setup commands,
-//! `image_facts` and `file_facts` read an image without running it); `engine` is the
-//! `Sandbox` facade over them; `pull`, `publish` and `transfer` add image transfers
-//! to it, `relabel` labels an image without a build, `rebuild` seals a BuildKit image
-//! by its cached build, and `seal` picks the way an engine accepts; `registry_auth`
-//! finds registry credentials; `pool` spreads work over several engines' slots.
-//! `service` runs a service through its lifetime and `probe` reaches it from inside
-//! its network namespace; `suite` runs a hidden test suite and reads its JUnit file
-//! back, which `junit` grades (pure, no engine). Each module uses only modules
-//! listed before it (`scripts/check-house` keeps it so).
+//! Modules, bottom up: `labels`, `request`, `outcome` (every type an operation answers
+//! with: outcomes, the product, the seal's way, an image's role), `errors`, `deadline`
+//! and `context` are leaves of data and small helpers; `dialect` holds what differs
+//! between engines (Docker, Podman) for every other module and uses nothing above
+//! `outcome`; `memory` is what an engine remembers between calls; `cleanup`, `cache`,
+//! `build` (the classic builder and BuildKit) and `run` do one kind of engine work each
+//! (`setup` runs after committed setup commands, `image_facts` and `file_facts` read an
+//! image without running it); `engine` is the `Sandbox` facade over them; `pull`,
+//! `publish` and `transfer` add image transfers to it, `relabel` labels an image
+//! without a build, `rebuild` seals a BuildKit image by its cached build, and `seal`
+//! picks the way an engine accepts; `registry_auth` finds registry credentials; `port`
+//! is the engine as the loop sees it; `pool` spreads work over several engines' slots.
+//! `service` runs a service through its lifetime and `probe` reaches it from inside its
+//! network namespace; `suite` runs a hidden test suite and reads its JUnit file back,
+//! which `junit` grades (pure, no engine). No module uses one that uses it back
+//! (`scripts/check-house` keeps it so).
 
 mod build;
 mod cache;
@@ -34,6 +34,7 @@ mod labels;
 mod memory;
 mod outcome;
 mod pool;
+mod port;
 mod probe;
 mod publish;
 mod pull;
@@ -61,6 +62,7 @@ pub use outcome::{
     EngineInfo, ImageRole, Product, PulledImage, PushRefusal, RunOutcome, SealMethod, Sealed,
 };
 pub use pool::{Pool, PoolSession};
+pub use port::{EnginePort, Inspect, Inspected, RemovalScope, Setup};
 pub use probe::{
     DEFAULT_PROBE_IMAGE, HttpResponse, ProbeFailure, ProbeLimits, ProbeOutcome, ProbeRequest,
 };

@@ -9,15 +9,15 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use agent_sandbox::{
-    HttpResponse, ProbeLimits, ProbeOutcome, ProbeRequest, Readiness as EngineReadiness, ReadyEnd,
-    RunOutcome, SandboxError, ServiceOutcome, ServiceRequest, StopEnd,
+    EnginePort, HttpResponse, ProbeLimits, ProbeOutcome, ProbeRequest,
+    Readiness as EngineReadiness, ReadyEnd, RunOutcome, SandboxError, ServiceOutcome,
+    ServiceRequest, StopEnd,
 };
 use agent_spec::{
     CheckResult, Observed, Probe, ProbeFacts, ProbeResponse, Readiness, Service, excerpt,
 };
 
 use crate::job::{Job, run_limits};
-use crate::ports::EnginePort;
 use crate::report::Outcome;
 use crate::verification::{Evidence, Facts, Failure, Kind, failed_list, first_failed};
 

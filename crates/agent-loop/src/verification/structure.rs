@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use agent_sandbox::{RunOutcome, RunRequest, SandboxError};
+use agent_sandbox::{EnginePort, RunOutcome, RunRequest, SandboxError, Setup};
 use agent_spec::{CheckResult, ImageFacts, Observed, StructureFile, excerpt};
 
 use crate::job::{Job, run_limits};
-use crate::ports::EnginePort;
 use crate::report::Outcome;
 use crate::verification::{Evidence, Facts, Failure, Kind, first_failed};
 
@@ -75,13 +74,11 @@ impl CommandRun {
             limits: run_limits(&job.limits, timeout),
             labels,
         };
-        if self.setup.is_empty() {
-            engine.run(request).await
-        } else {
-            engine
-                .run_after_setup(&self.setup, &self.setup_env, request)
-                .await
-        }
+        let setup = (!self.setup.is_empty()).then_some(Setup {
+            commands: &self.setup,
+            env: &self.setup_env,
+        });
+        engine.run(request, setup).await
     }
 }
 

@@ -10,12 +10,11 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use agent_sandbox::junit::{self, Criteria, Grade, Problem};
-use agent_sandbox::{SuiteOutcome, SuiteRequest};
+use agent_sandbox::{EnginePort, SuiteOutcome, SuiteRequest};
 use agent_spec::{CheckResult, Suite, excerpt};
 
 use crate::errors::LoopError;
 use crate::job::{Job, run_limits};
-use crate::ports::EnginePort;
 use crate::report::{Outcome, SuiteRecord, TestRecord, round_secs};
 use crate::verification::{Evidence, Facts, Failure, Kind};
 
