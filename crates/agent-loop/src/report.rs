@@ -5,7 +5,7 @@ use agent_spec::CheckResult;
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::InputDigest;
-use crate::lock::LockState;
+use crate::lock::{LockState, Published};
 
 /// How one iteration ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,13 +301,6 @@ pub struct CandidateRecord {
 pub struct SealRecord {
     pub method: String,
     pub secs: f64,
-}
-
-/// A pushed verified image: the reference and the manifest digest the registry answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Published {
-    pub reference: String,
-    pub digest: String,
 }
 
 /// A verified image written as a file `docker load` reads.
