@@ -121,7 +121,8 @@ fn combined(results: &[CheckResult], failures: &[Failure]) -> Ending {
     let detail = match failures {
         [only] => only.detail.clone(),
         [first, ..] => format!(
-            "{failed} checks failed; first: {}",
+            "{failed} {} failed; first: {}",
+            if failed == 1 { "check" } else { "checks" },
             first.detail.trim_start_matches("check ")
         ),
         [] => String::new(),
@@ -184,4 +185,37 @@ pub(crate) fn describe(spec: &agent_spec::Spec) -> String {
     text.push_str(&service::describe(spec));
     text.push_str(&suites::describe(&spec.suites));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(name: &str, passed: bool) -> CheckResult {
+        CheckResult {
+            group: "image".into(),
+            name: name.into(),
+            passed,
+            detail: String::new(),
+        }
+    }
+
+    fn failure(detail: &str) -> Failure {
+        Failure {
+            outcome: Outcome::ChecksFailed,
+            detail: detail.into(),
+            feedback: detail.into(),
+        }
+    }
+
+    #[test]
+    fn one_failed_check_among_several_failures_is_counted_in_the_singular() {
+        let results = [result("user", false), result("workdir", true)];
+        let failures = [failure("check `user` failed"), failure("the probe failed")];
+        let ending = combined(&results, &failures);
+        assert_eq!(ending.detail, "1 check failed; first: `user` failed");
+        let results = [result("user", false), result("workdir", false)];
+        let ending = combined(&results, &failures);
+        assert_eq!(ending.detail, "2 checks failed; first: `user` failed");
+    }
 }
