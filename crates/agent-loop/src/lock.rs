@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::artifacts::{sha256_hex, write_json, write_tree};
 use crate::bundle::{Bundle, DOCKERFILE};
 use crate::errors::LoopError;
+use crate::report::Published;
 
 pub const LOCK_FILE: &str = "lock.json";
 
@@ -46,24 +47,6 @@ pub struct LockFile {
     /// unchanged spec pulls it instead of building.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published: Option<Published>,
-}
-
-/// A pushed verified image: the reference and the manifest digest the registry answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Published {
-    pub reference: String,
-    pub digest: String,
-}
-
-/// What `report.json` says of the lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LockState {
-    /// The lock matches the spec.
-    Fresh,
-    /// The spec changed since the lock was written.
-    Stale,
-    Missing,
 }
 
 /// A lock read from disk: its record and its bundle.

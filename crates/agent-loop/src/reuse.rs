@@ -15,7 +15,7 @@ use crate::errors::LoopError;
 use crate::events::{Event, EventSink};
 use crate::iteration::Halt;
 use crate::job::Job;
-use crate::lock::Published;
+use crate::report::Published;
 use crate::seal::{LABEL_BUNDLE_DIGEST, LABEL_SPEC_DIGEST};
 
 /// How long pulling the published image may take.

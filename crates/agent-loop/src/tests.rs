@@ -477,7 +477,7 @@ async fn passes_at_first_try_tags_writes_final_and_cleans_up() {
         !run_dir.join("report.json").exists(),
         "report.json is written once, by the caller, after publishing"
     );
-    report.write(&harness.job.run_dir).unwrap();
+    crate::write_report(&report, &harness.job.run_dir).unwrap();
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
             .unwrap();

@@ -15,7 +15,7 @@ use crate::events::Phase;
 use crate::feedback;
 use crate::iteration::{Halt, Iteration, end};
 use crate::job::Job;
-use crate::report::{CaseRecord, Outcome, round_secs};
+use crate::report::{CaseRecord, Outcome, round_secs, take_run};
 use crate::text::first_line;
 use crate::verification::{self, CaseRun};
 
@@ -152,7 +152,7 @@ impl<E: EnginePort> Trial<'_, E> {
         };
         self.keep_runs(runs)?;
         if let Some(first) = runs.first() {
-            record.take_run(&first.ran);
+            take_run(record, &first.ran);
         }
         if !self.job.spec.cases.is_empty() {
             record.cases = self

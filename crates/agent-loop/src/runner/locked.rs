@@ -14,9 +14,10 @@ use crate::errors::LoopError;
 use crate::events::{Event, Phase};
 use crate::iteration::{Halt, Iteration};
 use crate::job::Job;
-use crate::lock::{self, LockFile, LockMode, LockState, Published};
+use crate::lock::{self, LockFile, LockMode};
 use crate::ports::ModelPort;
 use crate::report::StopReason;
+use crate::report::{LockState, Published};
 use crate::reuse::{self, Wanted};
 use crate::trial::Checked;
 

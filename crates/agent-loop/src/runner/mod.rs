@@ -39,7 +39,7 @@ use crate::steps;
 use crate::trial::{Checked, Trial};
 
 /// A finished run: the report, for the caller to complete (publishing) and write with
-/// [`Report::write`], and the failure that stopped it early, if any.
+/// [`crate::write_report`], and the failure that stopped it early, if any.
 pub struct RunResult {
     pub report: Report,
     pub error: Option<LoopError>,

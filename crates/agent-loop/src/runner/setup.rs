@@ -6,13 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use agent_model::{ChatMessage, Purpose, Role};
 use agent_sandbox::Sealed;
 
-use crate::artifacts::{self, InputDigest};
+use crate::artifacts;
 use crate::bundle::{Bundle, Rules};
 use crate::errors::LoopError;
 use crate::job::Job;
-use crate::lock::{self, Lock, LockMode, LockState, Published};
+use crate::lock::{self, Lock, LockMode};
 use crate::prompts::{self, message};
-use crate::report::{CandidateRecord, IterationRecord, LockReport, UsageTotals};
+use crate::report::{
+    CandidateRecord, InputDigest, IterationRecord, LockReport, LockState, Published, UsageTotals,
+};
 
 /// What a run has gathered so far.
 #[derive(Default)]
