@@ -48,29 +48,27 @@ mod service;
 mod setup;
 mod suite;
 mod transfer;
-
 pub use cache::entry_reference as cache_entry_reference;
 pub use cleanup::owner_id;
-pub use context::{BuildContext, Instruction, build_context, dockerfile_instructions};
+pub use context::{build_context, dockerfile_instructions};
 pub use engine::{DEFAULT_SOCKET, EngineAddress, Sandbox, TlsFiles};
 pub use errors::SandboxError;
 pub use labels::{
     CACHE_REPOSITORY_PREFIX, LABEL_OWNER, LABEL_RUN, LABEL_SPEC, VERIFIED_REPOSITORY_PREFIX,
 };
 pub use outcome::{
-    BuildOutcome, BuildProgress, BuildStatus, Builder, CacheUsage, Captured, CleanupReport,
-    EngineInfo, ImageRole, Product, PulledImage, PushRefusal, RunOutcome, SealMethod, Sealed,
+    BuildOutcome, BuildProgress, BuildStatus, Builder, Captured, CleanupReport, ImageRole, Product,
+    PulledImage, PushRefusal, RunOutcome, SealMethod, Sealed,
 };
 pub use pool::{Pool, PoolSession};
 pub use port::{EnginePort, Inspect, Inspected, RemovalScope, Setup};
 pub use probe::{
     DEFAULT_PROBE_IMAGE, HttpResponse, ProbeFailure, ProbeLimits, ProbeOutcome, ProbeRequest,
 };
-pub use publish::{Pushed, Saved};
 pub use registry_auth::{
-    CredentialSource, DOCKER_HUB_SERVER, RegistryCredentials, registry_server, resolve_credentials,
+    CredentialSource, RegistryCredentials, registry_server, resolve_credentials,
 };
 pub use request::{BuildRequest, RunLimits, RunNetwork, RunRequest};
 pub use seal::label_dockerfile;
-pub use service::{Readiness, ReadinessReport, ReadyEnd, ServiceOutcome, ServiceRequest, StopEnd};
+pub use service::{Readiness, ReadyEnd, ServiceOutcome, ServiceRequest, StopEnd};
 pub use suite::{SuiteOutcome, SuiteRequest};
