@@ -134,3 +134,13 @@ pub enum SandboxError {
         reason: String,
     },
 }
+
+/// Why the Docker CLI's `config.json` could not be read; the caller names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerConfigError {
+    #[error(transparent)]
+    Read(std::io::Error),
+    /// serde_json's message names the line and column, never the text around it.
+    #[error(transparent)]
+    Parse(serde_json::Error),
+}

@@ -12,8 +12,9 @@
 //! image without running it); `engine` is the `Sandbox` facade over them; `pull`,
 //! `publish` and `transfer` add image transfers to it, `relabel` labels an image
 //! without a build, `rebuild` seals a BuildKit image by its cached build, and `seal`
-//! picks the way an engine accepts; `registry_auth` finds registry credentials; `port`
-//! is the engine as the loop sees it; `pool` spreads work over several engines' slots.
+//! picks the way an engine accepts; `docker_config` reads the Docker CLI's
+//! `config.json`, `registry_auth` finds registry credentials in it; `port` is the
+//! engine as the loop sees it; `pool` spreads work over several engines' slots.
 //! `service` runs a service through its lifetime and `probe` reaches it from inside its
 //! network namespace; `suite` runs a hidden test suite and reads its JUnit file back,
 //! which `junit` grades (pure, no engine). No module uses one that uses it back
@@ -25,6 +26,7 @@ mod cleanup;
 mod context;
 mod deadline;
 mod dialect;
+mod docker_config;
 mod engine;
 mod errors;
 mod file_facts;
@@ -51,8 +53,9 @@ mod transfer;
 pub use cache::entry_reference as cache_entry_reference;
 pub use cleanup::owner_id;
 pub use context::{build_context, dockerfile_instructions};
+pub use docker_config::{DockerConfig, read_docker_config};
 pub use engine::{DEFAULT_SOCKET, EngineAddress, Sandbox, TlsFiles};
-pub use errors::SandboxError;
+pub use errors::{DockerConfigError, SandboxError};
 pub use labels::{
     CACHE_REPOSITORY_PREFIX, LABEL_OWNER, LABEL_RUN, LABEL_SPEC, VERIFIED_REPOSITORY_PREFIX,
 };
