@@ -136,7 +136,7 @@ impl DiscoveryError {
     pub fn hint(&self) -> String {
         match self {
             DiscoveryError::ReadConfig { .. } | DiscoveryError::ParseConfig { .. } => {
-                "fix the file (it is the Docker CLI's config.json), or point DOCKER_CONFIG at another folder".to_string()
+                crate::failure::DOCKER_CONFIG_HINT.to_string()
             }
             DiscoveryError::MissingContext { .. }
             | DiscoveryError::ReadContext { .. }
