@@ -135,7 +135,7 @@ pub(crate) fn task(job: &Job, inputs: &BTreeMap<String, Vec<u8>>) -> String {
     } else {
         String::new()
     };
-    checks.push_str(&crate::verification::describe(spec));
+    checks.push_str(&crate::verification::describe(job));
     let stdin = match &spec.run.stdin {
         _ if !spec.cases.is_empty() => String::new(),
         Some(stdin) => format!(

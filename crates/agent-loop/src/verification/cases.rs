@@ -104,6 +104,58 @@ impl Kind for Cases {
         };
         Evidence { results, failure }
     }
+
+    /// Each case as the model must know it: what it feeds the program, what is checked.
+    fn describe(&self, job: &Job) -> String {
+        let spec = &job.spec;
+        if spec.cases.is_empty() {
+            return String::new();
+        }
+        let mut text = String::from(
+            "\nThe image is run once per case below, each time in a fresh container with that case's input only; every check of a case must hold for it:\n",
+        );
+        for case in &spec.cases {
+            let stdin = match &case.stdin {
+                Some(stdin) => format!("stdin {:?} (then end of file)", excerpt(stdin, 1024)),
+                None => "empty stdin".to_owned(),
+            };
+            let mut fed = vec![stdin];
+            if !case.args.is_empty() {
+                fed.push(format!(
+                    "args {} appended to the command",
+                    serde_json::to_string(&case.args).unwrap_or_default()
+                ));
+            }
+            if let Some(entrypoint) = &case.entrypoint {
+                fed.push(format!(
+                    "ENTRYPOINT replaced by {}",
+                    serde_json::to_string(entrypoint).unwrap_or_default()
+                ));
+            }
+            if let Some(command) = &case.command {
+                fed.push(format!(
+                    "CMD replaced by {}",
+                    serde_json::to_string(command).unwrap_or_default()
+                ));
+            }
+            if !case.env.is_empty() {
+                let env: Vec<String> = case
+                    .env
+                    .iter()
+                    .map(|(key, value)| format!("{key}={value}"))
+                    .collect();
+                fed.push(format!("env {}", env.join(", ")));
+            }
+            if let Some(secs) = case.timeout_secs {
+                fed.push(format!("{secs} s to finish"));
+            }
+            let _ = writeln!(text, "\nCase `{}`: {}.", case.name, fed.join("; "));
+            for check in &case.checks {
+                let _ = writeln!(text, "- {}", crate::text::describe_matcher(&check.matcher));
+            }
+        }
+        text
+    }
 }
 
 /// The default case's failure, worded as a spec without cases always had it.
@@ -270,55 +322,4 @@ fn evaluate(
         None
     };
     (checks, failure)
-}
-
-/// Each case as the model must know it: what it feeds the program, what is checked.
-pub(crate) fn describe(spec: &agent_spec::Spec) -> String {
-    if spec.cases.is_empty() {
-        return String::new();
-    }
-    let mut text = String::from(
-        "\nThe image is run once per case below, each time in a fresh container with that case's input only; every check of a case must hold for it:\n",
-    );
-    for case in &spec.cases {
-        let stdin = match &case.stdin {
-            Some(stdin) => format!("stdin {:?} (then end of file)", excerpt(stdin, 1024)),
-            None => "empty stdin".to_owned(),
-        };
-        let mut fed = vec![stdin];
-        if !case.args.is_empty() {
-            fed.push(format!(
-                "args {} appended to the command",
-                serde_json::to_string(&case.args).unwrap_or_default()
-            ));
-        }
-        if let Some(entrypoint) = &case.entrypoint {
-            fed.push(format!(
-                "ENTRYPOINT replaced by {}",
-                serde_json::to_string(entrypoint).unwrap_or_default()
-            ));
-        }
-        if let Some(command) = &case.command {
-            fed.push(format!(
-                "CMD replaced by {}",
-                serde_json::to_string(command).unwrap_or_default()
-            ));
-        }
-        if !case.env.is_empty() {
-            let env: Vec<String> = case
-                .env
-                .iter()
-                .map(|(key, value)| format!("{key}={value}"))
-                .collect();
-            fed.push(format!("env {}", env.join(", ")));
-        }
-        if let Some(secs) = case.timeout_secs {
-            fed.push(format!("{secs} s to finish"));
-        }
-        let _ = writeln!(text, "\nCase `{}`: {}.", case.name, fed.join("; "));
-        for check in &case.checks {
-            let _ = writeln!(text, "- {}", crate::text::describe_matcher(&check.matcher));
-        }
-    }
-    text
 }

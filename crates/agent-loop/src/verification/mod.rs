@@ -32,6 +32,9 @@ const FEEDBACK_LIMIT: usize = 24 * 1024;
 /// says what in words the model can act on.
 pub(crate) trait Kind {
     fn judge(&self, job: &Job, facts: &Facts) -> Evidence;
+
+    /// The checks in words, for the task prompt.
+    fn describe(&self, job: &Job) -> String;
 }
 
 /// What one kind of check found.
@@ -175,16 +178,8 @@ pub(crate) fn first_failed(results: &[CheckResult]) -> String {
 
 /// What the spec's cases feed the program and what the image must be, for the task
 /// prompt; empty for a spec with only `[run]` and `[[check]]`.
-pub(crate) fn describe(spec: &agent_spec::Spec) -> String {
-    let mut text = cases::describe(spec);
-    if let Some(checks) = &spec.image {
-        text.push_str(&image::describe(checks));
-    }
-    text.push_str(&files::describe(&spec.files));
-    text.push_str(&structure::describe(&spec.structure_tests));
-    text.push_str(&service::describe(spec));
-    text.push_str(&suites::describe(&spec.suites));
-    text
+pub(crate) fn describe(job: &Job) -> String {
+    kinds(job).iter().map(|kind| kind.describe(job)).collect()
 }
 
 #[cfg(test)]

@@ -148,6 +148,41 @@ impl Kind for Structure<'_> {
         });
         Evidence { results, failure }
     }
+
+    /// The structure-test configs in words, for the task prompt: what each test runs or
+    /// reads.
+    fn describe(&self, _job: &Job) -> String {
+        let files = std::slice::from_ref(self.file);
+        let mut text = String::new();
+        for file in files {
+            let _ = writeln!(
+                text,
+                "\nThe image is also checked by the container-structure-test config `{}` (command tests run with the image's ENTRYPOINT cleared):",
+                file.path
+            );
+            for test in &file.command_tests {
+                let command: Vec<&str> = std::iter::once(test.command.as_str())
+                    .chain(test.args.iter().map(String::as_str))
+                    .collect();
+                let _ = writeln!(
+                    text,
+                    "- command test `{}`: runs {}",
+                    test.name,
+                    serde_json::to_string(&command).unwrap_or_default()
+                );
+            }
+            for test in &file.file_existence_tests {
+                let _ = writeln!(text, "- file test `{}`", test.name);
+            }
+            for test in &file.file_content_tests {
+                let _ = writeln!(text, "- content test `{}` on `{}`", test.name, test.path());
+            }
+            if file.metadata_test.is_some() {
+                let _ = writeln!(text, "- a metadata test of the image's configuration");
+            }
+        }
+        text
+    }
 }
 
 /// A command that could not start fails with the engine's reason, as the tool's does.
@@ -184,38 +219,4 @@ fn command_evidence(out: &mut String, result: &CheckResult, ran: &RunOutcome) {
             );
         }
     }
-}
-
-/// The structure-test configs in words, for the task prompt: what each test runs or
-/// reads.
-pub(crate) fn describe(files: &[StructureFile]) -> String {
-    let mut text = String::new();
-    for file in files {
-        let _ = writeln!(
-            text,
-            "\nThe image is also checked by the container-structure-test config `{}` (command tests run with the image's ENTRYPOINT cleared):",
-            file.path
-        );
-        for test in &file.command_tests {
-            let command: Vec<&str> = std::iter::once(test.command.as_str())
-                .chain(test.args.iter().map(String::as_str))
-                .collect();
-            let _ = writeln!(
-                text,
-                "- command test `{}`: runs {}",
-                test.name,
-                serde_json::to_string(&command).unwrap_or_default()
-            );
-        }
-        for test in &file.file_existence_tests {
-            let _ = writeln!(text, "- file test `{}`", test.name);
-        }
-        for test in &file.file_content_tests {
-            let _ = writeln!(text, "- content test `{}` on `{}`", test.name, test.path());
-        }
-        if file.metadata_test.is_some() {
-            let _ = writeln!(text, "- a metadata test of the image's configuration");
-        }
-    }
-    text
 }

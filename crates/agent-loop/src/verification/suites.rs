@@ -97,6 +97,28 @@ impl Kind for Suites<'_> {
         });
         Evidence { results, failure }
     }
+
+    /// What the model is told of the suites: that they exist and how they run, never
+    /// their files.
+    fn describe(&self, _job: &Job) -> String {
+        let suites = self.0;
+        if suites.is_empty() {
+            return String::new();
+        }
+        let mut text = String::from(
+            "\nHidden test suites you cannot see are run against the built image; write the code so that a careful test of the task passes:\n",
+        );
+        for suite in suites {
+            let _ = writeln!(
+                text,
+                "- `{}`: its files are copied to `{}` in a container of the image, then `{}` runs (replacing ENTRYPOINT and CMD) and must pass every test.",
+                suite.name,
+                suite.dest,
+                serde_json::to_string(&suite.command).unwrap_or_default()
+            );
+        }
+        text
+    }
 }
 
 /// Each suite's grade and tests, for the iteration's record.
@@ -225,25 +247,4 @@ fn suite_feedback(
         }
     }
     out.push('\n');
-}
-
-/// What the model is told of the suites: that they exist and how they run, never
-/// their files.
-pub(crate) fn describe(suites: &[Suite]) -> String {
-    if suites.is_empty() {
-        return String::new();
-    }
-    let mut text = String::from(
-        "\nHidden test suites you cannot see are run against the built image; write the code so that a careful test of the task passes:\n",
-    );
-    for suite in suites {
-        let _ = writeln!(
-            text,
-            "- `{}`: its files are copied to `{}` in a container of the image, then `{}` runs (replacing ENTRYPOINT and CMD) and must pass every test.",
-            suite.name,
-            suite.dest,
-            serde_json::to_string(&suite.command).unwrap_or_default()
-        );
-    }
-    text
 }
