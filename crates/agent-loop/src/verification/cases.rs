@@ -139,12 +139,7 @@ impl Kind for Cases {
                 ));
             }
             if !case.env.is_empty() {
-                let env: Vec<String> = case
-                    .env
-                    .iter()
-                    .map(|(key, value)| format!("{key}={value}"))
-                    .collect();
-                fed.push(format!("env {}", env.join(", ")));
+                fed.push(format!("env {}", env_pairs(case).join(", ")));
             }
             if let Some(secs) = case.timeout_secs {
                 fed.push(format!("{secs} s to finish"));
@@ -250,12 +245,7 @@ fn fed(case: &Case) -> String {
         parts.push(format!("command {command:?}"));
     }
     if !case.env.is_empty() {
-        let env: Vec<String> = case
-            .env
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect();
-        parts.push(format!("env {}", env.join(" ")));
+        parts.push(format!("env {}", env_pairs(case).join(" ")));
     }
     if parts.is_empty() {
         "no input".to_owned()
@@ -322,4 +312,12 @@ fn evaluate(
         None
     };
     (checks, failure)
+}
+
+/// A case's environment as `KEY=value` items, in key order.
+fn env_pairs(case: &Case) -> Vec<String> {
+    case.env
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect()
 }
