@@ -10,7 +10,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use agent_sandbox::{DEFAULT_SOCKET, TlsFiles};
+use agent_sandbox::{DEFAULT_SOCKET, DockerConfigError, TlsFiles, read_docker_config};
 use serde::Deserialize;
 
 /// The context that stands for "no context": `DOCKER_HOST` or the local socket.
@@ -136,7 +136,7 @@ impl DiscoveryError {
     pub fn hint(&self) -> String {
         match self {
             DiscoveryError::ReadConfig { .. } | DiscoveryError::ParseConfig { .. } => {
-                "fix the file (it is the Docker CLI's config.json), or point DOCKER_CONFIG at another folder".to_string()
+                crate::failure::DOCKER_CONFIG_HINT.to_string()
             }
             DiscoveryError::MissingContext { .. }
             | DiscoveryError::ReadContext { .. }
@@ -149,13 +149,6 @@ impl DiscoveryError {
             ),
         }
     }
-}
-
-/// The subset of `config.json` that picks the context.
-#[derive(Deserialize)]
-struct ConfigFile {
-    #[serde(rename = "currentContext", default)]
-    current_context: Option<String>,
 }
 
 /// The subset of a context's `meta.json` that says where its engine is.
@@ -214,21 +207,16 @@ fn context_name(
 
 /// `currentContext` of `config.json`; `None` when the file or the key is missing.
 fn current_context(path: &Path) -> Result<Option<String>, DiscoveryError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(DiscoveryError::ReadConfig {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
-    let config: ConfigFile =
-        serde_json::from_str(&text).map_err(|source| DiscoveryError::ParseConfig {
+    let config = read_docker_config(path).map_err(|error| match error {
+        DockerConfigError::Read(source) => DiscoveryError::ReadConfig {
             path: path.to_path_buf(),
             source,
-        })?;
+        },
+        DockerConfigError::Parse(source) => DiscoveryError::ParseConfig {
+            path: path.to_path_buf(),
+            source,
+        },
+    })?;
     Ok(config.current_context.filter(|name| !name.is_empty()))
 }
 

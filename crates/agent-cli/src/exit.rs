@@ -1,4 +1,5 @@
-//! The exit codes scripts rely on (DESIGN.md, "Command line").
+//! The exit codes scripts rely on, as the user documentation lists them (docs/guide.md,
+//! "Exit codes"; the README repeats them in one line).
 
 /// Every spec verified (or `check` / `doctor` found nothing wrong).
 pub const VERIFIED: u8 = 0;

@@ -104,6 +104,17 @@ impl Failure {
     }
 }
 
+/// What to do about a `config.json` that cannot be read, wherever it is read.
+pub(crate) const DOCKER_CONFIG_HINT: &str =
+    "fix the file (it is the Docker CLI's config.json), or point DOCKER_CONFIG at another folder";
+
+/// What to do when `server` refused the credentials `config.json` led to.
+fn login_hint(server: &str) -> String {
+    format!(
+        "`docker login {server}`, or fix its entry (or credential helper) in config.json; DOCKER_CONFIG selects another folder"
+    )
+}
+
 pub fn engine_hint(error: &SandboxError) -> Option<String> {
     match error {
         SandboxError::Connect { host, .. } if host.starts_with("ssh://") => Some(format!(
@@ -120,7 +131,8 @@ pub fn engine_hint(error: &SandboxError) -> Option<String> {
         SandboxError::PullImage { reference, .. } => {
             let server = agent_sandbox::registry_server(reference);
             Some(format!(
-                "the registry `{server}` refused the credentials for the lock's published image: `docker login {server}`, or fix its entry (or credential helper) in config.json; DOCKER_CONFIG selects another folder"
+                "the registry `{server}` refused the credentials for the lock's published image: {}",
+                login_hint(&server)
             ))
         }
         SandboxError::Pull {
@@ -180,7 +192,8 @@ pub fn publish_hint(error: &SandboxError) -> Option<String> {
             let server = agent_sandbox::registry_server(reference);
             match refusal {
                 PushRefusal::AuthRefused => format!(
-                    "the registry `{server}` refused the credentials: `docker login {server}`, or fix its entry (or credential helper) in config.json; DOCKER_CONFIG selects another folder"
+                    "the registry `{server}` refused the credentials: {}",
+                    login_hint(&server)
                 ),
                 PushRefusal::Unreachable => format!(
                     "is the registry `{server}` running and reachable from the Docker engine? check the host and port in `--push` / `[publish] repository` (the engine speaks HTTPS except to 127.0.0.0/8 and its `insecure-registries`)"
@@ -202,9 +215,7 @@ pub fn publish_hint(error: &SandboxError) -> Option<String> {
         SandboxError::Export { .. } | SandboxError::WriteImage { .. } => {
             "check that the `--save` folder is writable and has room for the image; the verified image stays on the engine".to_string()
         }
-        SandboxError::DockerConfig { .. } => {
-            "fix the file (it is the Docker CLI's config.json), or point DOCKER_CONFIG at another folder".to_string()
-        }
+        SandboxError::DockerConfig { .. } => DOCKER_CONFIG_HINT.to_string(),
         SandboxError::CredentialHelper { helper, server, .. } => format!(
             "check that `{helper}` is on PATH and answers `echo {server} | {helper} get`, or remove it from config.json's `credsStore` / `credHelpers`"
         ),

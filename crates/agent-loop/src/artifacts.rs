@@ -5,19 +5,12 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use agent_run_dir::{RunDir, SPEC_FOLDER};
+use agent_run_dir::{InputDigest, RunDir, SPEC_FOLDER};
 use agent_spec::{Spec, Suite};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::errors::LoopError;
-
-/// An input file as it was run: its context path and the SHA-256 of its contents.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InputDigest {
-    pub path: String,
-    pub sha256: String,
-}
 
 /// The spec's inputs, read once: context path → contents.
 pub(crate) fn read_inputs(spec: &Spec) -> Result<BTreeMap<String, Vec<u8>>, LoopError> {

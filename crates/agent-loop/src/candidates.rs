@@ -16,13 +16,15 @@ use std::time::Instant;
 use agent_model::{ChatMessage, CodeBundle, Reply};
 use agent_run_dir::IterationDir;
 
+use agent_sandbox::EnginePort;
+
 use crate::artifacts::{self, write_tree};
 use crate::bundle::{Bundle, Rules};
 use crate::errors::LoopError;
 use crate::events::Phase;
 use crate::iteration::{Ending, Halt, Iteration};
 use crate::job::Job;
-use crate::ports::{EnginePort, ModelPort};
+use crate::ports::ModelPort;
 use crate::report::{CandidateRecord, Outcome, UsageTotals, round_secs};
 use crate::steps;
 use crate::trial::{Checked, Trial};

@@ -19,19 +19,20 @@ mod runner;
 mod seal;
 mod steps;
 mod templates;
+mod text;
 mod trial;
 mod verification;
 mod verify;
 
-pub use artifacts::{InputDigest, sha256_hex};
+pub use artifacts::sha256_hex;
 pub use errors::LoopError;
 pub use events::{Event, EventSink, Phase};
 pub use job::{Job, Provenance, run_labels, run_limits};
-pub use lock::{LockFile, LockMode, LockState, lock_dir, record_published};
-pub use ports::{EnginePort, ModelPort};
+pub use lock::{LockFile, LockMode, lock_dir, record_published};
+pub use ports::ModelPort;
 pub use report::{
-    CandidateRecord, CaseRecord, IterationRecord, LockReport, Outcome, Published, Report,
-    SavedImage, StopReason, SuiteRecord, TestRecord, UsageTotals,
+    CandidateRecord, CaseRecord, InputDigest, IterationRecord, LockReport, LockState, Outcome,
+    Published, Report, SavedImage, StopReason, SuiteRecord, TestRecord, UsageTotals, write_report,
 };
 pub use runner::{RunResult, run_spec};
 pub use templates::{Prompts, render};

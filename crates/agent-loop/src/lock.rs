@@ -46,17 +46,6 @@ pub struct LockFile {
     pub published: Option<Published>,
 }
 
-/// What `report.json` says of the lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LockState {
-    /// The lock matches the spec.
-    Fresh,
-    /// The spec changed since the lock was written.
-    Stale,
-    Missing,
-}
-
 /// A lock read from disk: its record and its bundle.
 #[derive(Debug, Clone)]
 pub struct Lock {

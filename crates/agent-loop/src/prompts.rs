@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 
 use agent_model::{ChatMessage, Role};
 use agent_sandbox::RunOutcome;
-use agent_spec::{BuildNetwork, Matcher, NetworkMode, excerpt};
+use agent_spec::{BuildNetwork, NetworkMode, excerpt};
 
 use crate::bundle::Bundle;
 use crate::feedback;
 use crate::job::Job;
 use crate::report::IterationRecord;
 use crate::templates::render;
+use crate::text::describe_matcher;
 
 /// A chat message.
 pub(crate) fn message(role: Role, content: impl Into<String>) -> ChatMessage {
@@ -134,7 +135,7 @@ pub(crate) fn task(job: &Job, inputs: &BTreeMap<String, Vec<u8>>) -> String {
     } else {
         String::new()
     };
-    checks.push_str(&crate::verification::describe(spec));
+    checks.push_str(&crate::verification::describe(job));
     let stdin = match &spec.run.stdin {
         _ if !spec.cases.is_empty() => String::new(),
         Some(stdin) => format!(
@@ -175,27 +176,6 @@ pub(crate) fn task(job: &Job, inputs: &BTreeMap<String, Vec<u8>>) -> String {
             ("inputs", &input_text),
         ],
     )
-}
-
-pub(crate) fn describe_matcher(matcher: &Matcher) -> String {
-    let quoted = |text: &str| serde_json::to_string(&excerpt(text, 2048)).unwrap_or_default();
-    match matcher {
-        Matcher::ExitCode(code) => format!("the exit code is {code}"),
-        Matcher::StdoutEquals(text) => format!(
-            "stdout equals {} (compared after turning \\r\\n into \\n and trimming trailing whitespace)",
-            quoted(text)
-        ),
-        Matcher::StdoutContains(text) => format!("stdout contains {}", quoted(text)),
-        Matcher::StdoutNotContains(text) => format!("stdout does not contain {}", quoted(text)),
-        Matcher::StdoutMatches(regex) => {
-            format!("stdout matches the regex {}", quoted(regex.as_str()))
-        }
-        Matcher::StderrContains(text) => format!("stderr contains {}", quoted(text)),
-        Matcher::StderrNotContains(text) => format!("stderr does not contain {}", quoted(text)),
-        Matcher::StderrMatches(regex) => {
-            format!("stderr matches the regex {}", quoted(regex.as_str()))
-        }
-    }
 }
 
 pub(crate) fn repair(

@@ -9,13 +9,12 @@
 
 use std::time::Duration;
 
-use agent_sandbox::{PushRefusal, SandboxError};
+use agent_sandbox::{EnginePort, PushRefusal, SandboxError};
 
 use crate::errors::LoopError;
 use crate::events::{Event, EventSink};
 use crate::iteration::Halt;
 use crate::job::Job;
-use crate::ports::EnginePort;
 use crate::report::Published;
 use crate::seal::{LABEL_BUNDLE_DIGEST, LABEL_SPEC_DIGEST};
 

@@ -4,11 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use agent_sandbox::Sealed;
+use agent_sandbox::{EnginePort, RemovalScope, Sealed};
 
 use crate::errors::LoopError;
 use crate::job::Job;
-use crate::ports::EnginePort;
 
 /// The label holding the digest of the spec an image was verified against.
 pub(crate) const LABEL_SPEC_DIGEST: &str = "dev.agent.spec-digest";
@@ -43,7 +42,9 @@ pub(crate) async fn seal<E: EnginePort>(
     // unless something still uses it. An image that could not be tagged goes at once.
     if let Err(error) = engine.tag(&sealed.image_id, tag).await {
         let _ = engine
-            .remove_untagged_images(std::slice::from_ref(&sealed.image_id))
+            .remove(RemovalScope::Untagged(std::slice::from_ref(
+                &sealed.image_id,
+            )))
             .await;
         return Err(error.into());
     }

@@ -179,7 +179,7 @@ pub(crate) async fn judge<M: ModelPort>(
         .iter()
         .filter(|check| !check.passed)
         .collect();
-    let detail = format!("check `judge` failed: {}", crate::trial::gist(&reason));
+    let detail = format!("check `judge` failed: {}", crate::text::gist(&reason));
     let text = feedback::run(
         &checked.ran,
         &checked.stdout,

@@ -8,8 +8,8 @@ use agent_model::{
     Answer, BundleFile, ChatMessage, CodeBundle, ModelError, Purpose, Reply, Role, Usage, Verdict,
 };
 use agent_sandbox::{
-    BuildOutcome, BuildProgress, BuildRequest, BuildStatus, Captured, CleanupReport, PulledImage,
-    RegistryCredentials, RunOutcome, RunRequest, SandboxError, SealMethod, Sealed,
+    BuildOutcome, BuildProgress, BuildRequest, BuildStatus, Captured, CleanupReport, EnginePort,
+    PulledImage, RegistryCredentials, RunOutcome, RunRequest, SandboxError, SealMethod, Sealed,
 };
 use agent_spec::{
     BuildNetwork, BundleLimits, Check, DockerSettings, Limits, LimitsLayer, Matcher, ModelSettings,
@@ -17,7 +17,7 @@ use agent_spec::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::ports::{EnginePort, ModelPort};
+use crate::ports::ModelPort;
 use crate::{Event, EventSink, Job, Outcome, Prompts, RunResult, StopReason, run_spec};
 
 #[derive(Default)]
@@ -125,7 +125,11 @@ impl EnginePort for ScriptedEngine {
         })
     }
 
-    async fn run(&self, _request: RunRequest<'_>) -> Result<RunOutcome, SandboxError> {
+    async fn run(
+        &self,
+        _request: RunRequest<'_>,
+        _setup: Option<agent_sandbox::Setup<'_>>,
+    ) -> Result<RunOutcome, SandboxError> {
         if self.hang_runs {
             std::future::pending::<()>().await;
         }
@@ -140,15 +144,6 @@ impl EnginePort for ScriptedEngine {
             }
         }
         Ok(self.runs.lock().unwrap().pop_front().expect("a run left"))
-    }
-
-    async fn run_after_setup(
-        &self,
-        _setup: &[Vec<String>],
-        _setup_env: &BTreeMap<String, String>,
-        request: RunRequest<'_>,
-    ) -> Result<RunOutcome, SandboxError> {
-        self.run(request).await
     }
 
     async fn serve(
@@ -166,24 +161,27 @@ impl EnginePort for ScriptedEngine {
         panic!("the scripted engine runs no suite: suites are tested on the real engine")
     }
 
-    async fn image_facts(&self, _image: &str) -> Result<agent_spec::ImageFacts, SandboxError> {
-        Ok(self.image_facts.clone())
-    }
-
-    async fn file_facts(
+    async fn inspect(
         &self,
         _image: &str,
-        paths: &[String],
-        _labels: &BTreeMap<String, String>,
-        _content_limit: usize,
-    ) -> Result<Vec<agent_spec::FileFacts>, SandboxError> {
-        Ok(paths
-            .iter()
-            .map(|path| agent_spec::FileFacts {
-                path: path.clone(),
-                entry: None,
-            })
-            .collect())
+        what: agent_sandbox::Inspect<'_>,
+    ) -> Result<agent_sandbox::Inspected, SandboxError> {
+        Ok(match what {
+            agent_sandbox::Inspect::Config => agent_sandbox::Inspected {
+                config: self.image_facts.clone(),
+                files: Vec::new(),
+            },
+            agent_sandbox::Inspect::Files { paths, .. } => agent_sandbox::Inspected {
+                config: agent_spec::ImageFacts::default(),
+                files: paths
+                    .iter()
+                    .map(|path| agent_spec::FileFacts {
+                        path: path.clone(),
+                        entry: None,
+                    })
+                    .collect(),
+            },
+        })
     }
 
     async fn pull(
@@ -240,27 +238,19 @@ impl EnginePort for ScriptedEngine {
         Ok(())
     }
 
-    async fn remove_labelled(
+    async fn remove(
         &self,
-        _key: &str,
-        value: &str,
+        scope: agent_sandbox::RemovalScope<'_>,
     ) -> Result<CleanupReport, SandboxError> {
-        let sweep = ("everything", value.to_string());
-        self.removed.lock().unwrap().push(sweep);
-        Ok(CleanupReport::default())
-    }
-
-    async fn remove_labelled_containers(
-        &self,
-        _key: &str,
-        value: &str,
-    ) -> Result<CleanupReport, SandboxError> {
-        let sweep = ("containers", value.to_string());
-        self.removed.lock().unwrap().push(sweep);
-        Ok(CleanupReport::default())
-    }
-
-    async fn remove_untagged_images(&self, _ids: &[String]) -> Result<CleanupReport, SandboxError> {
+        let sweep = match scope {
+            agent_sandbox::RemovalScope::Labelled { value, .. } => ("everything", value),
+            agent_sandbox::RemovalScope::Containers { value, .. } => ("containers", value),
+            agent_sandbox::RemovalScope::Untagged(_) => return Ok(CleanupReport::default()),
+        };
+        self.removed
+            .lock()
+            .unwrap()
+            .push((sweep.0, sweep.1.to_string()));
         Ok(CleanupReport::default())
     }
 }
@@ -487,7 +477,7 @@ async fn passes_at_first_try_tags_writes_final_and_cleans_up() {
         !run_dir.join("report.json").exists(),
         "report.json is written once, by the caller, after publishing"
     );
-    report.write(&harness.job.run_dir).unwrap();
+    crate::write_report(&report, &harness.job.run_dir).unwrap();
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
             .unwrap();

@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use agent_run_dir::IterationDir;
-use agent_sandbox::{BuildProgress, BuildRequest, BuildStatus, RunOutcome};
-use agent_spec::excerpt;
+use agent_sandbox::{BuildProgress, BuildRequest, BuildStatus, EnginePort, RunOutcome};
 
 use crate::artifacts::write_file;
 use crate::errors::LoopError;
@@ -16,8 +15,8 @@ use crate::events::Phase;
 use crate::feedback;
 use crate::iteration::{Halt, Iteration, end};
 use crate::job::Job;
-use crate::ports::EnginePort;
-use crate::report::{CaseRecord, Outcome, round_secs};
+use crate::report::{CaseRecord, Outcome, round_secs, take_run};
+use crate::text::first_line;
 use crate::verification::{self, CaseRun};
 
 /// What a build and run that met every check leave for the steps after.
@@ -153,7 +152,7 @@ impl<E: EnginePort> Trial<'_, E> {
         };
         self.keep_runs(runs)?;
         if let Some(first) = runs.first() {
-            record.take_run(&first.ran);
+            take_run(record, &first.ran);
         }
         if !self.job.spec.cases.is_empty() {
             record.cases = self
@@ -221,20 +220,4 @@ impl<E: EnginePort> Trial<'_, E> {
             None => Ok(()),
         }
     }
-}
-
-/// The start of a multi-line detail on one line, for progress and `detail`: the first
-/// line, and the next when the first ends in a colon.
-pub(crate) fn gist(text: &str) -> String {
-    let mut lines = text.trim().lines().map(str::trim);
-    let first = lines.next().unwrap_or_default();
-    let line = match lines.next() {
-        Some(second) if first.ends_with(':') => format!("{first} {second}"),
-        _ => first.to_string(),
-    };
-    excerpt(&line, 240).replace('\n', " ")
-}
-
-pub(crate) fn first_line(text: &str) -> &str {
-    text.trim().lines().next().unwrap_or_default()
 }

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use agent_sandbox::{EnginePort, RemovalScope};
+
 use crate::errors::LoopError;
 use crate::iteration::{Halt, Iteration};
 use crate::job::Job;
-use crate::ports::EnginePort;
 use crate::report::{IterationRecord, Outcome};
 use crate::trial::Trial;
 
@@ -24,7 +25,10 @@ pub async fn verify_image<E: EnginePort>(
     iteration.record.image_id = Some(image.to_string());
     let attempt = trial.run_and_check(image.to_string(), &mut iteration).await;
     let cleanup = engine
-        .remove_labelled(agent_sandbox::LABEL_RUN, &job.run_id)
+        .remove(RemovalScope::Labelled {
+            key: agent_sandbox::LABEL_RUN,
+            value: &job.run_id,
+        })
         .await;
     let record = settle(iteration.record, attempt)?;
     cleanup?;
@@ -78,9 +82,14 @@ pub async fn verify_bundle<E: EnginePort>(
     let attempt = trial.attempt(files, &mut iteration).await;
     let cleanup = async {
         engine
-            .remove_labelled(agent_sandbox::LABEL_RUN, &job.run_id)
+            .remove(RemovalScope::Labelled {
+                key: agent_sandbox::LABEL_RUN,
+                value: &job.run_id,
+            })
             .await?;
-        engine.remove_untagged_images(&iteration.layers).await
+        engine
+            .remove(RemovalScope::Untagged(&iteration.layers))
+            .await
     }
     .await;
     let record = settle(iteration.record, attempt)?;

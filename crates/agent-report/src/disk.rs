@@ -1,10 +1,10 @@
-//! The run directory as it lies on disk (its layout is `agent_run_dir::RunDir`'s):
-//! `report.json`, `iterations/<n>/…` and `transcript.jsonl`, read into types of this
-//! crate's own.
+//! The run directory as it lies on disk (its layout and `report.json`'s records are
+//! `agent_run_dir`'s): `report.json`, `iterations/<n>/…` and `transcript.jsonl`.
 //!
-//! These types mirror only the fields the page shows, and every field has a default,
-//! so a run directory written by an older or newer `agent` (fields added, renamed or
-//! missing) still reads; the page shows what is there.
+//! Every record has defaults, so a run directory written by an older or newer
+//! `agent` (fields added or missing) still reads; the page shows what is there. The
+//! transcript's lines are read into types of this crate's own, with the fields the
+//! page shows.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,101 +14,17 @@ use serde::Deserialize;
 
 use crate::errors::ReportError;
 
-/// `report.json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct RunReport {
-    pub spec: String,
-    pub run_id: String,
-    pub verified: bool,
-    pub iterations: u32,
-    pub image: Option<String>,
-    pub duration_secs: f64,
-    pub usage: Usage,
-    pub model: String,
-    pub base_image: String,
-    pub stopped_by: String,
-    pub error: Option<String>,
-    pub history: Vec<IterationRecord>,
-    /// The first generation's candidates, with `--candidates N`.
-    pub candidates: Vec<CandidateRecord>,
-    /// Where the verified image was pushed (`--push`).
-    pub published: Option<Published>,
-    /// Where the verified image was written (`--save`).
-    pub saved: Option<Saved>,
-    /// Why a push or save of the verified image failed.
-    pub publish_error: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Published {
-    pub reference: String,
-    pub digest: String,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Saved {
-    pub path: String,
-    pub sha256: String,
-}
-
-/// One entry of `candidates`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct CandidateRecord {
-    pub candidate: u32,
-    pub outcome: String,
-    pub detail: String,
-    pub chosen: bool,
-    pub build_secs: Option<f64>,
-    pub run_secs: Option<f64>,
-    pub checks_passed: u32,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-#[serde(default)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub calls: u64,
-}
+/// `report.json` as the page reads it: its outcome and stop-reason words as text, since
+/// a newer `agent` may write words this one does not know, and the page shows them.
+pub type RunReport = agent_run_dir::Report<String, String>;
 
 /// One entry of `history`, and `iterations/<n>/result.json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct IterationRecord {
-    pub iteration: u32,
-    pub outcome: String,
-    pub summary: String,
-    pub detail: String,
-    pub build_secs: Option<f64>,
-    pub run_secs: Option<f64>,
-    pub exit_code: Option<i64>,
-    pub oom_killed: bool,
-    pub stdout_bytes: Option<u64>,
-    pub stderr_bytes: Option<u64>,
-    pub stdout_truncated: bool,
-    pub stderr_truncated: bool,
-    pub checks: Vec<CheckResult>,
-    pub model_ms: u64,
-    /// The engine that built and ran it, with several engines.
-    pub engine: Option<String>,
-    /// Engines lost on the way, in order.
-    pub retried_after_lost: Vec<String>,
-}
+pub type IterationRecord = agent_run_dir::IterationRecord<String>;
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct CheckResult {
-    /// The case, `image`, `file` or structure-test file it belongs to; empty in
-    /// reports written before checks had groups.
-    pub group: String,
-    pub name: String,
-    pub passed: bool,
-    pub detail: String,
-}
+/// One entry of `candidates`.
+pub type CandidateRecord = agent_run_dir::CandidateRecord<String>;
+
+pub use agent_run_dir::report::CheckResult;
 
 /// One line of `transcript.jsonl`: one model call.
 #[derive(Debug, Clone, Default, Deserialize)]

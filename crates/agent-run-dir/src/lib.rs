@@ -1,6 +1,7 @@
 //! The layout of a run directory, named once: the loop writes it, the CLI reads
 //! `report.json` and `final/` back (`verify`, the summary), and the report page reads
-//! all of it. None of them spells a file name of its own.
+//! all of it. None of them spells a file name of its own, nor a record of its own:
+//! `report.json`'s types are in [`report`].
 //!
 //! ```text
 //! <run dir>/
@@ -13,6 +14,13 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+
+pub mod report;
+
+pub use report::{
+    CandidateRecord, CaseRecord, InputDigest, IterationRecord, LockReport, LockState, Outcome,
+    Published, Report, SavedImage, SealRecord, StopReason, SuiteRecord, TestRecord, UsageTotals,
+};
 
 /// The folder, relative to the run directory, of the spec and its inputs as run.
 pub const SPEC_FOLDER: &str = "spec";

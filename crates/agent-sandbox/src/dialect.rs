@@ -42,28 +42,8 @@
 
 use std::collections::HashMap;
 
+use crate::outcome::{BuildOutcome, Builder, Product, SealMethod};
 use bollard::models::{ImageInspect, SystemVersion};
-use serde::Serialize;
-
-/// Which program serves the engine's API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Product {
-    Docker,
-    Podman,
-    /// Something else that speaks the API (a component list naming neither).
-    Other,
-}
-
-impl std::fmt::Display for Product {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str(match self {
-            Product::Docker => "Docker Engine",
-            Product::Podman => "Podman",
-            Product::Other => "an engine speaking the Docker API",
-        })
-    }
-}
 
 /// The product and its own version, from `/version`'s components (Podman's
 /// top-level `Version` is its own too, but the component says which product it is).
@@ -259,10 +239,10 @@ pub(crate) fn same_run_config(before: &ImageInspect, after: &ImageInspect) -> Re
 /// The way of labelling an image to try first on `product` (the others follow when it
 /// fails): Podman 4.3 refuses the config-only load and its commit changes the
 /// environment, so each seal there would pay for two refusals before the build.
-pub(crate) fn first_seal_method(product: Product) -> crate::seal::SealMethod {
+pub(crate) fn first_seal_method(product: Product) -> SealMethod {
     match product {
-        Product::Podman => crate::seal::SealMethod::Build,
-        Product::Docker | Product::Other => crate::seal::SealMethod::ConfigLoad,
+        Product::Podman => SealMethod::Build,
+        Product::Docker | Product::Other => SealMethod::ConfigLoad,
     }
 }
 
@@ -276,14 +256,14 @@ pub(crate) fn runs_buildkit(product: Product, api_version: &str) -> bool {
 /// The builder `auto` picks: the one that does less engine work there. BuildKit makes
 /// no container and commits nothing for a metadata step (`ENV`, `CMD`, `LABEL`,
 /// `EXPOSE`, `USER`…) and no image per step; measured with `scripts/bench economy 40`
-/// (README, "Which builder"), its median build is 2.03 s against the classic
+/// (docs/ci.md, "Which builder"), its median build is 2.03 s against the classic
 /// builder's 3.77 s on fuse-overlayfs and 0.14 s against 0.21 s on overlay2, so it is
 /// picked wherever it runs.
-pub(crate) fn auto_builder(product: Product, api_version: &str) -> crate::outcome::Builder {
+pub(crate) fn auto_builder(product: Product, api_version: &str) -> Builder {
     if runs_buildkit(product, api_version) {
-        crate::outcome::Builder::BuildKit
+        Builder::BuildKit
     } else {
-        crate::outcome::Builder::Classic
+        Builder::Classic
     }
 }
 
@@ -300,6 +280,30 @@ pub(crate) fn oom_killed(
     timed_out: bool,
 ) -> bool {
     reported || (product == Product::Podman && exit_code == Some(137) && !timed_out)
+}
+
+impl BuildOutcome {
+    /// The image ids the build printed as `---> <id>` (buildah: `--> <id>`), in build order: the
+    /// intermediate images (the last one is the built image when it succeeded). For
+    /// [`crate::Sandbox::remove_untagged_images`].
+    pub fn intermediate_images(&self) -> Vec<String> {
+        intermediate_images(&self.log)
+    }
+}
+
+/// The image ids a build printed as image markers, in order: its intermediate images
+/// (and, last, the built image).
+pub(crate) fn intermediate_images(log: &str) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for line in log.lines() {
+        let Some(BuildMarker::Image(id)) = build_marker(line) else {
+            continue;
+        };
+        if ids.last().is_none_or(|last| last != id) {
+            ids.push(id.to_owned());
+        }
+    }
+    ids
 }
 
 #[cfg(test)]
@@ -436,5 +440,13 @@ mod tests {
         assert!(!has_labels(&present, &wanted));
         present.insert("dev.agent.spec".into(), "a".into());
         assert!(has_labels(&present, &wanted));
+    }
+
+    #[test]
+    fn intermediate_images_are_read_from_the_log() {
+        let log = "Step 1/2 : FROM x\n ---> 1a2b\nStep 2/2 : RUN y\n ---> Running in ffee\n ---> 3c4d\nSuccessfully built 3c4d\n";
+        assert_eq!(intermediate_images(log), ["1a2b", "3c4d"]);
+        let podman = "STEP 1/3: FROM x\nSTEP 2/3: WORKDIR /app\n--> Using cache f89f0da5017bf5\n--> f89f0da5017\nSTEP 3/3: CMD [\"y\"]\nCOMMIT\n--> dfbc671662c\ndfbc671662cf78b6\n";
+        assert_eq!(intermediate_images(podman), ["f89f0da5017", "dfbc671662c"]);
     }
 }

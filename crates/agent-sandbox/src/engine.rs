@@ -78,9 +78,9 @@ pub struct Sandbox {
     pub(crate) docker: Docker,
     engine: Arc<EngineInfo>,
     /// The way of labelling that last worked here (see `seal`).
-    seal_memory: Arc<crate::seal::SealMemory>,
+    seal_memory: Arc<crate::memory::SealMemory>,
     /// What recent BuildKit builds were made of (see `rebuild`).
-    recipes: Arc<crate::rebuild::Recipes>,
+    recipes: Arc<crate::memory::Recipes>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -153,7 +153,7 @@ impl Sandbox {
         tracing::debug!(host, ?engine, "connected to the Docker engine");
         Ok(Sandbox {
             docker,
-            seal_memory: Arc::new(crate::seal::SealMemory::starting_with(
+            seal_memory: Arc::new(crate::memory::SealMemory::starting_with(
                 crate::dialect::first_seal_method(engine.product),
             )),
             engine: Arc::new(engine),
@@ -197,11 +197,11 @@ impl Sandbox {
         &self.engine
     }
 
-    pub(crate) fn seal_memory(&self) -> &crate::seal::SealMemory {
+    pub(crate) fn seal_memory(&self) -> &crate::memory::SealMemory {
         &self.seal_memory
     }
 
-    pub(crate) fn recipes(&self) -> &crate::rebuild::Recipes {
+    pub(crate) fn recipes(&self) -> &crate::memory::Recipes {
         &self.recipes
     }
 

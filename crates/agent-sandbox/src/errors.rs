@@ -73,7 +73,7 @@ pub enum SandboxError {
     LabelBuild { image: String, error: String },
     #[error("{role} `{image}` is not on the engine and cannot be pulled: {reason}")]
     Pull {
-        role: crate::pull::ImageRole,
+        role: crate::outcome::ImageRole,
         image: String,
         reason: String,
     },
@@ -133,4 +133,14 @@ pub enum SandboxError {
         server: String,
         reason: String,
     },
+}
+
+/// Why the Docker CLI's `config.json` could not be read; the caller names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerConfigError {
+    #[error(transparent)]
+    Read(std::io::Error),
+    /// serde_json's message names the line and column, never the text around it.
+    #[error(transparent)]
+    Parse(serde_json::Error),
 }

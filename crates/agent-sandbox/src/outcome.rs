@@ -1,14 +1,17 @@
 //! What the engine's work came to: build and run outcomes, captured output, cleanup
 //! reports and the engine's identity.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineInfo {
     /// The address it was reached at (`unix://…`, `tcp://…`).
     pub host: String,
     /// Which program answered (from `/version`'s components).
-    pub product: crate::dialect::Product,
+    pub product: Product,
     /// The product's own version (Docker `20.10.24`, Podman `4.3.1`).
     pub version: String,
     pub api_version: String,
@@ -21,7 +24,7 @@ pub struct EngineInfo {
 }
 
 /// Which of the engine's builders builds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Builder {
     /// The engine's first builder: one committed container per step.
@@ -58,15 +61,6 @@ pub struct BuildOutcome {
     /// marked).
     pub log: String,
     pub duration: Duration,
-}
-
-impl BuildOutcome {
-    /// The image ids the build printed as `---> <id>` (buildah: `--> <id>`), in build order: the
-    /// intermediate images (the last one is the built image when it succeeded). For
-    /// [`crate::Sandbox::remove_untagged_images`].
-    pub fn intermediate_images(&self) -> Vec<String> {
-        intermediate_images(&self.log)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,22 +132,6 @@ pub struct CacheUsage {
     pub bytes: u64,
 }
 
-/// The image ids a build printed as image markers, in order: its intermediate images
-/// (and, last, the built image).
-pub(crate) fn intermediate_images(log: &str) -> Vec<String> {
-    let mut ids: Vec<String> = Vec::new();
-    for line in log.lines() {
-        let Some(crate::dialect::BuildMarker::Image(id)) = crate::dialect::build_marker(line)
-        else {
-            continue;
-        };
-        if ids.last().is_none_or(|last| last != id) {
-            ids.push(id.to_owned());
-        }
-    }
-    ids
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,14 +155,6 @@ mod tests {
         assert!(!captured.truncated);
         captured.take(b"", 8);
         assert!(!captured.truncated);
-    }
-
-    #[test]
-    fn intermediate_images_are_read_from_the_log() {
-        let log = "Step 1/2 : FROM x\n ---> 1a2b\nStep 2/2 : RUN y\n ---> Running in ffee\n ---> 3c4d\nSuccessfully built 3c4d\n";
-        assert_eq!(intermediate_images(log), ["1a2b", "3c4d"]);
-        let podman = "STEP 1/3: FROM x\nSTEP 2/3: WORKDIR /app\n--> Using cache f89f0da5017bf5\n--> f89f0da5017\nSTEP 3/3: CMD [\"y\"]\nCOMMIT\n--> dfbc671662c\ndfbc671662cf78b6\n";
-        assert_eq!(intermediate_images(podman), ["f89f0da5017", "dfbc671662c"]);
     }
 }
 
@@ -241,4 +211,92 @@ impl PushRefusal {
             PushRefusal::Other
         }
     }
+}
+
+/// Which program serves the engine's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Product {
+    Docker,
+    Podman,
+    /// Something else that speaks the API (a component list naming neither).
+    Other,
+}
+
+impl std::fmt::Display for Product {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            Product::Docker => "Docker Engine",
+            Product::Podman => "Podman",
+            Product::Other => "an engine speaking the Docker API",
+        })
+    }
+}
+
+/// A way of putting labels on an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SealMethod {
+    /// A new config over the same layers, loaded as a config-only archive.
+    ConfigLoad,
+    /// `POST /commit` of a created, never-started container that carries the labels.
+    Commit,
+    /// A build of `FROM <image id>` with the labels as the build's `labels`.
+    Build,
+    /// BuildKit's build of the image again, every step cached, with the labels added
+    /// (see `rebuild`): only for an image BuildKit built on this engine.
+    Rebuild,
+}
+
+impl SealMethod {
+    /// Cheapest first.
+    pub(crate) const ALL: [SealMethod; 3] = [
+        SealMethod::ConfigLoad,
+        SealMethod::Commit,
+        SealMethod::Build,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SealMethod::ConfigLoad => "config_load",
+            SealMethod::Commit => "commit",
+            SealMethod::Build => "build",
+            SealMethod::Rebuild => "rebuild",
+        }
+    }
+}
+
+/// The labelled image, the way that made it, and how long the seal took (ways
+/// tried and refused included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub image_id: String,
+    pub method: SealMethod,
+    pub duration: Duration,
+}
+
+/// What an image that [`Sandbox::ensure_image`] makes sure of is for: the error of a
+/// missing one and its hint name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageRole {
+    /// An image the model's Dockerfile may build `FROM`.
+    Base,
+    /// The image of the helper container that sends a service's probes.
+    Probe,
+}
+
+impl std::fmt::Display for ImageRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ImageRole::Base => "base image",
+            ImageRole::Probe => "probe image",
+        })
+    }
+}
+
+/// An image pulled from a registry, as the engine holds it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledImage {
+    pub id: String,
+    pub labels: BTreeMap<String, String>,
 }

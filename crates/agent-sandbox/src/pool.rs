@@ -9,14 +9,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agent_spec::{FileFacts, ImageFacts};
+use agent_spec::ImageFacts;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::Sandbox;
 use crate::errors::SandboxError;
-use crate::outcome::{BuildOutcome, BuildProgress, BuildStatus, CleanupReport, RunOutcome};
+use crate::outcome::{
+    BuildOutcome, BuildProgress, BuildStatus, CleanupReport, PulledImage, RunOutcome, Sealed,
+};
+use crate::port::{EnginePort, Inspect, Inspected, RemovalScope, Setup};
 use crate::probe::ProbeRequest;
-use crate::pull::PulledImage;
 use crate::registry_auth::RegistryCredentials;
 use crate::request::{BuildRequest, RunRequest};
 use crate::service::{ServiceOutcome, ServiceRequest};
@@ -216,127 +218,6 @@ impl PoolSession {
             .map(|index| self.pool.member(index).sandbox.clone())
     }
 
-    /// Builds on the session's engine, holding one of its slots. A build that failed
-    /// because its engine went away (the stream may just end) is that engine's
-    /// failure, not the bundle's.
-    pub async fn build(
-        &self,
-        request: BuildRequest<'_>,
-        progress: &mut (dyn FnMut(BuildProgress) + Send),
-    ) -> Result<BuildOutcome, SandboxError> {
-        let (sandbox, _slot) = self.slot().await?;
-        let built = sandbox.build(request, progress).await?;
-        if matches!(built.status, BuildStatus::Failed { .. }) && !sandbox.answers().await {
-            return Err(SandboxError::EngineLost {
-                host: sandbox.engine().host.clone(),
-            });
-        }
-        Ok(built)
-    }
-
-    /// Runs on the session's engine (where its images are), holding one of its slots.
-    pub async fn run(&self, request: RunRequest<'_>) -> Result<RunOutcome, SandboxError> {
-        let (sandbox, _slot) = self.slot().await?;
-        sandbox.run(request).await
-    }
-
-    /// [`Sandbox::run_after_setup`] on the session's engine, holding one slot for the
-    /// setup commands and the run alike.
-    pub async fn run_after_setup(
-        &self,
-        setup: &[Vec<String>],
-        setup_env: &BTreeMap<String, String>,
-        request: RunRequest<'_>,
-    ) -> Result<RunOutcome, SandboxError> {
-        let (sandbox, _slot) = self.slot().await?;
-        sandbox.run_after_setup(setup, setup_env, request).await
-    }
-
-    /// [`Sandbox::serve`] on the session's engine, holding one slot while the service
-    /// runs (its probes' helper only relays bytes).
-    pub async fn serve(
-        &self,
-        request: ServiceRequest<'_>,
-        probes: &[ProbeRequest],
-    ) -> Result<ServiceOutcome, SandboxError> {
-        let (sandbox, _slot) = self.slot().await?;
-        sandbox.serve(request, probes).await
-    }
-
-    /// [`Sandbox::run_suite`] on the session's engine, holding one slot.
-    pub async fn run_suite(&self, request: SuiteRequest<'_>) -> Result<SuiteOutcome, SandboxError> {
-        let (sandbox, _slot) = self.slot().await?;
-        sandbox.run_suite(request).await
-    }
-
-    /// [`Sandbox::image_facts`] on the session's engine; an inspect holds no slot.
-    pub async fn image_facts(&self, image: &str) -> Result<ImageFacts, SandboxError> {
-        let index = self.current()?;
-        self.pool.member(index).sandbox.image_facts(image).await
-    }
-
-    /// [`Sandbox::file_facts`] on the session's engine; it starts nothing, so it holds
-    /// no slot.
-    pub async fn file_facts(
-        &self,
-        image: &str,
-        paths: &[String],
-        labels: &BTreeMap<String, String>,
-        content_limit: usize,
-    ) -> Result<Vec<FileFacts>, SandboxError> {
-        let index = self.current()?;
-        let sandbox = &self.pool.member(index).sandbox;
-        sandbox
-            .file_facts(image, paths, labels, content_limit)
-            .await
-    }
-
-    pub async fn tag(&self, image: &str, reference: &str) -> Result<(), SandboxError> {
-        let index = self.current()?;
-        self.pool.member(index).sandbox.tag(image, reference).await
-    }
-
-    /// [`Sandbox::pull`] on the session's engine, holding one of its slots: the image
-    /// is then where the session runs.
-    pub async fn pull(
-        &self,
-        reference: &str,
-        credentials: Option<&RegistryCredentials>,
-        timeout: Duration,
-    ) -> Result<PulledImage, SandboxError> {
-        let (sandbox, _slot) = self.slot().await?;
-        sandbox.pull(reference, credentials, timeout).await
-    }
-
-    /// [`Sandbox::seal`] on the session's engine, where the image is. It holds no
-    /// slot: most ways build nothing, and the label build's steps are a few
-    /// config commits.
-    pub async fn seal(
-        &self,
-        image: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<crate::Sealed, SandboxError> {
-        let index = self.current()?;
-        self.pool.member(index).sandbox.seal(image, labels).await
-    }
-
-    /// After an engine error: when the session's engine no longer answers, it is
-    /// marked lost for every session, and this one moves on. Returns the lost engine's
-    /// address when another engine can take the work over.
-    pub async fn lose_engine(&self) -> Option<String> {
-        let index = self.state.lock().expect("session lock").current?;
-        let member = self.pool.member(index);
-        if member.sandbox.answers().await {
-            return None;
-        }
-        let host = member.sandbox.engine().host.clone();
-        if !member.down.swap(true, Ordering::SeqCst) {
-            tracing::warn!(engine = %host, "the engine stopped answering; it is left out");
-        }
-        let moved = self.current().is_ok();
-        moved.then_some(host)
-    }
-
     /// The live engines this session used.
     fn used(&self) -> Vec<Sandbox> {
         let state = self.state.lock().expect("session lock");
@@ -364,38 +245,148 @@ impl PoolSession {
         }
         Ok(report)
     }
+}
 
-    /// [`Sandbox::remove_labelled`], keeping nothing but verified images, on every
-    /// live engine the session used.
-    pub async fn remove_labelled(
+impl EnginePort for PoolSession {
+    /// Builds on the session's engine, holding one of its slots. A build that failed
+    /// because its engine went away (the stream may just end) is that engine's
+    /// failure, not the bundle's.
+    async fn build(
         &self,
-        key: &str,
-        value: &str,
-    ) -> Result<CleanupReport, SandboxError> {
-        self.on_each_used(|sandbox| async move { sandbox.remove_labelled(key, value, None).await })
-            .await
+        request: BuildRequest<'_>,
+        progress: &mut (dyn FnMut(BuildProgress) + Send),
+    ) -> Result<BuildOutcome, SandboxError> {
+        let (sandbox, _slot) = self.slot().await?;
+        let built = sandbox.build(request, progress).await?;
+        if matches!(built.status, BuildStatus::Failed { .. }) && !sandbox.answers().await {
+            return Err(SandboxError::EngineLost {
+                host: sandbox.engine().host.clone(),
+            });
+        }
+        Ok(built)
     }
 
-    /// [`Sandbox::remove_untagged_images`] on every live engine the session used; an
-    /// engine without an id skips it.
-    pub async fn remove_untagged_images(
+    /// Runs on the session's engine (where its images are), holding one of its slots
+    /// for the setup commands and the run alike.
+    async fn run(
         &self,
-        ids: &[String],
-    ) -> Result<CleanupReport, SandboxError> {
-        self.on_each_used(|sandbox| async move { sandbox.remove_untagged_images(ids).await })
-            .await
+        request: RunRequest<'_>,
+        setup: Option<Setup<'_>>,
+    ) -> Result<RunOutcome, SandboxError> {
+        let (sandbox, _slot) = self.slot().await?;
+        match setup {
+            Some(setup) => {
+                sandbox
+                    .run_after_setup(setup.commands, setup.env, request)
+                    .await
+            }
+            None => sandbox.run(request).await,
+        }
     }
 
-    /// [`Sandbox::remove_labelled_containers`] on every live engine the session used.
-    pub async fn remove_labelled_containers(
+    /// [`Sandbox::serve`] on the session's engine, holding one slot while the service
+    /// runs (its probes' helper only relays bytes).
+    async fn serve(
         &self,
-        key: &str,
-        value: &str,
-    ) -> Result<CleanupReport, SandboxError> {
-        self.on_each_used(
-            |sandbox| async move { sandbox.remove_labelled_containers(key, value).await },
-        )
+        request: ServiceRequest<'_>,
+        probes: &[ProbeRequest],
+    ) -> Result<ServiceOutcome, SandboxError> {
+        let (sandbox, _slot) = self.slot().await?;
+        sandbox.serve(request, probes).await
+    }
+
+    /// [`Sandbox::run_suite`] on the session's engine, holding one slot.
+    async fn run_suite(&self, request: SuiteRequest<'_>) -> Result<SuiteOutcome, SandboxError> {
+        let (sandbox, _slot) = self.slot().await?;
+        sandbox.run_suite(request).await
+    }
+
+    /// On the session's engine; it starts nothing, so it holds no slot.
+    async fn inspect(&self, image: &str, what: Inspect<'_>) -> Result<Inspected, SandboxError> {
+        let sandbox = self.pool.member(self.current()?).sandbox.clone();
+        Ok(match what {
+            Inspect::Config => Inspected {
+                config: sandbox.image_facts(image).await?,
+                files: Vec::new(),
+            },
+            Inspect::Files {
+                paths,
+                labels,
+                content_limit,
+            } => Inspected {
+                config: ImageFacts::default(),
+                files: sandbox
+                    .file_facts(image, paths, labels, content_limit)
+                    .await?,
+            },
+        })
+    }
+
+    async fn tag(&self, image: &str, reference: &str) -> Result<(), SandboxError> {
+        let index = self.current()?;
+        self.pool.member(index).sandbox.tag(image, reference).await
+    }
+
+    /// [`Sandbox::pull`] on the session's engine, holding one of its slots: the image
+    /// is then where the session runs.
+    async fn pull(
+        &self,
+        reference: &str,
+        credentials: Option<&RegistryCredentials>,
+        timeout: Duration,
+    ) -> Result<PulledImage, SandboxError> {
+        let (sandbox, _slot) = self.slot().await?;
+        sandbox.pull(reference, credentials, timeout).await
+    }
+
+    /// [`Sandbox::seal`] on the session's engine, where the image is. It holds no
+    /// slot: most ways build nothing, and the label build's steps are a few
+    /// config commits.
+    async fn seal(
+        &self,
+        image: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Sealed, SandboxError> {
+        let index = self.current()?;
+        self.pool.member(index).sandbox.seal(image, labels).await
+    }
+
+    /// On every live engine the session used; what each removed together. Labelled
+    /// removals keep nothing but verified images; an engine without an id skips it.
+    async fn remove(&self, scope: RemovalScope<'_>) -> Result<CleanupReport, SandboxError> {
+        self.on_each_used(|sandbox| async move {
+            match scope {
+                RemovalScope::Labelled { key, value } => {
+                    sandbox.remove_labelled(key, value, None).await
+                }
+                RemovalScope::Containers { key, value } => {
+                    sandbox.remove_labelled_containers(key, value).await
+                }
+                RemovalScope::Untagged(ids) => sandbox.remove_untagged_images(ids).await,
+            }
+        })
         .await
+    }
+
+    fn engine_host(&self) -> Option<String> {
+        self.engine().map(|sandbox| sandbox.engine().host.clone())
+    }
+
+    /// After an engine error: when the session's engine no longer answers, it is
+    /// marked lost for every session, and this one moves on. Returns the lost engine's
+    /// address when another engine can take the work over.
+    async fn lose_engine(&self) -> Option<String> {
+        let index = self.state.lock().expect("session lock").current?;
+        let member = self.pool.member(index);
+        if member.sandbox.answers().await {
+            return None;
+        }
+        let host = member.sandbox.engine().host.clone();
+        if !member.down.swap(true, Ordering::SeqCst) {
+            tracing::warn!(engine = %host, "the engine stopped answering; it is left out");
+        }
+        let moved = self.current().is_ok();
+        moved.then_some(host)
     }
 }
 

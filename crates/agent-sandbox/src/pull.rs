@@ -2,7 +2,6 @@
 //! base image before a run (present already, or pulled), and a published verified
 //! image that a fresh lock names, pulled with the registry's credentials.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bollard::query_parameters::CreateImageOptionsBuilder;
@@ -10,34 +9,8 @@ use futures_util::StreamExt;
 
 use crate::engine::Sandbox;
 use crate::errors::SandboxError;
-use crate::outcome::PushRefusal;
+use crate::outcome::{ImageRole, PulledImage, PushRefusal};
 use crate::registry_auth::RegistryCredentials;
-
-/// What an image that [`Sandbox::ensure_image`] makes sure of is for: the error of a
-/// missing one and its hint name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImageRole {
-    /// An image the model's Dockerfile may build `FROM`.
-    Base,
-    /// The image of the helper container that sends a service's probes.
-    Probe,
-}
-
-impl std::fmt::Display for ImageRole {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ImageRole::Base => "base image",
-            ImageRole::Probe => "probe image",
-        })
-    }
-}
-
-/// An image pulled from a registry, as the engine holds it now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PulledImage {
-    pub id: String,
-    pub labels: BTreeMap<String, String>,
-}
 
 impl Sandbox {
     /// Makes sure `image` is on the engine: `Ok(true)` when it was there, `Ok(false)`

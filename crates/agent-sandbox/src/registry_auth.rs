@@ -4,7 +4,6 @@
 //! and where helpers are looked up: this module never reads the environment.
 //! Credentials are held as secrets and never shown, not even by `Debug`.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -15,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
+use crate::docker_config::{DockerConfig, read_docker_config};
 use crate::errors::SandboxError;
 
 /// The key Docker Hub's credentials are stored under, as the Docker CLI writes it.
@@ -93,36 +93,6 @@ impl RegistryCredentials {
     }
 }
 
-/// `config.json` as far as credentials go; other keys are ignored.
-#[derive(Debug, Default, Deserialize)]
-struct DockerConfig {
-    #[serde(default)]
-    auths: BTreeMap<String, AuthEntry>,
-    #[serde(default, rename = "credsStore")]
-    creds_store: Option<String>,
-    #[serde(default, rename = "credHelpers")]
-    cred_helpers: BTreeMap<String, String>,
-}
-
-/// One `auths` entry. Its `Debug` would show secrets: it is never printed.
-#[derive(Default, Deserialize)]
-struct AuthEntry {
-    #[serde(default)]
-    auth: Option<String>,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default)]
-    identitytoken: Option<String>,
-}
-
-impl std::fmt::Debug for AuthEntry {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("AuthEntry { .. }")
-    }
-}
-
 /// A helper's answer to `get`.
 #[derive(Deserialize)]
 struct HelperAnswer {
@@ -170,22 +140,11 @@ pub async fn resolve_credentials(
 }
 
 fn read_config(path: &Path) -> Result<DockerConfig, SandboxError> {
-    let invalid = |reason: String| SandboxError::DockerConfig {
+    // The error's text names the line and column, never the text around it.
+    read_docker_config(path).map_err(|error| SandboxError::DockerConfig {
         path: path.to_path_buf(),
-        reason,
-    };
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(DockerConfig::default());
-        }
-        Err(error) => return Err(invalid(error.to_string())),
-    };
-    if text.trim().is_empty() {
-        return Ok(DockerConfig::default());
-    }
-    // serde_json's message names the line and column, never the text around it.
-    serde_json::from_str(&text).map_err(|error| invalid(error.to_string()))
+        reason: error.to_string(),
+    })
 }
 
 /// The `auths` entry for `server`: the exact key, else a key that names the same host

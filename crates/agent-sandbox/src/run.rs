@@ -26,7 +26,7 @@ pub(crate) type Output =
 
 pub(crate) async fn run(
     docker: &Docker,
-    product: crate::dialect::Product,
+    product: crate::outcome::Product,
     request: RunRequest<'_>,
 ) -> Result<RunOutcome, SandboxError> {
     let started = Instant::now();

@@ -12,96 +12,20 @@
 //! step's image) is removed before the next way is tried.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bollard::models::{ContainerConfig, ContainerCreateBody, ImageInspect};
 use bollard::query_parameters::CommitContainerOptionsBuilder;
-use serde::Serialize;
 
 use crate::deadline::bounded;
 use crate::engine::Sandbox;
 use crate::errors::SandboxError;
-use crate::outcome::BuildStatus;
+use crate::outcome::{BuildStatus, SealMethod, Sealed};
 use crate::request::BuildRequest;
 
 /// How long the label build may take: two committed steps, about 2 s each on a slow
 /// storage driver.
 const LABEL_BUILD_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// A way of putting labels on an image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SealMethod {
-    /// A new config over the same layers, loaded as a config-only archive.
-    ConfigLoad,
-    /// `POST /commit` of a created, never-started container that carries the labels.
-    Commit,
-    /// A build of `FROM <image id>` with the labels as the build's `labels`.
-    Build,
-    /// BuildKit's build of the image again, every step cached, with the labels added
-    /// (see `rebuild`): only for an image BuildKit built on this engine.
-    Rebuild,
-}
-
-impl SealMethod {
-    /// Cheapest first.
-    const ALL: [SealMethod; 3] = [
-        SealMethod::ConfigLoad,
-        SealMethod::Commit,
-        SealMethod::Build,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SealMethod::ConfigLoad => "config_load",
-            SealMethod::Commit => "commit",
-            SealMethod::Build => "build",
-            SealMethod::Rebuild => "rebuild",
-        }
-    }
-}
-
-/// The labelled image, the way that made it, and how long the seal took (ways
-/// tried and refused included).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sealed {
-    pub image_id: String,
-    pub method: SealMethod,
-    pub duration: Duration,
-}
-
-/// The way that last worked on one engine; before any seal, the way its product is
-/// known to accept.
-#[derive(Debug)]
-pub(crate) struct SealMemory(Mutex<Option<SealMethod>>);
-
-impl SealMemory {
-    pub(crate) fn starting_with(method: SealMethod) -> SealMemory {
-        SealMemory(Mutex::new(Some(method)))
-    }
-
-    fn order(&self) -> Vec<SealMethod> {
-        let remembered = *self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut order: Vec<SealMethod> = remembered.into_iter().collect();
-        order.extend(
-            SealMethod::ALL
-                .iter()
-                .filter(|way| Some(**way) != remembered),
-        );
-        order
-    }
-
-    fn remember(&self, method: SealMethod) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(method);
-    }
-}
 
 impl Sandbox {
     /// `image` (an id) with `labels` added, as a new image, by the first way this

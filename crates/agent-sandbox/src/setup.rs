@@ -21,7 +21,7 @@ use crate::run::{ContainerGuard, container_config, run_created};
 /// returned, with `start_error` naming the setup command.
 pub(crate) async fn run_after_setup(
     docker: &Docker,
-    product: crate::dialect::Product,
+    product: crate::outcome::Product,
     setup: &[Vec<String>],
     setup_env: &BTreeMap<String, String>,
     request: RunRequest<'_>,

@@ -357,7 +357,7 @@ async fn run_one(
     };
     // Written once, now that what became of the image is known; the page is made
     // from the report just written.
-    if let Err(error) = result.report.write(&job.run_dir) {
+    if let Err(error) = agent_loop::write_report(&result.report, &job.run_dir) {
         result.error.get_or_insert(error);
     }
     SpecOutcome::Finished {

@@ -10,7 +10,7 @@ use agent_spec::{Case, CheckResult, DEFAULT_CASE, Matcher, Observed, excerpt};
 use crate::feedback;
 use crate::job::Job;
 use crate::report::Outcome;
-use crate::trial::{first_line, gist};
+use crate::text::{first_line, gist};
 use crate::verification::{Evidence, Facts, Failure, Kind, failed_list};
 
 /// Failed cases shown with their output; the rest are named only.
@@ -103,6 +103,53 @@ impl Kind for Cases {
             several_failed(cases.len(), &failed)
         };
         Evidence { results, failure }
+    }
+
+    /// Each case as the model must know it: what it feeds the program, what is checked.
+    fn describe(&self, job: &Job) -> String {
+        let spec = &job.spec;
+        if spec.cases.is_empty() {
+            return String::new();
+        }
+        let mut text = String::from(
+            "\nThe image is run once per case below, each time in a fresh container with that case's input only; every check of a case must hold for it:\n",
+        );
+        for case in &spec.cases {
+            let stdin = match &case.stdin {
+                Some(stdin) => format!("stdin {:?} (then end of file)", excerpt(stdin, 1024)),
+                None => "empty stdin".to_owned(),
+            };
+            let mut fed = vec![stdin];
+            if !case.args.is_empty() {
+                fed.push(format!(
+                    "args {} appended to the command",
+                    serde_json::to_string(&case.args).unwrap_or_default()
+                ));
+            }
+            if let Some(entrypoint) = &case.entrypoint {
+                fed.push(format!(
+                    "ENTRYPOINT replaced by {}",
+                    serde_json::to_string(entrypoint).unwrap_or_default()
+                ));
+            }
+            if let Some(command) = &case.command {
+                fed.push(format!(
+                    "CMD replaced by {}",
+                    serde_json::to_string(command).unwrap_or_default()
+                ));
+            }
+            if !case.env.is_empty() {
+                fed.push(format!("env {}", env_pairs(case).join(", ")));
+            }
+            if let Some(secs) = case.timeout_secs {
+                fed.push(format!("{secs} s to finish"));
+            }
+            let _ = writeln!(text, "\nCase `{}`: {}.", case.name, fed.join("; "));
+            for check in &case.checks {
+                let _ = writeln!(text, "- {}", crate::text::describe_matcher(&check.matcher));
+            }
+        }
+        text
     }
 }
 
@@ -198,12 +245,7 @@ fn fed(case: &Case) -> String {
         parts.push(format!("command {command:?}"));
     }
     if !case.env.is_empty() {
-        let env: Vec<String> = case
-            .env
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect();
-        parts.push(format!("env {}", env.join(" ")));
+        parts.push(format!("env {}", env_pairs(case).join(" ")));
     }
     if parts.is_empty() {
         "no input".to_owned()
@@ -272,57 +314,10 @@ fn evaluate(
     (checks, failure)
 }
 
-/// Each case as the model must know it: what it feeds the program, what is checked.
-pub(crate) fn describe(spec: &agent_spec::Spec) -> String {
-    if spec.cases.is_empty() {
-        return String::new();
-    }
-    let mut text = String::from(
-        "\nThe image is run once per case below, each time in a fresh container with that case's input only; every check of a case must hold for it:\n",
-    );
-    for case in &spec.cases {
-        let stdin = match &case.stdin {
-            Some(stdin) => format!("stdin {:?} (then end of file)", excerpt(stdin, 1024)),
-            None => "empty stdin".to_owned(),
-        };
-        let mut fed = vec![stdin];
-        if !case.args.is_empty() {
-            fed.push(format!(
-                "args {} appended to the command",
-                serde_json::to_string(&case.args).unwrap_or_default()
-            ));
-        }
-        if let Some(entrypoint) = &case.entrypoint {
-            fed.push(format!(
-                "ENTRYPOINT replaced by {}",
-                serde_json::to_string(entrypoint).unwrap_or_default()
-            ));
-        }
-        if let Some(command) = &case.command {
-            fed.push(format!(
-                "CMD replaced by {}",
-                serde_json::to_string(command).unwrap_or_default()
-            ));
-        }
-        if !case.env.is_empty() {
-            let env: Vec<String> = case
-                .env
-                .iter()
-                .map(|(key, value)| format!("{key}={value}"))
-                .collect();
-            fed.push(format!("env {}", env.join(", ")));
-        }
-        if let Some(secs) = case.timeout_secs {
-            fed.push(format!("{secs} s to finish"));
-        }
-        let _ = writeln!(text, "\nCase `{}`: {}.", case.name, fed.join("; "));
-        for check in &case.checks {
-            let _ = writeln!(
-                text,
-                "- {}",
-                crate::prompts::describe_matcher(&check.matcher)
-            );
-        }
-    }
-    text
+/// A case's environment as `KEY=value` items, in key order.
+fn env_pairs(case: &Case) -> Vec<String> {
+    case.env
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect()
 }

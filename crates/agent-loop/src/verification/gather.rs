@@ -8,13 +8,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use agent_sandbox::{RunOutcome, RunRequest, SandboxError, ServiceOutcome};
+use agent_sandbox::{EnginePort, Inspect, RunOutcome, RunRequest, SandboxError, ServiceOutcome};
 use agent_spec::{Case, FileFacts, ImageFacts};
 use futures_util::future::join_all;
 
 use crate::errors::LoopError;
 use crate::job::{Job, run_limits};
-use crate::ports::EnginePort;
 use crate::verification::cases::{self, CaseRun};
 use crate::verification::suites::{self, SuiteRun};
 use crate::verification::{service, structure};
@@ -60,13 +59,21 @@ pub(crate) async fn gather<E: EnginePort>(
     let spec = &job.spec;
     let mut facts = Facts::default();
     if spec.image.is_some() || !spec.structure_tests.is_empty() {
-        facts.image = engine.image_facts(image).await?;
+        facts.image = engine.inspect(image, Inspect::Config).await?.config;
     }
     let paths = paths(job, &facts.image);
     if !paths.is_empty() {
         let found = engine
-            .file_facts(image, &paths, labels, CONTENT_LIMIT)
-            .await?;
+            .inspect(
+                image,
+                Inspect::Files {
+                    paths: &paths,
+                    labels,
+                    content_limit: CONTENT_LIMIT,
+                },
+            )
+            .await?
+            .files;
         facts.files = found
             .into_iter()
             .map(|fact| (fact.path.clone(), fact))
@@ -139,17 +146,20 @@ async fn run_case<E: EnginePort>(
     let secs = case.timeout_secs.unwrap_or(job.limits.run_timeout_secs);
     let timeout = job.timeout(secs, started);
     let ran = engine
-        .run(RunRequest {
-            image,
-            args: &case.args,
-            entrypoint: case.entrypoint.as_deref(),
-            command: case.command.as_deref(),
-            user: None,
-            env: &case.env,
-            stdin: case.stdin.as_deref().map(str::as_bytes),
-            limits: run_limits(&job.limits, timeout),
-            labels,
-        })
+        .run(
+            RunRequest {
+                image,
+                args: &case.args,
+                entrypoint: case.entrypoint.as_deref(),
+                command: case.command.as_deref(),
+                user: None,
+                env: &case.env,
+                stdin: case.stdin.as_deref().map(str::as_bytes),
+                limits: run_limits(&job.limits, timeout),
+                labels,
+            },
+            None,
+        )
         .await?;
     Ok(CaseRun::new(ran, secs))
 }

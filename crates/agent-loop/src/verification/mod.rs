@@ -32,6 +32,9 @@ const FEEDBACK_LIMIT: usize = 24 * 1024;
 /// says what in words the model can act on.
 pub(crate) trait Kind {
     fn judge(&self, job: &Job, facts: &Facts) -> Evidence;
+
+    /// The checks in words, for the task prompt.
+    fn describe(&self, job: &Job) -> String;
 }
 
 /// What one kind of check found.
@@ -121,7 +124,8 @@ fn combined(results: &[CheckResult], failures: &[Failure]) -> Ending {
     let detail = match failures {
         [only] => only.detail.clone(),
         [first, ..] => format!(
-            "{failed} checks failed; first: {}",
+            "{failed} {} failed; first: {}",
+            if failed == 1 { "check" } else { "checks" },
             first.detail.trim_start_matches("check ")
         ),
         [] => String::new(),
@@ -166,7 +170,7 @@ pub(crate) fn first_failed(results: &[CheckResult]) -> String {
             format!(
                 "check `{}` failed: {}",
                 result.name,
-                crate::trial::gist(&result.detail)
+                crate::text::gist(&result.detail)
             )
         })
         .unwrap_or_default()
@@ -174,14 +178,39 @@ pub(crate) fn first_failed(results: &[CheckResult]) -> String {
 
 /// What the spec's cases feed the program and what the image must be, for the task
 /// prompt; empty for a spec with only `[run]` and `[[check]]`.
-pub(crate) fn describe(spec: &agent_spec::Spec) -> String {
-    let mut text = cases::describe(spec);
-    if let Some(checks) = &spec.image {
-        text.push_str(&image::describe(checks));
+pub(crate) fn describe(job: &Job) -> String {
+    kinds(job).iter().map(|kind| kind.describe(job)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(name: &str, passed: bool) -> CheckResult {
+        CheckResult {
+            group: "image".into(),
+            name: name.into(),
+            passed,
+            detail: String::new(),
+        }
     }
-    text.push_str(&files::describe(&spec.files));
-    text.push_str(&structure::describe(&spec.structure_tests));
-    text.push_str(&service::describe(spec));
-    text.push_str(&suites::describe(&spec.suites));
-    text
+
+    fn failure(detail: &str) -> Failure {
+        Failure {
+            outcome: Outcome::ChecksFailed,
+            detail: detail.into(),
+            feedback: detail.into(),
+        }
+    }
+
+    #[test]
+    fn one_failed_check_among_several_failures_is_counted_in_the_singular() {
+        let results = [result("user", false), result("workdir", true)];
+        let failures = [failure("check `user` failed"), failure("the probe failed")];
+        let ending = combined(&results, &failures);
+        assert_eq!(ending.detail, "1 check failed; first: `user` failed");
+        let results = [result("user", false), result("workdir", false)];
+        let ending = combined(&results, &failures);
+        assert_eq!(ending.detail, "2 checks failed; first: `user` failed");
+    }
 }

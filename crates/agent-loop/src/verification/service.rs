@@ -9,15 +9,15 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use agent_sandbox::{
-    HttpResponse, ProbeLimits, ProbeOutcome, ProbeRequest, Readiness as EngineReadiness, ReadyEnd,
-    RunOutcome, SandboxError, ServiceOutcome, ServiceRequest, StopEnd,
+    EnginePort, HttpResponse, ProbeLimits, ProbeOutcome, ProbeRequest,
+    Readiness as EngineReadiness, ReadyEnd, RunOutcome, SandboxError, ServiceOutcome,
+    ServiceRequest, StopEnd,
 };
 use agent_spec::{
     CheckResult, Observed, Probe, ProbeFacts, ProbeResponse, Readiness, Service, excerpt,
 };
 
 use crate::job::{Job, run_limits};
-use crate::ports::EnginePort;
 use crate::report::Outcome;
 use crate::verification::{Evidence, Facts, Failure, Kind, failed_list, first_failed};
 
@@ -148,6 +148,39 @@ impl Kind for ServiceKind<'_> {
             }),
             results,
         }
+    }
+
+    /// The service as the model must know it, for the task prompt.
+    fn describe(&self, job: &Job) -> String {
+        let spec = &job.spec;
+        let Some(service) = &spec.service else {
+            return String::new();
+        };
+        let ready = match &service.readiness {
+            Readiness::Http(path) => format!("`GET {path}` answers with a 2xx status"),
+            Readiness::Log(regex) => format!(
+                "it writes a line (stdout or stderr) matching the regex `{}`",
+                regex.as_str()
+            ),
+            Readiness::Tcp => format!("it accepts TCP connections on port {}", service.port),
+        };
+        let mut text = format!(
+            "\nThe image is a long-running service: its container is started once, must keep running and listen on port {} (on all interfaces, 0.0.0.0) inside the container. It is ready when {ready}, within {} s of its start. It has no network access at run time (no outbound traffic, no published ports): the requests come from inside its own network namespace. Afterwards it is stopped with SIGTERM and killed {} s later.\n",
+            service.port, service.ready_timeout_secs, service.stop_timeout_secs
+        );
+        if !spec.probes.is_empty() {
+            text.push_str("Once it is ready, these HTTP/1.1 requests are made in order:\n");
+            for probe in &spec.probes {
+                let _ = writeln!(text, "- {}", describe_probe(probe));
+            }
+        }
+        if !spec.checks.is_empty() {
+            text.push_str("What the service writes until it is stopped must meet:\n");
+            for check in &spec.checks {
+                let _ = writeln!(text, "- {}", crate::text::describe_matcher(&check.matcher));
+            }
+        }
+        text
     }
 }
 
@@ -287,42 +320,6 @@ fn logs_feedback(out: &mut String, outcome: &ServiceOutcome, stdout: &str, stder
 /// The last `limit` bytes of `text`, from a character boundary.
 fn tail(text: &str, limit: usize) -> &str {
     &text[agent_spec::ceil_boundary(text, text.len().saturating_sub(limit))..]
-}
-
-/// The service as the model must know it, for the task prompt.
-pub(crate) fn describe(spec: &agent_spec::Spec) -> String {
-    let Some(service) = &spec.service else {
-        return String::new();
-    };
-    let ready = match &service.readiness {
-        Readiness::Http(path) => format!("`GET {path}` answers with a 2xx status"),
-        Readiness::Log(regex) => format!(
-            "it writes a line (stdout or stderr) matching the regex `{}`",
-            regex.as_str()
-        ),
-        Readiness::Tcp => format!("it accepts TCP connections on port {}", service.port),
-    };
-    let mut text = format!(
-        "\nThe image is a long-running service: its container is started once, must keep running and listen on port {} (on all interfaces, 0.0.0.0) inside the container. It is ready when {ready}, within {} s of its start. It has no network access at run time (no outbound traffic, no published ports): the requests come from inside its own network namespace. Afterwards it is stopped with SIGTERM and killed {} s later.\n",
-        service.port, service.ready_timeout_secs, service.stop_timeout_secs
-    );
-    if !spec.probes.is_empty() {
-        text.push_str("Once it is ready, these HTTP/1.1 requests are made in order:\n");
-        for probe in &spec.probes {
-            let _ = writeln!(text, "- {}", describe_probe(probe));
-        }
-    }
-    if !spec.checks.is_empty() {
-        text.push_str("What the service writes until it is stopped must meet:\n");
-        for check in &spec.checks {
-            let _ = writeln!(
-                text,
-                "- {}",
-                crate::prompts::describe_matcher(&check.matcher)
-            );
-        }
-    }
-    text
 }
 
 fn describe_probe(probe: &Probe) -> String {

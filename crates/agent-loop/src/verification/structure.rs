@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use agent_sandbox::{RunAccess, RunNetwork, RunOutcome, RunRequest, SandboxError};
+use agent_sandbox::{
+    EnginePort, RunAccess, RunNetwork, RunOutcome, RunRequest, SandboxError, Setup,
+};
 use agent_spec::{
     CheckResult, ImageFacts, Observed, RunOptions, StructureDefaults, StructureFile, excerpt,
 };
 
 use crate::job::{Job, run_limits};
-use crate::ports::EnginePort;
 use crate::report::Outcome;
 use crate::verification::{Evidence, Facts, Failure, Kind, first_failed};
 
@@ -134,13 +135,11 @@ impl CommandRun {
             limits,
             labels,
         };
-        if self.setup.is_empty() {
-            engine.run(request).await
-        } else {
-            engine
-                .run_after_setup(&self.setup, &self.setup_env, request)
-                .await
-        }
+        let setup = (!self.setup.is_empty()).then_some(Setup {
+            commands: &self.setup,
+            env: &self.setup_env,
+        });
+        engine.run(request, setup).await
     }
 }
 
@@ -218,6 +217,46 @@ impl Kind for Structure<'_> {
         });
         Evidence { results, failure }
     }
+
+    /// The structure-test configs in words, for the task prompt: what each test runs or
+    /// reads.
+    fn describe(&self, _job: &Job) -> String {
+        let file = self.file;
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
+            "\nThe image is also checked by the container-structure-test config `{}` (command tests run with the image's ENTRYPOINT cleared):",
+            file.path
+        );
+        for test in &file.command_tests {
+            let command: Vec<&str> = std::iter::once(test.command.as_str())
+                .chain(test.args.iter().map(String::as_str))
+                .collect();
+            let _ = writeln!(
+                text,
+                "- command test `{}`: runs {}",
+                test.name,
+                serde_json::to_string(&command).unwrap_or_default()
+            );
+        }
+        for test in &file.file_existence_tests {
+            let _ = writeln!(text, "- file test `{}`", test.name);
+        }
+        for test in &file.file_content_tests {
+            let _ = writeln!(text, "- content test `{}` on `{}`", test.name, test.path());
+        }
+        for test in &file.license_tests {
+            let _ = writeln!(
+                text,
+                "- license test: {} readable, none naming AGPL or WTFPL",
+                serde_json::to_string(&test.files).unwrap_or_default()
+            );
+        }
+        if file.metadata_test.is_some() {
+            let _ = writeln!(text, "- a metadata test of the image's configuration");
+        }
+        text
+    }
 }
 
 /// A command that could not start fails with the engine's reason, as the tool's does.
@@ -254,45 +293,4 @@ fn command_evidence(out: &mut String, result: &CheckResult, ran: &RunOutcome) {
             );
         }
     }
-}
-
-/// The structure-test configs in words, for the task prompt: what each test runs or
-/// reads.
-pub(crate) fn describe(files: &[StructureFile]) -> String {
-    let mut text = String::new();
-    for file in files {
-        let _ = writeln!(
-            text,
-            "\nThe image is also checked by the container-structure-test config `{}` (command tests run with the image's ENTRYPOINT cleared):",
-            file.path
-        );
-        for test in &file.command_tests {
-            let command: Vec<&str> = std::iter::once(test.command.as_str())
-                .chain(test.args.iter().map(String::as_str))
-                .collect();
-            let _ = writeln!(
-                text,
-                "- command test `{}`: runs {}",
-                test.name,
-                serde_json::to_string(&command).unwrap_or_default()
-            );
-        }
-        for test in &file.file_existence_tests {
-            let _ = writeln!(text, "- file test `{}`", test.name);
-        }
-        for test in &file.file_content_tests {
-            let _ = writeln!(text, "- content test `{}` on `{}`", test.name, test.path());
-        }
-        for test in &file.license_tests {
-            let _ = writeln!(
-                text,
-                "- license test: {} readable, none naming AGPL or WTFPL",
-                serde_json::to_string(&test.files).unwrap_or_default()
-            );
-        }
-        if file.metadata_test.is_some() {
-            let _ = writeln!(text, "- a metadata test of the image's configuration");
-        }
-    }
-    text
 }

@@ -10,12 +10,11 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use agent_sandbox::junit::{self, Criteria, Grade, Problem};
-use agent_sandbox::{SuiteOutcome, SuiteRequest};
+use agent_sandbox::{EnginePort, SuiteOutcome, SuiteRequest};
 use agent_spec::{CheckResult, Suite, excerpt};
 
 use crate::errors::LoopError;
 use crate::job::{Job, run_limits};
-use crate::ports::EnginePort;
 use crate::report::{Outcome, SuiteRecord, TestRecord, round_secs};
 use crate::verification::{Evidence, Facts, Failure, Kind};
 
@@ -97,6 +96,28 @@ impl Kind for Suites<'_> {
             feedback,
         });
         Evidence { results, failure }
+    }
+
+    /// What the model is told of the suites: that they exist and how they run, never
+    /// their files.
+    fn describe(&self, _job: &Job) -> String {
+        let suites = self.0;
+        if suites.is_empty() {
+            return String::new();
+        }
+        let mut text = String::from(
+            "\nHidden test suites you cannot see are run against the built image; write the code so that a careful test of the task passes:\n",
+        );
+        for suite in suites {
+            let _ = writeln!(
+                text,
+                "- `{}`: its files are copied to `{}` in a container of the image, then `{}` runs (replacing ENTRYPOINT and CMD) and must pass every test.",
+                suite.name,
+                suite.dest,
+                serde_json::to_string(&suite.command).unwrap_or_default()
+            );
+        }
+        text
     }
 }
 
@@ -226,25 +247,4 @@ fn suite_feedback(
         }
     }
     out.push('\n');
-}
-
-/// What the model is told of the suites: that they exist and how they run, never
-/// their files.
-pub(crate) fn describe(suites: &[Suite]) -> String {
-    if suites.is_empty() {
-        return String::new();
-    }
-    let mut text = String::from(
-        "\nHidden test suites you cannot see are run against the built image; write the code so that a careful test of the task passes:\n",
-    );
-    for suite in suites {
-        let _ = writeln!(
-            text,
-            "- `{}`: its files are copied to `{}` in a container of the image, then `{}` runs (replacing ENTRYPOINT and CMD) and must pass every test.",
-            suite.name,
-            suite.dest,
-            serde_json::to_string(&suite.command).unwrap_or_default()
-        );
-    }
-    text
 }
