@@ -95,10 +95,7 @@ fn judge_one(stored: &Stored, expected: &Expectation<'_>) -> Result<Attested, Op
     });
     let payload = match opened {
         Ok(payload) => payload,
-        Err(refusal) if annotated_other => {
-            let _ = refusal;
-            return Err(None);
-        }
+        Err(_) if annotated_other => return Err(None),
         Err(refusal) => return Err(Some(refusal)),
     };
     let statement: Statement = serde_json::from_slice(&payload).map_err(|error| {
@@ -115,22 +112,8 @@ fn judge_one(stored: &Stored, expected: &Expectation<'_>) -> Result<Attested, Op
             statement.statement_type
         ))));
     }
-    let hex = expected
-        .digest
-        .strip_prefix("sha256:")
-        .unwrap_or(expected.digest);
-    let names_digest = statement
-        .subject
-        .iter()
-        .any(|subject| subject.digest.get("sha256").map(String::as_str) == Some(hex));
-    if !names_digest {
-        let attested = statement
-            .subject
-            .iter()
-            .filter_map(|subject| subject.digest.get("sha256"))
-            .map(|hex| format!("sha256:{hex}"))
-            .collect();
-        return Err(Some(Refusal::OtherDigest { attested }));
+    if let Some(refusal) = other_digest(&statement, expected.digest) {
+        return Err(Some(refusal));
     }
     let predicate: TestResultPredicate =
         serde_json::from_value(statement.predicate).map_err(|error| {
@@ -162,6 +145,25 @@ fn judge_one(stored: &Stored, expected: &Expectation<'_>) -> Result<Attested, Op
         checks: predicate.passed_tests,
         configuration: predicate.configuration,
     })
+}
+
+/// A Statement whose subjects do not name `digest`: copied from another image.
+fn other_digest(statement: &Statement, digest: &str) -> Option<Refusal> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    let names_digest = statement
+        .subject
+        .iter()
+        .any(|subject| subject.digest.get("sha256").map(String::as_str) == Some(hex));
+    if names_digest {
+        return None;
+    }
+    let attested = statement
+        .subject
+        .iter()
+        .filter_map(|subject| subject.digest.get("sha256"))
+        .map(|hex| format!("sha256:{hex}"))
+        .collect();
+    Some(Refusal::OtherDigest { attested })
 }
 
 #[cfg(test)]
