@@ -27,11 +27,14 @@ pub use artifacts::{InputDigest, sha256_hex};
 pub use errors::LoopError;
 pub use events::{Event, EventSink, Phase};
 pub use job::{Job, Provenance, run_labels, run_limits};
-pub use lock::{LockFile, LockMode, LockState, lock_dir, record_published};
+pub use lock::{
+    LockFile, LockMode, LockState, current_spec_digest, lock_dir, record_attestations,
+    record_published,
+};
 pub use ports::{EnginePort, ModelPort};
 pub use report::{
-    CandidateRecord, CaseRecord, IterationRecord, LockReport, Outcome, Published, Report,
-    SavedImage, StopReason, SuiteRecord, TestRecord, UsageTotals,
+    AttestationRecord, CandidateRecord, CaseRecord, IterationRecord, LockReport, Outcome,
+    Published, Report, SavedImage, StopReason, SuiteRecord, TestRecord, UsageTotals,
 };
 pub use runner::{RunResult, run_spec};
 pub use templates::{Prompts, render};

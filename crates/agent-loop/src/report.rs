@@ -254,6 +254,9 @@ pub struct Report {
     /// Where the verified image was written (`--save`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saved: Option<SavedImage>,
+    /// The signed attestations stored with the pushed image (`--sign`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<AttestationRecord>,
     /// Why a push or save of the verified image failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_error: Option<String>,
@@ -308,6 +311,15 @@ pub struct SealRecord {
 pub struct Published {
     pub reference: String,
     pub digest: String,
+}
+
+/// A signed attestation of the pushed image: its predicate type, the digest of its
+/// DSSE envelope, and the tag it is stored under (`<repository>:sha256-<hex>.att`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestationRecord {
+    pub predicate_type: String,
+    pub digest: String,
+    pub reference: String,
 }
 
 /// A verified image written as a file `docker load` reads.

@@ -539,6 +539,12 @@ fn keep_lock(job: &Job, setup: &Setup, bundle: &Bundle, digest: &str) -> Result<
             .as_ref()
             .filter(|(lock, _)| lock.file.bundle_digest == digest)
             .and_then(|(lock, _)| lock.file.published.clone()),
+        attestations: setup
+            .lock
+            .as_ref()
+            .filter(|(lock, _)| lock.file.bundle_digest == digest)
+            .map(|(lock, _)| lock.file.attestations.clone())
+            .unwrap_or_default(),
     };
     let unchanged = setup.lock.as_ref().is_some_and(|(lock, state)| {
         *state == LockState::Fresh && lock.file.bundle_digest == file.bundle_digest
@@ -678,6 +684,7 @@ fn report(
         reused: state.reused,
         published: None,
         saved: None,
+        attestations: Vec::new(),
         publish_error: None,
     }
 }

@@ -140,6 +140,8 @@ struct TomlPrompts {
 struct TomlPublish {
     repository: Option<Spanned<String>>,
     tags: Option<Vec<Spanned<String>>>,
+    sign: Option<Spanned<bool>>,
+    signing_key_env: Option<Spanned<String>>,
 }
 
 fn read_file(source: &Source<'_>, toml: TomlConfig) -> Result<SettingsLayer, ConfigError> {
@@ -168,6 +170,12 @@ fn read_publish(source: &Source<'_>, publish: TomlPublish) -> Result<PublishLaye
             .text("repository", publish.repository, validate::repository)?
             .map(Some),
         tags,
+        sign: publish.sign.map(Spanned::into_inner),
+        signing_key_env: source.text(
+            "signing_key_env",
+            publish.signing_key_env,
+            validate::variable_name,
+        )?,
     })
 }
 
@@ -348,6 +356,8 @@ pub struct FlagOverrides {
     pub max_iterations: Option<u32>,
     /// `--push`, over `[publish] repository`.
     pub push: Option<String>,
+    /// `--sign`, over `[publish] sign`.
+    pub sign: bool,
     /// `--engine`, repeated; over `[docker] engines` when given.
     pub engines: Vec<String>,
     /// `--candidates`, over `[model] candidates`.
@@ -400,6 +410,7 @@ impl FlagOverrides {
         let publish = PublishLayer {
             repository: overriding(self.push.as_deref(), "flag `--push`", validate::repository)?
                 .map(Some),
+            sign: self.sign.then_some(true),
             ..PublishLayer::default()
         };
         let engines = self

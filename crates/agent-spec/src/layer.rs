@@ -126,6 +126,8 @@ layer! {
     pub struct PublishLayer => PublishSettings {
         repository: Option<String>,
         tags: Vec<String>,
+        sign: bool,
+        signing_key_env: String,
     }
 }
 

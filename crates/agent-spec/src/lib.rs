@@ -37,8 +37,9 @@ pub use layer::{
     SettingsLayer,
 };
 pub use settings::{
-    BuildNetwork, BuilderChoice, BundleLimits, DockerSettings, EngineSetting, Limits,
-    ModelSettings, NetworkMode, PromptSettings, PublishSettings, StructuredOutput,
+    BuildNetwork, BuilderChoice, BundleLimits, DEFAULT_SIGNING_KEY_ENV, DockerSettings,
+    EngineSetting, Limits, ModelSettings, NetworkMode, PromptSettings, PublishSettings,
+    StructuredOutput,
 };
 pub use spec::{
     Case, DEFAULT_CASE, Readiness, RunSpec, Service, Spec, SpecLimits, Suite, load_spec, parse_spec,

@@ -137,14 +137,32 @@ pub struct PromptSettings {
     pub judge: Option<PathBuf>,
 }
 
-/// `[publish]`: where verified images are pushed.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// `[publish]`: where verified images are pushed, and whether they are signed.
+#[derive(Debug, Clone, PartialEq)]
 pub struct PublishSettings {
     /// `host[:port]/path`: images go to `<repository>/<spec>:<12 hex of the bundle
     /// digest>`; `None`: not pushed.
     pub repository: Option<String>,
     /// Moving tags pushed beside the digest tag (e.g. `latest`).
     pub tags: Vec<String>,
+    /// Each pushed image gets signed attestations (`--sign`); the key is required.
+    pub sign: bool,
+    /// The variable holding the signing key's PEM.
+    pub signing_key_env: String,
+}
+
+/// The variable holding the signing key unless `[publish] signing_key_env` names another.
+pub const DEFAULT_SIGNING_KEY_ENV: &str = "AGENT_SIGNING_KEY";
+
+impl Default for PublishSettings {
+    fn default() -> Self {
+        PublishSettings {
+            repository: None,
+            tags: Vec::new(),
+            sign: false,
+            signing_key_env: DEFAULT_SIGNING_KEY_ENV.to_owned(),
+        }
+    }
 }
 
 /// What the model is told to build `FROM` unless `[docker] base_image` says otherwise.
