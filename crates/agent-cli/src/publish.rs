@@ -90,10 +90,14 @@ impl Publisher {
         }
         let mut failures = Vec::new();
         if let Some(target) = &self.push {
+            let started = std::time::Instant::now();
             let (published, failure) = push(sandbox, target, &image).await;
+            // The publishing times, for `scripts/bench-attest`.
+            tracing::info!(spec = %report.spec, secs = started.elapsed().as_secs_f64(), "pushed");
             report.published = published;
             failures.extend(failure);
             if let (Some(signer), true) = (&self.signer, failures.is_empty()) {
+                let started = std::time::Instant::now();
                 let context = attest::Context {
                     spec: run.spec,
                     run_dir: run.run_dir,
@@ -105,6 +109,8 @@ impl Publisher {
                     Ok(records) => report.attestations = records,
                     Err(failure) => failures.push(failure),
                 }
+                let secs = started.elapsed().as_secs_f64();
+                tracing::info!(spec = %report.spec, secs, "attested");
             }
             failures.extend(record_in_lock(report));
         }
