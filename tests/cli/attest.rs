@@ -278,6 +278,13 @@ async fn a_signed_push_verifies_independently_and_every_tamper_is_refused_with_i
     assert_eq!(types, [TEST_RESULT, "https://slsa.dev/provenance/v1"]);
     let stored_at = format!("{repository}/attested:{}", att_tag(&digest));
     assert!(
+        output
+            .stderr
+            .contains(&format!("signed 2 attestations, stored under {stored_at}")),
+        "{}",
+        output.stderr
+    );
+    assert!(
         recorded
             .iter()
             .all(|record| record["reference"] == stored_at.as_str())

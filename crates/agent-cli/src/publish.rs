@@ -161,6 +161,14 @@ pub fn lines(report: &Report) -> Vec<String> {
             report.spec, published.reference, published.digest
         ));
     }
+    if let Some(first) = report.attestations.first() {
+        lines.push(format!(
+            "{}: signed {} attestations, stored under {}",
+            report.spec,
+            report.attestations.len(),
+            first.reference
+        ));
+    }
     if let Some(saved) = &report.saved {
         lines.push(format!("{}: saved {}", report.spec, saved.path));
     }
