@@ -1,6 +1,7 @@
 //! The `agent` binary end to end: real engine, real model client, a scripted
 //! OpenAI-compatible server in the test process.
 
+mod attest;
 mod candidates;
 mod cases;
 mod commands;

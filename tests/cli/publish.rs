@@ -160,14 +160,14 @@ pub(crate) async fn run_with(
     run_agent(&mut command).await
 }
 
-fn docker(args: &[&str]) -> std::process::Output {
+pub(crate) fn docker(args: &[&str]) -> std::process::Output {
     std::process::Command::new("docker")
         .args(args)
         .output()
         .expect("docker runs")
 }
 
-fn docker_ok(args: &[&str]) -> String {
+pub(crate) fn docker_ok(args: &[&str]) -> String {
     let output = docker(args);
     assert!(
         output.status.success(),
@@ -427,7 +427,7 @@ fn docker_free_sha256(path: &Path) -> String {
         .to_owned()
 }
 
-fn base64_of(text: &str) -> String {
+pub(crate) fn base64_of(text: &str) -> String {
     let output = std::process::Command::new("base64")
         .args(["-w", "0"])
         .stdin(Stdio::piped())

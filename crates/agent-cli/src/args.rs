@@ -161,6 +161,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "BUILDER")]
     pub builder: Option<agent_spec::BuilderChoice>,
 
+    /// Sign each pushed image's attestations (a Test Result of its checks and a SLSA
+    /// provenance) with the ECDSA P-256 PEM key in `AGENT_SIGNING_KEY` (or the variable
+    /// `[publish] signing_key_env` names) and store them under its `sha256-<hex>.att`
+    /// tag, as cosign does. Over `[publish] sign`.
+    #[arg(long)]
+    pub sign: bool,
+
     /// Write each verified image as `<DIR>/<spec>.tar`, which `docker load` reads.
     #[arg(long, value_name = "DIR")]
     pub save: Option<PathBuf>,
@@ -177,13 +184,24 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// A run directory (holding report.json and final/); with `--image`, a spec.
-    #[arg(value_name = "RUN_DIR | SPEC")]
-    pub run_dir: PathBuf,
+    /// A run directory (holding report.json and final/); with `--image`, a spec; with
+    /// `--attestation`, an optional spec whose current digest must be the attested one.
+    #[arg(value_name = "RUN_DIR | SPEC", required_unless_present = "attestation")]
+    pub run_dir: Option<PathBuf>,
 
     /// Run this existing image (no build) and check it against the spec given.
-    #[arg(long, value_name = "REF")]
+    #[arg(long, value_name = "REF", conflicts_with = "attestation")]
     pub image: Option<String>,
+
+    /// Check the signed attestations of this image in its registry (no engine, no
+    /// model): exit 0 only when a Test Result signed by `--key` names its digest and
+    /// says PASSED.
+    #[arg(long, value_name = "REF", requires = "key")]
+    pub attestation: Option<String>,
+
+    /// The public key (PEM) the attestation must be signed with.
+    #[arg(long, value_name = "PUB.pem", requires = "attestation")]
+    pub key: Option<PathBuf>,
 
     #[command(flatten)]
     pub config: ConfigArgs,

@@ -11,6 +11,9 @@ pub const OPENAI_BASE_URL: &str = "OPENAI_BASE_URL";
 pub const AGENT_MODEL: &str = "AGENT_MODEL";
 /// The API key, unless `[model] api_key_env` names another variable.
 pub const OPENAI_API_KEY: &str = "OPENAI_API_KEY";
+/// The PEM of the key attestations are signed with, unless `[publish]
+/// signing_key_env` names another variable.
+pub const AGENT_SIGNING_KEY: &str = "AGENT_SIGNING_KEY";
 /// Where the Docker engine is, as for the Docker CLI (below `--engine` and
 /// `[docker] engines`, above any context).
 pub const DOCKER_HOST: &str = "DOCKER_HOST";
@@ -49,6 +52,7 @@ pub const ALL: &[&str] = &[
     OPENAI_BASE_URL,
     AGENT_MODEL,
     OPENAI_API_KEY,
+    AGENT_SIGNING_KEY,
     DOCKER_HOST,
     DOCKER_CONTEXT,
     DOCKER_TLS_VERIFY,

@@ -49,3 +49,9 @@ fn git(folder: &Path, args: &[&str]) -> Option<String> {
     let line = text.trim();
     (output.status.success() && !line.is_empty()).then(|| line.to_string())
 }
+
+/// The root of the git checkout `folder` is in, as an absolute path.
+pub fn repository_root(folder: &Path) -> Option<std::path::PathBuf> {
+    let root = git(folder, &["rev-parse", "--show-toplevel"])?;
+    std::fs::canonicalize(root).ok()
+}

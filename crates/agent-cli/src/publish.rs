@@ -4,15 +4,18 @@
 //! writes it as `<--save DIR>/<spec>.tar`; records both in `report.json`. A push or
 //! save that fails leaves the spec verified, is recorded as `publish_error`, and ends
 //! the run with exit 3. Credentials are found as the Docker CLI finds them, before
-//! the first model call, and never written anywhere.
+//! the first model call, and never written anywhere. With signing on, each pushed
+//! image then gets its signed attestations (`crate::attest`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_loop::{Published, Report, SavedImage};
+use agent_run_dir::RunDir;
 use agent_sandbox::{CredentialSource, RegistryCredentials, Sandbox};
-use agent_spec::PublishSettings;
+use agent_spec::{PublishSettings, Spec};
 
+use crate::attest::{self, Signer};
 use crate::env;
 use crate::failure::Failure;
 
@@ -28,6 +31,15 @@ const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Publisher {
     push: Option<PushTarget>,
     save: Option<PathBuf>,
+    signer: Option<Signer>,
+    /// The `[docker] builder` setting, for the provenance.
+    builder: String,
+}
+
+/// The spec run whose verified image is published.
+pub struct SpecRun<'a> {
+    pub spec: &'a Spec,
+    pub run_dir: &'a RunDir,
 }
 
 #[derive(Debug)]
@@ -45,6 +57,8 @@ impl Publisher {
     pub async fn prepare(
         settings: &PublishSettings,
         save: Option<&Path>,
+        signer: Option<Signer>,
+        builder: String,
     ) -> Result<Publisher, Failure> {
         let push = match &settings.repository {
             Some(repository) => Some(push_target(repository, &settings.tags).await?),
@@ -54,21 +68,50 @@ impl Publisher {
             Some(dir) => Some(save_dir(dir)?),
             None => None,
         };
-        Ok(Publisher { push, save })
+        Ok(Publisher {
+            push,
+            save,
+            signer,
+            builder,
+        })
     }
 
     /// Pushes and saves the verified image of `report` and records what happened in
     /// it, before `report.json` is written. Returns the first failure (exit 3).
-    pub async fn publish(&self, sandbox: &Sandbox, report: &mut Report) -> Option<Failure> {
+    pub async fn publish(
+        &self,
+        sandbox: &Sandbox,
+        run: SpecRun<'_>,
+        report: &mut Report,
+    ) -> Option<Failure> {
         let image = report.image.clone().filter(|_| report.verified)?;
         if self.push.is_none() && self.save.is_none() {
             return None;
         }
         let mut failures = Vec::new();
         if let Some(target) = &self.push {
+            let started = std::time::Instant::now();
             let (published, failure) = push(sandbox, target, &image).await;
+            // The publishing times, for `scripts/bench-attest`.
+            tracing::info!(spec = %report.spec, secs = started.elapsed().as_secs_f64(), "pushed");
             report.published = published;
             failures.extend(failure);
+            if let (Some(signer), true) = (&self.signer, failures.is_empty()) {
+                let started = std::time::Instant::now();
+                let context = attest::Context {
+                    spec: run.spec,
+                    run_dir: run.run_dir,
+                    sandbox,
+                    credentials: target.credentials.as_ref(),
+                    builder: &self.builder,
+                };
+                match attest::attest(signer, &context, report).await {
+                    Ok(records) => report.attestations = records,
+                    Err(failure) => failures.push(failure),
+                }
+                let secs = started.elapsed().as_secs_f64();
+                tracing::info!(spec = %report.spec, secs, "attested");
+            }
             failures.extend(record_in_lock(report));
         }
         if let Some(dir) = &self.save {
@@ -94,7 +137,14 @@ fn record_in_lock(report: &Report) -> Option<Failure> {
     let published = report.published.as_ref()?;
     let lock = report.lock.as_ref()?;
     let digest = report.history.last()?.context_digest.as_deref()?;
-    let recorded = agent_loop::record_published(Path::new(&lock.path), digest, published);
+    let dir = Path::new(&lock.path);
+    let digests: Vec<String> = report
+        .attestations
+        .iter()
+        .map(|record| record.digest.clone())
+        .collect();
+    let recorded = agent_loop::record_published(dir, digest, published)
+        .and_then(|_| agent_loop::record_attestations(dir, digest, &digests));
     recorded.err().map(|error| {
         Failure::infrastructure(
             anyhow::Error::new(error).context("cannot record the pushed image in the lock"),
@@ -109,6 +159,14 @@ pub fn lines(report: &Report) -> Vec<String> {
         lines.push(format!(
             "{}: pushed {} ({})",
             report.spec, published.reference, published.digest
+        ));
+    }
+    if let Some(first) = report.attestations.first() {
+        lines.push(format!(
+            "{}: signed {} attestations, stored under {}",
+            report.spec,
+            report.attestations.len(),
+            first.reference
         ));
     }
     if let Some(saved) = &report.saved {

@@ -28,11 +28,14 @@ pub use artifacts::sha256_hex;
 pub use errors::LoopError;
 pub use events::{Event, EventSink, Phase};
 pub use job::{Job, Provenance, run_labels, run_limits};
-pub use lock::{LockFile, LockMode, lock_dir, record_published};
+pub use lock::{
+    LockFile, LockMode, current_spec_digest, lock_dir, record_attestations, record_published,
+};
 pub use ports::ModelPort;
 pub use report::{
-    CandidateRecord, CaseRecord, InputDigest, IterationRecord, LockReport, LockState, Outcome,
-    Published, Report, SavedImage, StopReason, SuiteRecord, TestRecord, UsageTotals, write_report,
+    AttestationRecord, CandidateRecord, CaseRecord, InputDigest, IterationRecord, LockReport,
+    LockState, Outcome, Published, Report, SavedImage, StopReason, SuiteRecord, TestRecord,
+    UsageTotals, write_report,
 };
 pub use runner::{RunResult, run_spec};
 pub use templates::{Prompts, render};

@@ -44,6 +44,10 @@ pub struct LockFile {
     /// unchanged spec pulls it instead of building.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published: Option<Published>,
+    /// The digests (`sha256:…`) of the signed attestations stored with the published
+    /// image (`--sign`), every run's that signed it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<String>,
 }
 
 /// A lock read from disk: its record and its bundle.
@@ -151,6 +155,41 @@ pub fn record_published(
     file.published = Some(published.clone());
     write_json(&path, &file)?;
     Ok(true)
+}
+
+/// Adds the digests of attestations stored with the published image to the lock at
+/// `dir`, when its bundle is the one signed (`bundle_digest`); whether it wrote.
+pub fn record_attestations(
+    dir: &Path,
+    bundle_digest: &str,
+    digests: &[String],
+) -> Result<bool, LoopError> {
+    let path = dir.join(LOCK_FILE);
+    let failed = |source: std::io::Error| LoopError::Lock {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let text = std::fs::read_to_string(&path).map_err(failed)?;
+    let mut file: LockFile = serde_json::from_str(&text)
+        .map_err(|error| failed(std::io::Error::new(std::io::ErrorKind::InvalidData, error)))?;
+    let new: Vec<&String> = digests
+        .iter()
+        .filter(|digest| !file.attestations.contains(digest))
+        .collect();
+    if file.bundle_digest != bundle_digest || new.is_empty() {
+        return Ok(false);
+    }
+    file.attestations.extend(new.into_iter().cloned());
+    write_json(&path, &file)?;
+    Ok(true)
+}
+
+/// The digest of what `spec` asks now, its inputs and hidden suites read from disk:
+/// what a lock and an attestation name.
+pub fn current_spec_digest(spec: &Spec) -> Result<String, LoopError> {
+    let inputs = crate::artifacts::read_inputs(spec)?;
+    let suite_files = crate::artifacts::read_suite_files(spec)?;
+    Ok(spec.digest(&inputs, &suite_files))
 }
 
 #[cfg(test)]

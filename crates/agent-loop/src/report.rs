@@ -5,8 +5,9 @@
 use agent_sandbox::RunOutcome;
 
 pub use agent_run_dir::report::{
-    CandidateRecord, CaseRecord, InputDigest, IterationRecord, LockReport, LockState, Outcome,
-    Published, Report, SavedImage, SealRecord, StopReason, SuiteRecord, TestRecord, UsageTotals,
+    AttestationRecord, CandidateRecord, CaseRecord, InputDigest, IterationRecord, LockReport,
+    LockState, Outcome, Published, Report, SavedImage, SealRecord, StopReason, SuiteRecord,
+    TestRecord, UsageTotals,
 };
 
 /// Takes what a run reports into `record`: its time, exit, OOM kill and stream sizes.

@@ -8,6 +8,7 @@
 //!   report.json  report.html  transcript.jsonl
 //!   spec/                       the spec and its inputs as they were run
 //!   final/                      the verified bundle
+//!   attestations/               the pushed image's signed attestations (`--sign`), `*.dsse.json`
 //!   iterations/<n>/             bundle/ build.log stdout.txt stderr.txt result.json
 //!   iterations/<n>/cases/<k>/        stdout.txt stderr.txt of each case, when there are several
 //!   iterations/<n>/candidates/<k>/   the same as an iteration, for each candidate of a best-of-N generation
@@ -18,8 +19,9 @@ use std::path::{Path, PathBuf};
 pub mod report;
 
 pub use report::{
-    CandidateRecord, CaseRecord, InputDigest, IterationRecord, LockReport, LockState, Outcome,
-    Published, Report, SavedImage, SealRecord, StopReason, SuiteRecord, TestRecord, UsageTotals,
+    AttestationRecord, CandidateRecord, CaseRecord, InputDigest, IterationRecord, LockReport,
+    LockState, Outcome, Published, Report, SavedImage, SealRecord, StopReason, SuiteRecord,
+    TestRecord, UsageTotals,
 };
 
 /// The folder, relative to the run directory, of the spec and its inputs as run.
@@ -31,6 +33,7 @@ const FINAL: &str = "final";
 const ITERATIONS: &str = "iterations";
 const CANDIDATES: &str = "candidates";
 const CASES: &str = "cases";
+const ATTESTATIONS: &str = "attestations";
 
 /// One run directory: `<out>/<spec name>/<run id>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +73,11 @@ impl RunDir {
     /// The verified bundle, only when the spec verified.
     pub fn final_bundle(&self) -> PathBuf {
         self.root.join(FINAL)
+    }
+
+    /// The signed attestations of the pushed image, one DSSE envelope per file.
+    pub fn attestations(&self) -> PathBuf {
+        self.root.join(ATTESTATIONS)
     }
 
     /// The spec and its inputs as they were run.

@@ -250,6 +250,9 @@ pub struct Report<O = Outcome, S = StopReason> {
     /// Where the verified image was written (`--save`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saved: Option<SavedImage>,
+    /// The signed attestations stored with the pushed image (`--sign`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<AttestationRecord>,
     /// Why a push or save of the verified image failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_error: Option<String>,
@@ -291,6 +294,16 @@ pub struct CandidateRecord<O = Outcome> {
 pub struct SealRecord {
     pub method: String,
     pub secs: f64,
+}
+
+/// A signed attestation of the pushed image: its predicate type, the digest of its
+/// DSSE envelope, and the tag it is stored under (`<repository>:sha256-<hex>.att`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AttestationRecord {
+    pub predicate_type: String,
+    pub digest: String,
+    pub reference: String,
 }
 
 /// A verified image written as a file `docker load` reads.

@@ -73,6 +73,23 @@ impl RegistryCredentials {
         &self.server
     }
 
+    /// The user name and password, when these are a password's credentials: for
+    /// talking to the registry's HTTP API directly (attestations).
+    pub fn password(&self) -> Option<(&str, &SecretString)> {
+        match &self.secret {
+            Secret::Password { username, password } => Some((username, password)),
+            Secret::IdentityToken(_) => None,
+        }
+    }
+
+    /// The identity token (an OAuth2 refresh token), when these are one.
+    pub fn identity_token(&self) -> Option<&SecretString> {
+        match &self.secret {
+            Secret::IdentityToken(token) => Some(token),
+            Secret::Password { .. } => None,
+        }
+    }
+
     /// What the engine's push endpoint takes (sent base64-encoded in a header, never
     /// stored).
     pub(crate) fn to_docker(&self) -> bollard::auth::DockerCredentials {

@@ -39,7 +39,10 @@ pub use layer::LimitsLayer;
 pub(crate) use limits::{LimitsOf, LimitsTable, read as read_limits};
 pub use overrides::{EnvOverrides, FlagOverrides};
 pub use settings::{BuildNetwork, BuilderChoice, Limits, NetworkMode, StructuredOutput};
-pub use tables::{BundleLimits, DockerSettings, ModelSettings, PromptSettings, PublishSettings};
+pub use tables::{
+    BundleLimits, DEFAULT_SIGNING_KEY_ENV, DockerSettings, ModelSettings, PromptSettings,
+    PublishSettings,
+};
 
 use crate::errors::ConfigError;
 

@@ -32,8 +32,8 @@ pub use check::{
     ls_mode,
 };
 pub use config::{
-    BuildNetwork, BuilderChoice, BundleLimits, ConfigFile, DockerSettings, EnvOverrides,
-    FlagOverrides, Limits, LimitsLayer, ModelSettings, NetworkMode, PromptSettings,
+    BuildNetwork, BuilderChoice, BundleLimits, ConfigFile, DEFAULT_SIGNING_KEY_ENV, DockerSettings,
+    EnvOverrides, FlagOverrides, Limits, LimitsLayer, ModelSettings, NetworkMode, PromptSettings,
     PublishSettings, Settings, StructuredOutput, config_schema,
 };
 pub use errors::Problems;

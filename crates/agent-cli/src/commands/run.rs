@@ -38,12 +38,16 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         model: args.model.clone(),
         max_iterations: args.max_iterations,
         push: args.push.clone(),
+        sign: args.sign,
         engines: args.engine.engines.clone(),
         candidates: args.candidates,
         cache_from: args.cache_from.clone(),
         builder: args.builder,
     };
     let resolved = Arc::new(settings::resolve(args.config.config.as_deref(), flags)?);
+    // The signing key is checked before anything else is reached: a missing key is
+    // bad usage, whatever else is wrong.
+    let signer = crate::attest::Signer::from_settings(&resolved.publish)?;
     let prompts = Arc::new(Prompts::load(&resolved.prompts).map_err(Failure::usage)?);
     let mut specs = settings::load_specs(&args.specs)?;
     if let Some(shard) = args.shard {
@@ -62,7 +66,11 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     let jobs = args
         .jobs
         .map_or(pool.total_slots() * JOBS_PER_SLOT, |jobs| jobs as usize);
-    let publisher = Arc::new(Publisher::prepare(&resolved.publish, args.save.as_deref()).await?);
+    // As `[docker] builder` spells it: `auto`, `classic`, `buildkit`.
+    let builder = format!("{:?}", resolved.docker.builder).to_lowercase();
+    let publisher = Arc::new(
+        Publisher::prepare(&resolved.publish, args.save.as_deref(), signer, builder).await?,
+    );
 
     let cancel = CancellationToken::new();
     let signal = watch_signals(cancel.clone());
@@ -352,7 +360,13 @@ async fn run_one(
     let mut result = agent_loop::run_spec(&job, &mut session, engine, sink, cancel).await;
     // The verified image is on the engine the spec ended on.
     let publish_failure = match engine.engine() {
-        Some(sandbox) => publisher.publish(&sandbox, &mut result.report).await,
+        Some(sandbox) => {
+            let run = crate::publish::SpecRun {
+                spec: &job.spec,
+                run_dir: &job.run_dir,
+            };
+            publisher.publish(&sandbox, run, &mut result.report).await
+        }
         None => None,
     };
     // Written once, now that what became of the image is known; the page is made

@@ -19,9 +19,23 @@ pub async fn verify(args: VerifyArgs) -> Result<u8, Failure> {
         engines: args.engine.engines.clone(),
         ..FlagOverrides::default()
     };
+    if let (Some(reference), Some(key)) = (&args.attestation, &args.key) {
+        let wanted = super::attestation::Wanted {
+            reference,
+            key,
+            spec: args.run_dir.as_deref(),
+            json: args.json,
+        };
+        return super::attestation::verify(&wanted).await;
+    }
+    let Some(run_dir) = args.run_dir.clone() else {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "give a run directory, or a spec with `--image`"
+        )));
+    };
     let resolved = Arc::new(settings::resolve(args.config.config.as_deref(), flags)?);
     if let Some(image) = &args.image {
-        let spec = agent_spec::load_spec(&args.run_dir).map_err(crate::settings::every_failure)?;
+        let spec = agent_spec::load_spec(&run_dir).map_err(crate::settings::every_failure)?;
         let pool = pool_for(&resolved, &spec).await?;
         let job = job(spec, resolved, format!("verify-{}", std::process::id()));
         let record = agent_loop::verify_image(&job, image, &pool.session())
@@ -29,13 +43,14 @@ pub async fn verify(args: VerifyArgs) -> Result<u8, Failure> {
             .map_err(|error| Failure::from_loop(error, &job.settings.model.api_key_env))?;
         return Ok(print_result(&job.spec.name, &record, args.json));
     }
-    let run_dir = RunDir::new(&args.run_dir);
+    let shown = run_dir.display().to_string();
+    let run_dir = RunDir::new(&run_dir);
     let report = read_report(&run_dir)?;
     let final_dir = run_dir.final_bundle();
     if !final_dir.is_dir() {
         return Err(Failure::usage(anyhow::anyhow!(
             "`{}` has no final bundle: the run was not verified",
-            args.run_dir.display()
+            shown
         )));
     }
     let spec = load_spec(&run_dir, &report)?;

@@ -148,6 +148,12 @@ pub(super) fn keep_lock(
             .as_ref()
             .filter(|(lock, _)| lock.file.bundle_digest == digest)
             .and_then(|(lock, _)| lock.file.published.clone()),
+        attestations: setup
+            .lock
+            .as_ref()
+            .filter(|(lock, _)| lock.file.bundle_digest == digest)
+            .map(|(lock, _)| lock.file.attestations.clone())
+            .unwrap_or_default(),
     };
     let unchanged = setup.lock.as_ref().is_some_and(|(lock, state)| {
         *state == LockState::Fresh && lock.file.bundle_digest == file.bundle_digest

@@ -81,6 +81,7 @@ pub(super) fn report(
         reused: state.reused,
         published: None,
         saved: None,
+        attestations: Vec::new(),
         publish_error: None,
     }
 }

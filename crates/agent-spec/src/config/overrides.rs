@@ -23,6 +23,8 @@ pub struct FlagOverrides {
     pub max_iterations: Option<u32>,
     /// `--push`, over `[publish] repository`.
     pub push: Option<String>,
+    /// `--sign`, over `[publish] sign`.
+    pub sign: bool,
     /// `--engine`, repeated; over `[docker] engines` when given.
     pub engines: Vec<String>,
     /// `--candidates`, over `[model] candidates`.
@@ -75,6 +77,7 @@ impl FlagOverrides {
         let publish = PublishLayer {
             repository: overriding(self.push.as_deref(), "flag `--push`", validate::repository)?
                 .map(Some),
+            sign: self.sign.then_some(true),
             ..PublishLayer::default()
         };
         let engines = self

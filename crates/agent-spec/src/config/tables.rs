@@ -183,7 +183,7 @@ table! {
 }
 
 table! {
-    /// `[publish]`: where verified images are pushed.
+    /// `[publish]`: where verified images are pushed, and whether they are signed.
     pub struct PublishSettings, layer PublishLayer, file PublishTable {
         /// `host[:port]/path`: images go to `<repository>/<spec>:<12 hex of the bundle
         /// digest>`; unset: not pushed.
@@ -192,8 +192,17 @@ table! {
         /// Moving tags pushed beside the digest tag (e.g. `latest`).
         tags: Vec<String> = Vec::new();
             Vec<Spanned<String>> => with(read_tags),
+        /// Each pushed image gets signed attestations (or `--sign`); the key is required.
+        sign: bool = false;
+            Spanned<bool> => number(Ok::<bool, String>),
+        /// The variable holding the signing key's PEM (PKCS#8, ECDSA P-256).
+        signing_key_env: String = DEFAULT_SIGNING_KEY_ENV.to_owned();
+            Spanned<String> => text(validate::variable_name),
     }
 }
+
+/// The variable holding the signing key unless `[publish] signing_key_env` names another.
+pub const DEFAULT_SIGNING_KEY_ENV: &str = "AGENT_SIGNING_KEY";
 
 /// Every table of `agent.toml` as one layer.
 #[derive(Debug, Clone, Default, PartialEq)]
