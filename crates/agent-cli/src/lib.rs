@@ -2,6 +2,7 @@
 //! model client and engine, progress and report printing, exit codes.
 
 mod args;
+mod ci;
 mod commands;
 mod discovery;
 mod engines;

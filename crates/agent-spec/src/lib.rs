@@ -41,6 +41,7 @@ pub use settings::{
     ModelSettings, NetworkMode, PromptSettings, PublishSettings, StructuredOutput,
 };
 pub use spec::{
-    Case, DEFAULT_CASE, Readiness, RunSpec, Service, Spec, SpecLimits, Suite, load_spec, parse_spec,
+    Case, CheckLines, DEFAULT_CASE, Readiness, RunSpec, Service, Spec, SpecLimits, Suite,
+    check_lines, load_spec, parse_spec,
 };
 pub use structure::{CommandTest, FileContentTest, FileExistenceTest, MetadataTest, StructureFile};

@@ -15,6 +15,7 @@ mod checks;
 mod files;
 mod image;
 mod inputs;
+mod lines;
 mod parse;
 mod paths;
 mod run;
@@ -25,6 +26,7 @@ mod suites;
 pub(crate) mod testing;
 
 pub use cases::{Case, DEFAULT_CASE};
+pub use lines::{CheckLines, check_lines};
 pub use parse::{load_spec, parse_spec};
 pub use run::RunSpec;
 pub use service::{Readiness, Service};
