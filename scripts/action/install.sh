@@ -9,6 +9,8 @@
 # Environment (the action passes its inputs this way, never through `${{ }}`):
 #   AGENT_VERSION         release tag (v0.1.0) or `latest`
 #   AGENT_DOWNLOAD_URL    releases base URL, e.g. https://github.com/OWNER/REPO/releases
+#                         (empty: the action's own repository's)
+#   AGENT_ACTION_REPOSITORY  OWNER/REPO of the action, when the runner tells it
 #   AGENT_INSTALL_DIR     where `agent` goes (default: $HOME/.agent/bin)
 #   AGENT_COMPILE_FALLBACK  true (default) or false
 #   AGENT_SOURCE_DIR      the sources to compile (default: the action's checkout)
@@ -16,10 +18,32 @@
 set -euo pipefail
 
 version=${AGENT_VERSION:-latest}
-base=${AGENT_DOWNLOAD_URL:?AGENT_DOWNLOAD_URL: the releases base URL is needed}
-base=${base%/}
 install_dir=${AGENT_INSTALL_DIR:-$HOME/.agent/bin}
 source_dir=${AGENT_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+
+# Without a download URL, the releases of the repository the action was taken from:
+# github.action_repository, which some runners leave empty in composite actions,
+# else the checkout's place (`.../_actions/<owner>/<repo>/<ref>`).
+base=${AGENT_DOWNLOAD_URL:-}
+if [ -z "$base" ]; then
+  repository=${AGENT_ACTION_REPOSITORY:-}
+  if [ -z "$repository" ]; then
+    case "$source_dir" in
+      */_actions/*/*/*)
+        rest=${source_dir#*/_actions/}
+        owner=${rest%%/*}
+        rest=${rest#*/}
+        repository="$owner/${rest%%/*}"
+        ;;
+      *)
+        echo "::error title=agent install::cannot tell which repository's releases to use; set the download-url input" >&2
+        exit 1
+        ;;
+    esac
+  fi
+  base="${GITHUB_SERVER_URL:-https://github.com}/$repository/releases"
+fi
+base=${base%/}
 
 case "$(uname -s)-$(uname -m)" in
   Linux-x86_64) target=x86_64-unknown-linux-gnu ;;

@@ -142,14 +142,22 @@ fn publish_release(root: &Path, version: &str, checksum: Option<&str>) {
 async fn install(dir: &Path, url: &str, version: &str) -> Output {
     let script = root().join("scripts/action/install.sh");
     let mut command = clean_command(dir, "bash", &[script.to_str().unwrap()]);
+    install_env(&mut command, dir, version).env("AGENT_DOWNLOAD_URL", url);
+    run_agent(&mut command).await
+}
+
+/// The variables the action gives the install step, but the download URL.
+fn install_env<'a>(
+    command: &'a mut tokio::process::Command,
+    dir: &Path,
+    version: &str,
+) -> &'a mut tokio::process::Command {
     command
         .env("AGENT_VERSION", version)
-        .env("AGENT_DOWNLOAD_URL", url)
         .env("AGENT_INSTALL_DIR", dir.join("bin"))
         .env("AGENT_COMPILE_FALLBACK", "false")
         .env("GITHUB_PATH", dir.join("github_path"))
-        .env("GITHUB_OUTPUT", dir.join("github_output"));
-    run_agent(&mut command).await
+        .env("GITHUB_OUTPUT", dir.join("github_output"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -209,6 +217,22 @@ async fn the_action_installs_a_checksum_verified_release_and_refuses_a_wrong_che
     );
     assert!(!refused.path().join("bin").exists(), "nothing is installed");
     assert!(!refused.path().join("github_path").exists());
+
+    // No download URL: the releases of the repository the runner checked the action
+    // out from (`<runner>/_actions/<owner>/<repo>/<ref>`), on GITHUB_SERVER_URL.
+    publish_release(&releases.path().join("acme/agent/releases"), "v9.9.7", None);
+    let checkout = tempfile::tempdir().unwrap();
+    let action = checkout.path().join("_actions/acme/agent/v9.9.7");
+    std::fs::create_dir_all(action.join("scripts/action")).unwrap();
+    let script = action.join("scripts/action/install.sh");
+    std::fs::copy(root().join("scripts/action/install.sh"), &script).unwrap();
+    let mut command = clean_command(checkout.path(), "bash", &[script.to_str().unwrap()]);
+    install_env(&mut command, checkout.path(), "v9.9.7")
+        .env("AGENT_DOWNLOAD_URL", "")
+        .env("AGENT_ACTION_REPOSITORY", "")
+        .env("GITHUB_SERVER_URL", &server.url);
+    run_agent(&mut command).await.assert_code(0);
+    assert!(checkout.path().join("bin/agent").is_file());
 
     let missing = tempfile::tempdir().unwrap();
     let output = install(missing.path(), &server.url, "v0.0.404").await;
