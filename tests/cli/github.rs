@@ -586,3 +586,58 @@ async fn the_root_dockerfile_runs_doctor_and_a_replayed_fixture_against_the_sock
     assert_eq!(report["verified"], true);
     assert_run_cleaned_up(&report);
 }
+
+#[test]
+fn the_action_runs_the_tested_scripts_with_every_input_through_the_environment() {
+    use yaml_rust2::Yaml;
+    let text = std::fs::read_to_string(root().join("action.yml")).unwrap();
+    let action = &yaml_rust2::YamlLoader::load_from_str(&text).unwrap()[0];
+    let inputs: Vec<String> = action["inputs"]
+        .as_hash()
+        .unwrap()
+        .keys()
+        .map(|key| key.as_str().unwrap().to_owned())
+        .collect();
+    let steps = action["runs"]["steps"].as_vec().unwrap();
+    let runs: Vec<&str> = steps
+        .iter()
+        .filter_map(|step| step["run"].as_str())
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            "\"$AGENT_SOURCE_DIR/scripts/action/install.sh\"",
+            "\"$ACTION_PATH/scripts/action/run.sh\""
+        ],
+        "the scripts the tests run, and no expression inside a script"
+    );
+    let mut passed: Vec<String> = Vec::new();
+    for step in steps {
+        if let Yaml::Hash(env) = &step["env"] {
+            for value in env.values() {
+                let value = value.as_str().unwrap();
+                if let Some(input) = value
+                    .strip_prefix("${{ inputs.")
+                    .and_then(|rest| rest.strip_suffix(" }}"))
+                {
+                    passed.push(input.to_owned());
+                }
+            }
+        }
+    }
+    passed.sort();
+    let mut expected = inputs.clone();
+    expected.sort();
+    assert_eq!(passed, expected, "every input reaches a script, each once");
+    let script = std::fs::read_to_string(root().join("scripts/action/run.sh")).unwrap();
+    for input in [
+        "specs", "locked", "push", "sign", "shard", "config", "junit", "out",
+    ] {
+        let variable = format!("INPUT_{}", input.to_uppercase());
+        assert!(
+            text.contains(&format!("{variable}: ${{{{ inputs.{input} }}}}")),
+            "{variable}"
+        );
+        assert!(script.contains(&variable), "run.sh reads {variable}");
+    }
+}
