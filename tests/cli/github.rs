@@ -267,6 +267,64 @@ fn read_outputs(text: &str) -> BTreeMap<String, String> {
     values
 }
 
+/// The action's run step as the runner runs it in `dir`: the inputs as `INPUT_*`
+/// variables, GitHub's files below `dir`.
+fn run_step(dir: &Path, specs: &str, push: &str) -> tokio::process::Command {
+    let script = root().join("scripts/action/run.sh");
+    let mut command = clean_command(dir, "bash", &[script.to_str().unwrap()]);
+    command
+        .env("INPUT_SPECS", specs)
+        .env("INPUT_LOCKED", "false")
+        .env("INPUT_PUSH", push)
+        .env("INPUT_SIGN", "false")
+        .env("INPUT_SHARD", "1/1")
+        .env("INPUT_CONFIG", "")
+        .env("INPUT_JUNIT", "runs/junit.xml")
+        .env("INPUT_OUT", "runs")
+        .env("AGENT_BIN", env!("CARGO_BIN_EXE_agent"))
+        .env("OPENAI_API_KEY", API_KEY)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_WORKSPACE", dir)
+        .env("GITHUB_OUTPUT", dir.join("github_output"))
+        .env("GITHUB_STEP_SUMMARY", dir.join("step_summary.md"));
+    command
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_action_run_step_names_each_pushed_image_by_its_registry_digest() {
+    require_engine();
+    let registry = crate::publish::Registry::start(None).await;
+    let server = crate::publish::model_printing("pushed-action").await;
+    let workspace = Workspace::new(&server.base_url(), "", "");
+    let dir = workspace.path();
+    std::fs::create_dir_all(dir.join("specs/nested")).unwrap();
+    std::fs::write(
+        dir.join("specs/nested/pushed-action.toml"),
+        crate::publish::spec_printing("pushed-action"),
+    )
+    .unwrap();
+    let repository = format!("{}/team", registry.address());
+    let output = run_agent(&mut run_step(dir, "specs/**/*.toml", &repository)).await;
+    output.assert_code(0);
+    assert!(!output.stderr.contains("::error"), "{}", output.stderr);
+
+    let report = workspace.report("pushed-action");
+    let tag = crate::publish::short_digest(&report);
+    let digest = registry.manifest_digest("team/pushed-action", &tag).await;
+    let outputs = read_outputs(&std::fs::read_to_string(dir.join("github_output")).unwrap());
+    assert_eq!(outputs["verified"], "true");
+    let images: serde_json::Value = serde_json::from_str(&outputs["images"]).unwrap();
+    assert_eq!(
+        images,
+        serde_json::json!({"pushed-action": format!("{repository}/pushed-action@{digest}")})
+    );
+    assert_run_cleaned_up(&report);
+    let pushed = format!("{repository}/pushed-action:{tag}");
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", &pushed])
+        .output();
+}
+
 /// The spec of the run step's test: its second `[[check]]` table, on line 8, fails.
 const FAILING_SPEC: &str = "prompt = \"Write a Python program that prints hello.\"
 conditions = \"It prints exactly hello.\"
@@ -296,26 +354,7 @@ async fn the_action_run_step_sets_outputs_and_annotates_the_failing_check_table(
     std::fs::create_dir_all(dir.join("specs")).unwrap();
     std::fs::write(dir.join("specs/greet-action.toml"), FAILING_SPEC).unwrap();
 
-    let script = root().join("scripts/action/run.sh");
-    let run_step = |specs: &str| {
-        let mut command = clean_command(dir, "bash", &[script.to_str().unwrap()]);
-        command
-            .env("INPUT_SPECS", specs)
-            .env("INPUT_LOCKED", "false")
-            .env("INPUT_PUSH", "")
-            .env("INPUT_SIGN", "false")
-            .env("INPUT_SHARD", "")
-            .env("INPUT_CONFIG", "")
-            .env("INPUT_JUNIT", "runs/junit.xml")
-            .env("INPUT_OUT", "runs")
-            .env("AGENT_BIN", env!("CARGO_BIN_EXE_agent"))
-            .env("OPENAI_API_KEY", API_KEY)
-            .env("GITHUB_ACTIONS", "true")
-            .env("GITHUB_WORKSPACE", dir)
-            .env("GITHUB_OUTPUT", dir.join("github_output"))
-            .env("GITHUB_STEP_SUMMARY", dir.join("step_summary.md"));
-        command
-    };
+    let run_step = |specs: &str| run_step(dir, specs, "");
 
     let output = run_agent(&mut run_step("specs/nothing-*.toml")).await;
     output.assert_code(2);
