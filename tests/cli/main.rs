@@ -8,6 +8,7 @@ mod commands;
 mod economy;
 mod engines;
 mod floods;
+mod github;
 mod hostile;
 mod locks;
 mod model_limits;

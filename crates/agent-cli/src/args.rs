@@ -286,7 +286,9 @@ mod tests {
     fn every_agent_command_in_the_ci_examples_is_accepted() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
         let mut checked = 0;
-        for example in ["github-actions.yml", "gitlab-ci.yml"] {
+        // examples/github-actions.yml runs agent through the action
+        // (tests/cli/github.rs runs the action's scripts).
+        for example in ["gitlab-ci.yml"] {
             let text = std::fs::read_to_string(root.join(example)).expect("the example exists");
             let documents = yaml_rust2::YamlLoader::load_from_str(&text)
                 .unwrap_or_else(|error| panic!("{example} is not YAML: {error}"));
@@ -304,6 +306,6 @@ mod tests {
                 checked += 1;
             }
         }
-        assert!(checked >= 2);
+        assert!(checked >= 1);
     }
 }

@@ -43,6 +43,16 @@ pub const GITHUB_SERVER_URL: &str = "GITHUB_SERVER_URL";
 pub const GITHUB_REPOSITORY: &str = "GITHUB_REPOSITORY";
 /// A file a GitHub Actions step appends Markdown to for the job's summary page.
 pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
+/// `true` in a GitHub Actions job: failed checks become annotations and the step's
+/// outputs are written to `GITHUB_OUTPUT`.
+pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
+/// The file a GitHub Actions step writes its outputs to (`name<<delimiter` blocks).
+pub const GITHUB_OUTPUT: &str = "GITHUB_OUTPUT";
+/// The repository's checkout in a GitHub Actions job; annotations name spec files
+/// relative to it.
+pub const GITHUB_WORKSPACE: &str = "GITHUB_WORKSPACE";
+/// `true` in a GitLab CI job: the outputs are written as a dotenv file in `--out`.
+pub const GITLAB_CI: &str = "GITLAB_CI";
 /// The commit and the project's URL in GitLab CI.
 pub const CI_COMMIT_SHA: &str = "CI_COMMIT_SHA";
 pub const CI_PROJECT_URL: &str = "CI_PROJECT_URL";
@@ -66,6 +76,10 @@ pub const ALL: &[&str] = &[
     GITHUB_SERVER_URL,
     GITHUB_REPOSITORY,
     GITHUB_STEP_SUMMARY,
+    GITHUB_ACTIONS,
+    GITHUB_OUTPUT,
+    GITHUB_WORKSPACE,
+    GITLAB_CI,
     CI_COMMIT_SHA,
     CI_PROJECT_URL,
 ];
@@ -73,6 +87,11 @@ pub const ALL: &[&str] = &[
 /// A variable's value, `None` when unset or empty.
 pub fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// Whether `name` is set to `true`, as CI systems set their marker variables.
+pub fn is_true(name: &str) -> bool {
+    var(name).is_some_and(|value| value == "true")
 }
 
 /// The Docker CLI's folder: `$DOCKER_CONFIG`, else `$HOME/.docker`.

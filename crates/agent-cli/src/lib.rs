@@ -3,6 +3,7 @@
 
 mod args;
 mod attest;
+mod ci;
 mod commands;
 mod discovery;
 mod engines;

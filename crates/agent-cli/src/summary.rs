@@ -1,4 +1,5 @@
-//! The end of `agent run`: the table on stderr, `--json` on stdout, `--junit` to a file.
+//! The end of `agent run`: the table on stderr, `--json` on stdout, `--junit` to a file
+//! (what CI systems are told is in `ci`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,11 +27,26 @@ pub struct SpecSummary {
     /// The last failed iteration's outcome and detail, for the table and JUnit.
     #[serde(skip)]
     pub last_failure: Option<String>,
+    /// The spec file, as given on the command line.
+    #[serde(skip)]
+    pub spec_path: PathBuf,
+    /// The pushed image as `repository@sha256:…`.
+    #[serde(skip)]
+    pub pushed: Option<String>,
+    /// The signed attestations written to the run directory.
+    #[serde(skip)]
+    pub attestations: Vec<PathBuf>,
 }
 
 impl SpecSummary {
-    pub fn from_report(report: &Report, run_dir: &RunDir) -> SpecSummary {
+    pub fn from_report(report: &Report, run_dir: &RunDir, spec_path: &Path) -> SpecSummary {
         SpecSummary {
+            spec_path: spec_path.to_path_buf(),
+            pushed: report
+                .published
+                .as_ref()
+                .map(|published| by_digest(&published.reference, &published.digest)),
+            attestations: attestation_files(run_dir),
             spec: report.spec.clone(),
             verified: report.verified,
             iterations: report.iterations,
@@ -73,11 +89,14 @@ impl SpecSummary {
             error: None,
             checks: Vec::new(),
             last_failure: None,
+            spec_path: spec.path.clone(),
+            pushed: None,
+            attestations: Vec::new(),
         }
     }
 
     /// The verified image's tag, else the run directory.
-    fn place(&self) -> String {
+    pub fn place(&self) -> String {
         self.image
             .clone()
             .or_else(|| self.run_dir.as_ref().map(|dir| dir.display().to_string()))
@@ -104,7 +123,7 @@ impl SpecSummary {
         }
     }
 
-    fn result_word(&self) -> &'static str {
+    pub fn result_word(&self) -> &'static str {
         match (self.verified, self.stopped_by) {
             (true, _) => "verified",
             (false, Some(StopReason::Cancelled)) | (false, None) => "cancelled",
@@ -112,6 +131,31 @@ impl SpecSummary {
             (false, _) => "not verified",
         }
     }
+}
+
+/// `repository@digest` of a pushed `repository:tag` (a port in the registry's host is
+/// not a tag: only a `:` after the last `/` starts one).
+fn by_digest(reference: &str, digest: &str) -> String {
+    let slash = reference.rfind('/').map_or(0, |slash| slash + 1);
+    let repository = match reference[slash..].find([':', '@']) {
+        Some(colon) => &reference[..slash + colon],
+        None => reference,
+    };
+    format!("{repository}@{digest}")
+}
+
+/// The `*.dsse.json` envelopes in the run directory's `attestations/`, sorted.
+fn attestation_files(run_dir: &RunDir) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(run_dir.root().join("attestations")) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.to_string_lossy().ends_with(".dsse.json"))
+        .collect();
+    files.sort();
+    files
 }
 
 /// Why `--locked` left a spec not verified, and what to do about it.
@@ -227,31 +271,24 @@ pub fn write_junit(path: &Path, summaries: &[SpecSummary]) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Appends a Markdown table of the specs to the file GitHub Actions shows as the
-/// job's summary (`GITHUB_STEP_SUMMARY`).
-pub fn append_step_summary(path: &Path, summaries: &[SpecSummary]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let cell = |text: &str| text.replace('|', "\\|").replace(['\n', '\r'], " ");
-    let verified = summaries.iter().filter(|summary| summary.verified).count();
-    let mut text = format!(
-        "### agent: {verified} of {} specs verified\n\n| spec | result | iterations | time | image or run directory |\n|---|---|---|---|---|\n",
-        summaries.len()
-    );
-    for summary in summaries {
-        let place = summary.place();
-        text.push_str(&format!(
-            "| {} | {} | {} | {:.1} s | `{}` |\n",
-            cell(&summary.spec),
-            summary.result_word(),
-            summary.iterations,
-            summary.duration_secs,
-            cell(&place).replace('`', "'"),
-        ));
+#[cfg(test)]
+mod tests {
+    use super::by_digest;
+
+    #[test]
+    fn a_pushed_reference_is_named_by_digest_whatever_its_registry_port() {
+        let digest = "sha256:ab12";
+        assert_eq!(
+            by_digest("127.0.0.1:5000/team/hello:0123456789ab", digest),
+            "127.0.0.1:5000/team/hello@sha256:ab12"
+        );
+        assert_eq!(
+            by_digest("ghcr.io/acme/tools/hello:latest", digest),
+            "ghcr.io/acme/tools/hello@sha256:ab12"
+        );
+        assert_eq!(
+            by_digest("localhost:5000/hello", digest),
+            "localhost:5000/hello@sha256:ab12"
+        );
     }
-    text.push('\n');
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    file.write_all(text.as_bytes())
 }

@@ -16,6 +16,7 @@ mod digest;
 mod files;
 mod image;
 mod inputs;
+mod lines;
 mod parse;
 mod paths;
 mod run;
@@ -26,9 +27,8 @@ mod suites;
 pub(crate) mod testing;
 
 pub use cases::{Case, DEFAULT_CASE};
-#[cfg(test)]
-pub(crate) use parse::parse_spec;
-pub use parse::{load_spec, spec_schema};
+pub use lines::{CheckLines, check_lines};
+pub use parse::{load_spec, parse_spec, spec_schema};
 pub use run::RunSpec;
 pub use service::{Readiness, Service};
 pub use suites::Suite;

@@ -229,6 +229,7 @@ async fn collect(
             Ok(SpecOutcome::Finished {
                 report,
                 run_dir,
+                spec_path,
                 error,
                 page_warning,
                 publish_failure,
@@ -251,7 +252,7 @@ async fn collect(
                     progress.println(&format!("{}: {}", report.spec, failure.render()));
                     infrastructure.get_or_insert(failure);
                 }
-                summaries.push(SpecSummary::from_report(&report, &run_dir));
+                summaries.push(SpecSummary::from_report(&report, &run_dir, &spec_path));
             }
             Ok(SpecOutcome::NotStarted(spec)) => summaries.push(SpecSummary::not_started(&spec)),
             Ok(SpecOutcome::Failed { spec, failure }) => {
@@ -292,11 +293,7 @@ fn finish(
     if args.json {
         summary::print_json(summaries, code);
     }
-    if let Some(path) = env::var(env::GITHUB_STEP_SUMMARY) {
-        if let Err(error) = summary::append_step_summary(std::path::Path::new(&path), summaries) {
-            eprintln!("agent: warning: cannot append to GITHUB_STEP_SUMMARY `{path}`: {error}");
-        }
-    }
+    crate::ci::finish(summaries, &args.out);
     if let Some(path) = &args.junit {
         summary::write_junit(path, summaries).map_err(|error| Failure {
             code: exit::INFRASTRUCTURE,
@@ -314,6 +311,8 @@ enum SpecOutcome {
     Finished {
         report: Report,
         run_dir: RunDir,
+        /// The spec file, for annotations on it.
+        spec_path: PathBuf,
         error: Option<agent_loop::LoopError>,
         /// Why `report.html` could not be written, if it could not.
         page_warning: Option<String>,
@@ -378,6 +377,7 @@ async fn run_one(
         page_warning: write_page(&job.run_dir).await,
         report: result.report,
         run_dir: job.run_dir,
+        spec_path: job.spec.path,
         error: result.error,
         publish_failure,
     }
