@@ -302,44 +302,50 @@ fn make_named_files(folder: &Path, table: &toml::Table) {
 }
 
 /// `agent check` on one block: a spec as it is (a fragment under [`SPEC_HEADER`]), a
-/// config with a spec that passes. The failure, if any, as a message.
+/// config with a spec that passes; and the same file through the committed JSON Schema
+/// with the independent validator. The failure, if any, as a message.
 async fn check_block(workspace: &Workspace, place: &str, block: &str) -> Option<String> {
     let table: toml::Table = match toml::from_str(block) {
         Ok(table) => table,
         Err(error) => return Some(format!("{place}: not TOML: {error}")),
     };
     make_named_files(workspace.path(), &table);
-    let args: Vec<String> = match kind_of(&table) {
+    let (schema, file, args): (&str, PathBuf, Vec<String>) = match kind_of(&table) {
         Kind::Spec => {
             let text = if table.contains_key("prompt") {
                 block.to_owned()
             } else {
                 format!("{SPEC_HEADER}{block}")
             };
-            vec![
-                "check".into(),
-                workspace.spec("block", &text).display().to_string(),
-            ]
+            let spec = workspace.spec("block", &text);
+            let args = vec!["check".into(), spec.display().to_string()];
+            ("spec", spec, args)
         }
         Kind::Config => {
-            std::fs::write(workspace.path().join("block-config.toml"), block).unwrap();
+            let config = workspace.path().join("block-config.toml");
+            std::fs::write(&config, block).unwrap();
             let spec = workspace.spec("block", SPEC_WITH_A_CHECK);
             let spec = spec.display().to_string();
-            vec![
+            let args = vec![
                 "check".into(),
                 "--config".into(),
                 "block-config.toml".into(),
                 spec,
-            ]
+            ];
+            ("config", config, args)
         }
     };
+    let (valid, said) = crate::schema::validate(schema, std::slice::from_ref(&file));
+    if !valid {
+        return Some(format!("{place}: the {schema} schema refuses it:\n{said}"));
+    }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = agent(workspace, &args).await;
     (output.code != Some(0)).then(|| format!("{place}: {:?}\n{}", output.code, output.stderr))
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn every_toml_block_of_the_readme_and_the_docs_passes_agent_check() {
+async fn every_toml_block_of_the_readme_and_the_docs_passes_agent_check_and_the_schema() {
     let root = repository_root();
     let mut checked = 0;
     let mut failures = Vec::new();

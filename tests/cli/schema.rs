@@ -35,7 +35,7 @@ fn schema_file(which: &str) -> PathBuf {
 
 /// `check-jsonschema` on `files` against `docs/schema/<which>.schema.json`: whether
 /// it accepts them, and what it says.
-fn validate(which: &str, files: &[PathBuf]) -> (bool, String) {
+pub(crate) fn validate(which: &str, files: &[PathBuf]) -> (bool, String) {
     let output = Command::new(schema_check())
         .arg("--schemafile")
         .arg(schema_file(which))

@@ -141,20 +141,13 @@ pub fn record_published(
     bundle_digest: &str,
     published: &Published,
 ) -> Result<bool, LoopError> {
-    let path = dir.join(LOCK_FILE);
-    let failed = |source: std::io::Error| LoopError::Lock {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let text = std::fs::read_to_string(&path).map_err(failed)?;
-    let mut file: LockFile = serde_json::from_str(&text)
-        .map_err(|error| failed(std::io::Error::new(std::io::ErrorKind::InvalidData, error)))?;
-    if file.bundle_digest != bundle_digest || file.published.as_ref() == Some(published) {
-        return Ok(false);
-    }
-    file.published = Some(published.clone());
-    write_json(&path, &file)?;
-    Ok(true)
+    amend(dir, bundle_digest, |file| {
+        if file.published.as_ref() == Some(published) {
+            return false;
+        }
+        file.published = Some(published.clone());
+        true
+    })
 }
 
 /// Adds the digests of attestations stored with the published image to the lock at
@@ -164,6 +157,25 @@ pub fn record_attestations(
     bundle_digest: &str,
     digests: &[String],
 ) -> Result<bool, LoopError> {
+    amend(dir, bundle_digest, |file| {
+        let new: Vec<String> = digests
+            .iter()
+            .filter(|digest| !file.attestations.contains(digest))
+            .cloned()
+            .collect();
+        let changed = !new.is_empty();
+        file.attestations.extend(new);
+        changed
+    })
+}
+
+/// Reads the lock at `dir`, lets `change` amend it when its bundle is `bundle_digest`,
+/// and writes it back when `change` says it changed; whether it wrote.
+fn amend(
+    dir: &Path,
+    bundle_digest: &str,
+    change: impl FnOnce(&mut LockFile) -> bool,
+) -> Result<bool, LoopError> {
     let path = dir.join(LOCK_FILE);
     let failed = |source: std::io::Error| LoopError::Lock {
         path: dir.to_path_buf(),
@@ -172,14 +184,9 @@ pub fn record_attestations(
     let text = std::fs::read_to_string(&path).map_err(failed)?;
     let mut file: LockFile = serde_json::from_str(&text)
         .map_err(|error| failed(std::io::Error::new(std::io::ErrorKind::InvalidData, error)))?;
-    let new: Vec<&String> = digests
-        .iter()
-        .filter(|digest| !file.attestations.contains(digest))
-        .collect();
-    if file.bundle_digest != bundle_digest || new.is_empty() {
+    if file.bundle_digest != bundle_digest || !change(&mut file) {
         return Ok(false);
     }
-    file.attestations.extend(new.into_iter().cloned());
     write_json(&path, &file)?;
     Ok(true)
 }
