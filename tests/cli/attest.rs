@@ -186,6 +186,23 @@ async fn verify(
 }
 
 /// Asserts `output` is a refusal (exit 1) whose reason contains `cause`.
+/// `agent verify --attestation` on `<repository>/attested:<tag>` with `key` and no
+/// spec: refused, naming `cause`.
+async fn refused_on_tag(
+    workspace: &Workspace,
+    config: &Path,
+    repository: &str,
+    tag: &str,
+    key: &Path,
+    cause: &str,
+) {
+    let reference = format!("{repository}/attested:{tag}");
+    assert_refused(
+        &verify(workspace, config, &reference, key, None).await,
+        cause,
+    );
+}
+
 fn assert_refused(output: &Output, cause: &str) {
     output.assert_code(1);
     assert!(
@@ -357,15 +374,15 @@ async fn a_signed_push_verifies_independently_and_every_tamper_is_refused_with_i
     // The attestations copied onto another image's tag.
     let copied = api.decoy("copied").await;
     api.put_manifest(&att_tag(&copied), &att).await;
-    let output = verify(
+    refused_on_tag(
         &workspace,
         config.path(),
-        &format!("{repository}/attested:copied"),
+        &repository,
+        "copied",
         &public,
-        None,
+        "attested for another digest",
     )
     .await;
-    assert_refused(&output, "attested for another digest");
 
     // A payload changed after signing: the subject moved to the decoy, the checks kept.
     let envelope = test_result_envelope(&run_dir);
@@ -380,15 +397,15 @@ async fn a_signed_push_verifies_independently_and_every_tamper_is_refused_with_i
     forged["payload"] = json!(STANDARD.encode(serde_json::to_vec(&statement).unwrap()));
     api.attest(&changed_payload, &[serde_json::to_vec(&forged).unwrap()])
         .await;
-    let output = verify(
+    refused_on_tag(
         &workspace,
         config.path(),
-        &format!("{repository}/attested:changed-payload"),
+        &repository,
+        "changed-payload",
         &public,
-        None,
+        "changed after this key signed it",
     )
     .await;
-    assert_refused(&output, "changed after this key signed it");
 
     // An envelope missing its signature, and one that is not an envelope at all.
     let unsigned_image = api.decoy("unsigned").await;
@@ -396,39 +413,39 @@ async fn a_signed_push_verifies_independently_and_every_tamper_is_refused_with_i
     unsigned["signatures"] = json!([]);
     api.attest(&unsigned_image, &[serde_json::to_vec(&unsigned).unwrap()])
         .await;
-    let output = verify(
+    refused_on_tag(
         &workspace,
         config.path(),
-        &format!("{repository}/attested:unsigned"),
+        &repository,
+        "unsigned",
         &public,
-        None,
+        "it has no signature",
     )
     .await;
-    assert_refused(&output, "it has no signature");
     let garbage_image = api.decoy("garbage").await;
     api.attest(&garbage_image, &[b"{\"payload\": 7".to_vec()])
         .await;
-    let output = verify(
+    refused_on_tag(
         &workspace,
         config.path(),
-        &format!("{repository}/attested:garbage"),
+        &repository,
+        "garbage",
         &public,
-        None,
+        "malformed envelope",
     )
     .await;
-    assert_refused(&output, "malformed envelope");
 
     // No attestation at all, and a registry that is not there (exit 3).
     api.decoy("bare").await;
-    let output = verify(
+    refused_on_tag(
         &workspace,
         config.path(),
-        &format!("{repository}/attested:bare"),
+        &repository,
+        "bare",
         &public,
-        None,
+        "no attestation",
     )
     .await;
-    assert_refused(&output, "no attestation");
     let output = verify(
         &workspace,
         config.path(),

@@ -55,7 +55,8 @@ pub(crate) fn parse_structure(
     decoder.file(&root, text)
 }
 
-/// Every top-level key of schema 2.0.0; 1.0.0 has those of [`KEYS_V1`].
+/// Every top-level key of schema 2.0.0; 1.0.0 has all but the last two
+/// (`metadataTest`, `containerRunOptions`).
 const KEYS_V2: [&str; 8] = [
     "schemaVersion",
     "globalEnvVars",
@@ -65,14 +66,6 @@ const KEYS_V2: [&str; 8] = [
     "licenseTests",
     "metadataTest",
     "containerRunOptions",
-];
-const KEYS_V1: [&str; 6] = [
-    "schemaVersion",
-    "globalEnvVars",
-    "commandTests",
-    "fileExistenceTests",
-    "fileContentTests",
-    "licenseTests",
 ];
 /// A command test's keys; 1.0.0 has all but `args` (the last).
 const COMMAND_KEYS: [&str; 11] = [
@@ -134,7 +127,7 @@ impl Decoder<'_> {
         }
         self.schema = self.version(root)?;
         let (keys, what): (&[&str], &str) = match self.schema {
-            Schema::V1 => (&KEYS_V1, "the file (schema 1.0.0)"),
+            Schema::V1 => (&KEYS_V2[..KEYS_V2.len() - 2], "the file (schema 1.0.0)"),
             Schema::V2 => (&KEYS_V2, "the file"),
         };
         let fields = self.fields(root, what, keys)?;
