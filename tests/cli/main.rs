@@ -6,6 +6,7 @@ mod candidates;
 mod cases;
 mod commands;
 mod economy;
+mod egress;
 mod engines;
 mod floods;
 mod github;

@@ -35,17 +35,23 @@ pub fn require_engine() {
     );
 }
 
+/// The line of a test workspace's `[docker]` table that gives builds the engine's
+/// default network.
+pub const BUILD_NETWORK_LINE: &str = "build_network = \"default\"\n";
+
 pub struct Workspace {
     pub dir: tempfile::TempDir,
 }
 
 impl Workspace {
     /// A workspace whose `agent.toml` points at `base_url`, with `extra` appended
-    /// inside `[model]` and `limits` as the `[limits]` table body.
+    /// inside `[model]` and `limits` as the `[limits]` table body. Its builds get the
+    /// engine's default network ([`BUILD_NETWORK_LINE`]): the tests of the egress
+    /// allow-list (`egress.rs`) replace that line.
     pub fn new(base_url: &str, model_extra: &str, limits: &str) -> Workspace {
         let dir = tempfile::tempdir().expect("a temp dir");
         let config = format!(
-            "[model]\nbase_url = \"{base_url}\"\nname = \"scripted\"\nrequest_timeout_secs = 20\nmax_retries = 3\nmax_retry_after_secs = 1\n{model_extra}\n\n[docker]\nbase_image = \"{PYTHON_IMAGE}\"\n\n[limits]\nrun_timeout_secs = 30\nmemory_mb = 256\n{limits}\n"
+            "[model]\nbase_url = \"{base_url}\"\nname = \"scripted\"\nrequest_timeout_secs = 20\nmax_retries = 3\nmax_retry_after_secs = 1\n{model_extra}\n\n[docker]\nbase_image = \"{PYTHON_IMAGE}\"\n{BUILD_NETWORK_LINE}\n[limits]\nrun_timeout_secs = 30\nmemory_mb = 256\n{limits}\n"
         );
         std::fs::write(dir.path().join("agent.toml"), config).expect("agent.toml written");
         Workspace { dir }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use agent_sandbox::{EngineAddress, ImageRole, Pool, Sandbox, SandboxError, TlsFiles};
-use agent_spec::{BuilderChoice, Settings, Spec};
+use agent_spec::{Settings, Spec};
 
 use crate::discovery::{self, DockerEnvironment, FoundBy};
 use crate::env;
@@ -103,20 +103,21 @@ fn tls_files() -> Option<TlsFiles> {
     Some(TlsFiles::in_folder(&folder))
 }
 
-/// Connects to every target at once, each building with the builder `builder`
-/// chooses: those that answered, with their slots, and the failures, in the order of
-/// the targets.
+/// Connects to every target at once, each building with the builder `[docker]
+/// builder` chooses for `build_network`: those that answered, with their slots, and
+/// the failures, in the order of the targets.
 pub async fn connect(
     targets: Vec<Target>,
-    builder: BuilderChoice,
+    docker: &agent_spec::DockerSettings,
 ) -> (Vec<(Sandbox, Option<usize>)>, Vec<(String, SandboxError)>) {
+    let (builder, network) = (docker.builder, docker.build_network);
     let tasks: Vec<_> = targets
         .into_iter()
         .map(|target| {
             tokio::spawn(async move {
                 let connected = Sandbox::connect_to(&target.address)
                     .await
-                    .and_then(|sandbox| sandbox.with_builder(builder));
+                    .and_then(|sandbox| sandbox.with_builder(builder, network));
                 (target.address.url, target.slots, connected)
             })
         })
@@ -137,7 +138,7 @@ pub async fn connect(
 /// them). With one engine, its failure is the command's, as it always was; with
 /// several, each that fails is reported on stderr and left out.
 pub async fn pool(settings: &Settings, images: &[(ImageRole, &String)]) -> Result<Pool, Failure> {
-    let (answered, failed) = connect(targets(settings)?, settings.docker.builder).await;
+    let (answered, failed) = connect(targets(settings)?, &settings.docker).await;
     let several = answered.len() + failed.len() > 1;
     let mut first_failure = None;
     for (url, error) in failed {
@@ -206,6 +207,12 @@ pub fn probe_image<'a>(settings: &'a Settings, specs: &[Spec]) -> Option<(ImageR
         .iter()
         .any(|spec| spec.service.is_some())
         .then_some((ImageRole::Probe, &settings.docker.probe_image))
+}
+
+/// The egress image, when builds go through the egress gate.
+pub fn egress_image(settings: &Settings) -> Option<(ImageRole, &String)> {
+    (settings.docker.build_network == agent_spec::BuildNetwork::Allowlist)
+        .then_some((ImageRole::Egress, &settings.docker.egress_image))
 }
 
 /// The base image and the allowed ones, each once.

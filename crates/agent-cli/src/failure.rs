@@ -142,6 +142,13 @@ pub fn engine_hint(error: &SandboxError) -> Option<String> {
             "build the local images with `scripts/base-images` (it makes the busybox probe image), `docker pull` it where a registry is reachable, or `docker load` it; `[docker] probe_image` in agent.toml names the image that sends a service's probes"
                 .to_string(),
         ),
+        SandboxError::Pull {
+            role: ImageRole::Egress,
+            ..
+        } => Some(
+            "build the local images with `scripts/base-images`, `docker pull` it where a registry is reachable, or `docker load` it; `[docker] egress_image` in agent.toml names the image (any with python3) that enforces the build's egress allow-list"
+                .to_string(),
+        ),
         SandboxError::Pull { .. } => Some(
             "build the local base images with `scripts/base-images`, `docker pull` the image where a registry is reachable, or `docker load` it; `[docker] base_image` in agent.toml names the image the model builds FROM"
                 .to_string(),

@@ -7,6 +7,10 @@ use agent_sandbox::{BuildOutcome, BuildStatus, RunOutcome};
 use agent_spec::{CheckResult, excerpt};
 
 use crate::bundle::Bundle;
+use crate::report::RefusedConnection;
+
+/// Refused connections named one by one in feedback; the rest are counted.
+const EGRESS_SHOWN: usize = 12;
 
 /// Bytes of one stream shown in feedback: the head and the tail share this.
 const EXCERPT_BYTES: usize = 6 * 1024;
@@ -88,6 +92,68 @@ pub fn build(outcome: &BuildOutcome, timeout_secs: u64, base_images: &[String]) 
         BuildStatus::Built { .. } => {}
     }
     out
+}
+
+/// The connections the build's steps were refused, each with the step, and what the
+/// build may reach instead.
+pub fn egress(refused: &[RefusedConnection], allowed: &[String]) -> String {
+    let mut out =
+        String::from("\nThe build's network is limited to an allow-list, and it refused:\n");
+    for connection in refused.iter().take(EGRESS_SHOWN) {
+        let step = match (connection.step, &connection.instruction) {
+            (Some(index), Some(instruction)) => {
+                format!("step {index} (`{}`)", excerpt(instruction, 200))
+            }
+            _ => "a step".to_owned(),
+        };
+        let how = match connection.via.as_str() {
+            "dns" => "looked up the name",
+            "direct" => "connected, bypassing the proxy, to",
+            _ => "tried to reach",
+        };
+        let target = if connection.via == "dns" {
+            format!("`{}`", connection.host)
+        } else {
+            format!("`{}:{}`", connection.host, connection.port)
+        };
+        let _ = writeln!(
+            out,
+            "- {step} {how} {target}, which this build may not reach ({})",
+            connection.reason
+        );
+    }
+    if refused.len() > EGRESS_SHOWN {
+        let _ = writeln!(out, "- and {} more", refused.len() - EGRESS_SHOWN);
+    }
+    let _ = writeln!(
+        out,
+        "RUN steps reach the network only through the HTTP proxy already set in HTTP_PROXY and HTTPS_PROXY (pip, apt-get and the like use it), and only these hosts: {}. Get what the build needs from them, or write it into the bundle.",
+        allowed.join(", ")
+    );
+    out
+}
+
+/// The refusals in a few words, for the iteration's detail line.
+pub fn egress_summary(refused: &[RefusedConnection]) -> String {
+    let mut targets: Vec<String> = Vec::new();
+    for connection in refused {
+        let target = if connection.via == "dns" {
+            connection.host.clone()
+        } else {
+            format!("{}:{}", connection.host, connection.port)
+        };
+        if !targets.contains(&target) {
+            targets.push(target);
+        }
+    }
+    let more = targets.len().saturating_sub(3);
+    targets.truncate(3);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!("; build egress refused {}{more}", targets.join(", "))
 }
 
 /// A `FROM` the engine cannot get: nothing in the bundle's steps is at fault, only
@@ -196,6 +262,7 @@ mod tests {
             },
             log: String::new(),
             duration: std::time::Duration::ZERO,
+            egress_refused: Vec::new(),
         };
         let text = build(&outcome, 60, &[]);
         assert!(text.contains("Step 3/4 : RUN python3 setup.py"));
@@ -214,6 +281,7 @@ mod tests {
             },
             log: String::new(),
             duration: std::time::Duration::ZERO,
+            egress_refused: Vec::new(),
         };
         let text = build(&outcome, 60, &["agent-base/python:3.11".to_owned()]);
         assert!(

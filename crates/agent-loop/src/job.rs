@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent_run_dir::RunDir;
-use agent_sandbox::{CredentialSource, RunLimits, RunNetwork};
+use agent_sandbox::{CredentialSource, EgressPolicy, RunLimits, RunNetwork};
 use agent_spec::{BuildNetwork, Limits, NetworkMode, Settings, Spec};
 
 use crate::lock::LockMode;
@@ -35,11 +35,46 @@ impl Job {
         run_labels(&self.run_id, &self.spec.name, &self.owner)
     }
 
+    /// The network of a build that has no egress policy (under `allowlist` the steps
+    /// join the policy's gate instead).
     pub(crate) fn build_network(&self) -> &'static str {
         match self.settings.docker.build_network {
-            BuildNetwork::Default => "default",
-            BuildNetwork::None => "none",
-            BuildNetwork::Host => "host",
+            BuildNetwork::Allowlist => "none",
+            other => other.as_str(),
+        }
+    }
+
+    /// What the build's RUN steps may reach under `build_network = "allowlist"`.
+    pub(crate) fn egress_policy(&self) -> Option<EgressPolicy> {
+        let docker = &self.settings.docker;
+        (docker.build_network == BuildNetwork::Allowlist).then(|| EgressPolicy {
+            image: docker.egress_image.clone(),
+            allow: self.build_allowed(),
+            labels: self.labels(),
+        })
+    }
+
+    /// What `[docker] build_allow` (or its default for the base image) lets RUN steps
+    /// reach.
+    pub(crate) fn build_allowed(&self) -> Vec<agent_spec::AllowEntry> {
+        let docker = &self.settings.docker;
+        agent_spec::build_allowed(docker.build_allow.as_deref(), &docker.base_image)
+    }
+
+    /// What the builds could reach, for the report: under `allowlist` the classic
+    /// builder is the one that can enforce it (`auto` picks it; the engine connection
+    /// refuses the others).
+    pub(crate) fn build_policy(&self) -> crate::report::BuildPolicyRecord {
+        let docker = &self.settings.docker;
+        let allowlist = docker.build_network == BuildNetwork::Allowlist;
+        crate::report::BuildPolicyRecord {
+            network: docker.build_network.as_str().to_owned(),
+            builder: docker.builder_for_network().as_str().to_owned(),
+            allow: if allowlist {
+                agent_spec::describe_allowed(&self.build_allowed())
+            } else {
+                Vec::new()
+            },
         }
     }
 

@@ -74,8 +74,12 @@ pub(crate) fn system(job: &Job) -> String {
         )
     };
     let build_network = match docker.build_network {
-        BuildNetwork::None => "no: RUN steps have no network, so vendor what you need",
-        _ => "pip, apt-get and the like work",
+        BuildNetwork::None => "no: RUN steps have no network, so vendor what you need".to_owned(),
+        BuildNetwork::Allowlist => format!(
+            "only these hosts, through the HTTP proxy the build already sets in HTTP_PROXY and HTTPS_PROXY (pip, apt-get and the like use it): {}; nothing else is reachable, so install from these",
+            agent_spec::describe_allowed(&job.build_allowed()).join(", ")
+        ),
+        BuildNetwork::Default | BuildNetwork::Host => "pip, apt-get and the like work".to_owned(),
     };
     let run_args = if spec.run.args.is_empty() {
         String::new()
@@ -107,7 +111,7 @@ pub(crate) fn system(job: &Job) -> String {
         &[
             ("base_image", &docker.base_image),
             ("allowed_base_images", &allowed),
-            ("build_network", build_network),
+            ("build_network", &build_network),
             ("run_args", &run_args),
             ("run_network", run_network),
             ("memory_mb", &limits.memory_mb.to_string()),

@@ -5,9 +5,9 @@
 use agent_sandbox::RunOutcome;
 
 pub use agent_run_dir::report::{
-    AttestationRecord, CandidateRecord, CaseRecord, InputDigest, IterationRecord, LockReport,
-    LockState, Outcome, Published, Report, SavedImage, SealRecord, StopReason, SuiteRecord,
-    TestRecord, UsageTotals,
+    AttestationRecord, BuildPolicyRecord, CandidateRecord, CaseRecord, EgressRecord, InputDigest,
+    IterationRecord, LockReport, LockState, Outcome, Published, RefusedConnection, Report,
+    SavedImage, SealRecord, StopReason, SuiteRecord, TestRecord, UsageTotals,
 };
 
 /// Takes what a run reports into `record`: its time, exit, OOM kill and stream sizes.
@@ -19,6 +19,24 @@ pub(crate) fn take_run(record: &mut IterationRecord, ran: &RunOutcome) {
     record.stderr_bytes = Some(ran.stderr.total_bytes);
     record.stdout_truncated = ran.stdout.truncated;
     record.stderr_truncated = ran.stderr.truncated;
+}
+
+/// The egress policy's refusals as `report.json` records them.
+pub(crate) fn egress_record(refused: &[agent_sandbox::EgressRefusal]) -> Option<EgressRecord> {
+    (!refused.is_empty()).then(|| EgressRecord {
+        refused: refused
+            .iter()
+            .map(|refusal| RefusedConnection {
+                host: refusal.host.clone(),
+                port: refusal.port,
+                step: refusal.step,
+                instruction: refusal.instruction.clone(),
+                via: refusal.via.clone(),
+                reason: refusal.reason.clone(),
+                count: refusal.count,
+            })
+            .collect(),
+    })
 }
 
 /// Seconds to the millisecond, as reports show them.

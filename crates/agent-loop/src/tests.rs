@@ -122,6 +122,7 @@ impl EnginePort for ScriptedEngine {
             status,
             log: "Step 1/2 : FROM base\n ---> 0123456789ab\n".into(),
             duration: Duration::from_millis(5),
+            egress_refused: Vec::new(),
         })
     }
 
@@ -316,11 +317,13 @@ fn settings() -> Settings {
             base_image: "agent-base/python:3.11".into(),
             allowed_base_images: Vec::new(),
             build_network: BuildNetwork::Default,
+            build_allow: None,
             builder: agent_spec::BuilderChoice::Auto,
             cache_max_mb: 0,
             engines: Vec::new(),
             cache_from: Vec::new(),
             probe_image: "agent-base/busybox:1".into(),
+            egress_image: "agent-base/python:3.11".into(),
         },
         limits: Limits::default(),
         bundle: BundleLimits::default(),

@@ -15,7 +15,7 @@ use crate::events::Phase;
 use crate::feedback;
 use crate::iteration::{Halt, Iteration, end};
 use crate::job::Job;
-use crate::report::{CaseRecord, Outcome, round_secs, take_run};
+use crate::report::{CaseRecord, Outcome, egress_record, round_secs, take_run};
 use crate::text::first_line;
 use crate::verification::{self, CaseRun};
 
@@ -62,8 +62,25 @@ impl<E: EnginePort> Trial<'_, E> {
                     continue;
                 }
             }
-            return attempt;
+            return attempt.map_err(|halt| self.with_egress(halt, iteration));
         }
+    }
+
+    /// An iteration that ended after its build was refused connections says so, in
+    /// its detail and in what the model is told: a refusal often is the failure.
+    fn with_egress(&self, halt: Halt, iteration: &Iteration) -> Halt {
+        let (mut ending, egress) = match (halt, &iteration.record.egress) {
+            (Halt::Ended(ending), Some(egress)) => (ending, egress),
+            (halt, _) => return halt,
+        };
+        let allowed = agent_spec::describe_allowed(&self.job.build_allowed());
+        ending
+            .feedback
+            .push_str(&feedback::egress(&egress.refused, &allowed));
+        ending
+            .detail
+            .push_str(&feedback::egress_summary(&egress.refused));
+        Halt::Ended(ending)
     }
 
     async fn build(
@@ -89,11 +106,13 @@ impl<E: EnginePort> Trial<'_, E> {
         };
         let engine_started = Instant::now();
         let no_labels = BTreeMap::new();
+        let egress = self.job.egress_policy();
         let request = BuildRequest {
             context: &context,
             labels: &no_labels,
             timeout,
             network: self.job.build_network(),
+            egress: egress.as_ref(),
             cache_repository: Some(&cache_repository),
             cache_from: self.cache_from,
             no_cache: false,
@@ -104,6 +123,7 @@ impl<E: EnginePort> Trial<'_, E> {
         record.context_digest = Some(context.digest);
         iteration.waited.engine += engine_started.elapsed();
         record.build_secs = Some(round_secs(built.duration));
+        record.egress = egress_record(&built.egress_refused);
         iteration.layers.extend(built.intermediate_images());
         self.keep(IterationDir::build_log, built.log.as_bytes())?;
         match &built.status {

@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 pub mod report;
 
 pub use report::{
-    AttestationRecord, CandidateRecord, CaseRecord, InputDigest, IterationRecord, LockReport,
-    LockState, Outcome, Published, Report, SavedImage, SealRecord, StopReason, SuiteRecord,
-    TestRecord, UsageTotals,
+    AttestationRecord, BuildPolicyRecord, CandidateRecord, CaseRecord, EgressRecord, InputDigest,
+    IterationRecord, LockReport, LockState, Outcome, Published, RefusedConnection, Report,
+    SavedImage, SealRecord, StopReason, SuiteRecord, TestRecord, UsageTotals,
 };
 
 /// The folder, relative to the run directory, of the spec and its inputs as run.

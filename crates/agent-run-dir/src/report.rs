@@ -116,6 +116,47 @@ pub struct IterationRecord<O = Outcome> {
     /// Each `[[suite]]`'s grade and tests, in the spec's order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub suites: Vec<SuiteRecord>,
+    /// What the build egress policy refused this iteration's build (also when it
+    /// passed); absent when nothing was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<EgressRecord>,
+}
+
+/// The build egress policy's evidence for one build.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EgressRecord {
+    pub refused: Vec<RefusedConnection>,
+}
+
+/// A connection a build step tried and the policy refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RefusedConnection {
+    /// The name or address asked for.
+    pub host: String,
+    pub port: u16,
+    /// The build step (1-based) running then, and its instruction.
+    pub step: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instruction: Option<String>,
+    /// `proxy` (asked of the build's proxy), `direct` (a connection that ignored the
+    /// proxy) or `dns` (a name looked up in the step).
+    pub via: String,
+    pub reason: String,
+    /// Times the same host, port, step and way were refused.
+    pub count: u32,
+}
+
+/// What a run's builds could reach: the `[docker] build_network` mode, the builder
+/// that enforces it, and the hosts `build_allow` let through.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BuildPolicyRecord {
+    pub network: String,
+    pub builder: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
 }
 
 /// How one hidden suite went: its grade, and every test its JUnit file held.
@@ -192,6 +233,7 @@ impl IterationRecord {
             retried_after_lost: Vec::new(),
             cases: Vec::new(),
             suites: Vec::new(),
+            egress: None,
         }
     }
 }
@@ -221,6 +263,9 @@ pub struct Report<O = Outcome, S = StopReason> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub structured_output: Option<String>,
     pub base_image: String,
+    /// What the builds could reach, and the builder that saw to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildPolicyRecord>,
     pub stopped_by: S,
     pub error: Option<String>,
     /// The run directory's copy of the spec, relative to it (`spec/<file>`), with the
@@ -396,6 +441,7 @@ mod tests {
             "retried_after_lost",
             "cases",
             "suites",
+            "egress",
         ] {
             assert!(json.get(absent).is_none(), "{absent} is written: {json}");
         }

@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use bollard::Docker;
 use bollard::models::{ContainerSummary, ImageSummary};
 use bollard::query_parameters::{
-    ListContainersOptionsBuilder, ListImagesOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder,
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RemoveVolumeOptions,
 };
 
 use crate::deadline::bounded;
@@ -236,7 +236,41 @@ pub(crate) async fn remove_labelled_containers(
             report.containers.push(id);
         }
     }
+    report.volumes = remove_labelled_volumes(docker, &labels, |_| true).await?;
     Ok(report)
+}
+
+/// Removes the volumes labelled with every one of `labels` that `remove` lets go
+/// (the build egress gates' sockets live in one each); their containers went first.
+async fn remove_labelled_volumes(
+    docker: &Docker,
+    labels: &[String],
+    remove: impl Fn(Option<&HashMap<String, String>>) -> bool,
+) -> Result<Vec<String>, SandboxError> {
+    let filters = HashMap::from([("label", labels.to_vec())]);
+    let options = ListVolumesOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    let listed = bounded(docker.list_volumes(Some(options)))
+        .await
+        .map_err(SandboxError::List)?;
+    let mut removed = Vec::new();
+    for volume in listed.volumes.unwrap_or_default() {
+        if !remove(Some(&volume.labels)) {
+            continue;
+        }
+        match bounded(docker.remove_volume(&volume.name, None::<RemoveVolumeOptions>)).await {
+            Ok(()) => removed.push(volume.name),
+            Err(error) if is_status(&error, 404) => {}
+            Err(source) => {
+                return Err(SandboxError::Remove {
+                    object: volume.name,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(removed)
 }
 
 pub(crate) async fn gc(
@@ -271,6 +305,7 @@ pub(crate) async fn gc(
             report.images.push(image.id);
         }
     }
+    report.volumes = remove_labelled_volumes(docker, &labels, |labels| !in_use(labels)).await?;
     Ok(report)
 }
 

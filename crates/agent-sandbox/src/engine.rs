@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_spec::{BuilderChoice, FileFacts, ImageFacts};
+use agent_spec::{BuildNetwork, BuilderChoice, FileFacts, ImageFacts};
 use bollard::Docker;
 
 use crate::deadline::bounded;
 use crate::errors::SandboxError;
 use crate::outcome::{
-    BuildOutcome, BuildProgress, Builder, CacheUsage, CleanupReport, EngineInfo, RunOutcome,
+    BuildOutcome, BuildProgress, Builder, CacheUsage, CleanupReport, EngineInfo, Product,
+    RunOutcome,
 };
 use crate::request::{BuildRequest, RunRequest};
 
@@ -170,9 +171,30 @@ impl Sandbox {
     }
 
     /// This engine with its builds going to the builder `choice` names (`auto`: the
-    /// one that does less work there); an error when it names one the engine lacks.
-    pub fn with_builder(mut self, choice: BuilderChoice) -> Result<Sandbox, SandboxError> {
+    /// one that does less work there, or under `allowlist` the one that can enforce
+    /// it); an error when it names one the engine lacks, or when the engine cannot
+    /// enforce the build network asked for.
+    pub fn with_builder(
+        mut self,
+        choice: BuilderChoice,
+        network: BuildNetwork,
+    ) -> Result<Sandbox, SandboxError> {
         let engine = &self.engine;
+        if network == BuildNetwork::Allowlist {
+            // Checked on Podman 4.3: its Docker-compatible build runs RUN steps in the
+            // host's network namespace whatever `networkmode` says.
+            if engine.product == Product::Podman {
+                return Err(SandboxError::EgressUnenforceable {
+                    host: engine.host.clone(),
+                    product: engine.product.to_string(),
+                });
+            }
+            if choice == BuilderChoice::BuildKit {
+                return Err(SandboxError::EgressNeedsClassic);
+            }
+            Arc::make_mut(&mut self.engine).builder = Builder::Classic;
+            return Ok(self);
+        }
         let builder = match choice {
             BuilderChoice::Auto => {
                 crate::dialect::auto_builder(engine.product, &engine.api_version)

@@ -27,6 +27,7 @@ mod context;
 mod deadline;
 mod dialect;
 mod docker_config;
+mod egress;
 mod engine;
 mod errors;
 mod file_facts;
@@ -54,14 +55,15 @@ pub use cache::entry_reference as cache_entry_reference;
 pub use cleanup::owner_id;
 pub use context::{build_context, dockerfile_instructions};
 pub use docker_config::read_docker_config;
+pub use egress::EgressPolicy;
 pub use engine::{DEFAULT_SOCKET, EngineAddress, Sandbox, TlsFiles};
 pub use errors::{DockerConfigError, SandboxError};
 pub use labels::{
     CACHE_REPOSITORY_PREFIX, LABEL_OWNER, LABEL_RUN, LABEL_SPEC, VERIFIED_REPOSITORY_PREFIX,
 };
 pub use outcome::{
-    BuildOutcome, BuildProgress, BuildStatus, Builder, Captured, CleanupReport, ImageRole, Product,
-    PulledImage, PushRefusal, RunOutcome, SealMethod, Sealed,
+    BuildOutcome, BuildProgress, BuildStatus, Builder, Captured, CleanupReport, EgressRefusal,
+    ImageRole, Product, PulledImage, PushRefusal, RunOutcome, SealMethod, Sealed,
 };
 pub use pool::{Pool, PoolSession};
 pub use port::{EnginePort, Inspect, Inspected, RemovalScope, Setup};

@@ -127,6 +127,7 @@ mod tests {
             labels: &labels,
             timeout: Duration::from_secs(1),
             network: "none",
+            egress: None,
             cache_repository: None,
             cache_from: &[],
             no_cache: false,
@@ -137,6 +138,7 @@ mod tests {
             },
             log: String::new(),
             duration: Duration::ZERO,
+            egress_refused: Vec::new(),
         };
         recipes.keep(builder, &request, &outcome);
     }

@@ -61,6 +61,25 @@ pub struct BuildOutcome {
     /// marked).
     pub log: String,
     pub duration: Duration,
+    /// What the build egress policy refused, in the order it happened.
+    pub egress_refused: Vec<EgressRefusal>,
+}
+
+/// A connection a build step tried that the egress policy refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressRefusal {
+    /// The name or address asked for.
+    pub host: String,
+    pub port: u16,
+    /// `proxy` (asked of the proxy), `direct` (a connection that ignored it) or `dns`
+    /// (a name looked up in the step).
+    pub via: String,
+    pub reason: String,
+    /// The build step running then (1-based) and its instruction.
+    pub step: Option<u32>,
+    pub instruction: Option<String>,
+    /// How many times the same host, port, step and way were refused.
+    pub count: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +140,8 @@ pub struct RunOutcome {
 pub struct CleanupReport {
     pub containers: Vec<String>,
     pub images: Vec<String>,
+    /// The build egress gates' volumes.
+    pub volumes: Vec<String>,
 }
 
 /// What the build cache (`agent-cache/…` tags) holds.
@@ -283,6 +304,8 @@ pub enum ImageRole {
     Base,
     /// The image of the helper container that sends a service's probes.
     Probe,
+    /// The image of the build egress gate and relay.
+    Egress,
 }
 
 impl std::fmt::Display for ImageRole {
@@ -290,6 +313,7 @@ impl std::fmt::Display for ImageRole {
         f.write_str(match self {
             ImageRole::Base => "base image",
             ImageRole::Probe => "probe image",
+            ImageRole::Egress => "egress image",
         })
     }
 }

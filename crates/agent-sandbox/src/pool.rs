@@ -242,6 +242,7 @@ impl PoolSession {
             let removed = work(sandbox).await?;
             report.containers.extend(removed.containers);
             report.images.extend(removed.images);
+            report.volumes.extend(removed.volumes);
         }
         Ok(report)
     }

@@ -41,6 +41,7 @@ impl Sandbox {
             labels: &all_labels,
             timeout: REBUILD_TIMEOUT,
             network: &recipe.network,
+            egress: None,
             cache_repository: None,
             cache_from: &recipe.cache_from,
             no_cache: false,

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::context::BuildContext;
+use crate::egress::EgressPolicy;
 
 #[derive(Clone, Copy)]
 pub struct BuildRequest<'a> {
@@ -11,8 +12,12 @@ pub struct BuildRequest<'a> {
     /// Put on the image (and, through the engine, on intermediate containers).
     pub labels: &'a BTreeMap<String, String>,
     pub timeout: Duration,
-    /// `"default"`, `"none"` or `"host"`: the network RUN steps get.
+    /// `"default"`, `"none"` or `"host"`: the network RUN steps get, unless `egress`
+    /// is given.
     pub network: &'a str,
+    /// RUN steps reach only what this policy allows (through a gate whose namespace
+    /// they join); the gate's containers get `labels`.
+    pub egress: Option<&'a EgressPolicy>,
     /// The repository (`agent-cache/<spec>`) the build's images are tagged in, so a
     /// concurrent cleanup never takes a layer this build uses and nothing it made is
     /// left dangling; `None` leaves the build's images untagged.

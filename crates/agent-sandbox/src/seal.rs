@@ -181,6 +181,7 @@ impl Sandbox {
             labels: &BTreeMap::new(),
             timeout: LABEL_BUILD_TIMEOUT,
             network: "none",
+            egress: None,
             cache_repository: None,
             cache_from: &[],
             no_cache: true,

@@ -245,6 +245,7 @@ async fn buildkit_run_steps_get_the_build_network_asked_for() {
                     labels: &labels,
                     timeout: Duration::from_secs(120),
                     network,
+                    egress: None,
                     cache_repository: None,
                     cache_from: &[],
                     no_cache: true,
@@ -405,14 +406,16 @@ async fn an_engine_without_buildkit_refuses_the_buildkit_builder_and_auto_picks_
             .await
             .unwrap_or_else(|error| panic!("Podman at {url} must answer: {error}"))
     };
-    let refused = podman().await.with_builder(BuilderChoice::BuildKit);
+    let refused = podman()
+        .await
+        .with_builder(BuilderChoice::BuildKit, agent_spec::BuildNetwork::Default);
     let Err(error @ SandboxError::NoBuildKit { .. }) = refused else {
         panic!("Podman cannot run BuildKit builds: {refused:?}");
     };
     assert!(error.to_string().contains("builder = \"auto\""), "{error}");
     let auto = podman()
         .await
-        .with_builder(BuilderChoice::Auto)
+        .with_builder(BuilderChoice::Auto, agent_spec::BuildNetwork::Default)
         .expect("auto");
     assert_eq!(auto.engine().builder, Builder::Classic);
     let main = sandbox_with(BuilderChoice::Auto).await;

@@ -33,7 +33,10 @@ async fn connect(url: &str) -> Sandbox {
     Sandbox::connect_to(&EngineAddress::plain(url))
         .await
         .unwrap_or_else(|error| panic!("the engine at {url} must answer: {error}"))
-        .with_builder(agent_spec::BuilderChoice::Classic)
+        .with_builder(
+            agent_spec::BuilderChoice::Classic,
+            agent_spec::BuildNetwork::Default,
+        )
         .expect("every engine has the classic builder")
 }
 

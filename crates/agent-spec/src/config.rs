@@ -23,6 +23,7 @@
 //! over `DOCKER_HOST` (which the caller applies when both are silent), since
 //! `DOCKER_HOST` is often set for the Docker CLI alone, not for a project.
 
+mod egress;
 mod engines;
 mod file;
 mod layer;
@@ -33,6 +34,7 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
+pub use egress::{AllowEntry, ECOSYSTEMS, allowed as build_allowed, describe as describe_allowed};
 pub use file::{ConfigFile, config_schema};
 pub(crate) use layer::Combine;
 pub use layer::LimitsLayer;

@@ -32,9 +32,10 @@ pub use check::{
     ls_mode,
 };
 pub use config::{
-    BuildNetwork, BuilderChoice, BundleLimits, ConfigFile, DEFAULT_SIGNING_KEY_ENV, DockerSettings,
-    EnvOverrides, FlagOverrides, Limits, LimitsLayer, ModelSettings, NetworkMode, PromptSettings,
-    PublishSettings, Settings, StructuredOutput, config_schema,
+    AllowEntry, BuildNetwork, BuilderChoice, BundleLimits, ConfigFile, DEFAULT_SIGNING_KEY_ENV,
+    DockerSettings, ECOSYSTEMS, EnvOverrides, FlagOverrides, Limits, LimitsLayer, ModelSettings,
+    NetworkMode, PromptSettings, PublishSettings, Settings, StructuredOutput, build_allowed,
+    config_schema, describe_allowed,
 };
 pub use errors::Problems;
 pub use spec::{

@@ -106,15 +106,20 @@ fn unknown_key(text: &str, span: &Range<usize>, rest: &str) -> String {
     }
 }
 
-/// The allowed key nearest to a misspelt one, when it is near enough to be the one
-/// meant (at most two edits, and no more than half the key).
+/// The allowed key nearest to a misspelt one (see [`closest`]).
 fn closest_key<'a>(key: &str, expected: &'a str) -> Option<&'a str> {
-    expected
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(|candidate| (strsim::levenshtein(key, candidate), candidate))
-        .filter(|(distance, _)| *distance <= 2 && *distance * 2 <= key.chars().count())
+    closest(key, expected.split('`').skip(1).step_by(2))
+}
+
+/// The candidate nearest to a misspelt word, when it is near enough to be the one
+/// meant (at most two edits, and no more than half the word).
+pub(crate) fn closest<'a>(
+    word: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .map(|candidate| (strsim::levenshtein(word, candidate), candidate))
+        .filter(|(distance, _)| *distance <= 2 && *distance * 2 <= word.chars().count())
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
 }

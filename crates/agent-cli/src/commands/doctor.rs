@@ -23,7 +23,7 @@ pub async fn doctor(args: DoctorArgs) -> Result<u8, Failure> {
     let mut healthy = true;
     let targets = engines::targets(&resolved)?;
     let found_by = found_by(&targets);
-    let (answered, failed) = engines::connect(targets, resolved.docker.builder).await;
+    let (answered, failed) = engines::connect(targets, &resolved.docker).await;
     for (sandbox, slots) in &answered {
         healthy &= report_engine(sandbox, *slots, &resolved.docker, &found_by).await;
     }
@@ -116,6 +116,28 @@ async fn report_engine(
         "specs with [service]",
     )
     .await;
+    if docker.build_network == agent_spec::BuildNetwork::Allowlist {
+        let hosts = agent_spec::describe_allowed(&agent_spec::build_allowed(
+            docker.build_allow.as_deref(),
+            &docker.base_image,
+        ));
+        let why = match docker.builder {
+            agent_spec::BuilderChoice::Auto => {
+                " (auto picks it: BuildKit through the engine API cannot join the egress gate)"
+            }
+            _ => "",
+        };
+        println!(
+            "ok    build egress: allow-list, enforced through the classic builder{why}; RUN steps reach only {}",
+            hosts.join(", ")
+        );
+        healthy &= report_image(sandbox, ImageRole::Egress, &docker.egress_image, "builds").await;
+    } else {
+        println!(
+            "warn  build egress: `build_network = \"{}\"`: RUN steps reach whatever the engine reaches; hint: the default `\"allowlist\"` limits them to `[docker] build_allow`",
+            docker.build_network.as_str()
+        );
+    }
     healthy
 }
 

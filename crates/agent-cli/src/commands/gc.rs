@@ -27,10 +27,14 @@ async fn gc_engine(args: &GcArgs, sandbox: &agent_sandbox::Sandbox) -> Result<()
     for image in &report.images {
         println!("removed image {image}");
     }
+    for volume in &report.volumes {
+        println!("removed volume {volume}");
+    }
     eprintln!(
-        "gc: removed {} containers and {} images",
+        "gc: removed {} containers, {} images and {} volumes",
         report.containers.len(),
-        report.images.len()
+        report.images.len(),
+        report.volumes.len()
     );
     if args.cache {
         let removed = sandbox.remove_cache().await.map_err(Failure::engine)?;

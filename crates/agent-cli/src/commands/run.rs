@@ -66,8 +66,9 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     let jobs = args
         .jobs
         .map_or(pool.total_slots() * JOBS_PER_SLOT, |jobs| jobs as usize);
+    warn_open_build_network(&resolved.docker);
     // As `[docker] builder` spells it: `auto`, `classic`, `buildkit`.
-    let builder = format!("{:?}", resolved.docker.builder).to_lowercase();
+    let builder = resolved.docker.builder_for_network().as_str().to_owned();
     let publisher = Arc::new(
         Publisher::prepare(&resolved.publish, args.save.as_deref(), signer, builder).await?,
     );
@@ -102,14 +103,30 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     finish(&args, &summaries, infrastructure, signal.received())
 }
 
+/// One line per run when builds are not limited to the allow-list.
+fn warn_open_build_network(docker: &agent_spec::DockerSettings) {
+    use agent_spec::BuildNetwork;
+    if matches!(
+        docker.build_network,
+        BuildNetwork::Default | BuildNetwork::Host
+    ) {
+        eprintln!(
+            "agent: warning: `[docker] build_network = \"{}\"`: the model's RUN steps reach whatever the engine reaches (its host, other containers, the internet); the default `\"allowlist\"` limits them to `[docker] build_allow`",
+            docker.build_network.as_str()
+        );
+    }
+}
+
 /// The images every engine must hold before the first model call, each with what it
-/// is for: the base images, and the probe image when a spec has a service.
+/// is for: the base images, the probe image when a spec has a service, and the egress
+/// image when builds go through the egress gate.
 fn images_needed<'a>(settings: &'a Settings, specs: &[Spec]) -> Vec<(ImageRole, &'a String)> {
     let mut images: Vec<(ImageRole, &String)> = crate::engines::base_images(&settings.docker)
         .into_iter()
         .map(|image| (ImageRole::Base, image))
         .collect();
     images.extend(crate::engines::probe_image(settings, specs));
+    images.extend(crate::engines::egress_image(settings));
     images
 }
 

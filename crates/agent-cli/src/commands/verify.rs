@@ -65,14 +65,16 @@ pub async fn verify(args: VerifyArgs) -> Result<u8, Failure> {
     Ok(print_result(&job.spec.name, &record, args.json))
 }
 
-/// The engines, each holding the probe image when `spec` has a service (nothing is
-/// started before a missing one is named).
+/// The engines, each holding the probe image when `spec` has a service and the egress
+/// image when builds go through the egress gate (nothing is started before a missing
+/// one is named).
 async fn pool_for(
     settings: &agent_spec::Settings,
     spec: &agent_spec::Spec,
 ) -> Result<agent_sandbox::Pool, Failure> {
     let needed: Vec<_> = crate::engines::probe_image(settings, std::slice::from_ref(spec))
         .into_iter()
+        .chain(crate::engines::egress_image(settings))
         .collect();
     crate::engines::pool(settings, &needed).await
 }

@@ -70,6 +70,7 @@ pub(super) fn report(
         usage: state.usage,
         model: job.settings.model.name.clone(),
         base_image: job.settings.docker.base_image.clone(),
+        build: Some(job.build_policy()),
         stopped_by,
         error: error.map(|error| agent_model::error_chain(error)),
         spec_copy,

@@ -15,6 +15,7 @@ use bollard::models::BuildInfo;
 use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::{Stream, StreamExt};
 
+use crate::egress::Gate;
 use crate::errors::SandboxError;
 use crate::outcome::{BuildOutcome, BuildProgress, BuildStatus, Builder};
 use crate::request::BuildRequest;
@@ -39,7 +40,7 @@ const VANISHED_PARENT_ERRORS: [&str; 6] = [
 ];
 
 /// `build_args` are the build's `ARG` values (the seal's label build passes its labels
-/// so).
+/// so). Under an egress policy the steps join its gate, which every attempt shares.
 pub(crate) async fn build(
     docker: &Docker,
     builder: Builder,
@@ -48,6 +49,51 @@ pub(crate) async fn build(
     progress: &mut (dyn FnMut(BuildProgress) + Send),
 ) -> Result<BuildOutcome, SandboxError> {
     let started = Instant::now();
+    let Some(policy) = request.egress else {
+        return attempts(docker, builder, request, build_args, progress, started).await;
+    };
+    let gate = Gate::open(docker, policy).await?;
+    let network = gate.network_mode();
+    let mut build_args = build_args.clone();
+    build_args.extend(Gate::build_args());
+    let step = gate.step();
+    let mut progress = |update: BuildProgress| {
+        let BuildProgress::Step {
+            index, instruction, ..
+        } = &update;
+        step.set(*index, instruction);
+        progress(update);
+    };
+    let request = BuildRequest {
+        network: &network,
+        ..request
+    };
+    let built = attempts(
+        docker,
+        builder,
+        request,
+        &build_args,
+        &mut progress,
+        started,
+    )
+    .await;
+    let refused = gate.close().await;
+    let mut built = built?;
+    built.log.push_str(&crate::egress::log_lines(&refused));
+    built.egress_refused = refused;
+    built.duration = started.elapsed();
+    Ok(built)
+}
+
+/// The build, and once more when a cached layer vanished during it.
+async fn attempts(
+    docker: &Docker,
+    builder: Builder,
+    request: BuildRequest<'_>,
+    build_args: &BTreeMap<String, String>,
+    progress: &mut (dyn FnMut(BuildProgress) + Send),
+    started: Instant,
+) -> Result<BuildOutcome, SandboxError> {
     let first = build_once(docker, builder, request, build_args, progress).await?;
     let remaining = request.timeout.saturating_sub(started.elapsed());
     if !parent_vanished(&first.status) || remaining.is_zero() {
@@ -97,6 +143,7 @@ async fn build_once(
         status,
         log,
         duration: started.elapsed(),
+        egress_refused: Vec::new(),
     })
 }
 

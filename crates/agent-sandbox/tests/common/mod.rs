@@ -22,7 +22,7 @@ pub async fn sandbox_with(builder: BuilderChoice) -> Sandbox {
     Sandbox::connect(None)
         .await
         .expect("the Docker engine must be reachable for these tests (`docker info`)")
-        .with_builder(builder)
+        .with_builder(builder, agent_spec::BuildNetwork::Default)
         .expect("the main engine runs this builder")
 }
 
@@ -51,6 +51,7 @@ pub async fn build_labelled(
                 labels,
                 timeout,
                 network: "none",
+                egress: None,
                 cache_repository: None,
                 cache_from: &[],
                 no_cache: false,

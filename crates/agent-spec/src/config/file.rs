@@ -115,6 +115,23 @@ pub(crate) fn read_cache_from(
         .collect()
 }
 
+/// `build_allow`: each entry an ecosystem or a host (`config::egress`).
+pub(crate) fn read_build_allow(
+    source: &Source<'_>,
+    key: &str,
+    list: Spanned<Vec<Spanned<String>>>,
+) -> Result<Option<Vec<String>>, ConfigError> {
+    list.into_inner()
+        .into_iter()
+        .map(|entry| {
+            let span = entry.span();
+            crate::config::egress::check(entry.get_ref())
+                .map_err(|message| source.invalid(span, format!("`{key}`: {message}")))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
 /// `allowed_base_images`, without empty entries.
 pub(crate) fn read_allowed_images(
     source: &Source<'_>,

@@ -50,6 +50,17 @@ pub enum BuilderChoice {
     BuildKit,
 }
 
+impl BuilderChoice {
+    /// As `[docker] builder` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuilderChoice::Auto => "auto",
+            BuilderChoice::Classic => "classic",
+            BuilderChoice::BuildKit => "buildkit",
+        }
+    }
+}
+
 impl std::str::FromStr for BuilderChoice {
     type Err = String;
 
@@ -66,11 +77,27 @@ impl std::str::FromStr for BuilderChoice {
     }
 }
 
+/// `[docker] build_network`: what a build's `RUN` steps may reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildNetwork {
+    /// Only what `[docker] build_allow` names, through the egress gate.
+    Allowlist,
+    /// The engine's default network: anything the engine reaches.
     Default,
     None,
     Host,
+}
+
+impl BuildNetwork {
+    /// As `[docker] build_network` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildNetwork::Allowlist => "allowlist",
+            BuildNetwork::Default => "default",
+            BuildNetwork::None => "none",
+            BuildNetwork::Host => "host",
+        }
+    }
 }
 
 impl std::str::FromStr for BuildNetwork {
@@ -78,11 +105,12 @@ impl std::str::FromStr for BuildNetwork {
 
     fn from_str(value: &str) -> Result<BuildNetwork, String> {
         match value {
+            "allowlist" => Ok(BuildNetwork::Allowlist),
             "default" => Ok(BuildNetwork::Default),
             "none" => Ok(BuildNetwork::None),
             "host" => Ok(BuildNetwork::Host),
             _ => Err(format!(
-                "unknown network `{value}`; expected `default`, `none` or `host`"
+                "unknown network `{value}`; expected `allowlist`, `default`, `none` or `host`"
             )),
         }
     }
@@ -131,6 +159,10 @@ pub(crate) const DEFAULT_BASE_IMAGE: &str = "python:3.10-slim";
 /// The probe image unless `[docker] probe_image` says otherwise: small, and built
 /// locally by `scripts/base-images`.
 pub(crate) const DEFAULT_PROBE_IMAGE: &str = "agent-base/busybox:1";
+/// The image of the build egress gate and relay unless `[docker] egress_image` says
+/// otherwise: any image with `python3` serves, and this one is there wherever the
+/// default base image is.
+pub(crate) const DEFAULT_EGRESS_IMAGE: &str = DEFAULT_BASE_IMAGE;
 /// The build cache's default cap: room for the dependency layers of many specs.
 pub(crate) const DEFAULT_CACHE_MAX_MB: u64 = 4096;
 

@@ -7,11 +7,13 @@
 use std::path::PathBuf;
 
 use crate::config::engines::{self, EngineEntry};
-use crate::config::file::{prompt_file, read_allowed_images, read_cache_from, read_tags};
+use crate::config::file::{
+    prompt_file, read_allowed_images, read_build_allow, read_cache_from, read_tags,
+};
 use crate::config::layer::{Combine, LimitsLayer, layer};
 use crate::config::settings::{
-    BuildNetwork, BuilderChoice, DEFAULT_BASE_IMAGE, DEFAULT_CACHE_MAX_MB, DEFAULT_PROBE_IMAGE,
-    EngineSetting, StructuredOutput,
+    BuildNetwork, BuilderChoice, DEFAULT_BASE_IMAGE, DEFAULT_CACHE_MAX_MB, DEFAULT_EGRESS_IMAGE,
+    DEFAULT_PROBE_IMAGE, EngineSetting, StructuredOutput,
 };
 use crate::errors::ConfigError;
 use crate::spanned::Spanned;
@@ -119,9 +121,15 @@ table! {
         /// Empty: any `FROM` is allowed; else `FROM` must be one of these.
         allowed_base_images: Vec<String> = Vec::new();
             Spanned<Vec<Spanned<String>>> => with(read_allowed_images),
-        /// `default`, `none` or `host`: the network `RUN` steps get.
-        build_network: BuildNetwork = BuildNetwork::Default;
+        /// `allowlist`, `default`, `none` or `host`: what `RUN` steps may reach.
+        /// `allowlist`: only what `build_allow` names, through one path agent controls.
+        build_network: BuildNetwork = BuildNetwork::Allowlist;
             Spanned<String> => text(str::parse::<BuildNetwork>),
+        /// Under `allowlist`, what `RUN` steps may reach: ecosystems (`python`, `debian`,
+        /// `ubuntu`, `alpine`, `node`, `rust`, `go`, `ruby`, `java`), `host`, `host:port`
+        /// and `*.domain` entries. Unset: `python`, `debian` and the base image's ecosystem.
+        build_allow: Option<Vec<String>> = None;
+            Spanned<Vec<Spanned<String>>> => with(read_build_allow),
         /// `auto`, `classic` or `buildkit` (or `--builder`): which of an engine's builders builds.
         builder: BuilderChoice = BuilderChoice::Auto;
             Spanned<String> => text(str::parse::<BuilderChoice>),
@@ -142,6 +150,22 @@ table! {
         /// namespace; it needs `nc`, `sleep` and `true` (busybox has them).
         probe_image: String = DEFAULT_PROBE_IMAGE.to_owned();
             Spanned<String> => text(validate::non_empty),
+        /// The image of the build egress gate and relay (`build_network = "allowlist"`);
+        /// it needs `python3`.
+        egress_image: String = DEFAULT_EGRESS_IMAGE.to_owned();
+            Spanned<String> => text(validate::non_empty),
+    }
+}
+
+impl DockerSettings {
+    /// The builder `builder` comes to for `build_network`: under `allowlist` the
+    /// classic one, the only one whose steps can join the egress gate (an explicit
+    /// `buildkit` is refused when the engine is reached).
+    pub fn builder_for_network(&self) -> BuilderChoice {
+        match (self.build_network, self.builder) {
+            (BuildNetwork::Allowlist, BuilderChoice::Auto) => BuilderChoice::Classic,
+            (_, choice) => choice,
+        }
     }
 }
 

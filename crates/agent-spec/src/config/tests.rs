@@ -152,12 +152,14 @@ fn built_in_defaults() {
         DockerSettings {
             base_image: "python:3.10-slim".to_owned(),
             allowed_base_images: Vec::new(),
-            build_network: BuildNetwork::Default,
+            build_network: BuildNetwork::Allowlist,
+            build_allow: None,
             builder: BuilderChoice::Auto,
             cache_max_mb: settings::DEFAULT_CACHE_MAX_MB,
             engines: Vec::new(),
             cache_from: Vec::new(),
             probe_image: "agent-base/busybox:1".to_owned(),
+            egress_image: "python:3.10-slim".to_owned(),
         }
     );
     assert_eq!(settings.limits, Limits::default());
@@ -190,6 +192,8 @@ build_network = "none"
 builder = "buildkit"
 cache_max_mb = 512
 probe_image = "tools/probe:2"
+build_allow = ["python", "10.0.0.5:8080"]
+egress_image = "tools/egress:1"
 
 [limits]
 max_iterations = 3
@@ -242,11 +246,13 @@ max_path_bytes = 50
                 "agent-base/busybox:1".to_owned()
             ],
             build_network: BuildNetwork::None,
+            build_allow: Some(vec!["python".to_owned(), "10.0.0.5:8080".to_owned()]),
             builder: BuilderChoice::BuildKit,
             cache_max_mb: 512,
             engines: Vec::new(),
             cache_from: Vec::new(),
             probe_image: "tools/probe:2".to_owned(),
+            egress_image: "tools/egress:1".to_owned(),
         }
     );
     assert_eq!(
