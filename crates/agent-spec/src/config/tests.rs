@@ -487,7 +487,7 @@ fn bad_file_values_point_at_the_value() {
         ),
         (
             "[docker]\nbuild_network = \"bridge\"",
-            "`build_network`: unknown network `bridge`; expected `default`, `none` or `host`",
+            "`build_network`: unknown network `bridge`; expected `allowlist`, `default`, `none` or `host`",
         ),
         (
             "[docker]\nbuilder = \"kaniko\"",
