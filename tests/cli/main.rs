@@ -17,6 +17,7 @@ mod podman;
 mod preflight;
 mod publish;
 mod reference;
+mod refresh;
 mod report;
 mod schema;
 mod services;

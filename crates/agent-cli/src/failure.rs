@@ -74,6 +74,8 @@ impl Failure {
         match error {
             LoopError::Model(error) => Failure::model(error, api_key_env),
             LoopError::Engine(error) => Failure::engine(error),
+            error @ LoopError::BaseUnavailable { .. } => Failure::infrastructure(error.into())
+                .with_hint("run `agent run --refresh-base` to re-resolve it"),
             other => Failure {
                 code: exit::INFRASTRUCTURE,
                 error: other.into(),

@@ -135,6 +135,16 @@ fn plain_line(event: &Event) -> Option<String> {
         } => Some(format!(
             "{spec}: warning: not reusing {reference}, building instead: {reason}"
         )),
+        Event::BaseResolved {
+            spec,
+            image,
+            reference,
+            moved,
+            ..
+        } => Some(match moved {
+            true => format!("{spec}: base image {image} moved to {reference}: re-checking"),
+            false => format!("{spec}: base image {image} unchanged at {reference}"),
+        }),
         Event::CacheSourceSkipped {
             spec,
             reference,
@@ -192,6 +202,7 @@ impl Bars {
             | Event::CandidatesFinished { .. }
             | Event::Reused { .. }
             | Event::ReuseSkipped { .. }
+            | Event::BaseResolved { .. }
             | Event::CacheSourceSkipped { .. } => {
                 if let Some(line) = plain_line(event) {
                     let _ = self.multi.println(line);

@@ -3,6 +3,7 @@
 //! the budget is spent. It emits events and writes the run directory; it never prints.
 
 mod artifacts;
+mod base;
 pub mod bundle;
 mod candidates;
 mod errors;

@@ -95,6 +95,8 @@ struct ScriptedEngine {
     image_facts: agent_spec::ImageFacts,
     /// What pulls find, in turn; once empty, the registry has no such image.
     pulls: Mutex<VecDeque<PulledImage>>,
+    /// The images the engine has, by reference or id.
+    images: BTreeMap<String, PulledImage>,
 }
 
 impl EnginePort for ScriptedEngine {
@@ -199,6 +201,10 @@ impl EnginePort for ScriptedEngine {
                 image: reference.into(),
                 reason: "manifest unknown".into(),
             })
+    }
+
+    async fn find_image(&self, image: &str) -> Result<Option<PulledImage>, SandboxError> {
+        Ok(self.images.get(image).cloned())
     }
 
     async fn seal(
@@ -1041,6 +1047,7 @@ mod locks {
         let pulled = PulledImage {
             id: "sha256:pulled".into(),
             labels,
+            ..PulledImage::default()
         };
         (published, pulled)
     }

@@ -70,6 +70,10 @@ pub(super) fn report(
         usage: state.usage,
         model: job.settings.model.name.clone(),
         base_image: job.settings.docker.base_image.clone(),
+        base_digest: state
+            .history
+            .last()
+            .and_then(|record| record.base_digest.clone()),
         stopped_by,
         error: error.map(|error| agent_model::error_chain(error)),
         spec_copy,
