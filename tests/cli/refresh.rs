@@ -144,8 +144,13 @@ async fn a_moved_base_is_refreshed_repaired_and_relocked_and_the_old_lock_builds
     let old_lock = tempfile::tempdir().expect("a temp dir");
     copy_dir(&workspace.path().join("greeting.lock"), old_lock.path());
 
-    // The base has not moved: nothing is asked and nothing rewritten.
-    let output = run(&workspace, &["--refresh-base"]).await;
+    // The base has not moved: nothing is asked and nothing rewritten. Through the
+    // action's run step, whose `refresh-base` takes precedence over `locked`.
+    let _ = std::fs::remove_dir_all(workspace.out());
+    let mut step = crate::github::run_step(workspace.path(), "greeting.toml", "");
+    step.env("INPUT_REFRESH_BASE", "true")
+        .env("INPUT_LOCKED", "true");
+    let output = run_agent(&mut step).await;
     output.assert_code(0);
     assert!(output.stderr.contains("unchanged"), "{}", output.stderr);
     assert_eq!(lock_json(&workspace), (locked.clone(), modified));

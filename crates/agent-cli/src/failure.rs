@@ -76,6 +76,16 @@ impl Failure {
             LoopError::Engine(error) => Failure::engine(error),
             error @ LoopError::BaseUnavailable { .. } => Failure::infrastructure(error.into())
                 .with_hint("run `agent run --refresh-base` to re-resolve it"),
+            LoopError::BaseRefresh { image, source } => {
+                let hint = format!(
+                    "check that `docker pull {image}` works here (the registry answers, the credentials in config.json)"
+                );
+                Failure::infrastructure(anyhow::Error::new(LoopError::BaseRefresh {
+                    image,
+                    source,
+                }))
+                .with_hint(hint)
+            }
             other => Failure {
                 code: exit::INFRASTRUCTURE,
                 error: other.into(),

@@ -125,6 +125,28 @@ fn plain_line(event: &Event) -> Option<String> {
                 each.join(", ")
             ))
         }
+        Event::Reused { .. }
+        | Event::ReuseSkipped { .. }
+        | Event::BaseResolved { .. }
+        | Event::CacheSourceSkipped { .. } => image_line(event),
+        Event::Finished {
+            spec,
+            verified,
+            image,
+            stopped_by,
+        } => Some(match (verified, image) {
+            (true, Some(image)) => format!("{spec}: verified, image {image}"),
+            _ => format!(
+                "{spec}: not verified ({})",
+                serde_json::to_value(stopped_by).ok()?.as_str()?
+            ),
+        }),
+    }
+}
+
+/// The plain-text form of an event about the images a run takes from a registry.
+fn image_line(event: &Event) -> Option<String> {
+    match event {
         Event::Reused { spec, reference } => Some(format!(
             "{spec}: reusing the published image {reference}: no build"
         )),
@@ -152,18 +174,7 @@ fn plain_line(event: &Event) -> Option<String> {
         } => Some(format!(
             "{spec}: warning: cache source {reference} skipped: {reason}"
         )),
-        Event::Finished {
-            spec,
-            verified,
-            image,
-            stopped_by,
-        } => Some(match (verified, image) {
-            (true, Some(image)) => format!("{spec}: verified, image {image}"),
-            _ => format!(
-                "{spec}: not verified ({})",
-                serde_json::to_value(stopped_by).ok()?.as_str()?
-            ),
-        }),
+        _ => None,
     }
 }
 

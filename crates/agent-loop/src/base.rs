@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use agent_sandbox::{EnginePort, PulledImage, SandboxError};
 
+pub(crate) use crate::base_pin::BasePin;
 use crate::bundle::{DOCKERFILE, from_images, normalise_image};
 use crate::errors::LoopError;
 use crate::events::{Event, EventSink};
@@ -19,22 +20,6 @@ use crate::job::Job;
 use crate::lock::{Lock, LockMode};
 use crate::report::LockState;
 use crate::reuse::{PULL_TIMEOUT, credentials_for};
-
-/// The base image as the Dockerfile names it, and the reference builds use instead.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct BasePin {
-    pub name: String,
-    pub reference: String,
-}
-
-impl BasePin {
-    /// The digest alone (`sha256:…`): a repo digest's, or the image id.
-    pub(crate) fn digest(&self) -> &str {
-        self.reference
-            .rsplit_once('@')
-            .map_or(self.reference.as_str(), |(_, digest)| digest)
-    }
-}
 
 /// The image the Dockerfile's last stage is built on, following stage names back to
 /// an image; `None` for `scratch`, a Dockerfile without `FROM` or a stage loop.
@@ -216,7 +201,7 @@ async fn refreshed<E: EnginePort>(
         .await
         .map_err(|source| LoopError::BaseRefresh {
             image: name.clone(),
-            source,
+            source: Box::new(source),
         })?;
     Ok(BasePin {
         reference: pinned_reference(&name, &pulled),
@@ -247,7 +232,7 @@ async fn make_available<E: EnginePort>(
         .await
     {
         Ok(_) => Ok(()),
-        Err(error) => Err(unavailable(Some(error))),
+        Err(error) => Err(unavailable(Some(Box::new(error)))),
     }
 }
 

@@ -44,13 +44,13 @@ pub enum LoopError {
     BaseUnavailable {
         reference: String,
         #[source]
-        source: Option<agent_sandbox::SandboxError>,
+        source: Option<Box<agent_sandbox::SandboxError>>,
     },
     #[error("cannot pull the base image `{image}` again")]
     BaseRefresh {
         image: String,
         #[source]
-        source: agent_sandbox::SandboxError,
+        source: Box<agent_sandbox::SandboxError>,
     },
     #[error("cannot label the verified image `{image}`: {reason}")]
     Seal { image: String, reason: String },

@@ -4,6 +4,7 @@
 
 mod artifacts;
 mod base;
+mod base_pin;
 pub mod bundle;
 mod candidates;
 mod errors;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use agent_sandbox::{EnginePort, RemovalScope, Sealed};
 
-use crate::base::BasePin;
+use crate::base_pin::BasePin;
 use crate::errors::LoopError;
 use crate::job::Job;
 
