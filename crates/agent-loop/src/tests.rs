@@ -1124,6 +1124,23 @@ mod locks {
         assert!(engine.contexts.lock().unwrap().is_empty(), "nothing built");
     }
 
+    #[tokio::test]
+    async fn a_refresh_whose_base_cannot_be_pulled_names_it_and_builds_nothing() {
+        let mut harness = locked_harness().await;
+        harness.job.lock = LockMode::RefreshBase;
+        let mut model = ScriptedModel::default();
+        let engine = passing_engine(1);
+        let result = harness.run(&mut model, &engine).await;
+        match result.error {
+            Some(crate::LoopError::BaseRefresh { image, .. }) => {
+                assert_eq!(image, "agent-base/python:3.11");
+            }
+            other => panic!("expected BaseRefresh, got {other:?}"),
+        }
+        assert!(model.calls.is_empty());
+        assert!(engine.contexts.lock().unwrap().is_empty(), "nothing built");
+    }
+
     /// The lock of `harness` after its image was pushed, and an image as the registry
     /// holds it, labelled with `spec_digest` and the lock's bundle digest.
     fn published_lock(harness: &Harness, spec_digest: Option<&str>) -> (Published, PulledImage) {
