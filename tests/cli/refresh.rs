@@ -228,6 +228,26 @@ async fn a_moved_base_is_refreshed_repaired_and_relocked_and_the_old_lock_builds
         output.stderr
     );
     assert_eq!(server.requests().len(), 2, "no model call");
+
+    // A refresh whose registry is gone: the base is named, with what to check.
+    drop(registry);
+    let output = run(&workspace, &["--refresh-base"]).await;
+    output.assert_code(3);
+    assert!(
+        output.stderr.contains(&format!(
+            "error: cannot pull the base image `{base}:1` again"
+        )),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        output.stderr.contains(&format!(
+            "hint: check that `docker pull {base}:1` works here"
+        )),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(server.requests().len(), 2, "no model call");
     for reference in [format!("{base}:1"), first_pin, second_pin] {
         let _ = docker(&["rmi", &reference]);
     }

@@ -71,25 +71,22 @@ impl Failure {
     }
 
     pub fn from_loop(error: LoopError, api_key_env: &str) -> Failure {
+        let hint = match &error {
+            LoopError::BaseUnavailable { .. } => {
+                Some("run `agent run --refresh-base` to re-resolve it".to_owned())
+            }
+            LoopError::BaseRefresh { image, .. } => Some(format!(
+                "check that `docker pull {image}` works here (the registry answers, the credentials in config.json)"
+            )),
+            _ => None,
+        };
         match error {
             LoopError::Model(error) => Failure::model(error, api_key_env),
             LoopError::Engine(error) => Failure::engine(error),
-            error @ LoopError::BaseUnavailable { .. } => Failure::infrastructure(error.into())
-                .with_hint("run `agent run --refresh-base` to re-resolve it"),
-            LoopError::BaseRefresh { image, source } => {
-                let hint = format!(
-                    "check that `docker pull {image}` works here (the registry answers, the credentials in config.json)"
-                );
-                Failure::infrastructure(anyhow::Error::new(LoopError::BaseRefresh {
-                    image,
-                    source,
-                }))
-                .with_hint(hint)
-            }
             other => Failure {
                 code: exit::INFRASTRUCTURE,
                 error: other.into(),
-                hint: None,
+                hint,
             },
         }
     }
