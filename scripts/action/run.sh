@@ -7,6 +7,8 @@
 #
 #   INPUT_SPECS    spec files or globs (`**` allowed), separated by spaces or newlines
 #   INPUT_LOCKED   true: verify from the locks only, no model call (default true)
+#   INPUT_REFRESH_BASE  true: pull the base images again, re-check and repair
+#                  (`--refresh-base`); it takes precedence over INPUT_LOCKED
 #   INPUT_PUSH     repository to push verified images to (empty: no push)
 #   INPUT_SIGN     true: sign attestations of pushed images
 #   INPUT_SHARD    K/N: run only that shard of the specs
@@ -17,7 +19,12 @@ set -euo pipefail
 shopt -s nullglob globstar
 
 args=(run --out "${INPUT_OUT:-runs}")
-if [ "${INPUT_LOCKED:-true}" = true ]; then args+=(--locked); fi
+if [ "${INPUT_REFRESH_BASE:-false}" = true ]; then
+  # A refresh may repair with the model, which `--locked` forbids: the refresh wins.
+  args+=(--refresh-base)
+elif [ "${INPUT_LOCKED:-true}" = true ]; then
+  args+=(--locked)
+fi
 if [ -n "${INPUT_PUSH:-}" ]; then args+=(--push "$INPUT_PUSH"); fi
 if [ "${INPUT_SIGN:-false}" = true ]; then args+=(--sign); fi
 if [ -n "${INPUT_SHARD:-}" ]; then args+=(--shard "$INPUT_SHARD"); fi

@@ -335,6 +335,14 @@ async fn a_signed_push_verifies_independently_and_every_tamper_is_refused_with_i
         json!(["run/word", "run/exit_code"])
     );
     assert_eq!(checked["configuration"][0]["name"], "attested");
+    // The provenance's base image is the lock's pin.
+    let pin = lock["base_digest"]
+        .as_str()
+        .expect("the lock pins the base");
+    assert_eq!(report["base_digest"], pin);
+    let (_, pinned_hex) = pin.rsplit_once(':').expect("sha256:<hex>");
+    assert_eq!(checked["base"]["digest"]["sha256"], pinned_hex);
+    assert_eq!(checked["base"]["name"], "base image");
 
     // agent's own check, from the registry alone.
     let output = verify(&workspace, config.path(), &reference, &public, Some(&spec)).await;

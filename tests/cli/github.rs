@@ -269,12 +269,13 @@ fn read_outputs(text: &str) -> BTreeMap<String, String> {
 
 /// The action's run step as the runner runs it in `dir`: the inputs as `INPUT_*`
 /// variables, GitHub's files below `dir`.
-fn run_step(dir: &Path, specs: &str, push: &str) -> tokio::process::Command {
+pub(crate) fn run_step(dir: &Path, specs: &str, push: &str) -> tokio::process::Command {
     let script = root().join("scripts/action/run.sh");
     let mut command = clean_command(dir, "bash", &[script.to_str().unwrap()]);
     command
         .env("INPUT_SPECS", specs)
         .env("INPUT_LOCKED", "false")
+        .env("INPUT_REFRESH_BASE", "false")
         .env("INPUT_PUSH", push)
         .env("INPUT_SIGN", "false")
         .env("INPUT_SHARD", "1/1")
@@ -484,7 +485,11 @@ fn lint(bin: &Path, tool: &str, args: &[&str]) {
 #[test]
 fn the_action_and_the_workflow_examples_pass_actionlint_zizmor_and_the_schemas() {
     let bin = ci_linters();
-    let workflows = ["examples/github-actions.yml", "examples/release.yml"];
+    let workflows = [
+        "examples/github-actions.yml",
+        "examples/release.yml",
+        "examples/refresh-base.yml",
+    ];
     for workflow in workflows {
         lint(&bin, "actionlint", &["-no-color", workflow]);
         lint(
@@ -670,9 +675,17 @@ fn the_action_runs_the_tested_scripts_with_every_input_through_the_environment()
     assert_eq!(passed, expected, "every input reaches a script, each once");
     let script = std::fs::read_to_string(root().join("scripts/action/run.sh")).unwrap();
     for input in [
-        "specs", "locked", "push", "sign", "shard", "config", "junit", "out",
+        "specs",
+        "locked",
+        "refresh-base",
+        "push",
+        "sign",
+        "shard",
+        "config",
+        "junit",
+        "out",
     ] {
-        let variable = format!("INPUT_{}", input.to_uppercase());
+        let variable = format!("INPUT_{}", input.to_uppercase().replace('-', "_"));
         assert!(
             text.contains(&format!("{variable}: ${{{{ inputs.{input} }}}}")),
             "{variable}"

@@ -18,6 +18,7 @@ mod podman;
 mod preflight;
 mod publish;
 mod reference;
+mod refresh;
 mod report;
 mod schema;
 mod services;

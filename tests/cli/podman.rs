@@ -51,8 +51,14 @@ async fn the_fixtures_replay_verified_and_sealed_on_podman() {
     // the allow-list (`egress::podman_which_cannot_enforce_…`).
     let config = workspace.path().join("podman-agent.toml");
     let text = std::fs::read_to_string(root.join("agent.toml")).unwrap();
-    let open = text.replace("build_network = \"allowlist\"", "build_network = \"default\"");
-    assert_ne!(open, text, "the repository's agent.toml names its build network");
+    let open = text.replace(
+        "build_network = \"allowlist\"",
+        "build_network = \"default\"",
+    );
+    assert_ne!(
+        open, text,
+        "the repository's agent.toml names its build network"
+    );
     std::fs::write(&config, open).unwrap();
     for fixture in ["fizzbuzz", "sales-report", "stdin-sum"] {
         let dir = root.join("fixtures").join(fixture);

@@ -140,6 +140,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_lock: bool,
 
+    /// Pull each spec's base image again, rebuild and re-check the locked bundle on
+    /// it, repair with the model only when a check now fails, and rewrite each lock
+    /// whose base moved. Not with `--locked` (which never refreshes) or `--no-lock`.
+    #[arg(long, conflicts_with_all = ["locked", "no_lock"])]
+    pub refresh_base: bool,
+
     /// Run only shard K of N (1 ≤ K ≤ N): the specs whose name hashes there, for a CI
     /// job matrix.
     #[arg(long, value_name = "K/N")]

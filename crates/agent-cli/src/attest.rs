@@ -225,12 +225,13 @@ async fn build_facts(
     report: &Report,
     spec: ResourceDescriptor,
 ) -> Result<BuildFacts, Failure> {
-    let base_digest = context
-        .sandbox
-        .image_digest(&report.base_image)
-        .await
-        .unwrap_or_default();
-    let (algorithm, hex) = base_digest.split_once(':').unwrap_or(("sha256", ""));
+    // The lock's pin of the base (`repository@sha256:…` or an image id): the digest
+    // the verified image was built on.
+    let base_digest = report.base_digest.as_deref().unwrap_or_default();
+    let digest = base_digest
+        .rsplit_once('@')
+        .map_or(base_digest, |(_, digest)| digest);
+    let (algorithm, hex) = digest.split_once(':').unwrap_or(("sha256", ""));
     let base_image = ResourceDescriptor::new(
         "base image",
         Some(format!("docker-image://{}", report.base_image)),

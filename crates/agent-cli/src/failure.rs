@@ -71,13 +71,22 @@ impl Failure {
     }
 
     pub fn from_loop(error: LoopError, api_key_env: &str) -> Failure {
+        let hint = match &error {
+            LoopError::BaseUnavailable { .. } => {
+                Some("run `agent run --refresh-base` to re-resolve it".to_owned())
+            }
+            LoopError::BaseRefresh { image, .. } => Some(format!(
+                "check that `docker pull {image}` works here (the registry answers, the credentials in config.json)"
+            )),
+            _ => None,
+        };
         match error {
             LoopError::Model(error) => Failure::model(error, api_key_env),
             LoopError::Engine(error) => Failure::engine(error),
             other => Failure {
                 code: exit::INFRASTRUCTURE,
                 error: other.into(),
-                hint: None,
+                hint,
             },
         }
     }

@@ -125,23 +125,10 @@ fn plain_line(event: &Event) -> Option<String> {
                 each.join(", ")
             ))
         }
-        Event::Reused { spec, reference } => Some(format!(
-            "{spec}: reusing the published image {reference}: no build"
-        )),
-        Event::ReuseSkipped {
-            spec,
-            reference,
-            reason,
-        } => Some(format!(
-            "{spec}: warning: not reusing {reference}, building instead: {reason}"
-        )),
-        Event::CacheSourceSkipped {
-            spec,
-            reference,
-            reason,
-        } => Some(format!(
-            "{spec}: warning: cache source {reference} skipped: {reason}"
-        )),
+        Event::Reused { .. }
+        | Event::ReuseSkipped { .. }
+        | Event::BaseResolved { .. }
+        | Event::CacheSourceSkipped { .. } => image_line(event),
         Event::Finished {
             spec,
             verified,
@@ -154,6 +141,40 @@ fn plain_line(event: &Event) -> Option<String> {
                 serde_json::to_value(stopped_by).ok()?.as_str()?
             ),
         }),
+    }
+}
+
+/// The plain-text form of an event about the images a run takes from a registry.
+fn image_line(event: &Event) -> Option<String> {
+    match event {
+        Event::Reused { spec, reference } => Some(format!(
+            "{spec}: reusing the published image {reference}: no build"
+        )),
+        Event::ReuseSkipped {
+            spec,
+            reference,
+            reason,
+        } => Some(format!(
+            "{spec}: warning: not reusing {reference}, building instead: {reason}"
+        )),
+        Event::BaseResolved {
+            spec,
+            image,
+            reference,
+            moved,
+            ..
+        } => Some(match moved {
+            true => format!("{spec}: base image {image} moved to {reference}: re-checking"),
+            false => format!("{spec}: base image {image} unchanged at {reference}"),
+        }),
+        Event::CacheSourceSkipped {
+            spec,
+            reference,
+            reason,
+        } => Some(format!(
+            "{spec}: warning: cache source {reference} skipped: {reason}"
+        )),
+        _ => None,
     }
 }
 
@@ -192,6 +213,7 @@ impl Bars {
             | Event::CandidatesFinished { .. }
             | Event::Reused { .. }
             | Event::ReuseSkipped { .. }
+            | Event::BaseResolved { .. }
             | Event::CacheSourceSkipped { .. } => {
                 if let Some(line) = plain_line(event) {
                     let _ = self.multi.println(line);

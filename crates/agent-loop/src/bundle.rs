@@ -281,7 +281,7 @@ pub fn check_base_images(dockerfile: &str, allowed: &[String]) -> Vec<String> {
 }
 
 /// `(image, stage name)` of each `FROM`, flags skipped.
-fn from_images(dockerfile: &str) -> Vec<(String, Option<String>)> {
+pub(crate) fn from_images(dockerfile: &str) -> Vec<(String, Option<String>)> {
     agent_sandbox::dockerfile_instructions(dockerfile)
         .iter()
         .filter(|instruction| instruction.keyword().eq_ignore_ascii_case("FROM"))
@@ -304,7 +304,7 @@ fn from_images(dockerfile: &str) -> Vec<(String, Option<String>)> {
 }
 
 /// `python` → `docker.io/library/python:latest`, so that equal references compare equal.
-fn normalise_image(image: &str) -> String {
+pub(crate) fn normalise_image(image: &str) -> String {
     let image = image.trim().to_ascii_lowercase();
     let (name, digest) = match image.split_once('@') {
         Some((name, digest)) => (name.to_string(), Some(digest.to_string())),

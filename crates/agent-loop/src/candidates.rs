@@ -19,6 +19,7 @@ use agent_run_dir::IterationDir;
 use agent_sandbox::EnginePort;
 
 use crate::artifacts::{self, write_tree};
+use crate::base::BasePin;
 use crate::bundle::{Bundle, Rules};
 use crate::errors::LoopError;
 use crate::events::Phase;
@@ -43,6 +44,8 @@ pub(crate) struct Generation<'a, M, E> {
     pub usage: &'a mut UsageTotals,
     /// Local images the builds may take cached steps from.
     pub cache_from: &'a [String],
+    /// The base image the builds stand on when their Dockerfile names it.
+    pub base: Option<&'a BasePin>,
 }
 
 /// The candidate the run goes on from, and every candidate's record.
@@ -125,6 +128,7 @@ impl<M: ModelPort, E: EnginePort> Generation<'_, M, E> {
             artifacts: None,
             phase: self.phase,
             cache_from: self.cache_from,
+            base: self.base,
         };
         try_all(&shared, &mut candidates).await?;
         self.judge_in_turn(&mut candidates).await?;

@@ -40,6 +40,18 @@ pub enum LoopError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the base image `{reference}` the lock pins is neither on the engine nor pullable")]
+    BaseUnavailable {
+        reference: String,
+        #[source]
+        source: Option<Box<agent_sandbox::SandboxError>>,
+    },
+    #[error("cannot pull the base image `{image}` again")]
+    BaseRefresh {
+        image: String,
+        #[source]
+        source: Box<agent_sandbox::SandboxError>,
+    },
     #[error("cannot label the verified image `{image}`: {reason}")]
     Seal { image: String, reason: String },
 }

@@ -50,6 +50,15 @@ pub enum Event {
         reference: String,
         reason: String,
     },
+    /// `--refresh-base` pulled the base image again: its pin now, the lock's before,
+    /// and whether it moved.
+    BaseResolved {
+        spec: String,
+        image: String,
+        reference: String,
+        previous: Option<String>,
+        moved: bool,
+    },
     /// An image named as a build's cache source could not be pulled or kept.
     CacheSourceSkipped {
         spec: String,

@@ -3,6 +3,8 @@
 //! the budget is spent. It emits events and writes the run directory; it never prints.
 
 mod artifacts;
+mod base;
+mod base_pin;
 pub mod bundle;
 mod candidates;
 mod errors;

@@ -27,6 +27,9 @@ pub enum LockMode {
     Locked,
     /// `--no-lock`: neither read nor written.
     Off,
+    /// `--refresh-base`: as [`LockMode::Use`], with each base image pulled again first
+    /// and the lock rewritten when it moved.
+    RefreshBase,
 }
 
 /// `lock.json`.
@@ -36,6 +39,11 @@ pub struct LockFile {
     /// inputs' contents and the hidden test suites with their files' contents.
     pub spec_digest: String,
     pub base_image: String,
+    /// The base image the verified image was built on: its repo digest
+    /// (`repository@sha256:…`) where it came from a registry, else its image id. A
+    /// build from a fresh lock uses exactly this image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_digest: Option<String>,
     /// SHA-256 of the build context the verified image was built from.
     pub bundle_digest: String,
     pub model: String,

@@ -19,7 +19,7 @@ use crate::report::Published;
 use crate::seal::{LABEL_BUNDLE_DIGEST, LABEL_SPEC_DIGEST};
 
 /// How long pulling the published image may take.
-const PULL_TIMEOUT: Duration = Duration::from_secs(1800);
+pub(crate) const PULL_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// What a run must find on the published image to take it without a build.
 pub(crate) struct Wanted<'a> {
@@ -113,17 +113,17 @@ pub(crate) async fn cache_sources<E: EnginePort>(
 }
 
 /// The credentials the Docker CLI would use for `reference`'s registry.
-async fn credentials_for(
+pub(crate) async fn credentials_for(
     job: &Job,
     reference: &str,
-) -> Result<Option<agent_sandbox::RegistryCredentials>, Halt> {
+) -> Result<Option<agent_sandbox::RegistryCredentials>, LoopError> {
     let Some(source) = &job.credentials else {
         return Ok(None);
     };
     let server = agent_sandbox::registry_server(reference);
     agent_sandbox::resolve_credentials(source, &server)
         .await
-        .map_err(|error| Halt::Failed(LoopError::Engine(error)))
+        .map_err(LoopError::Engine)
 }
 
 /// The published image by its manifest digest, so a tag moved since cannot swap it.

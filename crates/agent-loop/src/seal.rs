@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use agent_sandbox::{EnginePort, RemovalScope, Sealed};
 
+use crate::base_pin::BasePin;
 use crate::errors::LoopError;
 use crate::job::Job;
 
@@ -14,11 +15,16 @@ pub(crate) const LABEL_SPEC_DIGEST: &str = "dev.agent.spec-digest";
 /// The label holding the digest of the build context an image was built from.
 pub(crate) const LABEL_BUNDLE_DIGEST: &str = "dev.agent.bundle-digest";
 
+/// The label holding the base image the image was built on, pinned as the lock pins it.
+pub(crate) const LABEL_BASE_DIGEST: &str = "dev.agent.base-digest";
+
 /// What the labels say of the verification.
 pub(crate) struct Verification<'a> {
     pub image_id: &'a str,
     pub spec_digest: &'a str,
     pub bundle_digest: &'a str,
+    /// The base image it was built on, pinned.
+    pub base: Option<&'a BasePin>,
     pub iterations: u32,
     pub checks: Vec<&'a str>,
 }
@@ -71,6 +77,13 @@ fn labels(job: &Job, verification: &Verification<'_>) -> BTreeMap<String, String
         LABEL_BUNDLE_DIGEST.into(),
         verification.bundle_digest.into(),
     );
+    if let Some(base) = verification.base {
+        // The OCI annotations for the base, as labels: its name as the Dockerfile
+        // writes it and its digest (the manifest's, or the image id of a local base).
+        labels.insert(format!("{oci}.base.name"), base.name.clone());
+        labels.insert(format!("{oci}.base.digest"), base.digest().to_owned());
+        labels.insert(LABEL_BASE_DIGEST.into(), base.reference.clone());
+    }
     labels.insert("dev.agent.model".into(), job.settings.model.name.clone());
     labels.insert(
         "dev.agent.iterations".into(),

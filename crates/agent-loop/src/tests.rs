@@ -85,6 +85,8 @@ struct ScriptedEngine {
     /// Each sweep by label: what it removed (`everything` or `containers`) and the run.
     removed: Mutex<Vec<(&'static str, String)>>,
     contexts: Mutex<Vec<String>>,
+    /// Each build's context as sent.
+    context_bytes: Mutex<Vec<Vec<u8>>>,
     /// Runs that fail as an engine that went away does.
     failing_runs: Mutex<u32>,
     /// Relabels that fail as an engine that went away does.
@@ -95,6 +97,8 @@ struct ScriptedEngine {
     image_facts: agent_spec::ImageFacts,
     /// What pulls find, in turn; once empty, the registry has no such image.
     pulls: Mutex<VecDeque<PulledImage>>,
+    /// The images the engine has, by reference or id.
+    images: BTreeMap<String, PulledImage>,
 }
 
 impl EnginePort for ScriptedEngine {
@@ -107,6 +111,10 @@ impl EnginePort for ScriptedEngine {
             .lock()
             .unwrap()
             .push(request.context.digest.clone());
+        self.context_bytes
+            .lock()
+            .unwrap()
+            .push(request.context.bytes.clone());
         progress(BuildProgress::Step {
             index: 1,
             total: 2,
@@ -200,6 +208,10 @@ impl EnginePort for ScriptedEngine {
                 image: reference.into(),
                 reason: "manifest unknown".into(),
             })
+    }
+
+    async fn find_image(&self, image: &str) -> Result<Option<PulledImage>, SandboxError> {
+        Ok(self.images.get(image).cloned())
     }
 
     async fn seal(
@@ -1023,6 +1035,115 @@ mod locks {
         assert_eq!((lock.found, lock.written), (LockState::Stale, true));
     }
 
+    /// An engine that has the base image `agent-base/python:3.11` as pulled from a
+    /// registry, and passes `runs` builds and runs.
+    fn engine_with_base(runs: usize) -> ScriptedEngine {
+        let base = PulledImage {
+            id: "sha256:1d".into(),
+            repo_digests: vec!["agent-base/python@sha256:ab".into()],
+            ..PulledImage::default()
+        };
+        ScriptedEngine {
+            images: BTreeMap::from([
+                ("agent-base/python:3.11".to_string(), base.clone()),
+                ("agent-base/python@sha256:ab".to_string(), base),
+            ]),
+            ..passing_engine(runs)
+        }
+    }
+
+    fn contains(haystack: &[u8], needle: &str) -> bool {
+        haystack
+            .windows(needle.len())
+            .any(|window| window == needle.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn the_build_stands_on_the_pinned_base_which_the_lock_report_and_labels_name() {
+        let mut harness = harness(stdout_equals("hello"), false, Limits::default());
+        harness.job.lock = LockMode::Use;
+        let mut model = ScriptedModel {
+            bundles: VecDeque::from([bundle(Some(DOCKERFILE), "print('hello')")]),
+            ..ScriptedModel::default()
+        };
+        let engine = engine_with_base(1);
+        let result = harness.run(&mut model, &engine).await;
+        assert!(result.report.verified, "{:?}", result.report);
+        let pin = "agent-base/python@sha256:ab";
+        assert_eq!(result.report.base_digest.as_deref(), Some(pin));
+        assert_eq!(result.report.history[0].base_digest.as_deref(), Some(pin));
+        // The context sent names the pin; its digest is the bundle's as written.
+        let sent = engine.context_bytes.lock().unwrap()[0].clone();
+        assert!(contains(&sent, &format!("FROM {pin}\n")));
+        assert!(!contains(&sent, "FROM agent-base/python:3.11"));
+        let written = crate::lock::read(&harness.job.spec).unwrap().unwrap();
+        assert_eq!(written.file.base_digest.as_deref(), Some(pin));
+        assert_eq!(written.bundle.dockerfile.as_deref(), Some(DOCKERFILE));
+        let files = BTreeMap::from([
+            ("Dockerfile".to_string(), DOCKERFILE.as_bytes().to_vec()),
+            ("main.py".to_string(), b"print('hello')".to_vec()),
+        ]);
+        let as_written = agent_sandbox::build_context(&files).unwrap().digest;
+        assert_eq!(engine.contexts.lock().unwrap()[0], as_written);
+        assert_eq!(written.file.bundle_digest, as_written);
+        let (_, labels) = engine.seals.lock().unwrap()[0].clone();
+        assert_eq!(labels["dev.agent.base-digest"], pin);
+        assert_eq!(
+            labels["org.opencontainers.image.base.name"],
+            "agent-base/python:3.11"
+        );
+        assert_eq!(labels["org.opencontainers.image.base.digest"], "sha256:ab");
+
+        // The same lock again on the same base: nothing rewritten.
+        let result = harness
+            .run(&mut ScriptedModel::default(), &engine_with_base(1))
+            .await;
+        assert!(result.report.verified);
+        let lock = result.report.lock.unwrap();
+        assert_eq!((lock.found, lock.written), (LockState::Fresh, false));
+    }
+
+    #[tokio::test]
+    async fn a_fresh_lock_whose_base_is_gone_stops_before_any_build_or_model_call() {
+        let harness = locked_harness().await;
+        let path = crate::lock_dir(&harness.job.spec).join("lock.json");
+        let mut file: crate::LockFile =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        file.base_digest = Some("sha256:gone".into());
+        std::fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
+        let mut model = ScriptedModel::default();
+        let engine = passing_engine(1);
+        let result = harness.run(&mut model, &engine).await;
+        assert!(!result.report.verified);
+        assert_eq!(result.report.stopped_by, StopReason::Error);
+        match result.error {
+            Some(crate::LoopError::BaseUnavailable { reference, source }) => {
+                assert_eq!(reference, "sha256:gone");
+                assert!(source.is_none(), "an image id is pulled from nowhere");
+            }
+            other => panic!("expected BaseUnavailable, got {other:?}"),
+        }
+        assert!(model.calls.is_empty());
+        assert!(engine.contexts.lock().unwrap().is_empty(), "nothing built");
+    }
+
+    #[tokio::test]
+    async fn a_refresh_whose_base_cannot_be_pulled_names_it_and_builds_nothing() {
+        let mut harness = locked_harness().await;
+        harness.job.lock = LockMode::RefreshBase;
+        let mut model = ScriptedModel::default();
+        let engine = passing_engine(1);
+        let result = harness.run(&mut model, &engine).await;
+        match result.error {
+            Some(crate::LoopError::BaseRefresh { image, .. }) => {
+                assert_eq!(image, "agent-base/python:3.11");
+            }
+            other => panic!("expected BaseRefresh, got {other:?}"),
+        }
+        assert!(model.calls.is_empty());
+        assert!(engine.contexts.lock().unwrap().is_empty(), "nothing built");
+    }
+
     /// The lock of `harness` after its image was pushed, and an image as the registry
     /// holds it, labelled with `spec_digest` and the lock's bundle digest.
     fn published_lock(harness: &Harness, spec_digest: Option<&str>) -> (Published, PulledImage) {
@@ -1044,6 +1165,7 @@ mod locks {
         let pulled = PulledImage {
             id: "sha256:pulled".into(),
             labels,
+            ..PulledImage::default()
         };
         (published, pulled)
     }

@@ -10,12 +10,13 @@ use agent_run_dir::IterationDir;
 use agent_sandbox::{BuildProgress, BuildRequest, BuildStatus, EnginePort, RunOutcome};
 
 use crate::artifacts::write_file;
+use crate::base::{self, BasePin};
 use crate::errors::LoopError;
 use crate::events::Phase;
 use crate::feedback;
 use crate::iteration::{Halt, Iteration, end};
 use crate::job::Job;
-use crate::report::{CaseRecord, Outcome, egress_record, round_secs, take_run};
+use crate::report::{CaseRecord, IterationRecord, Outcome, egress_record, round_secs, take_run};
 use crate::text::first_line;
 use crate::verification::{self, CaseRun};
 
@@ -40,6 +41,9 @@ pub(crate) struct Trial<'a, E> {
     pub phase: &'a (dyn Fn(Phase) + Send + Sync),
     /// Local images the build may take cached steps from.
     pub cache_from: &'a [String],
+    /// The base image to build on when the Dockerfile names it (a fresh lock's, or
+    /// the one `--refresh-base` pulled); another base is pinned as the engine has it.
+    pub base: Option<&'a BasePin>,
 }
 
 impl<E: EnginePort> Trial<'_, E> {
@@ -93,7 +97,7 @@ impl<E: EnginePort> Trial<'_, E> {
         // committed step per build and make every later step unique to the run. The
         // build's images are kept under the spec's cache tags instead; the verified
         // image gets the labels once (see `seal`).
-        let context = agent_sandbox::build_context(files)?;
+        let context = self.context(files, record).await?;
         let cache_repository = self.job.cache_repository();
         let timeout = self
             .job
@@ -141,6 +145,26 @@ impl<E: EnginePort> Trial<'_, E> {
                 format!("build did not finish within {} s", timeout.as_secs()),
                 feedback::build(&built, timeout.as_secs(), &self.job.base_images()),
             ),
+        }
+    }
+
+    /// The build context of `files` on the pinned base: the Dockerfile's `FROM` names
+    /// the pin, the digest stays the bundle's as written. The pin goes on the record.
+    async fn context(
+        &self,
+        files: &BTreeMap<String, Vec<u8>>,
+        record: &mut IterationRecord,
+    ) -> Result<agent_sandbox::BuildContext, Halt> {
+        let written = agent_sandbox::build_context(files)?;
+        let pinned = base::for_build(self.engine, self.base, files).await?;
+        let (pin, rewritten) = pinned.unzip();
+        record.base_digest = pin.map(|pin| pin.reference);
+        match rewritten.flatten() {
+            Some(files) => Ok(agent_sandbox::BuildContext {
+                digest: written.digest,
+                ..agent_sandbox::build_context(&files)?
+            }),
+            None => Ok(written),
         }
     }
 

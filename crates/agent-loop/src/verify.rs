@@ -65,6 +65,7 @@ fn quiet_trial<'a, E>(
         artifacts: None,
         phase: &|_| {},
         cache_from: &[],
+        base: None,
     }
 }
 

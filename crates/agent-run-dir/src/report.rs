@@ -93,6 +93,10 @@ pub struct IterationRecord<O = Outcome> {
     /// SHA-256 of the build context (identical bundles, identical digest).
     pub context_digest: Option<String>,
     pub image_id: Option<String>,
+    /// The base image the build stood on, pinned: its repo digest
+    /// (`repository@sha256:…`) where it came from a registry, else its image id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_digest: Option<String>,
     /// Milliseconds spent waiting for the model in this iteration.
     pub model_ms: u64,
     /// The part of `model_ms` its requests waited before they were sent: for a place
@@ -226,6 +230,7 @@ impl IterationRecord {
             checks: Vec::new(),
             context_digest: None,
             image_id: None,
+            base_digest: None,
             model_ms: 0,
             queued_ms: 0,
             overhead_ms: 0.0,
@@ -266,6 +271,10 @@ pub struct Report<O = Outcome, S = StopReason> {
     /// What the builds could reach, and the builder that saw to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<BuildPolicyRecord>,
+    /// The base image of the last build (the verified image's, when verified), pinned
+    /// as the lock pins it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_digest: Option<String>,
     pub stopped_by: S,
     pub error: Option<String>,
     /// The run directory's copy of the spec, relative to it (`spec/<file>`), with the

@@ -240,28 +240,9 @@ impl Sandbox {
             })
     }
 
-    /// Where `image` came from, as a digest: its repo digest (`repo@sha256:…`) when
-    /// it was pulled or pushed, else its image id (`sha256:…`).
-    pub async fn image_digest(&self, image: &str) -> Result<String, SandboxError> {
-        let inspected = self.inspect(image).await?;
-        let repo_digest = inspected
-            .repo_digests
-            .unwrap_or_default()
-            .into_iter()
-            .find_map(|entry| entry.split_once('@').map(|(_, digest)| digest.to_owned()));
-        Ok(repo_digest.or(inspected.id).unwrap_or_default())
-    }
-
     /// Whether the engine has `image` (a reference or id) without pulling it.
     pub async fn image_present(&self, image: &str) -> Result<bool, SandboxError> {
-        match bounded(self.docker.inspect_image(image)).await {
-            Ok(_) => Ok(true),
-            Err(error) if crate::cleanup::is_status(&error, 404) => Ok(false),
-            Err(source) => Err(SandboxError::InspectImage {
-                image: image.to_owned(),
-                source,
-            }),
-        }
+        Ok(self.find_image(image).await?.is_some())
     }
 
     /// Builds with the engine's builder; `progress` is called for each step.

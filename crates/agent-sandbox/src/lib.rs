@@ -53,7 +53,7 @@ mod suite;
 mod transfer;
 pub use cache::entry_reference as cache_entry_reference;
 pub use cleanup::owner_id;
-pub use context::{build_context, dockerfile_instructions};
+pub use context::{BuildContext, build_context, dockerfile_instructions};
 pub use docker_config::read_docker_config;
 pub use egress::EgressPolicy;
 pub use engine::{DEFAULT_SOCKET, EngineAddress, Sandbox, TlsFiles};

@@ -318,9 +318,12 @@ impl std::fmt::Display for ImageRole {
     }
 }
 
-/// An image pulled from a registry, as the engine holds it now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An image on the engine (pulled from a registry, or found there), as the engine
+/// holds it now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PulledImage {
     pub id: String,
     pub labels: BTreeMap<String, String>,
+    /// `repository@sha256:…` for each repository it was pulled from or pushed to.
+    pub repo_digests: Vec<String>,
 }

@@ -340,6 +340,11 @@ impl EnginePort for PoolSession {
         sandbox.pull(reference, credentials, timeout).await
     }
 
+    async fn find_image(&self, image: &str) -> Result<Option<PulledImage>, SandboxError> {
+        let index = self.current()?;
+        self.pool.member(index).sandbox.find_image(image).await
+    }
+
     /// [`Sandbox::seal`] on the session's engine, where the image is. It holds no
     /// slot: most ways build nothing, and the label build's steps are a few
     /// config commits.

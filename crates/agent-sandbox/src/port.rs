@@ -110,6 +110,13 @@ pub trait EnginePort: Send + Sync {
         timeout: Duration,
     ) -> impl Future<Output = Result<PulledImage, SandboxError>> + Send;
 
+    /// `image` (a reference or id) on the engine the next build goes to, without
+    /// pulling it; `None` when that engine does not have it.
+    fn find_image(
+        &self,
+        image: &str,
+    ) -> impl Future<Output = Result<Option<PulledImage>, SandboxError>> + Send;
+
     /// A new image: `image` with `labels` added, by a way the engine accepts.
     fn seal(
         &self,

@@ -70,15 +70,20 @@ impl Sandbox {
                 image: reference.clone(),
                 source,
             })?;
-        Ok(PulledImage {
-            id: inspected.id.unwrap_or_default(),
-            labels: inspected
-                .config
-                .and_then(|config| config.labels)
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-        })
+        Ok(described(inspected))
+    }
+
+    /// `image` (a reference or id) as the engine holds it, without pulling; `None`
+    /// when the engine does not have it.
+    pub async fn find_image(&self, image: &str) -> Result<Option<PulledImage>, SandboxError> {
+        match crate::deadline::bounded(self.docker.inspect_image(image)).await {
+            Ok(inspected) => Ok(Some(described(inspected))),
+            Err(error) if crate::cleanup::is_status(&error, 404) => Ok(None),
+            Err(source) => Err(SandboxError::InspectImage {
+                image: image.to_owned(),
+                source,
+            }),
+        }
     }
 
     /// Streams a pull to its end: `Err(None)` when it ran out of time.
@@ -105,6 +110,20 @@ impl Sandbox {
             Ok(Err(error)) => Err(Some(error)),
             Err(_elapsed) => Err(None),
         }
+    }
+}
+
+/// What the engine says of an image, as the loop reads it.
+fn described(inspected: bollard::models::ImageInspect) -> PulledImage {
+    PulledImage {
+        id: inspected.id.unwrap_or_default(),
+        labels: inspected
+            .config
+            .and_then(|config| config.labels)
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        repo_digests: inspected.repo_digests.unwrap_or_default(),
     }
 }
 

@@ -351,6 +351,28 @@ async fn copying_from_outside_the_context_is_a_failed_build_with_the_engines_mes
 }
 
 #[tokio::test]
+async fn find_image_describes_an_image_by_name_or_id_and_finds_no_missing_one() {
+    let sandbox = sandbox().await;
+    let id = docker(&["image", "inspect", "--format", "{{.Id}}", BUSYBOX_IMAGE]);
+    let id = id.trim();
+    let by_name = sandbox.find_image(BUSYBOX_IMAGE).await.unwrap();
+    let by_name = by_name.expect("the base image is on the engine");
+    assert_eq!(by_name.id, id);
+    let by_id = sandbox.find_image(id).await.unwrap().expect("found by id");
+    assert_eq!(by_id, by_name);
+    // A local image was pushed nowhere: no repo digest to pin it by.
+    assert_eq!(by_name.repo_digests, Vec::<String>::new());
+    let missing = sandbox.find_image("agent-test/does-not-exist:never").await;
+    assert_eq!(missing.unwrap(), None);
+    assert!(
+        !sandbox
+            .image_present("agent-test/does-not-exist:never")
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
 async fn an_unknown_base_image_is_a_failed_build() {
     let sandbox = sandbox().await;
     let run = unique_run_id("build-from");

@@ -95,6 +95,8 @@ def main():
     invocations = [p["runDetails"]["metadata"]["invocationId"] for p in found[PROVENANCE]]
     if report["run_id"] not in invocations:
         fail(f"invocations {invocations}, run {report['run_id']}")
+    this_run = found[PROVENANCE][invocations.index(report["run_id"])]
+    base = this_run["buildDefinition"]["resolvedDependencies"][0]
     print(
         json.dumps(
             {
@@ -102,6 +104,7 @@ def main():
                 "predicate_types": sorted(found),
                 "passed_tests": found[TEST_RESULT][0]["passedTests"],
                 "configuration": found[TEST_RESULT][0]["configuration"],
+                "base": base,
             }
         )
     )

@@ -151,10 +151,11 @@ async fn clean_up(pool: &Pool, owner: &str, cache_max_mb: u64) {
 
 /// How the run uses the locks beside the specs.
 fn lock_mode(args: &RunArgs) -> LockMode {
-    match (args.locked, args.no_lock) {
-        (true, _) => LockMode::Locked,
-        (false, true) => LockMode::Off,
-        (false, false) => LockMode::Use,
+    match (args.locked, args.no_lock, args.refresh_base) {
+        (true, _, _) => LockMode::Locked,
+        (false, true, _) => LockMode::Off,
+        (false, false, true) => LockMode::RefreshBase,
+        (false, false, false) => LockMode::Use,
     }
 }
 

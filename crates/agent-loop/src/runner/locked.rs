@@ -37,6 +37,12 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
         let Some(published) = &lock.file.published else {
             return Ok(None);
         };
+        // An image built on another base than the one this run builds on (the base
+        // `--refresh-base` pulled moved) is no longer the lock's verified image.
+        let base_digest = setup.base.as_ref().map(|pin| pin.reference.clone());
+        if base_digest.is_some() && base_digest != lock.file.base_digest {
+            return Ok(None);
+        }
         let context = agent_sandbox::build_context(files)?;
         phase(Phase::Pulling);
         let wanted = Wanted {
@@ -56,6 +62,7 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
         let record = &mut iteration.record;
         record.context_digest = Some(context.digest);
         record.image_id = Some(image_id.clone());
+        record.base_digest = lock.file.base_digest.clone();
         record.engine = self.engine.engine_host();
         Ok(Some((image_id, published.clone())))
     }
@@ -125,38 +132,43 @@ pub(super) fn refused_by_lock(job: &Job, setup: &Setup) -> Option<StopReason> {
 }
 
 /// Writes the lock beside the spec unless it already says exactly this; whether it
-/// wrote. A lock rewritten for the same bundle (the spec changed, the bundle did not)
-/// keeps the image it was published as: its layers still serve the next build as a
-/// cache.
+/// wrote. A lock rewritten for the same bundle on the same base (the spec changed, the
+/// bundle did not) keeps the image it was published as: its layers still serve the
+/// next build as a cache. One whose base moved is rewritten with the new base.
 pub(super) fn keep_lock(
     job: &Job,
     setup: &Setup,
     bundle: &Bundle,
     digest: &str,
+    base_digest: Option<&str>,
 ) -> Result<bool, LoopError> {
     let verified_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
+    let same_image = setup
+        .lock
+        .as_ref()
+        .map(|(lock, _)| &lock.file)
+        .filter(|file| {
+            file.bundle_digest == digest
+                && (file.base_digest.is_none() || file.base_digest.as_deref() == base_digest)
+        });
     let file = LockFile {
         spec_digest: setup.spec_digest.clone(),
         base_image: job.settings.docker.base_image.clone(),
+        base_digest: base_digest.map(str::to_owned),
         bundle_digest: digest.to_string(),
         model: job.settings.model.name.clone(),
         verified_at,
-        published: setup
-            .lock
-            .as_ref()
-            .filter(|(lock, _)| lock.file.bundle_digest == digest)
-            .and_then(|(lock, _)| lock.file.published.clone()),
-        attestations: setup
-            .lock
-            .as_ref()
-            .filter(|(lock, _)| lock.file.bundle_digest == digest)
-            .map(|(lock, _)| lock.file.attestations.clone())
+        published: same_image.and_then(|file| file.published.clone()),
+        attestations: same_image
+            .map(|file| file.attestations.clone())
             .unwrap_or_default(),
     };
     let unchanged = setup.lock.as_ref().is_some_and(|(lock, state)| {
-        *state == LockState::Fresh && lock.file.bundle_digest == file.bundle_digest
+        *state == LockState::Fresh
+            && lock.file.bundle_digest == file.bundle_digest
+            && lock.file.base_digest == file.base_digest
     });
     if unchanged {
         return Ok(false);

@@ -26,6 +26,7 @@ use self::record::{finish, report};
 use self::setup::{Setup, State, prepare, request, rules};
 
 use crate::artifacts::{self, write_tree};
+use crate::base;
 use crate::candidates::Generation;
 use crate::errors::LoopError;
 use crate::events::{Event, EventSink, Phase};
@@ -116,10 +117,11 @@ pub async fn run_spec<M: ModelPort, E: EnginePort>(
 
 impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
     async fn drive(&mut self) -> Result<StopReason, LoopError> {
-        let setup = prepare(self.job, &mut self.state)?;
+        let mut setup = prepare(self.job, &mut self.state)?;
         if let Some(reason) = refused_by_lock(self.job, &setup) {
             return Ok(reason);
         }
+        setup.base = base::for_run(self.job, self.engine, self.events, setup.lock.as_ref()).await?;
         let mut feedback: Option<String> = None;
         for number in 1..=self.job.limits.max_iterations {
             if let Some(reason) = budget_spent(self.job, &self.state.usage, self.started) {
@@ -233,6 +235,7 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
             phase: &phase,
             usage: &mut self.state.usage,
             cache_from: self.state.cache_from.as_deref().unwrap_or_default(),
+            base: setup.base.as_ref(),
         };
         let count = job.settings.model.candidates;
         let chosen = generation.best_of(messages, number, count).await?;
@@ -267,6 +270,7 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
             artifacts: Some(folder),
             phase,
             cache_from: self.state.cache_from.as_deref().unwrap_or_default(),
+            base: setup.base.as_ref(),
         }
     }
 
@@ -284,10 +288,12 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
         let digest = iteration.record.context_digest.clone().unwrap_or_default();
         let tag = job.verified_tag(&digest);
         let sealed = loop {
+            let base = self.verified_base(&iteration.record);
             let verification = Verification {
                 image_id: &checked.image_id,
                 spec_digest: &setup.spec_digest,
                 bundle_digest: &digest,
+                base: base.as_ref(),
                 iterations: built_iterations(&self.state.history) + 1,
                 checks: iteration.record.passed_checks().collect(),
             };
@@ -313,9 +319,19 @@ impl<M: ModelPort, E: EnginePort> Run<'_, M, E> {
         state.verified = Some((tag, sealed.image_id.clone(), Some(sealed)));
         if let Some(lock) = &mut state.lock {
             let bundle = state.current.as_ref().expect("a verified bundle");
-            lock.written = keep_lock(job, setup, bundle, &digest)?;
+            let base_digest = iteration.record.base_digest.as_deref();
+            lock.written = keep_lock(job, setup, bundle, &digest, base_digest)?;
         }
         Ok(())
+    }
+
+    /// The base the iteration's image was built on, as the current bundle names it.
+    fn verified_base(&self, record: &IterationRecord) -> Option<base::BasePin> {
+        let dockerfile = &self.state.current.as_ref()?.dockerfile;
+        Some(base::BasePin {
+            name: base::last_stage_base(dockerfile)?,
+            reference: record.base_digest.clone()?,
+        })
     }
 }
 

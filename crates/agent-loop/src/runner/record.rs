@@ -71,6 +71,10 @@ pub(super) fn report(
         model: job.settings.model.name.clone(),
         base_image: job.settings.docker.base_image.clone(),
         build: Some(job.build_policy()),
+        base_digest: state
+            .history
+            .last()
+            .and_then(|record| record.base_digest.clone()),
         stopped_by,
         error: error.map(|error| agent_model::error_chain(error)),
         spec_copy,

@@ -7,6 +7,7 @@ use agent_model::{ChatMessage, Purpose, Role};
 use agent_sandbox::Sealed;
 
 use crate::artifacts;
+use crate::base::BasePin;
 use crate::bundle::{Bundle, Rules};
 use crate::errors::LoopError;
 use crate::job::Job;
@@ -48,6 +49,9 @@ pub(super) struct Setup {
     pub(super) spec_digest: String,
     /// The lock beside the spec when it is read and there is one, and whether it is fresh.
     pub(super) lock: Option<(Lock, LockState)>,
+    /// The base image builds stand on when their Dockerfile names it: a fresh lock's,
+    /// or the one `--refresh-base` pulled (see [`crate::base::for_run`]).
+    pub(super) base: Option<BasePin>,
 }
 
 /// The run directory, the spec and inputs kept in it, the lock, and the prompts every
@@ -94,6 +98,7 @@ pub(super) fn prepare(job: &Job, state: &mut State) -> Result<Setup, LoopError> 
         inputs,
         spec_digest,
         lock,
+        base: None,
     })
 }
 
