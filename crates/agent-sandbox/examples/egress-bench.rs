@@ -99,7 +99,7 @@ async fn main() {
                 built.egress_refused
             );
             times.push(built.duration.as_secs_f64());
-            let _ = sandbox.remove_untagged_images(&[image_id.clone()]).await;
+            let _ = sandbox.remove_untagged_images(std::slice::from_ref(image_id)).await;
         }
         times.sort_by(f64::total_cmp);
         println!(
