@@ -20,30 +20,9 @@ async fn main() {
         std::process::exit(2);
     };
     let rounds: usize = rounds.parse().expect("rounds is a number");
-    let authority = index
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .expect("a host:port in the URL");
-    let (host, port) = authority.rsplit_once(':').expect("host:port");
-    let packages: Vec<String> = (0..10).map(|n| format!("pkg{n}")).collect();
-    let dockerfile = format!(
-        "FROM agent-base/python:3.11\nRUN pip install --no-cache-dir --index-url {index} --trusted-host {host} {}\n",
-        packages.join(" ")
-    );
-    let files = BTreeMap::from([("Dockerfile".to_owned(), dockerfile.into_bytes())]);
-    let context = agent_sandbox::build_context(&files).expect("a context");
     let run = format!("bench-egress-{}", std::process::id());
     let labels = BTreeMap::from([(LABEL_RUN.to_owned(), run.clone())]);
-    let policy = EgressPolicy {
-        image: "agent-base/python:3.11".to_owned(),
-        allow: vec![AllowEntry {
-            host: host.to_owned(),
-            port: port.parse().ok(),
-            exact: true,
-        }],
-        labels: labels.clone(),
-    };
+    let (context, policy) = the_build(index, &labels);
     let docker_host = std::env::var("DOCKER_HOST").ok();
     let connected = Sandbox::connect(docker_host.as_deref())
         .await
@@ -77,29 +56,10 @@ async fn main() {
             .expect("the engine answers")
             .with_builder(builder, network)
             .expect("the builder");
+        let egress = (network == BuildNetwork::Allowlist).then_some(&policy);
         let mut times = Vec::new();
         for _ in 0..rounds {
-            let request = BuildRequest {
-                context: &context,
-                labels: &labels,
-                timeout: Duration::from_secs(600),
-                network: "default",
-                egress: (network == BuildNetwork::Allowlist).then_some(&policy),
-                cache_repository: None,
-                cache_from: &[],
-                no_cache: true,
-            };
-            let built = sandbox.build(request, &mut |_| {}).await.expect("a build");
-            let BuildStatus::Built { image_id } = &built.status else {
-                panic!("the build failed: {}", built.log);
-            };
-            assert!(
-                built.egress_refused.is_empty(),
-                "{:?}",
-                built.egress_refused
-            );
-            times.push(built.duration.as_secs_f64());
-            let _ = sandbox.remove_untagged_images(std::slice::from_ref(image_id)).await;
+            times.push(build_once(&sandbox, &context, &labels, egress).await);
         }
         times.sort_by(f64::total_cmp);
         println!(
@@ -112,4 +72,66 @@ async fn main() {
         );
     }
     let _ = connected.remove_labelled(LABEL_RUN, &run, None).await;
+}
+
+/// One build afresh: its seconds; its image is removed.
+async fn build_once(
+    sandbox: &Sandbox,
+    context: &agent_sandbox::BuildContext,
+    labels: &BTreeMap<String, String>,
+    egress: Option<&EgressPolicy>,
+) -> f64 {
+    let request = BuildRequest {
+        context,
+        labels,
+        timeout: Duration::from_secs(600),
+        network: "default",
+        egress,
+        cache_repository: None,
+        cache_from: &[],
+        no_cache: true,
+    };
+    let built = sandbox.build(request, &mut |_| {}).await.expect("a build");
+    let BuildStatus::Built { image_id } = &built.status else {
+        panic!("the build failed: {}", built.log);
+    };
+    assert!(
+        built.egress_refused.is_empty(),
+        "{:?}",
+        built.egress_refused
+    );
+    let _ = sandbox
+        .remove_untagged_images(std::slice::from_ref(image_id))
+        .await;
+    built.duration.as_secs_f64()
+}
+
+/// The build's context, and the policy that lets it reach the index alone.
+fn the_build(
+    index: &str,
+    labels: &BTreeMap<String, String>,
+) -> (agent_sandbox::BuildContext, EgressPolicy) {
+    let authority = index
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("a host:port in the URL");
+    let (host, port) = authority.rsplit_once(':').expect("host:port");
+    let packages: Vec<String> = (0..10).map(|n| format!("pkg{n}")).collect();
+    let dockerfile = format!(
+        "FROM agent-base/python:3.11\nRUN pip install --no-cache-dir --index-url {index} --trusted-host {host} {}\n",
+        packages.join(" ")
+    );
+    let files = BTreeMap::from([("Dockerfile".to_owned(), dockerfile.into_bytes())]);
+    let context = agent_sandbox::build_context(&files).expect("a context");
+    let policy = EgressPolicy {
+        image: "agent-base/python:3.11".to_owned(),
+        allow: vec![AllowEntry {
+            host: host.to_owned(),
+            port: port.parse().ok(),
+            exact: true,
+        }],
+        labels: labels.clone(),
+    };
+    (context, policy)
 }

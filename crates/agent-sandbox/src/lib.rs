@@ -55,7 +55,6 @@ pub use cache::entry_reference as cache_entry_reference;
 pub use cleanup::owner_id;
 pub use context::{BuildContext, build_context, dockerfile_instructions};
 pub use docker_config::read_docker_config;
-pub use egress::EgressPolicy;
 pub use engine::{DEFAULT_SOCKET, EngineAddress, Sandbox, TlsFiles};
 pub use errors::{DockerConfigError, SandboxError};
 pub use labels::{
@@ -73,7 +72,7 @@ pub use probe::{
 pub use registry_auth::{
     CredentialSource, RegistryCredentials, registry_server, resolve_credentials,
 };
-pub use request::{BuildRequest, RunAccess, RunLimits, RunNetwork, RunRequest};
+pub use request::{BuildRequest, EgressPolicy, RunAccess, RunLimits, RunNetwork, RunRequest};
 pub use seal::label_dockerfile;
 pub use service::{Readiness, ReadyEnd, ServiceOutcome, ServiceRequest, StopEnd};
 pub use suite::{SuiteOutcome, SuiteRequest};

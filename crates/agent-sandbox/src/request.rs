@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use agent_spec::AllowEntry;
+
 use crate::context::BuildContext;
-use crate::egress::EgressPolicy;
 
 #[derive(Clone, Copy)]
 pub struct BuildRequest<'a> {
@@ -29,6 +30,17 @@ pub struct BuildRequest<'a> {
     /// build args are put in, so a cached `LABEL "${KEY}"="${VALUE}"` comes back with
     /// the values of the build that first made it.
     pub no_cache: bool,
+}
+
+/// What a build's steps may reach, and the image that enforces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressPolicy {
+    /// Any image with `python3`.
+    pub image: String,
+    pub allow: Vec<AllowEntry>,
+    /// Put on the gate's containers and volume, so that a run's removal and `gc` find
+    /// them.
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

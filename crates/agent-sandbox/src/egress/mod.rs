@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agent_spec::AllowEntry;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, VolumeCreateRequest};
@@ -24,6 +23,7 @@ use futures_util::StreamExt;
 use crate::deadline::bounded;
 use crate::errors::SandboxError;
 use crate::outcome::EgressRefusal;
+use crate::request::EgressPolicy;
 use crate::run::ContainerGuard;
 
 /// The gate and relay, as one script.
@@ -40,17 +40,6 @@ const MEMORY_MB: i64 = 256;
 const PIDS: i64 = 512;
 /// The gate's last lines reach its log a moment after the step that caused them.
 const SETTLE: Duration = Duration::from_millis(100);
-
-/// What a build's steps may reach, and the image that enforces it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EgressPolicy {
-    /// Any image with `python3`.
-    pub image: String,
-    pub allow: Vec<AllowEntry>,
-    /// Put on the gate's containers and volume, so that a run's removal and `gc` find
-    /// them.
-    pub labels: BTreeMap<String, String>,
-}
 
 /// The build step running now, as the build's progress names it.
 #[derive(Debug, Clone, Default)]
