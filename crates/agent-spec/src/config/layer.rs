@@ -3,8 +3,6 @@
 //! into a layer; layers are merged with [`Combine`] and resolved over the built-in
 //! defaults into the types of `config::settings`.
 
-use crate::config::settings::{Limits, NetworkMode};
-
 /// Merging two layers: `a.combine(b)` keeps each value `a` sets and takes `b`'s where
 /// `a` is silent, so the higher layer goes on the left.
 pub trait Combine {
@@ -47,25 +45,10 @@ macro_rules! layer {
 }
 pub(crate) use layer;
 
-layer! {
-    /// `[limits]` of `agent.toml` or of a spec (which takes only some of the keys).
-    pub struct LimitsLayer => Limits {
-        max_iterations: u32,
-        build_timeout_secs: u64,
-        run_timeout_secs: u64,
-        memory_mb: u64,
-        cpus: f64,
-        pids: i64,
-        output_limit_kb: u64,
-        max_total_tokens: u64,
-        max_wall_secs: u64,
-        network: NetworkMode,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::limits::{Limits, LimitsLayer};
 
     #[test]
     fn the_higher_layer_wins_field_by_field() {

@@ -108,24 +108,6 @@ impl std::str::FromStr for NetworkMode {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Limits {
-    pub max_iterations: u32,
-    pub build_timeout_secs: u64,
-    pub run_timeout_secs: u64,
-    pub memory_mb: u64,
-    pub cpus: f64,
-    pub pids: i64,
-    /// Per stream.
-    pub output_limit_kb: u64,
-    /// 0: no token budget.
-    pub max_total_tokens: u64,
-    /// Wall-clock budget for one spec's whole run; 0: none.
-    pub max_wall_secs: u64,
-    /// The run's network (spec `[limits] network`); default none.
-    pub network: NetworkMode,
-}
-
 /// What the model is told to build `FROM` unless `[docker] base_image` says otherwise.
 pub(crate) const DEFAULT_BASE_IMAGE: &str = "python:3.10-slim";
 /// The probe image unless `[docker] probe_image` says otherwise: small, and built
@@ -133,20 +115,3 @@ pub(crate) const DEFAULT_BASE_IMAGE: &str = "python:3.10-slim";
 pub(crate) const DEFAULT_PROBE_IMAGE: &str = "agent-base/busybox:1";
 /// The build cache's default cap: room for the dependency layers of many specs.
 pub(crate) const DEFAULT_CACHE_MAX_MB: u64 = 4096;
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_iterations: 8,
-            build_timeout_secs: 600,
-            run_timeout_secs: 60,
-            memory_mb: 1024,
-            cpus: 1.0,
-            pids: 256,
-            output_limit_kb: 1024,
-            max_total_tokens: 0,
-            max_wall_secs: 0,
-            network: NetworkMode::None,
-        }
-    }
-}

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use crate::config::engines::{self, EngineEntry};
 use crate::config::file::{prompt_file, read_allowed_images, read_cache_from, read_tags};
-use crate::config::layer::{Combine, LimitsLayer, layer};
+use crate::config::layer::{Combine, layer};
+use crate::config::limits::LimitsLayer;
 use crate::config::settings::{
     BuildNetwork, BuilderChoice, DEFAULT_BASE_IMAGE, DEFAULT_CACHE_MAX_MB, DEFAULT_PROBE_IMAGE,
     EngineSetting, StructuredOutput,

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::spanned::Spanned;
 use serde::Deserialize;
 
-use crate::config::{LimitsOf, LimitsTable, read_limits};
+use crate::config::SpecLimitsTable;
 use crate::errors::{Problems, SpecError};
 use crate::position::describe;
 use crate::problems::every_problem;
@@ -64,7 +64,7 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
         || !raw.suite.is_empty();
     let judge = resolve_judge(&source, raw.judge.as_ref(), deterministic)?;
     let limits = match raw.limits.take() {
-        Some(limits) => read_limits(&source, limits.into(), LimitsOf::Spec)?,
+        Some(limits) => limits.read(&source)?,
         None => SpecLimits::default(),
     };
     let run = match &raw.run {
@@ -203,7 +203,7 @@ struct RawSpec {
     judge: Option<Spanned<bool>>,
     #[serde(default)]
     inputs: Vec<Spanned<String>>,
-    limits: Option<RawLimits>,
+    limits: Option<SpecLimitsTable>,
     run: Option<RawRun>,
     #[serde(default)]
     check: Vec<Spanned<RawCheck>>,
@@ -221,32 +221,6 @@ struct RawSpec {
     probe: Vec<Spanned<RawProbe>>,
     #[serde(default)]
     suite: Vec<Spanned<RawSuite>>,
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(rename = "Limits")]
-struct RawLimits {
-    max_iterations: Option<Spanned<u32>>,
-    build_timeout_secs: Option<Spanned<u64>>,
-    run_timeout_secs: Option<Spanned<u64>>,
-    memory_mb: Option<Spanned<u64>>,
-    cpus: Option<Spanned<f64>>,
-    network: Option<Spanned<String>>,
-}
-
-impl From<RawLimits> for LimitsTable {
-    fn from(raw: RawLimits) -> Self {
-        LimitsTable {
-            max_iterations: raw.max_iterations,
-            build_timeout_secs: raw.build_timeout_secs,
-            run_timeout_secs: raw.run_timeout_secs,
-            memory_mb: raw.memory_mb,
-            cpus: raw.cpus,
-            network: raw.network,
-            ..LimitsTable::default()
-        }
-    }
 }
 
 #[cfg(test)]
