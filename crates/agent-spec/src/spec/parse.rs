@@ -55,14 +55,6 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
         ));
     }
     let checks = build_checks(&source, &raw.check, &[])?;
-    let deterministic = !checks.is_empty()
-        || raw.case.iter().any(|case| case.get_ref().has_checks())
-        || raw.image.is_some()
-        || !raw.file.is_empty()
-        || !raw.structure_tests.is_empty()
-        || raw.service.is_some()
-        || !raw.suite.is_empty();
-    let judge = resolve_judge(&source, raw.judge.as_ref(), deterministic)?;
     let limits = match raw.limits.take() {
         Some(limits) => limits.read(&source)?,
         None => SpecLimits::default(),
@@ -71,7 +63,6 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
         Some(run) => build_run(&source, run)?,
         None => RunSpec::default(),
     };
-    let cases = build_cases(&source, &raw.case, &run, &checks, judge)?;
     let image = raw
         .image
         .as_ref()
@@ -92,24 +83,31 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
         .transpose()?;
     let probes = build_probes(&source, &raw.probe, service.as_ref())?;
     let suites = build_suites(&source, &raw.suite, &inputs)?;
-    Ok(Spec {
+    let mut spec = Spec {
         name,
         path: path.to_path_buf(),
         prompt: raw.prompt.into_inner(),
         conditions: raw.conditions.into_inner(),
-        judge,
+        // Both follow from what the spec checks, settled below.
+        judge: false,
+        cases: Vec::new(),
         inputs,
         limits,
         run,
         checks,
-        cases,
         image,
         files,
         structure_tests,
         service,
         probes,
         suites,
-    })
+    };
+    let deterministic = !spec.checks.is_empty()
+        || raw.case.iter().any(|case| case.get_ref().has_checks())
+        || !spec.checks_runs_only();
+    spec.judge = resolve_judge(&source, raw.judge.as_ref(), deterministic)?;
+    spec.cases = build_cases(&source, &raw.case, &spec.run, &spec.checks, spec.judge)?;
+    Ok(spec)
 }
 
 /// `[service]`, which runs the image once as a service: its top-level checks judge
