@@ -5,10 +5,10 @@
 //! merge, `agent.toml`'s table and the spec's table (both with spans, and both the
 //! source of their JSON Schemas), and the reading of each into the layer.
 
-use crate::config::layer::{Combine, layer};
 use crate::config::settings::NetworkMode;
+use crate::errors::SpecError;
 use crate::spanned::Spanned;
-use crate::validate::{Invalid, Source, any, at_least, cpus};
+use crate::validate::{Source, any, at_least, cpus};
 
 /// The engine refuses a memory limit below 6 MB.
 const MINIMUM_MEMORY_MB: u64 = 6;
@@ -27,9 +27,9 @@ macro_rules! in_spec {
     };
 }
 
-/// Like `config::tables`' `table!`, for the table a spec has as well. A key that a
-/// spec may set says `spec`, with its own reading after it when a spec's problem is
-/// worded otherwise (`$how` is a method of [`Source`], as in `table!`); the others are
+/// `table!` (`config::layer`), and the table a spec has as well: a key that a spec may
+/// set says `spec`, with its own reading after it when a spec's problem is worded
+/// otherwise (`$how` is a method of [`Source`], as in `table!`); the others are
 /// refused in a spec as unknown keys. A key's docs go on the resolved struct and the
 /// layer; the tables as written carry none, so the schemas describe only the tables.
 macro_rules! limits_table {
@@ -46,38 +46,9 @@ macro_rules! limits_table {
             )*
         }
     ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq)]
-        pub struct $resolved {
-            $($(#[$field_meta])* pub $field: $type,)*
-        }
-
-        impl Default for $resolved {
-            fn default() -> Self {
-                $resolved { $($field: $default,)* }
-            }
-        }
-
-        layer! {
-            $(#[$meta])*
-            pub struct $layer => $resolved {
-                $($(#[$field_meta])* $field: $type,)*
-            }
-        }
-
-        $(#[$file_meta])*
-        #[derive(serde::Deserialize, schemars::JsonSchema, Default)]
-        #[serde(deny_unknown_fields)]
-        pub(crate) struct $file {
-            $(pub(crate) $field: Option<$raw>,)*
-        }
-
-        impl $file {
-            /// Every value checked, its problem pointing at it.
-            pub(crate) fn read<E: Invalid>(self, source: &Source<'_>) -> Result<$layer, E> {
-                Ok($layer {
-                    $($field: source.$how(stringify!($field), self.$field, $check)?,)*
-                })
+        $crate::config::layer::table! {
+            @ [$(#[$meta])*] [$(#[$file_meta])*] $resolved, $layer, $file {
+                $([$(#[$field_meta])*] [] $field: $type = $default; $raw => $how($check),)*
             }
         }
 
@@ -93,7 +64,7 @@ macro_rules! limits_table {
         impl $spec {
             /// Every value checked, its problem pointing at it; the keys a spec
             /// cannot set stay silent.
-            pub(crate) fn read<E: Invalid>(self, source: &Source<'_>) -> Result<$layer, E> {
+            pub(crate) fn read(self, source: &Source<'_>) -> Result<$layer, SpecError> {
                 Ok($layer {
                     $($field: in_spec!(
                         [$($in_spec $(source.$spec_how(stringify!($field), self.$field, $spec_check))?)?]
@@ -138,7 +109,7 @@ limits_table! {
 }
 
 /// A spec's `memory_mb`: its problem also says why.
-fn spec_memory<E: Invalid>(source: &Source<'_>, key: &str, value: Spanned<u64>) -> Result<u64, E> {
+fn spec_memory(source: &Source<'_>, key: &str, value: Spanned<u64>) -> Result<u64, SpecError> {
     let span = value.span();
     at_least(MINIMUM_MEMORY_MB)(value.into_inner()).map_err(|problem| {
         source.invalid(span, format!("`{key}` {problem} (the engine refuses less)"))
@@ -146,11 +117,11 @@ fn spec_memory<E: Invalid>(source: &Source<'_>, key: &str, value: Spanned<u64>) 
 }
 
 /// A spec's `network`: its problem alone, which names the network.
-fn spec_network<E: Invalid>(
+fn spec_network(
     source: &Source<'_>,
     _key: &str,
     value: Spanned<String>,
-) -> Result<NetworkMode, E> {
+) -> Result<NetworkMode, SpecError> {
     value
         .get_ref()
         .parse::<NetworkMode>()
