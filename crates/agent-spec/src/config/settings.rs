@@ -2,30 +2,56 @@
 //! that a layer could still fill in. The layers (`config::layer`) produce them; the
 //! `FromStr` of each choice is how every source spells it.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StructuredOutput {
-    /// Chosen per server: the strictest mode it supports.
-    Auto,
-    JsonSchema,
-    JsonObject,
-    None,
+/// Declares a choice: an enum whose variants each have one spelling, and its
+/// `FromStr`, whose problem names what is chosen and lists every spelling.
+macro_rules! choice {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident, $what:literal {
+            $($(#[$variant_meta:meta])* $variant:ident = $spelling:literal,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$variant_meta])* $variant,)*
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+
+            fn from_str(value: &str) -> Result<$name, String> {
+                match value {
+                    $($spelling => Ok($name::$variant),)*
+                    _ => Err(format!(
+                        "unknown {} `{value}`; expected {}",
+                        $what,
+                        one_of(&[$($spelling),*])
+                    )),
+                }
+            }
+        }
+    };
 }
 
-impl std::str::FromStr for StructuredOutput {
-    type Err = String;
+/// "`a`, `b` or `c`".
+fn one_of(spellings: &[&str]) -> String {
+    let quoted: Vec<String> = spellings.iter().map(|one| format!("`{one}`")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
 
-    /// `auto` is accepted but not yet named in the hint: until the model client chooses
-    /// a mode per server, it behaves as `json_schema`.
-    fn from_str(value: &str) -> Result<StructuredOutput, String> {
-        match value {
-            "auto" => Ok(StructuredOutput::Auto),
-            "json_schema" => Ok(StructuredOutput::JsonSchema),
-            "json_object" => Ok(StructuredOutput::JsonObject),
-            "none" => Ok(StructuredOutput::None),
-            _ => Err(format!(
-                "unknown mode `{value}`; expected `auto`, `json_schema`, `json_object` or `none`"
-            )),
-        }
+choice! {
+    /// `[model] structured_output`: how the reply's shape is asked for.
+    pub enum StructuredOutput, "mode" {
+        /// Chosen per server: the strictest mode it supports.
+        Auto = "auto",
+        JsonSchema = "json_schema",
+        JsonObject = "json_object",
+        None = "none",
     }
 }
 
@@ -39,72 +65,32 @@ pub struct EngineSetting {
     pub identity: Option<String>,
 }
 
-/// `[docker] builder`: which builder an engine's builds go to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BuilderChoice {
-    /// Per engine, the builder that does less work there (BuildKit where the engine
-    /// runs it, else the classic builder).
-    Auto,
-    Classic,
-    /// BuildKit; an engine that cannot run it is an error.
-    BuildKit,
-}
-
-impl std::str::FromStr for BuilderChoice {
-    type Err = String;
-
-    /// `auto`, `classic` or `buildkit`, as `[docker] builder` and `--builder` take it.
-    fn from_str(value: &str) -> Result<BuilderChoice, String> {
-        match value {
-            "auto" => Ok(BuilderChoice::Auto),
-            "classic" => Ok(BuilderChoice::Classic),
-            "buildkit" => Ok(BuilderChoice::BuildKit),
-            _ => Err(format!(
-                "unknown builder `{value}`; expected `auto`, `classic` or `buildkit`"
-            )),
-        }
+choice! {
+    /// `[docker] builder` (or `--builder`): which builder an engine's builds go to.
+    pub enum BuilderChoice, "builder" {
+        /// Per engine, the builder that does less work there (BuildKit where the engine
+        /// runs it, else the classic builder).
+        Auto = "auto",
+        Classic = "classic",
+        /// BuildKit; an engine that cannot run it is an error.
+        BuildKit = "buildkit",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BuildNetwork {
-    Default,
-    None,
-    Host,
-}
-
-impl std::str::FromStr for BuildNetwork {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<BuildNetwork, String> {
-        match value {
-            "default" => Ok(BuildNetwork::Default),
-            "none" => Ok(BuildNetwork::None),
-            "host" => Ok(BuildNetwork::Host),
-            _ => Err(format!(
-                "unknown network `{value}`; expected `default`, `none` or `host`"
-            )),
-        }
+choice! {
+    /// `[docker] build_network`: the network `RUN` steps get.
+    pub enum BuildNetwork, "network" {
+        Default = "default",
+        None = "none",
+        Host = "host",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NetworkMode {
-    None,
-    Bridge,
-}
-
-impl std::str::FromStr for NetworkMode {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<NetworkMode, String> {
-        match value {
-            "none" => Ok(NetworkMode::None),
-            "bridge" => Ok(NetworkMode::Bridge),
-            _ => Err(format!(
-                "unknown network `{value}`; expected `none` or `bridge`"
-            )),
-        }
+choice! {
+    /// `[limits] network`: the network a run gets.
+    pub enum NetworkMode, "network" {
+        None = "none",
+        Bridge = "bridge",
     }
 }
 
