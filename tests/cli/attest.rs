@@ -12,7 +12,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use crate::publish::{Registry, base64_of, docker, docker_config, run_with, short_digest};
+use crate::publish::{
+    Registry, base64_of, docker, docker_config, run_command_with, run_with, short_digest,
+};
 use crate::support::*;
 
 const USER: &str = "signer";
@@ -185,24 +187,25 @@ async fn verify(
     run_agent(&mut command).await
 }
 
-/// Asserts `output` is a refusal (exit 1) whose reason contains `cause`.
-/// `agent verify --attestation` on `<repository>/attested:<tag>` with `key` and no
-/// spec: refused, naming `cause`.
-async fn refused_on_tag(
-    workspace: &Workspace,
-    config: &Path,
-    repository: &str,
-    tag: &str,
-    key: &Path,
-    cause: &str,
-) {
-    let reference = format!("{repository}/attested:{tag}");
-    assert_refused(
-        &verify(workspace, config, &reference, key, None).await,
-        cause,
-    );
+/// Where the tamper cases look: `<repository>/attested:<tag>`, verified with `key`
+/// and no spec.
+struct Tags<'a> {
+    workspace: &'a Workspace,
+    config: &'a Path,
+    repository: &'a str,
+    key: &'a Path,
 }
 
+impl Tags<'_> {
+    /// `agent verify --attestation` on `tag`: refused, naming `cause`.
+    async fn refused(&self, tag: &str, cause: &str) {
+        let reference = format!("{}/attested:{tag}", self.repository);
+        let output = verify(self.workspace, self.config, &reference, self.key, None).await;
+        assert_refused(&output, cause);
+    }
+}
+
+/// Asserts `output` is a refusal (exit 1) whose reason contains `cause`.
 fn assert_refused(output: &Output, cause: &str) {
     output.assert_code(1);
     assert!(
@@ -213,10 +216,11 @@ fn assert_refused(output: &Output, cause: &str) {
 }
 
 fn attest_python() -> PathBuf {
-    let path = std::env::var_os("AGENT_TEST_ATTEST_PYTHON").expect(
-        "AGENT_TEST_ATTEST_PYTHON must name the python of securesystemslib's environment: `export AGENT_TEST_ATTEST_PYTHON=$(scripts/attest-check-setup)`",
-    );
-    PathBuf::from(path)
+    installed(
+        "AGENT_TEST_ATTEST_PYTHON",
+        "the python of securesystemslib's environment",
+        "scripts/attest-check-setup",
+    )
 }
 
 /// The independent check of `check.py`: its JSON summary.
@@ -262,23 +266,11 @@ async fn a_signed_push_verifies_independently_and_every_tamper_is_refused_with_i
     let (pem, public) = key_pair(keys.path(), "signer");
     let (_, other_public) = key_pair(keys.path(), "other");
     let auth = base64_of(&format!("{USER}:{PASSWORD}"));
-    let config = docker_config(&format!(
-        r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
-        registry.address()
-    ));
-    let repository = format!("{}/team", registry.address());
+    let config = registry.docker_config(&format!(r#"{{"auth": "{auth}"}}"#));
+    let repository = registry.repository();
 
-    let mut command = agent_command(
-        &workspace,
-        &[
-            "run",
-            spec.to_str().unwrap(),
-            "--push",
-            &repository,
-            "--sign",
-        ],
-    );
-    command.env("DOCKER_CONFIG", config.path());
+    let push = ["--push", repository.as_str(), "--sign"];
+    let mut command = run_command_with(&workspace, &spec, config.path(), &push);
     command.env("AGENT_SIGNING_KEY", &pem);
     let output = run_agent(&mut command).await;
     output.assert_code(0);
@@ -380,17 +372,15 @@ async fn a_signed_push_verifies_independently_and_every_tamper_is_refused_with_i
     );
 
     // The attestations copied onto another image's tag.
+    let tags = Tags {
+        workspace: &workspace,
+        config: config.path(),
+        repository: &repository,
+        key: &public,
+    };
     let copied = api.decoy("copied").await;
     api.put_manifest(&att_tag(&copied), &att).await;
-    refused_on_tag(
-        &workspace,
-        config.path(),
-        &repository,
-        "copied",
-        &public,
-        "attested for another digest",
-    )
-    .await;
+    tags.refused("copied", "attested for another digest").await;
 
     // A payload changed after signing: the subject moved to the decoy, the checks kept.
     let envelope = test_result_envelope(&run_dir);
@@ -405,15 +395,8 @@ async fn a_signed_push_verifies_independently_and_every_tamper_is_refused_with_i
     forged["payload"] = json!(STANDARD.encode(serde_json::to_vec(&statement).unwrap()));
     api.attest(&changed_payload, &[serde_json::to_vec(&forged).unwrap()])
         .await;
-    refused_on_tag(
-        &workspace,
-        config.path(),
-        &repository,
-        "changed-payload",
-        &public,
-        "changed after this key signed it",
-    )
-    .await;
+    tags.refused("changed-payload", "changed after this key signed it")
+        .await;
 
     // An envelope missing its signature, and one that is not an envelope at all.
     let unsigned_image = api.decoy("unsigned").await;
@@ -421,39 +404,15 @@ async fn a_signed_push_verifies_independently_and_every_tamper_is_refused_with_i
     unsigned["signatures"] = json!([]);
     api.attest(&unsigned_image, &[serde_json::to_vec(&unsigned).unwrap()])
         .await;
-    refused_on_tag(
-        &workspace,
-        config.path(),
-        &repository,
-        "unsigned",
-        &public,
-        "it has no signature",
-    )
-    .await;
+    tags.refused("unsigned", "it has no signature").await;
     let garbage_image = api.decoy("garbage").await;
     api.attest(&garbage_image, &[b"{\"payload\": 7".to_vec()])
         .await;
-    refused_on_tag(
-        &workspace,
-        config.path(),
-        &repository,
-        "garbage",
-        &public,
-        "malformed envelope",
-    )
-    .await;
+    tags.refused("garbage", "malformed envelope").await;
 
     // No attestation at all, and a registry that is not there (exit 3).
     api.decoy("bare").await;
-    refused_on_tag(
-        &workspace,
-        config.path(),
-        &repository,
-        "bare",
-        &public,
-        "no attestation",
-    )
-    .await;
+    tags.refused("bare", "no attestation").await;
     let output = verify(
         &workspace,
         config.path(),
@@ -496,17 +455,8 @@ async fn a_signed_push_verifies_independently_and_every_tamper_is_refused_with_i
     // A second run reuses the published image, builds nothing, and adds its own
     // provenance to the tag beside the first run's envelopes.
     std::fs::remove_dir_all(workspace.out()).unwrap();
-    let mut command = agent_command(
-        &workspace,
-        &[
-            "run",
-            spec.to_str().unwrap(),
-            "--push",
-            &repository,
-            "--sign",
-        ],
-    );
-    command.env("DOCKER_CONFIG", config.path());
+    let push = ["--push", repository.as_str(), "--sign"];
+    let mut command = run_command_with(&workspace, &spec, config.path(), &push);
     command.env("AGENT_SIGNING_KEY", &pem);
     run_agent(&mut command).await.assert_code(0);
     let again = workspace.report("attested");

@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use agent_testkit::BUSYBOX_IMAGE;
+use agent_testkit::{BUSYBOX_IMAGE, BuildFrom, docker_build};
 use serde_json::Value;
 
-use crate::support::{Workspace, agent, require_engine};
+use crate::support::{Workspace, check_fields, require_engine, verify_image};
 
 /// The images of the corpus: each CMD form, and an ENTRYPOINT with a CMD after it.
 const IMAGES: [(&str, &str); 4] = [
@@ -146,33 +146,11 @@ impl Images {
         let mut images = BTreeMap::new();
         for (name, body) in IMAGES {
             let tag = format!("agent-test/commands-{name}:{}", std::process::id());
-            let mut child = Command::new("docker")
-                .args([
-                    "build",
-                    "-q",
-                    "-t",
-                    &tag,
-                    "--label",
-                    "dev.agent.test=commands",
-                    "-",
-                ])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("docker build runs");
             let dockerfile = format!("FROM {BUSYBOX_IMAGE}\n{body}\n");
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(dockerfile.as_bytes())
-                .expect("the Dockerfile is written");
-            let output = child.wait_with_output().expect("docker build ends");
-            assert!(
-                output.status.success(),
-                "{name} builds: {}",
-                String::from_utf8_lossy(&output.stderr)
+            docker_build(
+                &tag,
+                Some("dev.agent.test=commands"),
+                BuildFrom::Dockerfile(&dockerfile),
             );
             images.insert(name, tag);
         }
@@ -344,17 +322,7 @@ async fn every_command_gives_what_docker_run_gives() {
             spec += &case_table(entry, &observed);
         }
         let path = workspace.spec(&format!("commands-{image_name}"), &spec);
-        let output = agent(
-            &workspace,
-            &[
-                "verify",
-                "--image",
-                image,
-                path.to_str().expect("utf-8"),
-                "--json",
-            ],
-        )
-        .await;
+        let output = verify_image(&workspace, image, &path, &["--json"]).await;
         let verdict: Value = serde_json::from_str(&output.stdout)
             .unwrap_or_else(|_| panic!("verify --json on {image_name}: {}", output.stderr));
         let checks = verdict["result"]["checks"].as_array().expect("checks");
@@ -412,27 +380,11 @@ command = ["sh", "-c", "false;"]
 exit_code = 0
 "#,
     );
-    let output = agent(
-        &workspace,
-        &[
-            "verify",
-            "--image",
-            BUSYBOX_IMAGE,
-            spec.to_str().expect("utf-8"),
-            "--json",
-        ],
-    )
-    .await;
+    let output = verify_image(&workspace, BUSYBOX_IMAGE, &spec, &["--json"]).await;
     output.assert_code(1);
     let verdict: Value = serde_json::from_str(&output.stdout).expect("verify --json");
-    let details: Vec<&str> = verdict["result"]["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .map(|check| check["detail"].as_str().unwrap_or_default())
-        .collect();
     assert_eq!(
-        details,
+        check_fields(&verdict, "detail"),
         ["expected exit code 0, got 1", "expected exit code 0, got 1"]
     );
 }

@@ -3,13 +3,12 @@
 //! GitHub-like environment against the real engine — the CI files through actionlint,
 //! zizmor and check-jsonschema, and the root `Dockerfile` built and run on the engine.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use agent_testkit::{PYTHON_IMAGE, ScriptedReply, ScriptedServer};
+use agent_testkit::{PYTHON_IMAGE, ScriptedServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
@@ -245,28 +244,6 @@ async fn the_action_installs_a_checksum_verified_release_and_refuses_a_wrong_che
     assert!(!missing.path().join("bin").exists());
 }
 
-/// Reads `GITHUB_OUTPUT` as the runner does: `name=value` lines and
-/// `name<<delimiter` blocks.
-fn read_outputs(text: &str) -> BTreeMap<String, String> {
-    let mut values = BTreeMap::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        if let Some((name, delimiter)) = line.split_once("<<") {
-            let mut value = Vec::new();
-            for line in lines.by_ref() {
-                if line == delimiter {
-                    break;
-                }
-                value.push(line);
-            }
-            values.insert(name.to_owned(), value.join("\n"));
-        } else if let Some((name, value)) = line.split_once('=') {
-            values.insert(name.to_owned(), value.to_owned());
-        }
-    }
-    values
-}
-
 /// The action's run step as the runner runs it in `dir`: the inputs as `INPUT_*`
 /// variables, GitHub's files below `dir`.
 pub(crate) fn run_step(dir: &Path, specs: &str, push: &str) -> tokio::process::Command {
@@ -304,7 +281,7 @@ async fn the_action_run_step_names_each_pushed_image_by_its_registry_digest() {
         crate::publish::spec_printing("pushed-action"),
     )
     .unwrap();
-    let repository = format!("{}/team", registry.address());
+    let repository = registry.repository();
     let output = run_agent(&mut run_step(dir, "specs/**/*.toml", &repository)).await;
     output.assert_code(0);
     assert!(!output.stderr.contains("::error"), "{}", output.stderr);
@@ -312,7 +289,8 @@ async fn the_action_run_step_names_each_pushed_image_by_its_registry_digest() {
     let report = workspace.report("pushed-action");
     let tag = crate::publish::short_digest(&report);
     let digest = registry.manifest_digest("team/pushed-action", &tag).await;
-    let outputs = read_outputs(&std::fs::read_to_string(dir.join("github_output")).unwrap());
+    let outputs =
+        agent_testkit::github_outputs(&std::fs::read_to_string(dir.join("github_output")).unwrap());
     assert_eq!(outputs["verified"], "true");
     let images: serde_json::Value = serde_json::from_str(&outputs["images"]).unwrap();
     assert_eq!(
@@ -345,11 +323,7 @@ max_iterations = 1
 #[tokio::test(flavor = "multi_thread")]
 async fn the_action_run_step_sets_outputs_and_annotates_the_failing_check_table() {
     require_engine();
-    let server = ScriptedServer::start(vec![ScriptedReply::Content(bundle(
-        Some(&python_dockerfile()),
-        &[("main.py", "print('bye')\n")],
-    ))])
-    .await;
+    let server = crate::publish::model_printing("bye").await;
     let workspace = Workspace::new(&server.base_url(), "", "");
     let dir = workspace.path();
     std::fs::create_dir_all(dir.join("specs")).unwrap();
@@ -388,7 +362,8 @@ async fn the_action_run_step_sets_outputs_and_annotates_the_failing_check_table(
         annotations[0]
     );
 
-    let outputs = read_outputs(&std::fs::read_to_string(dir.join("github_output")).unwrap());
+    let outputs =
+        agent_testkit::github_outputs(&std::fs::read_to_string(dir.join("github_output")).unwrap());
     assert_eq!(outputs["verified"], "false");
     assert_eq!(outputs["images"], "{}", "nothing was pushed");
     assert_eq!(outputs["attestations"], "");
@@ -413,11 +388,7 @@ async fn the_action_run_step_sets_outputs_and_annotates_the_failing_check_table(
 #[tokio::test(flavor = "multi_thread")]
 async fn gitlab_gets_the_outputs_as_a_dotenv_file_in_out() {
     require_engine();
-    let server = ScriptedServer::start(vec![ScriptedReply::Content(bundle(
-        Some(&python_dockerfile()),
-        &[("main.py", "print('hello')\n")],
-    ))])
-    .await;
+    let server = crate::publish::model_printing("hello").await;
     let workspace = Workspace::new(&server.base_url(), "", "");
     let spec = workspace.spec("hello-gitlab", HELLO_SPEC);
     let mut command = agent_command(&workspace, &["run", spec.to_str().unwrap(), "--out", "out"]);

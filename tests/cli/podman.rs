@@ -328,7 +328,7 @@ async fn an_image_pushed_from_podman_has_the_registrys_digest_and_runs_on_docker
     let workspace = Workspace::on(&podman, &server.base_url(), "", "");
     let spec = workspace.spec("pushed", &spec_printing("from-podman"));
     let config = docker_config("{}");
-    let repository = format!("{}/team", registry.address());
+    let repository = registry.repository();
     let output = run_with(&workspace, &spec, config.path(), &["--push", &repository]).await;
     output.assert_code(0);
     let report = workspace.report("pushed");

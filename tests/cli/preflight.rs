@@ -81,16 +81,7 @@ async fn a_service_without_its_probe_image_stops_the_run_before_any_model_call()
     assert_eq!(server.requests().len(), 0, "no model call was made");
     assert!(!workspace.out().exists(), "no run directory was made");
     // `verify --image` names it the same way, before it starts the service.
-    let verified = agent(
-        &workspace,
-        &[
-            "verify",
-            "--image",
-            agent_testkit::BUSYBOX_IMAGE,
-            spec.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let verified = verify_image(&workspace, agent_testkit::BUSYBOX_IMAGE, &spec, &[]).await;
     verified.assert_code(3);
     assert!(
         verified

@@ -91,6 +91,19 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The repository the tests push to: `team` on this registry.
+    pub(crate) fn repository(&self) -> String {
+        format!("{}/team", self.address())
+    }
+
+    /// A Docker CLI config folder whose `auths` give this registry `entry`.
+    pub(crate) fn docker_config(&self, entry: &str) -> tempfile::TempDir {
+        docker_config(&format!(
+            r#"{{"auths": {{"{}": {entry}}}}}"#,
+            self.address()
+        ))
+    }
+
     /// The digest the registry's HTTP API gives for `name:tag`'s manifest.
     pub(crate) async fn manifest_digest(&self, name: &str, tag: &str) -> String {
         let url = format!("http://{}/v2/{name}/manifests/{tag}", self.address());
@@ -153,11 +166,21 @@ pub(crate) async fn run_with(
     config: &Path,
     extra: &[&str],
 ) -> Output {
+    run_agent(&mut run_command_with(workspace, spec, config, extra)).await
+}
+
+/// `agent run <spec> <extra…>` with the Docker CLI config folder `config`.
+pub(crate) fn run_command_with(
+    workspace: &Workspace,
+    spec: &Path,
+    config: &Path,
+    extra: &[&str],
+) -> tokio::process::Command {
     let mut args = vec!["run", spec.to_str().expect("utf-8")];
     args.extend_from_slice(extra);
     let mut command = agent_command(workspace, &args);
     command.env("DOCKER_CONFIG", config);
-    run_agent(&mut command).await
+    command
 }
 
 pub(crate) fn docker(args: &[&str]) -> std::process::Output {
@@ -197,7 +220,7 @@ async fn a_pushed_image_pulls_back_runs_and_has_the_registrys_digest() {
     let workspace = Workspace::new(&server.base_url(), "", "");
     let spec = workspace.spec("pushed", &spec_printing("pushed"));
     let config = docker_config("{}");
-    let repository = format!("{}/team", registry.address());
+    let repository = registry.repository();
     let output = run_with(&workspace, &spec, config.path(), &["--push", &repository]).await;
     output.assert_code(0);
 
@@ -244,7 +267,7 @@ async fn a_push_behind_htpasswd_uses_the_docker_config_credentials_and_moving_ta
     let registry = Registry::start(Some(("user", "right-password-5150"))).await;
     let server = model_printing("authed").await;
     let workspace = Workspace::new(&server.base_url(), "", "");
-    let repository = format!("{}/team", registry.address());
+    let repository = registry.repository();
     let config_text = std::fs::read_to_string(workspace.path().join("agent.toml")).unwrap();
     std::fs::write(
         workspace.path().join("agent.toml"),
@@ -253,10 +276,7 @@ async fn a_push_behind_htpasswd_uses_the_docker_config_credentials_and_moving_ta
     .unwrap();
     let spec = workspace.spec("authed", &spec_printing("authed"));
     let auth = base64_of("user:right-password-5150");
-    let config = docker_config(&format!(
-        r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
-        registry.address()
-    ));
+    let config = registry.docker_config(&format!(r#"{{"auth": "{auth}"}}"#));
     let output = run_with(&workspace, &spec, config.path(), &[]).await;
     output.assert_code(0);
 
@@ -283,25 +303,18 @@ async fn a_refused_password_keeps_the_spec_verified_exits_3_and_leaks_nowhere() 
     let server = model_printing("refused").await;
     let workspace = Workspace::new(&server.base_url(), "", "");
     let spec = workspace.spec("refused", &spec_printing("refused"));
-    let config = docker_config(&format!(
-        r#"{{"auths": {{"{}": {{"username": "user", "password": "{password}"}}}}}}"#,
-        registry.address()
+    let config = registry.docker_config(&format!(
+        r#"{{"username": "user", "password": "{password}"}}"#
     ));
-    let repository = format!("{}/team", registry.address());
-    let mut command = agent_command(
+    let repository = registry.repository();
+    let mut command = run_command_with(
         &workspace,
-        &[
-            "run",
-            spec.to_str().unwrap(),
-            "--push",
-            &repository,
-            "--json",
-        ],
+        &spec,
+        config.path(),
+        &["--push", &repository, "--json"],
     );
     // Every diagnostic on: none of them may carry the credentials.
-    command
-        .env("DOCKER_CONFIG", config.path())
-        .env("RUST_LOG", "trace");
+    command.env("RUST_LOG", "trace");
     let output = run_agent(&mut command).await;
     output.assert_code(3);
 

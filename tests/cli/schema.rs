@@ -17,16 +17,11 @@ fn repository_root() -> PathBuf {
 }
 
 fn schema_check() -> PathBuf {
-    let path = std::env::var_os("AGENT_TEST_SCHEMA_CHECK").expect(
-        "AGENT_TEST_SCHEMA_CHECK must name the check-jsonschema command: `export AGENT_TEST_SCHEMA_CHECK=$(scripts/schema-check-setup)`",
-    );
-    let path = PathBuf::from(path);
-    assert!(
-        path.is_file(),
-        "AGENT_TEST_SCHEMA_CHECK `{}` is not a file",
-        path.display()
-    );
-    path
+    installed(
+        "AGENT_TEST_SCHEMA_CHECK",
+        "the check-jsonschema command",
+        "scripts/schema-check-setup",
+    )
 }
 
 fn schema_file(which: &str) -> PathBuf {

@@ -49,24 +49,19 @@ async fn every_error_of_a_spec_in_one_run() {
         "name = \"Three Mistakes\"\nprompt = \"p\"\nconditions = \"c\"\n\n[run]\nargs = \"x\"\n\n\
          [[check]]\nstdout_equal = \"x\"\n",
     );
-    let output = agent(&workspace, &["check", spec.to_str().unwrap()]).await;
-    output.assert_code(2);
-    assert_eq!(
-        output.stderr.matches("error: ").count(),
-        3,
-        "{}",
-        output.stderr
-    );
-    insta::assert_snapshot!(filtered(&workspace, &output.stderr));
-
-    let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
-    output.assert_code(2);
-    assert_eq!(
-        output.stderr.matches("error: ").count(),
-        3,
-        "{}",
-        output.stderr
-    );
+    for command in ["check", "run"] {
+        let output = agent(&workspace, &[command, spec.to_str().unwrap()]).await;
+        output.assert_code(2);
+        assert_eq!(
+            output.stderr.matches("error: ").count(),
+            3,
+            "{command}: {}",
+            output.stderr
+        );
+        if command == "check" {
+            insta::assert_snapshot!(filtered(&workspace, &output.stderr));
+        }
+    }
     assert!(server.requests().is_empty(), "no model call");
 }
 

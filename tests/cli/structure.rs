@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use agent_testkit::{BuildFrom, docker_build};
+
 use crate::support::*;
 
 /// The corpus: its Dockerfile, every config and the env file one of them reads.
@@ -29,16 +31,11 @@ const HOST_VARIABLES: [(&str, &str); 2] = [
 const UNSET_VARIABLE: &str = "STRUCTURE_CORPUS_UNSET";
 
 fn cst_binary() -> PathBuf {
-    let path = std::env::var_os("AGENT_TEST_CST").expect(
-        "AGENT_TEST_CST must name the container-structure-test binary: `export AGENT_TEST_CST=$(scripts/structure-test-setup)`",
-    );
-    let path = PathBuf::from(path);
-    assert!(
-        path.is_file(),
-        "AGENT_TEST_CST `{}` is not a file",
-        path.display()
-    );
-    path
+    installed(
+        "AGENT_TEST_CST",
+        "the container-structure-test binary",
+        "scripts/structure-test-setup",
+    )
 }
 
 /// The configs of the corpus, sorted.
@@ -78,22 +75,10 @@ struct Image(String);
 impl Image {
     fn build() -> Image {
         let tag = format!("agent-test/structure:{}", std::process::id());
-        let output = Command::new("docker")
-            .args([
-                "build",
-                "-q",
-                "-t",
-                &tag,
-                "--label",
-                "dev.agent.test=structure",
-            ])
-            .arg(corpus())
-            .output()
-            .expect("docker build runs");
-        assert!(
-            output.status.success(),
-            "the corpus image builds: {}",
-            String::from_utf8_lossy(&output.stderr)
+        docker_build(
+            &tag,
+            Some("dev.agent.test=structure"),
+            BuildFrom::Folder(&corpus()),
         );
         Image(tag)
     }
@@ -366,17 +351,7 @@ async fn capabilities_under_agents_defaults_are_the_only_ones() {
         "structure-capabilities",
         "prompt = \"p\"\nconditions = \"c\"\nstructure_tests = [\"capabilities.yaml\"]\n",
     );
-    let output = agent(
-        &workspace,
-        &[
-            "verify",
-            "--image",
-            agent_testkit::BUSYBOX_IMAGE,
-            spec.to_str().unwrap(),
-            "--json",
-        ],
-    )
-    .await;
+    let output = verify_image(&workspace, agent_testkit::BUSYBOX_IMAGE, &spec, &["--json"]).await;
     output.assert_code(0);
     let verdict: serde_json::Value = serde_json::from_str(&output.stdout).expect("verify --json");
     let checks = verdict["result"]["checks"].as_array().expect("checks");
@@ -401,16 +376,7 @@ async fn host_run_options_are_refused_without_structure_allow_host() {
             "structure-host",
             &format!("prompt = \"p\"\nconditions = \"c\"\nstructure_tests = [\"{config}\"]\n"),
         );
-        let output = agent(
-            &workspace,
-            &[
-                "verify",
-                "--image",
-                agent_testkit::BUSYBOX_IMAGE,
-                spec.to_str().unwrap(),
-            ],
-        )
-        .await;
+        let output = verify_image(&workspace, agent_testkit::BUSYBOX_IMAGE, &spec, &[]).await;
         output.assert_code(2);
         let expected = format!(
             "`{key}` in containerRunOptions is run only with `structure_allow_host = true` in the spec"

@@ -242,6 +242,43 @@ pub async fn agent(workspace: &Workspace, args: &[&str]) -> Output {
     run_agent(&mut agent_command(workspace, args)).await
 }
 
+/// The program a set-up script installed, as the variable `variable` names it
+/// (`scripts/test` sets it from `setup`'s output); `what` says what it must be.
+pub fn installed(variable: &str, what: &str, setup: &str) -> PathBuf {
+    let path = std::env::var_os(variable)
+        .unwrap_or_else(|| panic!("{variable} must name {what}: `export {variable}=$({setup})`"));
+    let path = PathBuf::from(path);
+    assert!(
+        path.is_file(),
+        "{variable} `{}` is not a file",
+        path.display()
+    );
+    path
+}
+
+/// `field` of each check in the verdict `verify --json` prints, in order ("" where a
+/// check has none).
+pub fn check_fields<'a>(verdict: &'a Value, field: &str) -> Vec<&'a str> {
+    verdict["result"]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|check| check[field].as_str().unwrap_or_default())
+        .collect()
+}
+
+/// `agent verify --image <image> <spec>`, then `flags`.
+pub async fn verify_image(
+    workspace: &Workspace,
+    image: &str,
+    spec: &Path,
+    flags: &[&str],
+) -> Output {
+    let mut args = vec!["verify", "--image", image, spec.to_str().expect("utf-8")];
+    args.extend_from_slice(flags);
+    agent(workspace, &args).await
+}
+
 /// Runs `agent run` on one spec against `server`, in a fresh workspace whose
 /// `agent.toml` gets `model_extra` and `limits` (see [`Workspace::new`]), and asserts
 /// that the script's own expectations on the requests held.

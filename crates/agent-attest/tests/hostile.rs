@@ -110,20 +110,15 @@ async fn a_manifest_of_too_many_layers_and_a_blob_that_is_not_its_digest_are_ref
     })
     .await;
     let registry = Registry::new(&address, None).unwrap();
-    let error = agent_attest::fetch(&registry, "team/crowded", &digest)
-        .await
-        .unwrap_err();
-    assert!(
-        error.to_string().contains("more than 256 layers"),
-        "{error}"
-    );
-    let error = agent_attest::fetch(&registry, "team/app", &digest)
-        .await
-        .unwrap_err();
-    assert!(
-        error.to_string().contains("its bytes are not its digest"),
-        "{error}"
-    );
+    for (repository, cause) in [
+        ("team/crowded", "more than 256 layers"),
+        ("team/app", "its bytes are not its digest"),
+    ] {
+        let error = agent_attest::fetch(&registry, repository, &digest)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains(cause), "{error}");
+    }
 }
 
 #[tokio::test]

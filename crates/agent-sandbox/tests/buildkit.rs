@@ -16,7 +16,7 @@ use agent_sandbox::{
     Sandbox, SandboxError, SealMethod, owner_id,
 };
 use agent_spec::BuilderChoice;
-use agent_testkit::{BUSYBOX_IMAGE, processes_holding};
+use agent_testkit::{BUSYBOX_IMAGE, BuildFrom, docker_build, processes_holding};
 
 fn labels(run: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -56,26 +56,7 @@ async fn build(
 fn own_base(run: &str) -> String {
     let tag = format!("agent-test/base-{run}:1");
     let dockerfile = format!("FROM {BUSYBOX_IMAGE}\nLABEL dev.agent.test-base={run}\n");
-    let mut child = Command::new("docker")
-        .args(["build", "-q", "-t", &tag, "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the docker CLI runs");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(dockerfile.as_bytes())
-        .expect("the Dockerfile is written");
-    let built = child.wait_with_output().expect("docker build ends");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    docker_build(&tag, None, BuildFrom::Dockerfile(&dockerfile));
     tag
 }
 

@@ -9,8 +9,7 @@
 //!    the spec);
 //! 5. command line flags ([`FlagOverrides`]).
 //!
-//! Each source is read into a `SettingsLayer` by the same checks (`crate::validate`,
-//! `limits`); the layers are merged with `Combine` and resolved once over the
+//! Each source is read into a `SettingsLayer` by the same checks (`crate::validate`); the layers are merged with `Combine` and resolved once over the
 //! defaults. This crate never reads the environment: the caller collects the
 //! variables into [`EnvOverrides`] and the flags into [`FlagOverrides`].
 //!
@@ -37,10 +36,10 @@ mod tests;
 pub use egress::{AllowEntry, ECOSYSTEMS, allowed as build_allowed, describe as describe_allowed};
 pub use file::{ConfigFile, config_schema};
 pub(crate) use layer::Combine;
-pub use layer::LimitsLayer;
-pub(crate) use limits::{LimitsOf, LimitsTable, read as read_limits};
+pub(crate) use limits::SpecLimitsTable;
+pub use limits::{Limits, LimitsLayer};
 pub use overrides::{EnvOverrides, FlagOverrides};
-pub use settings::{BuildNetwork, BuilderChoice, Limits, NetworkMode, StructuredOutput};
+pub use settings::{BuildNetwork, BuilderChoice, NetworkMode, StructuredOutput};
 pub use tables::{
     BundleLimits, DEFAULT_SIGNING_KEY_ENV, DockerSettings, ModelSettings, PromptSettings,
     PublishSettings,

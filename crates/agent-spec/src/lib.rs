@@ -39,7 +39,7 @@ pub use config::{
 };
 pub use errors::Problems;
 pub use spec::{
-    Case, CheckLines, DEFAULT_CASE, Readiness, RunSpec, Service, Spec, SpecLimits, Suite,
+    Case, CheckLines, DEFAULT_CASE, Readiness, RunSpec, Service, Spec, SpecLimits, SpecPart, Suite,
     check_lines, load_spec, parse_spec, spec_schema,
 };
 pub use structure::{CommandTest, RunOptions, StructureDefaults, StructureFile};

@@ -134,21 +134,10 @@ mod tests {
         }
     }
 
-    /// Reads `GITHUB_OUTPUT` text as the runner does.
+    /// Reads `GITHUB_OUTPUT` text as the runner does; every output is a block.
     fn parse_github(text: &str) -> BTreeMap<String, String> {
-        let mut values = BTreeMap::new();
-        let mut lines = text.lines();
-        while let Some(line) = lines.next() {
-            let (name, delimiter) = line.split_once("<<").expect("a block");
-            let mut value = Vec::new();
-            for line in lines.by_ref() {
-                if line == delimiter {
-                    break;
-                }
-                value.push(line);
-            }
-            values.insert(name.to_owned(), value.join("\n"));
-        }
+        let values = agent_testkit::github_outputs(text);
+        assert_eq!(text.matches("<<").count(), values.len(), "a block each");
         values
     }
 

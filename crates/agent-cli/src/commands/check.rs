@@ -1,6 +1,6 @@
 //! `agent check`: validates specs and the config; no model, no engine.
 
-use agent_spec::FlagOverrides;
+use agent_spec::{FlagOverrides, SpecPart};
 
 use crate::args::CheckArgs;
 use crate::exit;
@@ -28,33 +28,22 @@ pub fn check(args: CheckArgs) -> Result<u8, Failure> {
     Ok(exit::VERIFIED)
 }
 
-/// What a run of `spec` verifies: its checks, then each other part it has.
+/// What a run of `spec` verifies: its checks, its cases, then each other part it has.
 fn verified_parts(spec: &agent_spec::Spec) -> Vec<String> {
-    let counted = [
-        (spec.cases.len(), "case"),
-        // One per result `[image]` gives, as its judge counts them.
-        (
-            spec.image.as_ref().map_or(0, |image| {
-                image.judge(&agent_spec::ImageFacts::default()).len()
-            }),
-            "image check",
-        ),
-        (spec.files.len(), "file check"),
-        (spec.structure_tests.len(), "structure-test file"),
-    ];
     let mut parts = vec![count(spec.checks.len(), "check")];
-    parts.extend(
-        counted
-            .into_iter()
-            .filter(|(n, _)| *n > 0)
-            .map(|(n, noun)| count(n, noun)),
-    );
-    if spec.service.is_some() {
-        let probes = count(spec.probes.len(), "probe");
-        parts.push(format!("a service with {probes}"));
+    if !spec.cases.is_empty() {
+        parts.push(count(spec.cases.len(), "case"));
     }
-    if !spec.suites.is_empty() {
-        parts.push(count(spec.suites.len(), "hidden suite"));
+    for (part, n) in spec.other_parts() {
+        parts.push(match part {
+            // One per result `[image]` gives, as its judge counts them.
+            SpecPart::Image if n == 0 => continue,
+            SpecPart::Image => count(n, "image check"),
+            SpecPart::Files => count(n, "file check"),
+            SpecPart::StructureTests => count(n, "structure-test file"),
+            SpecPart::Service => format!("a service with {}", count(n, "probe")),
+            SpecPart::Suites => count(n, "hidden suite"),
+        });
     }
     if spec.judge {
         parts.push("judged".to_owned());

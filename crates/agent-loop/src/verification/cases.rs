@@ -42,11 +42,7 @@ impl CaseRun {
 pub(crate) fn to_run(job: &Job) -> Vec<Case> {
     let spec = &job.spec;
     let cases = spec.cases_to_run();
-    let nothing_else = spec.image.is_none()
-        && spec.files.is_empty()
-        && spec.structure_tests.is_empty()
-        && spec.service.is_none()
-        && spec.suites.is_empty();
+    let nothing_else = spec.checks_runs_only();
     if !cases.is_empty() || spec.service.is_some() || !(spec.judge || nothing_else) {
         return cases;
     }
@@ -64,13 +60,7 @@ pub(crate) fn to_run(job: &Job) -> Vec<Case> {
 
 /// Whether the spec checks nothing but its default case.
 pub(crate) fn is_default_only(job: &Job) -> bool {
-    let spec = &job.spec;
-    spec.cases.is_empty()
-        && spec.image.is_none()
-        && spec.files.is_empty()
-        && spec.structure_tests.is_empty()
-        && spec.service.is_none()
-        && spec.suites.is_empty()
+    job.spec.cases.is_empty() && job.spec.checks_runs_only()
 }
 
 pub(crate) struct Cases;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::limits::{self, LimitsOf, LimitsTable};
+use crate::config::limits::LimitsTable;
 use crate::config::settings::DEFAULT_BASE_IMAGE;
 use crate::config::tables::{
     BundleTable, DockerLayer, DockerTable, ModelTable, PromptsTable, PublishTable, SettingsLayer,
@@ -79,7 +79,7 @@ fn read_file(source: &Source<'_>, toml: ConfigTable) -> Result<SettingsLayer, Co
     Ok(SettingsLayer {
         model: toml.model.read(source)?,
         docker,
-        limits: limits::read(source, toml.limits, LimitsOf::Config)?,
+        limits: toml.limits.read(source)?,
         bundle: toml.bundle.read(source)?,
         prompts: toml.prompts.read(source)?,
         publish: toml.publish.read(source)?,

@@ -3,8 +3,6 @@
 //! into a layer; layers are merged with [`Combine`] and resolved over the built-in
 //! defaults into the types of `config::settings`.
 
-use crate::config::settings::{Limits, NetworkMode};
-
 /// Merging two layers: `a.combine(b)` keeps each value `a` sets and takes `b`'s where
 /// `a` is silent, so the higher layer goes on the left.
 pub trait Combine {
@@ -12,22 +10,35 @@ pub trait Combine {
     fn combine(self, lower: Self) -> Self;
 }
 
-/// Declares a layer struct of optional fields for a resolved struct with the same
-/// field names, with its [`Combine`] and its resolution over defaults.
+/// Declares the resolved struct of a table with its defaults, and its layer: the
+/// same fields, each optional, with the layer's [`Combine`] and its resolution over
+/// the defaults.
 macro_rules! layer {
     (
         $(#[$meta:meta])*
-        pub struct $layer:ident => $resolved:ident {
-            $($(#[$field_meta:meta])* $field:ident: $type:ty,)*
+        pub struct $resolved:ident, layer $layer:ident {
+            $($(#[$field_meta:meta])* $field:ident: $type:ty = $default:expr,)*
         }
     ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $resolved {
+            $($(#[$field_meta])* pub $field: $type,)*
+        }
+
+        impl Default for $resolved {
+            fn default() -> Self {
+                $resolved { $($field: $default,)* }
+            }
+        }
+
         $(#[$meta])*
         #[derive(Debug, Clone, Default, PartialEq)]
         pub struct $layer {
             $($(#[$field_meta])* pub $field: Option<$type>,)*
         }
 
-        impl Combine for $layer {
+        impl $crate::config::layer::Combine for $layer {
             fn combine(self, lower: Self) -> Self {
                 $layer {
                     $($field: self.$field.or(lower.$field),)*
@@ -45,27 +56,76 @@ macro_rules! layer {
         }
     };
 }
-pub(crate) use layer;
+/// Declares a table of `agent.toml` from one declaration of each key: its name,
+/// resolved type, default, how the file writes it and how it is checked. It makes the
+/// resolved settings and their defaults, the layer with its merge (`layer!`), the
+/// file's table with spans (which the JSON Schema of `agent.toml` is also generated
+/// from) and the reading of that table into the layer.
+///
+/// `$how` is a method of `Source`: `text` and `number` check the value with `$check`
+/// and word its problem with the key; `with` hands the key and the value as written to
+/// `$check`, which reads it. The docs of the table and of each key go on all three; the
+/// `@` form takes the file's docs apart, for a table whose schema says less.
+macro_rules! table {
+    (
+        $(#[$meta:meta])*
+        pub struct $resolved:ident, layer $layer:ident, file $file:ident {
+            $(
+                $(#[$field_meta:meta])*
+                $field:ident: $type:ty = $default:expr;
+                    $raw:ty => $how:ident($check:expr),
+            )*
+        }
+    ) => {
+        $crate::config::layer::table! {
+            @ [$(#[$meta])*] [$(#[$meta])*] $resolved, $layer, $file {
+                $([$(#[$field_meta])*] [$(#[$field_meta])*] $field: $type = $default;
+                    $raw => $how($check),)*
+            }
+        }
+    };
+    (
+        @ [$(#[$meta:meta])*] [$(#[$file_meta:meta])*] $resolved:ident, $layer:ident, $file:ident {
+            $(
+                [$(#[$field_meta:meta])*] [$(#[$file_field_meta:meta])*]
+                $field:ident: $type:ty = $default:expr;
+                    $raw:ty => $how:ident($check:expr),
+            )*
+        }
+    ) => {
+        $crate::config::layer::layer! {
+            $(#[$meta])*
+            pub struct $resolved, layer $layer {
+                $($(#[$field_meta])* $field: $type = $default,)*
+            }
+        }
 
-layer! {
-    /// `[limits]` of `agent.toml` or of a spec (which takes only some of the keys).
-    pub struct LimitsLayer => Limits {
-        max_iterations: u32,
-        build_timeout_secs: u64,
-        run_timeout_secs: u64,
-        memory_mb: u64,
-        cpus: f64,
-        pids: i64,
-        output_limit_kb: u64,
-        max_total_tokens: u64,
-        max_wall_secs: u64,
-        network: NetworkMode,
-    }
+        $(#[$file_meta])*
+        #[derive(serde::Deserialize, schemars::JsonSchema, Default)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct $file {
+            $($(#[$file_field_meta])* pub(crate) $field: Option<$raw>,)*
+        }
+
+        impl $file {
+            /// Every value checked, its problem pointing at it.
+            pub(crate) fn read(
+                self,
+                source: &$crate::validate::Source<'_>,
+            ) -> Result<$layer, $crate::errors::ConfigError> {
+                Ok($layer {
+                    $($field: source.$how(stringify!($field), self.$field, $check)?,)*
+                })
+            }
+        }
+    };
 }
+pub(crate) use {layer, table};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::limits::{Limits, LimitsLayer};
 
     #[test]
     fn the_higher_layer_wins_field_by_field() {

@@ -2,7 +2,7 @@
 //! [`SettingsLayer`]; a problem names the variable or the flag.
 
 use crate::config::engines::engine_url;
-use crate::config::layer::LimitsLayer;
+use crate::config::limits::LimitsLayer;
 use crate::config::settings::{BuilderChoice, EngineSetting};
 use crate::config::tables::{DockerLayer, ModelLayer, PublishLayer, SettingsLayer};
 use crate::errors::ConfigError;

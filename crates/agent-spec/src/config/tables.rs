@@ -1,8 +1,5 @@
-//! The tables of `agent.toml` whose keys stand alone, each key declared once: its
-//! name, resolved type, default, how the file writes it and how it is checked. From
-//! that one declaration `table!` makes the resolved settings and their defaults,
-//! the layer with its merge, the file's table with spans (which the JSON Schema of
-//! `agent.toml` is also generated from) and the reading of that table into the layer.
+//! The tables of `agent.toml` whose keys stand alone, each key declared once with
+//! `table!` (`config::layer`), and all of them as one layer.
 
 use std::path::PathBuf;
 
@@ -10,65 +7,14 @@ use crate::config::engines::{self, EngineEntry};
 use crate::config::file::{
     prompt_file, read_allowed_images, read_build_allow, read_cache_from, read_tags,
 };
-use crate::config::layer::{Combine, LimitsLayer, layer};
+use crate::config::layer::{Combine, table};
+use crate::config::limits::LimitsLayer;
 use crate::config::settings::{
     BuildNetwork, BuilderChoice, DEFAULT_BASE_IMAGE, DEFAULT_CACHE_MAX_MB, DEFAULT_EGRESS_IMAGE,
     DEFAULT_PROBE_IMAGE, EngineSetting, StructuredOutput,
 };
-use crate::errors::ConfigError;
 use crate::spanned::Spanned;
-use crate::validate::{self, Source, any, at_least};
-
-/// `$how` is a method of [`Source`]: `text` and `number` check the value with
-/// `$check` and word its problem with the key; `with` hands the key and the value as
-/// written to `$check`, which reads it.
-macro_rules! table {
-    (
-        $(#[$meta:meta])*
-        pub struct $resolved:ident, layer $layer:ident, file $file:ident {
-            $(
-                $(#[$field_meta:meta])*
-                $field:ident: $type:ty = $default:expr;
-                    $raw:ty => $how:ident($check:expr),
-            )*
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq)]
-        pub struct $resolved {
-            $($(#[$field_meta])* pub $field: $type,)*
-        }
-
-        impl Default for $resolved {
-            fn default() -> Self {
-                $resolved { $($field: $default,)* }
-            }
-        }
-
-        layer! {
-            $(#[$meta])*
-            pub struct $layer => $resolved {
-                $($field: $type,)*
-            }
-        }
-
-        $(#[$meta])*
-        #[derive(serde::Deserialize, schemars::JsonSchema, Default)]
-        #[serde(deny_unknown_fields)]
-        pub(crate) struct $file {
-            $($(#[$field_meta])* pub(crate) $field: Option<$raw>,)*
-        }
-
-        impl $file {
-            /// Every value checked, its problem pointing at it.
-            pub(crate) fn read(self, source: &Source<'_>) -> Result<$layer, ConfigError> {
-                Ok($layer {
-                    $($field: source.$how(stringify!($field), self.$field, $check)?,)*
-                })
-            }
-        }
-    };
-}
+use crate::validate::{self, any, at_least};
 
 table! {
     /// `[model]`: the endpoint and how it is asked.

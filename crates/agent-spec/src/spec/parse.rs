@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::spanned::Spanned;
 use serde::Deserialize;
 
-use crate::config::{LimitsOf, LimitsTable, read_limits};
+use crate::config::SpecLimitsTable;
 use crate::errors::{Problems, SpecError};
 use crate::position::describe;
 use crate::problems::every_problem;
@@ -55,23 +55,14 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
         ));
     }
     let checks = build_checks(&source, &raw.check, &[])?;
-    let deterministic = !checks.is_empty()
-        || raw.case.iter().any(|case| case.get_ref().has_checks())
-        || raw.image.is_some()
-        || !raw.file.is_empty()
-        || !raw.structure_tests.is_empty()
-        || raw.service.is_some()
-        || !raw.suite.is_empty();
-    let judge = resolve_judge(&source, raw.judge.as_ref(), deterministic)?;
     let limits = match raw.limits.take() {
-        Some(limits) => read_limits(&source, limits.into(), LimitsOf::Spec)?,
+        Some(limits) => limits.read(&source)?,
         None => SpecLimits::default(),
     };
     let run = match &raw.run {
         Some(run) => build_run(&source, run)?,
         None => RunSpec::default(),
     };
-    let cases = build_cases(&source, &raw.case, &run, &checks, judge)?;
     let image = raw
         .image
         .as_ref()
@@ -92,24 +83,31 @@ pub fn parse_spec(path: &Path, text: &str) -> Result<Spec, SpecError> {
         .transpose()?;
     let probes = build_probes(&source, &raw.probe, service.as_ref())?;
     let suites = build_suites(&source, &raw.suite, &inputs)?;
-    Ok(Spec {
+    let mut spec = Spec {
         name,
         path: path.to_path_buf(),
         prompt: raw.prompt.into_inner(),
         conditions: raw.conditions.into_inner(),
-        judge,
+        // Both follow from what the spec checks, settled below.
+        judge: false,
+        cases: Vec::new(),
         inputs,
         limits,
         run,
         checks,
-        cases,
         image,
         files,
         structure_tests,
         service,
         probes,
         suites,
-    })
+    };
+    let deterministic = !spec.checks.is_empty()
+        || raw.case.iter().any(|case| case.get_ref().has_checks())
+        || !spec.checks_runs_only();
+    spec.judge = resolve_judge(&source, raw.judge.as_ref(), deterministic)?;
+    spec.cases = build_cases(&source, &raw.case, &spec.run, &spec.checks, spec.judge)?;
+    Ok(spec)
 }
 
 /// `[service]`, which runs the image once as a service: its top-level checks judge
@@ -203,7 +201,7 @@ struct RawSpec {
     judge: Option<Spanned<bool>>,
     #[serde(default)]
     inputs: Vec<Spanned<String>>,
-    limits: Option<RawLimits>,
+    limits: Option<SpecLimitsTable>,
     run: Option<RawRun>,
     #[serde(default)]
     check: Vec<Spanned<RawCheck>>,
@@ -221,32 +219,6 @@ struct RawSpec {
     probe: Vec<Spanned<RawProbe>>,
     #[serde(default)]
     suite: Vec<Spanned<RawSuite>>,
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(rename = "Limits")]
-struct RawLimits {
-    max_iterations: Option<Spanned<u32>>,
-    build_timeout_secs: Option<Spanned<u64>>,
-    run_timeout_secs: Option<Spanned<u64>>,
-    memory_mb: Option<Spanned<u64>>,
-    cpus: Option<Spanned<f64>>,
-    network: Option<Spanned<String>>,
-}
-
-impl From<RawLimits> for LimitsTable {
-    fn from(raw: RawLimits) -> Self {
-        LimitsTable {
-            max_iterations: raw.max_iterations,
-            build_timeout_secs: raw.build_timeout_secs,
-            run_timeout_secs: raw.run_timeout_secs,
-            memory_mb: raw.memory_mb,
-            cpus: raw.cpus,
-            network: raw.network,
-            ..LimitsTable::default()
-        }
-    }
 }
 
 #[cfg(test)]
