@@ -290,6 +290,21 @@ async fn a_build_reaches_the_allowed_index_and_nothing_else_and_each_refusal_is_
         "{build_log}"
     );
 
+    let page = std::fs::read_to_string(workspace.run_dir("packages").join("report.html")).unwrap();
+    assert!(
+        page.contains("Refused by the build&#39;s egress allow-list")
+            || page.contains("Refused by the build's egress allow-list"),
+        "the report page shows the refusals"
+    );
+    assert!(
+        page.contains(&format!("{gateway}:{} (proxy) at step", secret.port)),
+        "the report page names each refusal"
+    );
+    assert!(
+        page.contains("allowlist (builder classic)"),
+        "the report page names the build network"
+    );
+
     // The secret was never served; the index served all ten packages.
     let secret_log = secret.requests().await;
     assert!(!secret_log.contains("token.txt"), "{secret_log}");

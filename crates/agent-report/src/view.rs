@@ -114,6 +114,12 @@ pub struct RunView {
     pub publish_error: Option<String>,
     pub model: String,
     pub base_image: String,
+    /// The base image's pinned digest, as the lock pins it.
+    pub base_digest: Option<String>,
+    /// What the builds could reach: the mode, the builder and the allowed hosts.
+    pub build_egress: Option<String>,
+    /// The signed attestations stored with the pushed image: predicate type, digest.
+    pub attestations: Vec<(String, String)>,
     /// The longest iteration, which the timeline's bars are scaled to.
     pub scale: String,
     pub timeline: Vec<TimelineEntry>,
@@ -149,6 +155,8 @@ pub struct IterationView {
     /// Where it was built and run, and the engines lost on the way.
     pub engine: Option<String>,
     pub lost_engines: Vec<String>,
+    /// What the build egress policy refused, one line each.
+    pub refused: Vec<String>,
     pub summary: String,
     pub exit: Option<String>,
     pub diff: Option<DiffView>,
@@ -320,6 +328,28 @@ fn run_view(index: usize, run: &RunOnDisk) -> RunView {
         publish_error: report.publish_error.as_deref().map(text::multi_line),
         model: text::one_line(&report.model),
         base_image: text::one_line(&report.base_image),
+        base_digest: report.base_digest.as_deref().map(text::one_line),
+        build_egress: report.build.as_ref().map(|build| {
+            let allow = if build.allow.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", build.allow.join(", "))
+            };
+            text::one_line(&format!(
+                "{} (builder {}){allow}",
+                build.network, build.builder
+            ))
+        }),
+        attestations: report
+            .attestations
+            .iter()
+            .map(|attestation| {
+                (
+                    text::one_line(&attestation.predicate_type),
+                    text::one_line(&attestation.digest),
+                )
+            })
+            .collect(),
         scale: seconds(scale),
         timeline,
         candidates: report.candidates.iter().map(candidate_view).collect(),
@@ -435,6 +465,7 @@ fn iteration_views(run_anchor: &str, run: &RunOnDisk) -> Vec<IterationView> {
                 .iter()
                 .map(|host| text::one_line(host))
                 .collect(),
+            refused: refused_lines(record),
             summary: text::multi_line(&record.summary),
             exit: exit_words(iteration),
             diff,
@@ -447,6 +478,32 @@ fn iteration_views(run_anchor: &str, run: &RunOnDisk) -> Vec<IterationView> {
         });
     }
     views
+}
+
+/// Each refused connection: where, how, at which step, why.
+fn refused_lines(record: &agent_run_dir::IterationRecord<String>) -> Vec<String> {
+    let Some(egress) = &record.egress else {
+        return Vec::new();
+    };
+    egress
+        .refused
+        .iter()
+        .map(|refused| {
+            let step = match (refused.step, &refused.instruction) {
+                (Some(index), Some(instruction)) => format!(" at step {index} ({instruction})"),
+                _ => String::new(),
+            };
+            let times = if refused.count > 1 {
+                format!(", {} times", refused.count)
+            } else {
+                String::new()
+            };
+            text::one_line(&format!(
+                "{}:{} ({}){step}: {}{times}",
+                refused.host, refused.port, refused.via, refused.reason
+            ))
+        })
+        .collect()
 }
 
 fn exit_words(iteration: &IterationOnDisk) -> Option<String> {
