@@ -130,15 +130,22 @@ impl Drop for Neighbour {
     }
 }
 
+/// Replaces `from` with `to` in the workspace's `agent.toml`.
+fn edit_config(workspace: &Workspace, from: &str, to: &str) {
+    let config = workspace.path().join("agent.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains(from), "{from} in {text}");
+    std::fs::write(&config, text.replace(from, to)).unwrap();
+}
+
 /// A workspace under the default build network, the allow-list, naming `allow`.
 fn allowlist_workspace(server: &ScriptedServer, allow: &str) -> Workspace {
     let workspace = Workspace::new(&server.base_url(), "", "max_iterations = 3");
-    let config = workspace.path().join("agent.toml");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
+    edit_config(
+        &workspace,
         BUILD_NETWORK_LINE,
         &format!("egress_image = \"{PYTHON_IMAGE}\"\nbuild_allow = [\"{allow}\"]\n"),
     );
-    std::fs::write(&config, text).unwrap();
     workspace
 }
 
@@ -361,12 +368,11 @@ async fn the_default_network_reaches_the_host_and_none_reaches_nothing() {
         let server =
             ScriptedServer::start(vec![ScriptedReply::Content(reads_at_build(&url))]).await;
         let workspace = Workspace::new(&server.base_url(), "", "max_iterations = 1");
-        let config = workspace.path().join("agent.toml");
-        let text = std::fs::read_to_string(&config).unwrap().replace(
+        edit_config(
+            &workspace,
             BUILD_NETWORK_LINE,
             &format!("build_network = \"{network}\"\n"),
         );
-        std::fs::write(&config, text).unwrap();
         let spec = workspace.spec(
             "reach",
             &format!(
@@ -400,12 +406,11 @@ async fn an_egress_image_without_python_is_named_and_leaves_nothing() {
     ))])
     .await;
     let workspace = allowlist_workspace(&server, "python");
-    let config = workspace.path().join("agent.toml");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
+    edit_config(
+        &workspace,
         &format!("egress_image = \"{PYTHON_IMAGE}\""),
         &format!("egress_image = \"{BUSYBOX_IMAGE}\""),
     );
-    std::fs::write(&config, text).unwrap();
     let spec = workspace.spec("hello", HELLO_SPEC);
     let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
     output.assert_code(3);
@@ -428,12 +433,11 @@ async fn podman_which_cannot_enforce_the_allow_list_is_refused_before_any_model_
     let engine = Engine::podman();
     let server = ScriptedServer::start(Vec::new()).await;
     let workspace = Workspace::on(&engine, &server.base_url(), "", "");
-    let config = workspace.path().join("agent.toml");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
+    edit_config(
+        &workspace,
         BUILD_NETWORK_LINE,
         &format!("egress_image = \"{PYTHON_IMAGE}\"\n"),
     );
-    std::fs::write(&config, text).unwrap();
     let spec = workspace.spec("hello", HELLO_SPEC);
     let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
     output.assert_code(3);
