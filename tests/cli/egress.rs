@@ -456,3 +456,49 @@ async fn podman_which_cannot_enforce_the_allow_list_is_refused_before_any_model_
     );
     assert_eq!(server.requests().len(), 0, "no model call was made");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_names_the_builder_and_hosts_of_the_allow_list_and_warns_of_an_open_network() {
+    require_engine();
+    let server = ScriptedServer::start(vec![]).await;
+    let workspace = allowlist_workspace(&server, "python");
+    let output = agent(&workspace, &["doctor"]).await;
+    output.assert_code(0);
+    assert!(
+        output.stdout.contains(
+            "ok    build egress: allow-list, enforced through the classic builder (auto picks it"
+        ),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        output
+            .stdout
+            .contains("RUN steps reach only pypi.org, files.pythonhosted.org"),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        output
+            .stdout
+            .contains(&format!("ok    egress image `{PYTHON_IMAGE}` is present")),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        output.stdout.contains("builder classic"),
+        "{}",
+        output.stdout
+    );
+
+    let open = Workspace::new(&server.base_url(), "", "");
+    let output = agent(&open, &["doctor"]).await;
+    output.assert_code(0);
+    assert!(
+        output
+            .stdout
+            .contains("warn  build egress: `build_network = \"default\"`"),
+        "{}",
+        output.stdout
+    );
+}
