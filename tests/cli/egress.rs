@@ -502,3 +502,47 @@ async fn doctor_names_the_builder_and_hosts_of_the_allow_list_and_warns_of_an_op
         output.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_refused_connections_is_capped_and_counted() {
+    require_engine();
+    let gateway = bridge_gateway();
+    // Three hundred ports of the engine's host, each tried once past the proxy: every
+    // one lands in the gate's namespace and is refused there.
+    // A line of its own each time, so the step runs rather than coming from the cache.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let flood = format!(
+        "# {nonce}\nimport socket\nfor port in range(20000, 20300):\n    try:\n        socket.create_connection(('{gateway}', port), 1)\n    except OSError:\n        pass\n"
+    );
+    let dockerfile = format!(
+        "FROM {PYTHON_IMAGE}\nWORKDIR /app\nCOPY flood.py .\nRUN python3 flood.py\nCOPY main.py .\nCMD [\"python3\", \"main.py\"]\n"
+    );
+    let server = ScriptedServer::start(vec![ScriptedReply::Content(bundle(
+        Some(&dockerfile),
+        &[("main.py", "print('hello')"), ("flood.py", &flood)],
+    ))])
+    .await;
+    let workspace = allowlist_workspace(&server, "python");
+    let spec = workspace.spec("flood", HELLO_SPEC);
+    let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
+    output.assert_code(0);
+    let report = workspace.report("flood");
+    let egress = &report["history"][0]["egress"];
+    assert_eq!(refused_of(&report, 0).len(), 100, "{egress}");
+    let unlisted = egress["unlisted"].as_u64().unwrap_or_default();
+    // Each connection is seen on loopback; a burst this fast may lose a few frames
+    // there (the connections are refused all the same).
+    assert!((50..=200).contains(&unlisted), "{egress}");
+    let build_log =
+        std::fs::read_to_string(workspace.run_dir("flood").join("iterations/1/build.log")).unwrap();
+    assert!(
+        build_log.contains(&format!(
+            "[egress] and {unlisted} more refused connections, not listed"
+        )),
+        "{build_log}"
+    );
+    assert_run_cleaned_up(&report);
+}

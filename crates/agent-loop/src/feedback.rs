@@ -7,7 +7,7 @@ use agent_sandbox::{BuildOutcome, BuildStatus, RunOutcome};
 use agent_spec::{CheckResult, excerpt};
 
 use crate::bundle::Bundle;
-use crate::report::RefusedConnection;
+use crate::report::{EgressRecord, RefusedConnection};
 
 /// Refused connections named one by one in feedback; the rest are counted.
 const EGRESS_SHOWN: usize = 12;
@@ -96,7 +96,8 @@ pub fn build(outcome: &BuildOutcome, timeout_secs: u64, base_images: &[String]) 
 
 /// The connections the build's steps were refused, each with the step, and what the
 /// build may reach instead.
-pub fn egress(refused: &[RefusedConnection], allowed: &[String]) -> String {
+pub fn egress(egress: &EgressRecord, allowed: &[String]) -> String {
+    let refused = &egress.refused;
     let mut out =
         String::from("\nThe build's network is limited to an allow-list, and it refused:\n");
     for connection in refused.iter().take(EGRESS_SHOWN) {
@@ -122,8 +123,9 @@ pub fn egress(refused: &[RefusedConnection], allowed: &[String]) -> String {
             connection.reason
         );
     }
-    if refused.len() > EGRESS_SHOWN {
-        let _ = writeln!(out, "- and {} more", refused.len() - EGRESS_SHOWN);
+    let more = refused.len().saturating_sub(EGRESS_SHOWN) as u64 + egress.unlisted;
+    if more > 0 {
+        let _ = writeln!(out, "- and {more} more refused connections");
     }
     let _ = writeln!(
         out,
@@ -263,6 +265,7 @@ mod tests {
             log: String::new(),
             duration: std::time::Duration::ZERO,
             egress_refused: Vec::new(),
+            egress_unlisted: 0,
         };
         let text = build(&outcome, 60, &[]);
         assert!(text.contains("Step 3/4 : RUN python3 setup.py"));
@@ -282,6 +285,7 @@ mod tests {
             log: String::new(),
             duration: std::time::Duration::ZERO,
             egress_refused: Vec::new(),
+            egress_unlisted: 0,
         };
         let text = build(&outcome, 60, &["agent-base/python:3.11".to_owned()]);
         assert!(

@@ -22,9 +22,11 @@ pub(crate) fn take_run(record: &mut IterationRecord, ran: &RunOutcome) {
 }
 
 /// The egress policy's refusals as `report.json` records them.
-pub(crate) fn egress_record(refused: &[agent_sandbox::EgressRefusal]) -> Option<EgressRecord> {
-    (!refused.is_empty()).then(|| EgressRecord {
-        refused: refused
+pub(crate) fn egress_record(built: &agent_sandbox::BuildOutcome) -> Option<EgressRecord> {
+    (!built.egress_refused.is_empty()).then(|| EgressRecord {
+        unlisted: built.egress_unlisted,
+        refused: built
+            .egress_refused
             .iter()
             .map(|refusal| RefusedConnection {
                 host: refusal.host.clone(),

@@ -80,7 +80,7 @@ impl<E: EnginePort> Trial<'_, E> {
         let allowed = agent_spec::describe_allowed(&self.job.build_allowed());
         ending
             .feedback
-            .push_str(&feedback::egress(&egress.refused, &allowed));
+            .push_str(&feedback::egress(egress, &allowed));
         ending
             .detail
             .push_str(&feedback::egress_summary(&egress.refused));
@@ -127,7 +127,7 @@ impl<E: EnginePort> Trial<'_, E> {
         record.context_digest = Some(context.digest);
         iteration.waited.engine += engine_started.elapsed();
         record.build_secs = Some(round_secs(built.duration));
-        record.egress = egress_record(&built.egress_refused);
+        record.egress = egress_record(&built);
         iteration.layers.extend(built.intermediate_images());
         self.keep(IterationDir::build_log, built.log.as_bytes())?;
         match &built.status {

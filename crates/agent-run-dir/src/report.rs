@@ -130,7 +130,11 @@ pub struct IterationRecord<O = Outcome> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EgressRecord {
+    /// The first hundred distinct refusals.
     pub refused: Vec<RefusedConnection>,
+    /// Refused connections past those, counted only.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unlisted: u64,
 }
 
 /// A connection a build step tried and the policy refused.

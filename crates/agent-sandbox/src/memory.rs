@@ -139,6 +139,7 @@ mod tests {
             log: String::new(),
             duration: Duration::ZERO,
             egress_refused: Vec::new(),
+            egress_unlisted: 0,
         };
         recipes.keep(builder, &request, &outcome);
     }

@@ -61,8 +61,11 @@ pub struct BuildOutcome {
     /// marked).
     pub log: String,
     pub duration: Duration,
-    /// What the build egress policy refused, in the order it happened.
+    /// What the build egress policy refused, in the order it happened (the first
+    /// hundred distinct ones).
     pub egress_refused: Vec<EgressRefusal>,
+    /// Refused connections past those, counted only.
+    pub egress_unlisted: u64,
 }
 
 /// A connection a build step tried that the egress policy refused.

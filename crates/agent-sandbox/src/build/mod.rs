@@ -80,7 +80,8 @@ pub(crate) async fn build(
     let refused = gate.close().await;
     let mut built = built?;
     built.log.push_str(&crate::egress::log_lines(&refused));
-    built.egress_refused = refused;
+    built.egress_refused = refused.kept;
+    built.egress_unlisted = refused.unlisted;
     built.duration = started.elapsed();
     Ok(built)
 }
@@ -144,6 +145,7 @@ async fn build_once(
         log,
         duration: started.elapsed(),
         egress_refused: Vec::new(),
+        egress_unlisted: 0,
     })
 }
 

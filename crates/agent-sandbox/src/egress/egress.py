@@ -25,6 +25,7 @@ import threading
 
 PROXY_PORT = 3128
 BUFFER = 65536
+HEAD_TIMEOUT = 60
 
 
 def say(record):
@@ -137,6 +138,8 @@ class Gate:
 
     def proxy_one(self, client):
         try:
+            # A client that never finishes its request gives up its connection.
+            client.settimeout(HEAD_TIMEOUT)
             head = read_head(client)
             if head is None:
                 client.close()
@@ -154,6 +157,7 @@ class Gate:
                 refused(host, port, "proxy", "not on the build's allow-list")
                 answer(client, 403, "%s:%d is not on this build's allow-list (agent build egress)\n" % (host, port))
                 return
+            client.settimeout(None)
             upstream, reason = self.open_relay(host, port)
             if upstream is None:
                 refused(host, port, "proxy", reason)
@@ -383,6 +387,8 @@ def main():
     dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     dns.bind(("0.0.0.0", 53))
     sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    # A burst of connections must not overflow the watch: SO_RCVBUFFORCE (NET_ADMIN).
+    sniffer.setsockopt(socket.SOL_SOCKET, 33, 16 * 1024 * 1024)
     sniffer.bind(("lo", 0))
     gate = Gate(allow, config["socket"])
     threading.Thread(target=gate.serve_dns, args=(dns,), daemon=True).start()

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, HostConfig, VolumeCreateRequest};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, VolumeCreateRequest};
 use bollard::query_parameters::{LogsOptionsBuilder, RemoveVolumeOptionsBuilder};
 use futures_util::StreamExt;
 
@@ -40,6 +40,10 @@ const MEMORY_MB: i64 = 256;
 const PIDS: i64 = 512;
 /// The gate's last lines reach its log a moment after the step that caused them.
 const SETTLE: Duration = Duration::from_millis(100);
+/// Distinct refusals kept per build; past them a hostile step's flood is only counted.
+const KEPT_REFUSALS: usize = 100;
+/// What the engine keeps of the gate's output.
+const LOG_MAX_SIZE: &str = "10m";
 
 /// The build step running now, as the build's progress names it.
 #[derive(Debug, Clone, Default)]
@@ -68,7 +72,7 @@ pub(crate) struct Gate {
     gate_id: String,
     containers: Vec<ContainerGuard>,
     volume: String,
-    refused: Arc<Mutex<Vec<EgressRefusal>>>,
+    refused: Arc<Mutex<Refusals>>,
     follower: tokio::task::JoinHandle<()>,
     step: StepNow,
 }
@@ -154,33 +158,41 @@ impl Gate {
 
     /// Removes the gate, the relay and the volume; what was refused, once per host,
     /// port, step and way.
-    pub(crate) async fn close(self) -> Vec<EgressRefusal> {
+    pub(crate) async fn close(self) -> Refusals {
         tokio::time::sleep(SETTLE).await;
         self.follower.abort();
         for container in self.containers.into_iter().rev() {
             container.remove().await;
         }
         remove_volume(&self.docker, &self.volume).await;
-        let refused = std::mem::take(&mut *lock(&self.refused));
-        distinct(refused)
+        std::mem::take(&mut *lock(&self.refused))
     }
 }
 
-/// One refusal per host, port, step and way, counted.
-fn distinct(refused: Vec<EgressRefusal>) -> Vec<EgressRefusal> {
-    let mut kept: Vec<EgressRefusal> = Vec::new();
-    for refusal in refused {
-        match kept.iter_mut().find(|seen| {
+/// What a build was refused: each host, port, step and way once, counted, up to
+/// [`KEPT_REFUSALS`]; the connections past those only counted.
+#[derive(Debug, Default)]
+pub(crate) struct Refusals {
+    pub(crate) kept: Vec<EgressRefusal>,
+    pub(crate) unlisted: u64,
+}
+
+impl Refusals {
+    fn add(&mut self, refusal: EgressRefusal) {
+        let seen = self.kept.iter_mut().find(|seen| {
             seen.host == refusal.host
                 && seen.port == refusal.port
                 && seen.step == refusal.step
                 && seen.via == refusal.via
-        }) {
-            Some(seen) => seen.count += 1,
-            None => kept.push(refusal),
+        });
+        if let Some(seen) = seen {
+            seen.count += 1;
+        } else if self.kept.len() < KEPT_REFUSALS {
+            self.kept.push(refusal);
+        } else {
+            self.unlisted += 1;
         }
     }
-    kept
 }
 
 async fn create(
@@ -215,6 +227,13 @@ async fn create(
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             memory: Some(MEMORY_MB * 1024 * 1024),
             pids_limit: Some(PIDS),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".to_owned()),
+                config: Some(HashMap::from([
+                    ("max-size".to_owned(), LOG_MAX_SIZE.to_owned()),
+                    ("max-file".to_owned(), "1".to_owned()),
+                ])),
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -275,12 +294,7 @@ fn output_bytes(output: &LogOutput) -> bytes::Bytes {
 }
 
 /// Reads the gate's refusals as they come, each with the step running then.
-async fn follow(
-    docker: Docker,
-    gate: String,
-    refused: Arc<Mutex<Vec<EgressRefusal>>>,
-    step: StepNow,
-) {
+async fn follow(docker: Docker, gate: String, refused: Arc<Mutex<Refusals>>, step: StepNow) {
     let options = LogsOptionsBuilder::default()
         .follow(true)
         .stdout(true)
@@ -292,8 +306,8 @@ async fn follow(
         while let Some(end) = pending.find('\n') {
             let line: String = pending.drain(..=end).collect();
             if let Some(refusal) = parse_refusal(&line, step.get()) {
-                tracing::info!(host = %refusal.host, port = refusal.port, "build egress refused");
-                lock(&refused).push(refusal);
+                tracing::debug!(host = %refusal.host, port = refusal.port, "build egress refused");
+                lock(&refused).add(refusal);
             }
         }
     }
@@ -335,9 +349,9 @@ async fn remove_volume(docker: &Docker, volume: &str) {
 }
 
 /// The build log's account of what was refused.
-pub(crate) fn log_lines(refused: &[EgressRefusal]) -> String {
+pub(crate) fn log_lines(refused: &Refusals) -> String {
     let mut lines = String::new();
-    for refusal in refused {
+    for refusal in &refused.kept {
         let step = match (refusal.step, &refusal.instruction) {
             (Some(index), Some(instruction)) => format!(" at step {index} ({instruction})"),
             _ => String::new(),
@@ -345,6 +359,12 @@ pub(crate) fn log_lines(refused: &[EgressRefusal]) -> String {
         lines.push_str(&format!(
             "[egress] refused {}:{} ({}){step}: {}\n",
             refusal.host, refusal.port, refusal.via, refusal.reason
+        ));
+    }
+    if refused.unlisted > 0 {
+        lines.push_str(&format!(
+            "[egress] and {} more refused connections, not listed\n",
+            refused.unlisted
         ));
     }
     lines
@@ -367,9 +387,19 @@ mod tests {
         assert_eq!(refusal.step, Some(3));
         assert!(parse_refusal(r#"{"ready": "gate"}"#, step.clone()).is_none());
         assert!(parse_refusal("not json", step).is_none());
-        let twice = distinct(vec![refusal.clone(), refusal.clone()]);
-        assert_eq!(twice.len(), 1);
-        assert_eq!(twice[0].count, 2);
+        let mut refused = Refusals::default();
+        refused.add(refusal.clone());
+        refused.add(refusal.clone());
+        assert_eq!(refused.kept.len(), 1);
+        assert_eq!(refused.kept[0].count, 2);
+        for port in 0..(KEPT_REFUSALS as u16 + 50) {
+            refused.add(EgressRefusal {
+                port,
+                ..refusal.clone()
+            });
+        }
+        assert_eq!(refused.kept.len(), KEPT_REFUSALS, "a flood is capped");
+        assert_eq!(refused.unlisted, 51, "and counted");
     }
 
     #[test]
