@@ -97,12 +97,13 @@ fn fixture(name: &str) -> PathBuf {
         .unwrap()
 }
 
-/// A workspace with the default settings but the endpoint, the local base image and
-/// bounds that keep a tiny model's run short.
+/// A workspace with the default settings (builds under the egress allow-list) but the
+/// endpoint, the local base and egress images and bounds that keep a tiny model's run
+/// short.
 fn workspace(base_url: &str) -> Workspace {
     let workspace = Workspace::new(base_url, "", "");
     let config = format!(
-        "[model]\nbase_url = \"{base_url}\"\nname = \"smollm2\"\nrequest_timeout_secs = 600\nmax_tokens = 1024\n\n[docker]\nbase_image = \"{}\"\n\n[limits]\nmax_iterations = 2\nrun_timeout_secs = 30\nmemory_mb = 256\n",
+        "[model]\nbase_url = \"{base_url}\"\nname = \"smollm2\"\nrequest_timeout_secs = 600\nmax_tokens = 1024\n\n[docker]\nbase_image = \"{0}\"\negress_image = \"{0}\"\n\n[limits]\nmax_iterations = 2\nrun_timeout_secs = 30\nmemory_mb = 256\n",
         agent_testkit::PYTHON_IMAGE
     );
     std::fs::write(workspace.path().join("agent.toml"), config).unwrap();
