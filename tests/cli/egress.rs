@@ -421,7 +421,13 @@ async fn an_egress_image_without_python_is_named_and_leaves_nothing() {
         "{}",
         output.stderr
     );
-    assert!(output.stderr.contains("python3"), "{}", output.stderr);
+    assert!(
+        output
+            .stderr
+            .contains("hint: `[docker] egress_image` must have `python3`"),
+        "{}",
+        output.stderr
+    );
     let report = workspace.report("hello");
     let label = format!("dev.agent.run={}", report["run_id"].as_str().unwrap());
     assert_eq!(containers_with(&label), Vec::<String>::new());
@@ -449,8 +455,9 @@ async fn podman_which_cannot_enforce_the_allow_list_is_refused_before_any_model_
         output.stderr
     );
     assert!(
-        output.stderr.contains("build_network = \\\"default\\\"")
-            || output.stderr.contains("build_network = \"default\""),
+        output
+            .stderr
+            .contains("hint: use a Docker engine, or set `[docker] build_network = \"default\"`"),
         "{}",
         output.stderr
     );

@@ -137,6 +137,18 @@ pub fn engine_hint(error: &SandboxError) -> Option<String> {
             "every engine was lost during the run: check `agent doctor` and the engines' logs"
                 .to_string(),
         ),
+        SandboxError::Egress(_) => Some(
+            "`[docker] egress_image` must have `python3`, or set `[docker] build_network` to another mode"
+                .to_string(),
+        ),
+        SandboxError::EgressUnenforceable { .. } => Some(
+            "use a Docker engine, or set `[docker] build_network = \"default\"` to build there without the allow-list"
+                .to_string(),
+        ),
+        SandboxError::EgressNeedsClassic => Some(
+            "set `[docker] builder = \"auto\"` or `\"classic\"` with `build_network = \"allowlist\"`"
+                .to_string(),
+        ),
         SandboxError::PullImage { reference, .. } => {
             let server = agent_sandbox::registry_server(reference);
             Some(format!(

@@ -19,16 +19,14 @@ pub enum SandboxError {
         product: String,
         api_version: String,
     },
-    #[error(
-        "the build egress gate could not start: {0}; hint: `[docker] egress_image` must have `python3`, or set `[docker] build_network` to another mode"
-    )]
+    #[error("the build egress gate could not start: {0}")]
     Egress(String),
     #[error(
-        "{product} at `{host}` cannot enforce `build_network = \"allowlist\"`: its build API runs RUN steps on the host's network whatever network is asked; hint: use a Docker engine, or set `[docker] build_network = \"default\"` to build there without the allow-list"
+        "{product} at `{host}` cannot enforce `build_network = \"allowlist\"`: its build API runs RUN steps on the host's network whatever network is asked"
     )]
     EgressUnenforceable { host: String, product: String },
     #[error(
-        "BuildKit through the engine API cannot join the egress gate (it takes only the networks `default`, `host` and `none`); hint: set `[docker] builder = \"auto\"` or `\"classic\"` with `build_network = \"allowlist\"`"
+        "BuildKit through the engine API cannot join the egress gate (it takes only the networks `default`, `host` and `none`)"
     )]
     EgressNeedsClassic,
     #[error("the engine failed during the build")]
