@@ -504,7 +504,7 @@ async fn doctor_names_the_builder_and_hosts_of_the_allow_list_and_warns_of_an_op
     assert!(
         output
             .stdout
-            .contains("warn  build egress: `build_network = \"default\"`"),
+            .contains("warn  build egress: `[docker] build_network = \"default\"`: the model's RUN steps reach whatever the engine reaches"),
         "{}",
         output.stdout
     );

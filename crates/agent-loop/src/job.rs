@@ -49,16 +49,9 @@ impl Job {
         let docker = &self.settings.docker;
         (docker.build_network == BuildNetwork::Allowlist).then(|| EgressPolicy {
             image: docker.egress_image.clone(),
-            allow: self.build_allowed(),
+            allow: docker.build_allowed(),
             labels: self.labels(),
         })
-    }
-
-    /// What `[docker] build_allow` (or its default for the base image) lets RUN steps
-    /// reach.
-    pub(crate) fn build_allowed(&self) -> Vec<agent_spec::AllowEntry> {
-        let docker = &self.settings.docker;
-        agent_spec::build_allowed(docker.build_allow.as_deref(), &docker.base_image)
     }
 
     /// What the builds could reach, for the report: under `allowlist` the classic
@@ -71,7 +64,7 @@ impl Job {
             network: docker.build_network.as_str().to_owned(),
             builder: docker.builder_for_network().as_str().to_owned(),
             allow: if allowlist {
-                agent_spec::describe_allowed(&self.build_allowed())
+                docker.build_allowed_hosts()
             } else {
                 Vec::new()
             },

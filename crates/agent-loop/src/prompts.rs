@@ -77,7 +77,7 @@ pub(crate) fn system(job: &Job) -> String {
         BuildNetwork::None => "no: RUN steps have no network, so vendor what you need".to_owned(),
         BuildNetwork::Allowlist => format!(
             "only these hosts, through the HTTP proxy the build already sets in HTTP_PROXY and HTTPS_PROXY (pip, apt-get and the like use it): {}; nothing else is reachable, so install from these",
-            agent_spec::describe_allowed(&job.build_allowed()).join(", ")
+            docker.build_allowed_hosts().join(", ")
         ),
         BuildNetwork::Default | BuildNetwork::Host => "pip, apt-get and the like work".to_owned(),
     };

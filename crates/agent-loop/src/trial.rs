@@ -77,7 +77,7 @@ impl<E: EnginePort> Trial<'_, E> {
             (Halt::Ended(ending), Some(egress)) => (ending, egress),
             (halt, _) => return halt,
         };
-        let allowed = agent_spec::describe_allowed(&self.job.build_allowed());
+        let allowed = self.job.settings.docker.build_allowed_hosts();
         ending
             .feedback
             .push_str(&feedback::egress(egress, &allowed));

@@ -33,7 +33,7 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
-pub use egress::{AllowEntry, ECOSYSTEMS, allowed as build_allowed, describe as describe_allowed};
+pub use egress::AllowEntry;
 pub use file::{ConfigFile, config_schema};
 pub(crate) use layer::Combine;
 pub(crate) use limits::SpecLimitsTable;

@@ -33,9 +33,8 @@ pub use check::{
 };
 pub use config::{
     AllowEntry, BuildNetwork, BuilderChoice, BundleLimits, ConfigFile, DEFAULT_SIGNING_KEY_ENV,
-    DockerSettings, ECOSYSTEMS, EnvOverrides, FlagOverrides, Limits, LimitsLayer, ModelSettings,
-    NetworkMode, PromptSettings, PublishSettings, Settings, StructuredOutput, build_allowed,
-    config_schema, describe_allowed,
+    DockerSettings, EnvOverrides, FlagOverrides, Limits, LimitsLayer, ModelSettings, NetworkMode,
+    PromptSettings, PublishSettings, Settings, StructuredOutput, config_schema,
 };
 pub use errors::Problems;
 pub use spec::{

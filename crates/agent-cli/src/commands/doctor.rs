@@ -117,10 +117,7 @@ async fn report_engine(
     )
     .await;
     if docker.build_network == agent_spec::BuildNetwork::Allowlist {
-        let hosts = agent_spec::describe_allowed(&agent_spec::build_allowed(
-            docker.build_allow.as_deref(),
-            &docker.base_image,
-        ));
+        let hosts = docker.build_allowed_hosts();
         let why = match docker.builder {
             agent_spec::BuilderChoice::Auto => {
                 " (auto picks it: BuildKit through the engine API cannot join the egress gate)"
@@ -132,10 +129,11 @@ async fn report_engine(
             hosts.join(", ")
         );
         healthy &= report_image(sandbox, ImageRole::Egress, &docker.egress_image, "builds").await;
+    } else if let Some(warning) = docker.open_build_network_warning() {
+        println!("warn  build egress: {warning}");
     } else {
         println!(
-            "warn  build egress: `build_network = \"{}\"`: RUN steps reach whatever the engine reaches; hint: the default `\"allowlist\"` limits them to `[docker] build_allow`",
-            docker.build_network.as_str()
+            "ok    build egress: `[docker] build_network = \"none\"`: RUN steps reach nothing"
         );
     }
     healthy

@@ -66,7 +66,10 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     let jobs = args
         .jobs
         .map_or(pool.total_slots() * JOBS_PER_SLOT, |jobs| jobs as usize);
-    warn_open_build_network(&resolved.docker);
+    // One line per run when builds are not limited to the allow-list.
+    if let Some(warning) = resolved.docker.open_build_network_warning() {
+        eprintln!("agent: warning: {warning}");
+    }
     // As `[docker] builder` spells it: `auto`, `classic`, `buildkit`.
     let builder = resolved.docker.builder_for_network().as_str().to_owned();
     let publisher = Arc::new(
@@ -101,20 +104,6 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         ));
     }
     finish(&args, &summaries, infrastructure, signal.received())
-}
-
-/// One line per run when builds are not limited to the allow-list.
-fn warn_open_build_network(docker: &agent_spec::DockerSettings) {
-    use agent_spec::BuildNetwork;
-    if matches!(
-        docker.build_network,
-        BuildNetwork::Default | BuildNetwork::Host
-    ) {
-        eprintln!(
-            "agent: warning: `[docker] build_network = \"{}\"`: the model's RUN steps reach whatever the engine reaches (its host, other containers, the internet); the default `\"allowlist\"` limits them to `[docker] build_allow`",
-            docker.build_network.as_str()
-        );
-    }
 }
 
 /// The images every engine must hold before the first model call, each with what it

@@ -8,7 +8,7 @@
 use crate::position::closest;
 
 /// Each ecosystem and the hosts its package tools download from.
-pub const ECOSYSTEMS: &[(&str, &[&str])] = &[
+pub(crate) const ECOSYSTEMS: &[(&str, &[&str])] = &[
     ("python", &["pypi.org", "files.pythonhosted.org"]),
     ("debian", &["deb.debian.org", "security.debian.org"]),
     (
@@ -58,7 +58,7 @@ pub(crate) fn check(entry: &str) -> Result<String, String> {
 
 /// The hosts `build_allow` (or, unset, the default for `base_image`) lets a build
 /// reach. Entries were checked when they were read.
-pub fn allowed(build_allow: Option<&[String]>, base_image: &str) -> Vec<AllowEntry> {
+pub(crate) fn allowed(build_allow: Option<&[String]>, base_image: &str) -> Vec<AllowEntry> {
     let written: Vec<String> = match build_allow {
         Some(list) => list.to_vec(),
         None => default_entries(base_image),
@@ -76,7 +76,7 @@ pub fn allowed(build_allow: Option<&[String]>, base_image: &str) -> Vec<AllowEnt
 }
 
 /// The hosts of `allowed` as a reader wants them: `pypi.org`, `host:8080`.
-pub fn describe(allowed: &[AllowEntry]) -> Vec<String> {
+pub(crate) fn describe(allowed: &[AllowEntry]) -> Vec<String> {
     let mut hosts: Vec<String> = Vec::new();
     for entry in allowed {
         let text = match entry.port {

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::config::egress::AllowEntry;
 use crate::config::engines::{self, EngineEntry};
 use crate::config::file::{
     prompt_file, read_allowed_images, read_build_allow, read_cache_from, read_tags,
@@ -112,6 +113,28 @@ impl DockerSettings {
             (BuildNetwork::Allowlist, BuilderChoice::Auto) => BuilderChoice::Classic,
             (_, choice) => choice,
         }
+    }
+
+    /// What `build_allow` (or, unset, its default for `base_image`) lets RUN steps
+    /// reach under `allowlist`.
+    pub fn build_allowed(&self) -> Vec<AllowEntry> {
+        crate::config::egress::allowed(self.build_allow.as_deref(), &self.base_image)
+    }
+
+    /// The warning a build network open to everything the engine reaches deserves
+    /// (`default`, `host`); `None` for `allowlist` and `none`.
+    pub fn open_build_network_warning(&self) -> Option<String> {
+        matches!(self.build_network, BuildNetwork::Default | BuildNetwork::Host).then(|| {
+            format!(
+                "`[docker] build_network = \"{}\"`: the model's RUN steps reach whatever the engine reaches (its host, other containers, the internet); the default `\"allowlist\"` limits them to `[docker] build_allow`",
+                self.build_network.as_str()
+            )
+        })
+    }
+
+    /// Those hosts as a reader wants them: `pypi.org`, `host:8080`.
+    pub fn build_allowed_hosts(&self) -> Vec<String> {
+        crate::config::egress::describe(&self.build_allowed())
     }
 }
 
