@@ -115,8 +115,8 @@ fn replace_word(line: &str, word: &str, by: &str) -> String {
 }
 
 /// The pin a build of `files` uses, and the files to build with it when they are not
-/// `files` as written: `given` when it
-/// names the Dockerfile's base, else the base as the engine has it now. A base the
+/// `files` as written: `given` when it names the Dockerfile's base, else the base as
+/// the engine has it now. A base the
 /// engine lacks is left as written, for the build to fail on and say so. A repo
 /// digest is always written into the `FROM`; an image id only when the name no longer
 /// names it (BuildKit takes no id in `FROM`; the classic builder does).

@@ -52,6 +52,10 @@ pub(crate) async fn build(
     let Some(policy) = request.egress else {
         return attempts(docker, builder, request, build_args, progress, started).await;
     };
+    // BuildKit's steps cannot join the gate: building anyway would not enforce it.
+    if builder == Builder::BuildKit {
+        return Err(SandboxError::EgressNeedsClassic);
+    }
     let gate = Gate::open(docker, policy).await?;
     let network = gate.network_mode();
     let mut build_args = build_args.clone();
