@@ -264,8 +264,7 @@ mod tests {
             },
             log: String::new(),
             duration: std::time::Duration::ZERO,
-            egress_refused: Vec::new(),
-            egress_unlisted: 0,
+            egress: Default::default(),
         };
         let text = build(&outcome, 60, &[]);
         assert!(text.contains("Step 3/4 : RUN python3 setup.py"));
@@ -284,8 +283,7 @@ mod tests {
             },
             log: String::new(),
             duration: std::time::Duration::ZERO,
-            egress_refused: Vec::new(),
-            egress_unlisted: 0,
+            egress: Default::default(),
         };
         let text = build(&outcome, 60, &["agent-base/python:3.11".to_owned()]);
         assert!(

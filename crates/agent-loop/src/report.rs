@@ -23,10 +23,11 @@ pub(crate) fn take_run(record: &mut IterationRecord, ran: &RunOutcome) {
 
 /// The egress policy's refusals as `report.json` records them.
 pub(crate) fn egress_record(built: &agent_sandbox::BuildOutcome) -> Option<EgressRecord> {
-    (!built.egress_refused.is_empty()).then(|| EgressRecord {
-        unlisted: built.egress_unlisted,
+    (!built.egress.kept.is_empty()).then(|| EgressRecord {
+        unlisted: built.egress.unlisted,
         refused: built
-            .egress_refused
+            .egress
+            .kept
             .iter()
             .map(|refusal| RefusedConnection {
                 host: refusal.host.clone(),

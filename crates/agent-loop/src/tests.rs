@@ -130,8 +130,7 @@ impl EnginePort for ScriptedEngine {
             status,
             log: "Step 1/2 : FROM base\n ---> 0123456789ab\n".into(),
             duration: Duration::from_millis(5),
-            egress_refused: Vec::new(),
-            egress_unlisted: 0,
+            egress: Default::default(),
         })
     }
 

@@ -62,7 +62,7 @@ pub use labels::{
 };
 pub use outcome::{
     BuildOutcome, BuildProgress, BuildStatus, Builder, Captured, CleanupReport, EgressRefusal,
-    ImageRole, Product, PulledImage, PushRefusal, RunOutcome, SealMethod, Sealed,
+    EgressRefusals, ImageRole, Product, PulledImage, PushRefusal, RunOutcome, SealMethod, Sealed,
 };
 pub use pool::{Pool, PoolSession};
 pub use port::{EnginePort, Inspect, Inspected, RemovalScope, Setup};

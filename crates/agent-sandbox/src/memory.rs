@@ -138,8 +138,7 @@ mod tests {
             },
             log: String::new(),
             duration: Duration::ZERO,
-            egress_refused: Vec::new(),
-            egress_unlisted: 0,
+            egress: Default::default(),
         };
         recipes.keep(builder, &request, &outcome);
     }

@@ -61,11 +61,16 @@ pub struct BuildOutcome {
     /// marked).
     pub log: String,
     pub duration: Duration,
-    /// What the build egress policy refused, in the order it happened (the first
-    /// hundred distinct ones).
-    pub egress_refused: Vec<EgressRefusal>,
-    /// Refused connections past those, counted only.
-    pub egress_unlisted: u64,
+    /// What the build egress policy refused.
+    pub egress: EgressRefusals,
+}
+
+/// What a build was refused: each host, port, step and way once, counted, in the
+/// order they came, up to a hundred; the connections past those only counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EgressRefusals {
+    pub kept: Vec<EgressRefusal>,
+    pub unlisted: u64,
 }
 
 /// A connection a build step tried that the egress policy refused.

@@ -17,7 +17,7 @@ use futures_util::{Stream, StreamExt};
 
 use crate::egress::Gate;
 use crate::errors::SandboxError;
-use crate::outcome::{BuildOutcome, BuildProgress, BuildStatus, Builder};
+use crate::outcome::{BuildOutcome, BuildProgress, BuildStatus, Builder, EgressRefusals};
 use crate::request::BuildRequest;
 
 /// What the engine says when a step's parent image vanished between its cache hit
@@ -84,8 +84,7 @@ pub(crate) async fn build(
     let refused = gate.close().await;
     let mut built = built?;
     built.log.push_str(&crate::egress::log_lines(&refused));
-    built.egress_refused = refused.kept;
-    built.egress_unlisted = refused.unlisted;
+    built.egress = refused;
     built.duration = started.elapsed();
     Ok(built)
 }
@@ -148,8 +147,7 @@ async fn build_once(
         status,
         log,
         duration: started.elapsed(),
-        egress_refused: Vec::new(),
-        egress_unlisted: 0,
+        egress: EgressRefusals::default(),
     })
 }
 

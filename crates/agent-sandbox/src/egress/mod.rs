@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 
 use crate::deadline::bounded;
 use crate::errors::SandboxError;
-use crate::outcome::EgressRefusal;
+use crate::outcome::{EgressRefusal, EgressRefusals};
 use crate::request::EgressPolicy;
 use crate::run::ContainerGuard;
 
@@ -72,7 +72,7 @@ pub(crate) struct Gate {
     gate_id: String,
     containers: Vec<ContainerGuard>,
     volume: String,
-    refused: Arc<Mutex<Refusals>>,
+    refused: Arc<Mutex<EgressRefusals>>,
     follower: tokio::task::JoinHandle<()>,
     step: StepNow,
 }
@@ -158,7 +158,7 @@ impl Gate {
 
     /// Removes the gate, the relay and the volume; what was refused, once per host,
     /// port, step and way.
-    pub(crate) async fn close(self) -> Refusals {
+    pub(crate) async fn close(self) -> EgressRefusals {
         tokio::time::sleep(SETTLE).await;
         self.follower.abort();
         for container in self.containers.into_iter().rev() {
@@ -169,15 +169,8 @@ impl Gate {
     }
 }
 
-/// What a build was refused: each host, port, step and way once, counted, up to
-/// [`KEPT_REFUSALS`]; the connections past those only counted.
-#[derive(Debug, Default)]
-pub(crate) struct Refusals {
-    pub(crate) kept: Vec<EgressRefusal>,
-    pub(crate) unlisted: u64,
-}
-
-impl Refusals {
+impl EgressRefusals {
+    /// Takes one refusal: counted with its twin, kept while there is room, else counted.
     fn add(&mut self, refusal: EgressRefusal) {
         let seen = self.kept.iter_mut().find(|seen| {
             seen.host == refusal.host
@@ -294,7 +287,7 @@ fn output_bytes(output: &LogOutput) -> bytes::Bytes {
 }
 
 /// Reads the gate's refusals as they come, each with the step running then.
-async fn follow(docker: Docker, gate: String, refused: Arc<Mutex<Refusals>>, step: StepNow) {
+async fn follow(docker: Docker, gate: String, refused: Arc<Mutex<EgressRefusals>>, step: StepNow) {
     let options = LogsOptionsBuilder::default()
         .follow(true)
         .stdout(true)
@@ -349,7 +342,7 @@ async fn remove_volume(docker: &Docker, volume: &str) {
 }
 
 /// The build log's account of what was refused.
-pub(crate) fn log_lines(refused: &Refusals) -> String {
+pub(crate) fn log_lines(refused: &EgressRefusals) -> String {
     let mut lines = String::new();
     for refusal in &refused.kept {
         let step = match (refusal.step, &refusal.instruction) {
@@ -387,7 +380,7 @@ mod tests {
         assert_eq!(refusal.step, Some(3));
         assert!(parse_refusal(r#"{"ready": "gate"}"#, step.clone()).is_none());
         assert!(parse_refusal("not json", step).is_none());
-        let mut refused = Refusals::default();
+        let mut refused = EgressRefusals::default();
         refused.add(refusal.clone());
         refused.add(refusal.clone());
         assert_eq!(refused.kept.len(), 1);
