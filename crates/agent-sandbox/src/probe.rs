@@ -138,10 +138,12 @@ impl Prober {
                 id: created.id,
                 port,
             })),
-            // The engine refuses to join the namespace of a container that exited.
+            // The engine refuses to join the namespace of a container that exited: 409
+            // when it saw so first, 500 when the service exited between the engine's
+            // network check and the helper's spec. What the service's state says decides.
             Err(error) => {
                 guard.remove().await;
-                if is_status(&error, 409) {
+                if is_status(&error, 409) || exited(docker, service).await == Some(true) {
                     Ok(None)
                 } else {
                     Err(SandboxError::Run {
@@ -241,6 +243,15 @@ impl Prober {
             source,
         }
     }
+}
+
+/// Whether the container `id` is no longer running; `None` when the engine does not say.
+async fn exited(docker: &Docker, id: &str) -> Option<bool> {
+    let state = bounded(docker.inspect_container(id, None))
+        .await
+        .ok()?
+        .state?;
+    Some(!state.running?)
 }
 
 fn helper_config(
