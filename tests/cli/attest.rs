@@ -340,7 +340,7 @@ async fn a_signed_push_verifies_independently_and_every_tamper_is_refused_with_i
     let output = verify(&workspace, config.path(), &reference, &public, Some(&spec)).await;
     output.assert_code(0);
     assert_eq!(output.stdout, "run/word\nrun/exit_code\n");
-    assert!(output.stderr.contains("says PASSED"), "{}", output.stderr);
+    output.assert_stderr_has("says PASSED");
 
     // Another key.
     let output = verify(&workspace, config.path(), &reference, &other_public, None).await;
@@ -498,11 +498,7 @@ async fn signing_without_a_usable_key_exits_2_naming_the_variable_before_any_mod
 
     let output = run_with(&workspace, &spec, config.path(), &push).await;
     output.assert_code(2);
-    assert!(
-        output.stderr.contains("`AGENT_SIGNING_KEY`"),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has("`AGENT_SIGNING_KEY`");
 
     let mut command = agent_command(
         &workspace,
@@ -512,11 +508,7 @@ async fn signing_without_a_usable_key_exits_2_naming_the_variable_before_any_mod
     command.env("AGENT_SIGNING_KEY", "not-a-key-sentinel-31337");
     let output = run_agent(&mut command).await;
     output.assert_code(2);
-    assert!(
-        output.stderr.contains("`AGENT_SIGNING_KEY`"),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has("`AGENT_SIGNING_KEY`");
     assert!(
         !output.stderr.contains("sentinel-31337"),
         "{}",
@@ -532,6 +524,6 @@ async fn signing_without_a_usable_key_exits_2_naming_the_variable_before_any_mod
     .unwrap();
     let output = run_with(&workspace, &spec, config.path(), &[]).await;
     output.assert_code(2);
-    assert!(output.stderr.contains("`RELEASE_KEY`"), "{}", output.stderr);
+    output.assert_stderr_has("`RELEASE_KEY`");
     assert!(server.requests().is_empty(), "no model call was made");
 }

@@ -159,7 +159,7 @@ async fn a_cli_with_three_cases_and_image_checks_is_repaired_from_both_failures(
             "{classname}: {junit}"
         );
     }
-    assert!(output.stderr.contains("CHECKS"), "{}", output.stderr);
+    output.assert_stderr_has("CHECKS");
     let run_dir = workspace.run_dir("adder");
     let bad_input =
         std::fs::read_to_string(run_dir.join("iterations/1/cases/2/stderr.txt")).unwrap();

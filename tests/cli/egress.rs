@@ -414,20 +414,8 @@ async fn an_egress_image_without_python_is_named_and_leaves_nothing() {
     let spec = workspace.spec("hello", HELLO_SPEC);
     let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
     output.assert_code(3);
-    assert!(
-        output
-            .stderr
-            .contains("the build egress gate could not start"),
-        "{}",
-        output.stderr
-    );
-    assert!(
-        output
-            .stderr
-            .contains("hint: `[docker] egress_image` must have `python3`"),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has("the build egress gate could not start");
+    output.assert_stderr_has("hint: `[docker] egress_image` must have `python3`");
     let report = workspace.report("hello");
     let label = format!("dev.agent.run={}", report["run_id"].as_str().unwrap());
     assert_eq!(containers_with(&label), Vec::<String>::new());
@@ -447,19 +435,9 @@ async fn podman_which_cannot_enforce_the_allow_list_is_refused_before_any_model_
     let spec = workspace.spec("hello", HELLO_SPEC);
     let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
     output.assert_code(3);
-    assert!(
-        output
-            .stderr
-            .contains("cannot enforce `build_network = \"allowlist\"`"),
-        "{}",
-        output.stderr
-    );
-    assert!(
-        output
-            .stderr
-            .contains("hint: use a Docker engine, or set `[docker] build_network = \"default\"`"),
-        "{}",
-        output.stderr
+    output.assert_stderr_has("cannot enforce `build_network = \"allowlist\"`");
+    output.assert_stderr_has(
+        "hint: use a Docker engine, or set `[docker] build_network = \"default\"`",
     );
     assert_eq!(server.requests().len(), 0, "no model call was made");
 }

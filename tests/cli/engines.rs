@@ -205,13 +205,7 @@ async fn an_engine_lost_mid_run_hands_its_iteration_to_the_other_with_no_new_mod
         "a container ran on the third engine before the run ended"
     );
     output.assert_code(0);
-    assert!(
-        output
-            .stderr
-            .contains(&format!("engine `{doomed}` was lost")),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has(&format!("engine `{doomed}` was lost"));
     let reports = reports(&workspace, &specs);
     let mut retried = 0;
     for report in &reports {
@@ -258,13 +252,9 @@ async fn an_engine_down_at_start_is_left_out_and_none_answering_exits_3() {
     )
     .await;
     output.assert_code(0);
-    assert!(
-        output.stderr.contains(&format!(
-            "agent: engine `{ABSENT_ENGINE}` does not answer; it is left out"
-        )),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has(&format!(
+        "agent: engine `{ABSENT_ENGINE}` does not answer; it is left out"
+    ));
     let report = workspace.report("down-1");
     assert_eq!(report["history"][0]["engine"], MAIN_ENGINE);
     docker_lines(&["rmi", report["image"].as_str().unwrap()]);
@@ -283,14 +273,8 @@ async fn an_engine_down_at_start_is_left_out_and_none_answering_exits_3() {
     )
     .await;
     output.assert_code(3);
-    assert!(
-        output
-            .stderr
-            .contains("error: no engine answers with the base images"),
-        "{}",
-        output.stderr
-    );
-    assert!(output.stderr.contains("hint: "), "{}", output.stderr);
+    output.assert_stderr_has("error: no engine answers with the base images");
+    output.assert_stderr_has("hint: ");
     assert_eq!(
         server.requests().len(),
         1,
@@ -572,13 +556,9 @@ async fn an_engine_without_a_base_image_is_left_out() {
     let specs = hello_specs(&workspace, "lacking", 1);
     let output = agent(&workspace, &["run", &specs[0]]).await;
     output.assert_code(0);
-    assert!(
-        output.stderr.contains(&format!(
-            "agent: engine `{second}` lacks a base image; it is left out: base image `{python}`"
-        )),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has(&format!(
+        "agent: engine `{second}` lacks a base image; it is left out: base image `{python}`"
+    ));
     let report = workspace.report("lacking-1");
     assert_eq!(report["history"][0]["engine"], MAIN_ENGINE);
     docker_lines(&["rmi", report["image"].as_str().unwrap()]);

@@ -209,11 +209,7 @@ async fn the_action_installs_a_checksum_verified_release_and_refuses_a_wrong_che
     let refused = tempfile::tempdir().unwrap();
     let output = install(refused.path(), &server.url, "v9.9.8").await;
     output.assert_code(1);
-    assert!(
-        output.stderr.contains("::error title=agent install::checksum of agent-x86_64-unknown-linux-gnu.tar.gz does not match"),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has("::error title=agent install::checksum of agent-x86_64-unknown-linux-gnu.tar.gz does not match");
     assert!(!refused.path().join("bin").exists(), "nothing is installed");
     assert!(!refused.path().join("github_path").exists());
 
@@ -236,11 +232,7 @@ async fn the_action_installs_a_checksum_verified_release_and_refuses_a_wrong_che
     let missing = tempfile::tempdir().unwrap();
     let output = install(missing.path(), &server.url, "v0.0.404").await;
     output.assert_code(1);
-    assert!(
-        output.stderr.contains("compiling is off"),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has("compiling is off");
     assert!(!missing.path().join("bin").exists());
 }
 
@@ -333,13 +325,7 @@ async fn the_action_run_step_sets_outputs_and_annotates_the_failing_check_table(
 
     let output = run_agent(&mut run_step("specs/nothing-*.toml")).await;
     output.assert_code(2);
-    assert!(
-        output
-            .stderr
-            .contains("no spec file matches `specs/nothing-*.toml`"),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has("no spec file matches `specs/nothing-*.toml`");
 
     let output = run_agent(&mut run_step("specs/*.toml")).await;
     output.assert_code(1);

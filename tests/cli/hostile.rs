@@ -558,13 +558,9 @@ async fn a_rejected_request_exits_3_with_the_status_the_report_and_a_hint() {
     let spec = workspace.spec("rejected", HELLO_SPEC);
     let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
     output.assert_code(3);
-    assert!(output.stderr.contains("HTTP 400"), "{}", output.stderr);
-    assert!(
-        output.stderr.contains("guided decoding is not supported"),
-        "{}",
-        output.stderr
-    );
-    assert!(output.stderr.contains("hint:"), "{}", output.stderr);
+    output.assert_stderr_has("HTTP 400");
+    output.assert_stderr_has("guided decoding is not supported");
+    output.assert_stderr_has("hint:");
     assert_eq!(server.requests().len(), 1, "a 400 is not retried");
     let report = workspace.report("rejected");
     assert_eq!(report["stopped_by"], "error");

@@ -126,11 +126,7 @@ async fn a_verified_spec_carries_its_provenance_and_its_lock_reverifies_without_
     std::fs::write(&spec, CHANGED_SPEC).unwrap();
     let output = agent(&workspace, &["run", "--locked", spec_arg, "--out", "stale"]).await;
     output.assert_code(1);
-    assert!(
-        output.stderr.contains("the spec changed since"),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has("the spec changed since");
     let output = agent(&workspace, &["run", spec_arg, "--out", "repaired"]).await;
     output.assert_code(0);
     let requests = server.requests();
@@ -157,7 +153,7 @@ async fn a_verified_spec_carries_its_provenance_and_its_lock_reverifies_without_
     )
     .await;
     output.assert_code(1);
-    assert!(output.stderr.contains("no lock at"), "{}", output.stderr);
+    output.assert_stderr_has("no lock at");
 }
 
 /// The report of the single run below `<workspace>/<out>/locked/`.

@@ -328,7 +328,7 @@ async fn a_spec_that_never_passes_exits_1_within_its_iteration_budget() {
     assert!(!workspace.run_dir("hello").join("final").exists());
     let summary: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
     assert_eq!(summary["verified"], false);
-    assert!(output.stderr.contains("not verified"), "{}", output.stderr);
+    output.assert_stderr_has("not verified");
     assert_run_cleaned_up(&report);
 }
 
@@ -455,14 +455,14 @@ async fn a_bad_spec_exits_2_with_file_line_and_column_before_any_model_call() {
     );
     let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
     output.assert_code(2);
-    assert!(output.stderr.contains("bad.toml:5:"), "{}", output.stderr);
-    assert!(output.stderr.contains("stdout_equal"), "{}", output.stderr);
+    output.assert_stderr_has("bad.toml:5:");
+    output.assert_stderr_has("stdout_equal");
     assert!(output.stderr.starts_with("error: "), "{}", output.stderr);
     assert!(server.requests().is_empty());
 
     let output = agent(&workspace, &["check", spec.to_str().unwrap()]).await;
     output.assert_code(2);
-    assert!(output.stderr.contains("bad.toml:5:"), "{}", output.stderr);
+    output.assert_stderr_has("bad.toml:5:");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -486,14 +486,8 @@ async fn an_unreachable_engine_exits_3_with_a_hint_before_any_model_call() {
     let started = Instant::now();
     let output = run_agent(&mut command).await;
     output.assert_code(3);
-    assert!(
-        output
-            .stderr
-            .contains("hint: is the Docker engine running?"),
-        "{}",
-        output.stderr
-    );
-    assert!(output.stderr.contains("docker info"), "{}", output.stderr);
+    output.assert_stderr_has("hint: is the Docker engine running?");
+    output.assert_stderr_has("docker info");
     assert!(server.requests().is_empty(), "no model call was made");
     assert!(started.elapsed() < Duration::from_secs(30));
 }
@@ -630,11 +624,7 @@ async fn jobs_run_specs_concurrently_with_a_summary_and_junit() {
     )
     .await;
     output.assert_code(0);
-    assert!(
-        output.stderr.contains("2 of 2 specs verified"),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has("2 of 2 specs verified");
     let junit = std::fs::read_to_string(workspace.path().join("junit.xml")).unwrap();
     assert!(
         junit.contains("name=\"alpha\"") && junit.contains("name=\"beta\""),

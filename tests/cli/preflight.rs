@@ -25,20 +25,10 @@ async fn a_missing_base_image_stops_the_run_before_any_model_call() {
     );
     let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
     output.assert_code(3);
-    assert!(
-        output.stderr.contains(
-            "base image `agent-missing/nothing:1` is not on the engine and cannot be pulled"
-        ),
-        "{}",
-        output.stderr
+    output.assert_stderr_has(
+        "base image `agent-missing/nothing:1` is not on the engine and cannot be pulled",
     );
-    assert!(
-        output
-            .stderr
-            .contains("hint: build the local base images with `scripts/base-images`"),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has("hint: build the local base images with `scripts/base-images`");
     assert_eq!(server.requests().len(), 0, "no model call was made");
     assert!(!workspace.out().exists(), "no run directory was made");
 }
@@ -64,20 +54,8 @@ async fn a_service_without_its_probe_image_stops_the_run_before_any_model_call()
         .assert_code(0);
     let output = agent(&workspace, &["run", spec.to_str().unwrap()]).await;
     output.assert_code(3);
-    assert!(
-        output
-            .stderr
-            .contains("probe image `agent-missing/probe:1` is not on the engine"),
-        "{}",
-        output.stderr
-    );
-    assert!(
-        output
-            .stderr
-            .contains("`[docker] probe_image` in agent.toml"),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has("probe image `agent-missing/probe:1` is not on the engine");
+    output.assert_stderr_has("`[docker] probe_image` in agent.toml");
     assert_eq!(server.requests().len(), 0, "no model call was made");
     assert!(!workspace.out().exists(), "no run directory was made");
     // `verify --image` names it the same way, before it starts the service.

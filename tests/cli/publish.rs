@@ -236,11 +236,7 @@ async fn a_pushed_image_pulls_back_runs_and_has_the_registrys_digest() {
         .manifest_digest("team/pushed", &short_digest(&report))
         .await;
     assert_eq!(report["published"]["digest"], digest.as_str());
-    assert!(
-        output.stderr.contains(&format!("pushed {reference}")),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has(&format!("pushed {reference}"));
     assert!(report.get("publish_error").is_none(), "{report}");
     let page = page(&workspace, "pushed");
     assert!(
@@ -323,14 +319,8 @@ async fn a_refused_password_keeps_the_spec_verified_exits_3_and_leaks_nowhere() 
     assert!(report.get("published").is_none(), "{report}");
     let error = report["publish_error"].as_str().expect("publish_error");
     assert!(error.contains("unauthorized"), "{error}");
-    assert!(output.stderr.contains("hint:"), "{}", output.stderr);
-    assert!(
-        output
-            .stderr
-            .contains(&format!("docker login {}", registry.address())),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has("hint:");
+    output.assert_stderr_has(&format!("docker login {}", registry.address()));
     let summary: serde_json::Value = serde_json::from_str(&output.stdout).expect("--json");
     assert_eq!(summary["exit_code"], 3);
 
@@ -378,13 +368,7 @@ async fn a_saved_image_loads_with_docker_load_even_when_the_push_beside_it_finds
     )
     .await;
     output.assert_code(3);
-    assert!(
-        output
-            .stderr
-            .contains("hint: is the registry `127.0.0.1:9` running"),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has("hint: is the registry `127.0.0.1:9` running");
 
     let report = workspace.report("saved");
     assert_eq!(report["verified"], true);

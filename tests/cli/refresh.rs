@@ -152,7 +152,7 @@ async fn a_moved_base_is_refreshed_repaired_and_relocked_and_the_old_lock_builds
         .env("INPUT_LOCKED", "true");
     let output = run_agent(&mut step).await;
     output.assert_code(0);
-    assert!(output.stderr.contains("unchanged"), "{}", output.stderr);
+    output.assert_stderr_has("unchanged");
     assert_eq!(lock_json(&workspace), (locked.clone(), modified));
     assert_eq!(
         server.requests().len(),
@@ -171,7 +171,7 @@ async fn a_moved_base_is_refreshed_repaired_and_relocked_and_the_old_lock_builds
     docker_ok(&["rmi", &format!("{base}:1")]);
     let output = run(&workspace, &["--refresh-base"]).await;
     output.assert_code(0);
-    assert!(output.stderr.contains("moved"), "{}", output.stderr);
+    output.assert_stderr_has("moved");
     assert_eq!(server.requests().len(), 2, "one repair");
     let report = workspace.report("greeting");
     let second_pin = format!("{base}@{second_digest}");
@@ -213,40 +213,22 @@ async fn a_moved_base_is_refreshed_repaired_and_relocked_and_the_old_lock_builds
     std::fs::write(&lock_path, text.replace(&first_pin, &gone)).expect("lock.json written");
     let output = run(&workspace, &[]).await;
     output.assert_code(3);
-    assert!(
-        output.stderr.contains(&format!(
-            "error: the base image `{gone}` the lock pins is neither on the engine nor pullable"
-        )),
-        "{}",
-        output.stderr
-    );
-    assert!(
-        output
-            .stderr
-            .contains("hint: run `agent run --refresh-base` to re-resolve it"),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has(&format!(
+        "error: the base image `{gone}` the lock pins is neither on the engine nor pullable"
+    ));
+    output.assert_stderr_has("hint: run `agent run --refresh-base` to re-resolve it");
     assert_eq!(server.requests().len(), 2, "no model call");
 
     // A refresh whose registry is gone: the base is named, with what to check.
     drop(registry);
     let output = run(&workspace, &["--refresh-base"]).await;
     output.assert_code(3);
-    assert!(
-        output.stderr.contains(&format!(
-            "error: cannot pull the base image `{base}:1` again"
-        )),
-        "{}",
-        output.stderr
-    );
-    assert!(
-        output.stderr.contains(&format!(
-            "hint: check that `docker pull {base}:1` works here"
-        )),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has(&format!(
+        "error: cannot pull the base image `{base}:1` again"
+    ));
+    output.assert_stderr_has(&format!(
+        "hint: check that `docker pull {base}:1` works here"
+    ));
     assert_eq!(server.requests().len(), 2, "no model call");
     for reference in [format!("{base}:1"), first_pin, second_pin] {
         let _ = docker(&["rmi", &reference]);
@@ -264,10 +246,6 @@ async fn refresh_base_with_locked_or_no_lock_is_bad_usage() {
         )
         .await;
         output.assert_code(2);
-        assert!(
-            output.stderr.contains("cannot be used with"),
-            "{}",
-            output.stderr
-        );
+        output.assert_stderr_has("cannot be used with");
     }
 }

@@ -121,17 +121,9 @@ async fn agent_report_writes_one_page_for_every_run_below_an_out_folder() {
 
     let nothing = agent(&workspace, &["report", "agent.toml"]).await;
     nothing.assert_code(2);
-    assert!(
-        nothing.stderr.contains("is not a directory"),
-        "{}",
-        nothing.stderr
-    );
+    nothing.assert_stderr_has("is not a directory");
     std::fs::create_dir(workspace.path().join("empty")).unwrap();
     let empty = agent(&workspace, &["report", "empty"]).await;
     empty.assert_code(2);
-    assert!(
-        empty.stderr.contains("no run directory"),
-        "{}",
-        empty.stderr
-    );
+    empty.assert_stderr_has("no run directory");
 }

@@ -381,13 +381,7 @@ async fn host_run_options_are_refused_without_structure_allow_host() {
         let expected = format!(
             "`{key}` in containerRunOptions is run only with `structure_allow_host = true` in the spec"
         );
-        assert!(output.stderr.contains(&expected), "{}", output.stderr);
-        assert!(
-            output
-                .stderr
-                .contains("add `structure_allow_host = true` to the spec"),
-            "{}",
-            output.stderr
-        );
+        output.assert_stderr_has(&expected);
+        output.assert_stderr_has("add `structure_allow_host = true` to the spec");
     }
 }

@@ -78,7 +78,7 @@ async fn an_explicit_json_schema_is_obeyed_and_its_rejection_names_the_setting()
     )
     .await;
     output.assert_code(3);
-    assert!(output.stderr.contains("HTTP 500"), "{}", output.stderr);
+    output.assert_stderr_has("HTTP 500");
     assert!(
         output.stderr.contains("hint:") && output.stderr.contains("structured_output"),
         "{}",

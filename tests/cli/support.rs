@@ -187,6 +187,16 @@ impl Output {
             self.stderr
         );
     }
+
+    /// Fails, showing the whole of stderr, unless stderr contains `text`.
+    #[track_caller]
+    pub fn assert_stderr_has(&self, text: &str) {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}\n--- stderr\n{}",
+            self.stderr
+        );
+    }
 }
 
 /// `agent <args>` in the workspace, with none of the variables `agent` reads taken

@@ -72,21 +72,11 @@ async fn a_moved_run_directory_verifies_from_anywhere_without_the_original_spec(
     };
     let output = verify_from_elsewhere().await;
     output.assert_code(0);
-    assert!(
-        output.stderr.contains("verified again"),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has("verified again");
 
     // An input changed inside the run directory is refused before anything is built.
     std::fs::write(moved.join("spec/data/words.txt"), "gamma\n").unwrap();
     let output = verify_from_elsewhere().await;
     output.assert_code(2);
-    assert!(
-        output
-            .stderr
-            .contains("differ from those the run used: data/words.txt"),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has("differ from those the run used: data/words.txt");
 }

@@ -269,13 +269,9 @@ async fn an_ssh_engine_that_does_not_answer_is_left_out_like_any_other() {
     ];
     let output = run_agent(&mut sshd.agent(&workspace, &args)).await;
     output.assert_code(0);
-    assert!(
-        output.stderr.contains(&format!(
-            "agent: engine `{URL}` does not answer; it is left out"
-        )),
-        "{}",
-        output.stderr
-    );
+    output.assert_stderr_has(&format!(
+        "agent: engine `{URL}` does not answer; it is left out"
+    ));
     let report = workspace.report("ssh-down-1");
     assert_eq!(report["history"][0]["engine"], MAIN_ENGINE);
     docker_lines(&["rmi", report["image"].as_str().unwrap()]);

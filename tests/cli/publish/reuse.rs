@@ -212,14 +212,10 @@ async fn reuse_on_a_fresh_engine(builder: &Builder) {
     assert_eq!(reused["iterations"], 0, "nothing was built: {reused}");
     assert!(reused["history"][0]["build_secs"].is_null(), "{reused}");
     assert!(!run_dir.join("iterations/1/build.log").exists());
-    assert!(
-        second.stderr.contains(&format!(
-            "reusing the published image {}",
-            published["reference"].as_str().unwrap()
-        )),
-        "{}",
-        second.stderr
-    );
+    second.assert_stderr_has(&format!(
+        "reusing the published image {}",
+        published["reference"].as_str().unwrap()
+    ));
     assert_eq!(server.requests().len(), 1, "--locked asks no model");
     let printed = std::fs::read_to_string(run_dir.join("iterations/1/stdout.txt")).unwrap();
     assert_eq!(
@@ -255,13 +251,7 @@ async fn reuse_on_a_fresh_engine(builder: &Builder) {
         .env("RUST_LOG", "trace");
     let refused = run_agent(&mut command).await;
     refused.assert_code(3);
-    assert!(
-        refused
-            .stderr
-            .contains(&format!("docker login {}", registry.address())),
-        "{}",
-        refused.stderr
-    );
+    refused.assert_stderr_has(&format!("docker login {}", registry.address()));
     for text in [&refused.stdout, &refused.stderr] {
         assert!(!text.contains(wrong) && !text.contains(password));
     }
