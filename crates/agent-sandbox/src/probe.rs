@@ -26,7 +26,7 @@ use crate::deadline::bounded;
 use crate::errors::SandboxError;
 use crate::outcome::Captured;
 use crate::request::{RunAccess, RunLimits, RunNetwork};
-use crate::run::{ContainerGuard, Output, host_config};
+use crate::run::{ContainerGuard, Output, host_config, is_running};
 
 /// The image the helper runs when the caller names none: it needs busybox's `nc`,
 /// `sleep` and `true`, which the busybox base image has.
@@ -140,10 +140,10 @@ impl Prober {
             })),
             // The engine refuses to join the namespace of a container that exited: 409
             // when it saw so first, 500 when the service exited between the engine's
-            // network check and the helper's spec. What the service's state says decides.
+            // network check and the helper's spec; past a 409, the service's state decides.
             Err(error) => {
                 guard.remove().await;
-                if is_status(&error, 409) || exited(docker, service).await == Some(true) {
+                if is_status(&error, 409) || is_running(docker, service).await == Some(false) {
                     Ok(None)
                 } else {
                     Err(SandboxError::Run {
@@ -243,15 +243,6 @@ impl Prober {
             source,
         }
     }
-}
-
-/// Whether the container `id` is no longer running; `None` when the engine does not say.
-async fn exited(docker: &Docker, id: &str) -> Option<bool> {
-    let state = bounded(docker.inspect_container(id, None))
-        .await
-        .ok()?
-        .state?;
-    Some(!state.running?)
 }
 
 fn helper_config(

@@ -359,6 +359,16 @@ async fn stop_after_timeout(
     }
 }
 
+/// Whether the container `id` is running, as the engine's inspect says; `None` when
+/// the engine does not say.
+pub(crate) async fn is_running(docker: &Docker, id: &str) -> Option<bool> {
+    bounded(docker.inspect_container(id, None))
+        .await
+        .ok()?
+        .state?
+        .running
+}
+
 /// Removes the container when dropped, so a cancelled run (Ctrl-C drops the future)
 /// leaves nothing behind; the normal paths call [`ContainerGuard::remove`] and wait
 /// for the removal.

@@ -23,7 +23,7 @@ use crate::errors::SandboxError;
 use crate::outcome::Captured;
 use crate::probe::{ProbeFailure, ProbeLimits, ProbeOutcome, ProbeRequest, Prober};
 use crate::request::RunLimits;
-use crate::run::{ContainerGuard, Output, container_body};
+use crate::run::{ContainerGuard, Output, container_body, is_running};
 
 /// Pause between two readiness attempts.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -411,11 +411,7 @@ async fn poll(
 /// SIGTERM, then SIGKILL after `timeout`, as the engine's stop does.
 async fn stop(docker: &Docker, id: &str, timeout: Duration) -> StopEnd {
     // It may have exited during the probes.
-    let running = bounded(docker.inspect_container(id, None))
-        .await
-        .ok()
-        .and_then(|inspected| inspected.state?.running);
-    if running == Some(false) {
+    if is_running(docker, id).await == Some(false) {
         return StopEnd::AlreadyExited;
     }
     let seconds = i32::try_from(timeout.as_secs_f64().ceil() as u64).unwrap_or(i32::MAX);
